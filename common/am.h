@@ -1,0 +1,144 @@
+/*
+ * common/am.h - the small shared layer of alertmap: arena allocator,
+ * diagnostics (file:line:col messages), bounded string buffer and JSON-lines
+ * logging. libc only; every other folder may include this header.
+ */
+#ifndef AM_H
+#define AM_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define AM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define AM_PRINTF(f, a)
+#endif
+
+#define AM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Error codes shared by all folders: 0 is success, failures are negative. */
+enum {
+    AM_OK = 0,
+    AM_ENOMEM = -1,
+    AM_EINVAL = -2,  /* bad input */
+    AM_ELIMIT = -3,  /* a bound (size, depth, count) was exceeded */
+    AM_EIO = -4,     /* file or socket error */
+    AM_ENOTFOUND = -5,
+    AM_EAUTH = -6,   /* signature or token rejected */
+    AM_EUNAVAIL = -7 /* dependency (database) unavailable */
+};
+
+/* ---- arena ------------------------------------------------------------ */
+
+/*
+ * A bump allocator. Memory comes from chunks that are released together by
+ * am_arena_reset() or am_arena_free(); nothing is freed piece by piece.
+ * An arena has a hard cap (bytes handed out); past it allocation returns NULL.
+ * Not thread-safe: one arena belongs to one request / one thread at a time.
+ */
+typedef struct am_arena am_arena_t;
+
+/* New arena whose chunks are at least chunk_size bytes and which hands out at
+ * most cap bytes in total (0 = 64 MiB). Returns NULL when out of memory. */
+am_arena_t *am_arena_new(size_t chunk_size, size_t cap);
+/* Releases every chunk. am_arena_free(NULL) is a no-op. */
+void am_arena_free(am_arena_t *a);
+/* Forgets all allocations but keeps the first chunk for reuse. */
+void am_arena_reset(am_arena_t *a);
+/* Aligned (16 bytes) allocation, NULL when out of memory or over the cap. */
+void *am_arena_alloc(am_arena_t *a, size_t n);
+/* Zeroed allocation. */
+void *am_arena_calloc(am_arena_t *a, size_t count, size_t size);
+/* Copies of strings into the arena, always NUL-terminated. NULL in, NULL out. */
+char *am_arena_strdup(am_arena_t *a, const char *s);
+char *am_arena_strndup(am_arena_t *a, const char *s, size_t n);
+char *am_arena_printf(am_arena_t *a, const char *fmt, ...) AM_PRINTF(2, 3);
+/* Bytes handed out so far. */
+size_t am_arena_used(const am_arena_t *a);
+
+/* ---- growable buffer (heap) ----------------------------------------- */
+
+/* A NUL-terminated growable byte buffer on the heap, bounded by max (0 = no
+ * bound). After any failed append the buffer is marked failed and further
+ * appends are ignored; check am_buf_ok() once at the end. */
+typedef struct am_buf {
+    char *data;
+    size_t len, cap, max;
+    bool failed;
+} am_buf_t;
+
+void am_buf_init(am_buf_t *b, size_t max);
+void am_buf_dispose(am_buf_t *b);
+void am_buf_append(am_buf_t *b, const void *p, size_t n);
+void am_buf_puts(am_buf_t *b, const char *s);
+void am_buf_putc(am_buf_t *b, char c);
+void am_buf_printf(am_buf_t *b, const char *fmt, ...) AM_PRINTF(2, 3);
+static inline bool am_buf_ok(const am_buf_t *b)
+{
+    return !b->failed;
+}
+/* Takes the heap string out of the buffer (caller frees); the buffer is empty
+ * afterwards. Returns NULL if the buffer had failed. */
+char *am_buf_steal(am_buf_t *b);
+
+/* ---- diagnostics --------------------------------------------------- */
+
+typedef struct am_diag {
+    char *file;
+    int line, col; /* 1-based; 0 when unknown */
+    char *msg;
+} am_diag_t;
+
+/* An ordered list of diagnostics, owned by the list (heap). */
+typedef struct am_diags {
+    am_diag_t *items;
+    size_t count, cap;
+} am_diags_t;
+
+void am_diags_init(am_diags_t *d);
+void am_diags_dispose(am_diags_t *d);
+/* Appends "file:line:col: msg". Never fails visibly: on out-of-memory the
+ * message is dropped but count still grows so callers see an error. */
+void am_diags_add(am_diags_t *d, const char *file, int line, int col, const char *fmt, ...)
+    AM_PRINTF(5, 6);
+void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt,
+                   va_list ap);
+/* Prints each diagnostic as "file:line:col: msg\n". */
+void am_diags_print(const am_diags_t *d, FILE *out);
+/* Sorts by file, line, column (stable for equal positions). */
+void am_diags_sort(am_diags_t *d);
+
+/* ---- misc ------------------------------------------------------------ */
+
+/* Reads a whole file into a heap buffer (NUL-terminated, *len excludes the
+ * NUL). Returns 0, AM_EIO (errno kept) or AM_ELIMIT when over max bytes. */
+int am_read_file(char **out, size_t *len, const char *path, size_t max);
+/* Microseconds since the epoch (CLOCK_REALTIME). */
+int64_t am_now_us(void);
+/* Formats t (µs since epoch, UTC) as RFC 3339 with 'Z', e.g.
+ * 2024-05-01T10:00:00Z, adding .ffffff only when there is a fraction.
+ * buf needs 32 bytes. */
+void am_format_time(char buf[32], int64_t t_us);
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void am_hex(char *out, const unsigned char *p, size_t n);
+/* Constant-time comparison of two byte strings (length leaks, content does not). */
+bool am_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* ---- logging: one JSON object per line on stderr --------------------- */
+
+typedef enum { AM_LOG_DEBUG, AM_LOG_INFO, AM_LOG_WARN, AM_LOG_ERROR } am_log_level_t;
+void am_log_set_level(am_log_level_t min);
+/* Writes {"time":"…","level":"info","event":EVENT, k1:v1, ...} to stderr.
+ * The variadic list holds pairs: const char *key, then a value whose type is
+ * given by the key's first character: 's' string(const char*; NULL omitted),
+ * 'i' int64_t, 'd' double; the key itself is written without that prefix.
+ * End the list with NULL. Example:
+ *   am_log(AM_LOG_INFO, "request", "srequest_id", id, "istatus", (int64_t)202, NULL);
+ * Thread-safe: a line is written with one write(2). */
+void am_log(am_log_level_t level, const char *event, ...);
+
+#endif

@@ -1,0 +1,92 @@
+/* common/buf.c - bounded growable string buffer; see am.h. */
+#include "am.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void am_buf_init(am_buf_t *b, size_t max)
+{
+    memset(b, 0, sizeof(*b));
+    b->max = max;
+}
+
+void am_buf_dispose(am_buf_t *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+static bool reserve(am_buf_t *b, size_t extra)
+{
+    if (b->failed)
+        return false;
+    size_t need = b->len + extra + 1;
+    if (need < b->len || (b->max != 0 && need - 1 > b->max)) {
+        b->failed = true;
+        return false;
+    }
+    if (need <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (p == NULL) {
+        b->failed = true;
+        return false;
+    }
+    b->data = p;
+    b->cap = cap;
+    return true;
+}
+
+void am_buf_append(am_buf_t *b, const void *p, size_t n)
+{
+    if (!reserve(b, n))
+        return;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void am_buf_puts(am_buf_t *b, const char *s)
+{
+    am_buf_append(b, s, strlen(s));
+}
+
+void am_buf_putc(am_buf_t *b, char c)
+{
+    am_buf_append(b, &c, 1);
+}
+
+void am_buf_printf(am_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if (!reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+char *am_buf_steal(am_buf_t *b)
+{
+    if (b->failed) {
+        am_buf_dispose(b);
+        return NULL;
+    }
+    char *p = b->data;
+    if (p == NULL)
+        p = calloc(1, 1);
+    memset(b, 0, sizeof(*b));
+    return p;
+}

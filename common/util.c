@@ -1,0 +1,176 @@
+/* common/util.c - files, time, hex, constant-time compare, JSON-lines log. */
+#include "am.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int am_read_file(char **out, size_t *len, const char *path, size_t max)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return AM_EIO;
+    am_buf_t b;
+    am_buf_init(&b, max);
+    char tmp[8192];
+    size_t n;
+    int rc = AM_OK;
+    while ((n = fread(tmp, 1, sizeof(tmp), f)) > 0) {
+        am_buf_append(&b, tmp, n);
+        if (!am_buf_ok(&b)) {
+            rc = AM_ELIMIT;
+            break;
+        }
+    }
+    if (rc == AM_OK && ferror(f))
+        rc = AM_EIO;
+    int saved = errno;
+    fclose(f);
+    if (rc != AM_OK) {
+        am_buf_dispose(&b);
+        errno = saved;
+        return rc;
+    }
+    *len = b.len;
+    *out = am_buf_steal(&b);
+    return *out ? AM_OK : AM_ENOMEM;
+}
+
+int64_t am_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void am_format_time(char buf[32], int64_t t_us)
+{
+    int64_t s = t_us / 1000000, frac = t_us % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        s -= 1;
+    }
+    time_t tt = (time_t)s;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (frac != 0) {
+        char f[8];
+        snprintf(f, sizeof(f), "%06d", (int)frac);
+        int k = 6;
+        while (k > 1 && f[k - 1] == '0')
+            k--;
+        f[k] = '\0';
+        n += (size_t)snprintf(buf + n, 32 - n, ".%s", f);
+    }
+    snprintf(buf + n, 32 - n, "Z");
+}
+
+void am_hex(char *out, const unsigned char *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+bool am_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    const volatile unsigned char *x = a, *y = b;
+    unsigned char acc = 0;
+    for (size_t i = 0; i < alen; i++)
+        acc |= x[i] ^ y[i];
+    return acc == 0;
+}
+
+static am_log_level_t min_level = AM_LOG_INFO;
+
+void am_log_set_level(am_log_level_t min)
+{
+    min_level = min;
+}
+
+static void json_str(am_buf_t *b, const char *s)
+{
+    am_buf_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            am_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            am_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            am_buf_puts(b, "\\n");
+            break;
+        case '\t':
+            am_buf_puts(b, "\\t");
+            break;
+        case '\r':
+            am_buf_puts(b, "\\r");
+            break;
+        default:
+            if (*p < 0x20)
+                am_buf_printf(b, "\\u%04x", *p);
+            else
+                am_buf_putc(b, (char)*p);
+        }
+    }
+    am_buf_putc(b, '"');
+}
+
+void am_log(am_log_level_t level, const char *event, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    if (level < min_level)
+        return;
+    am_buf_t b;
+    am_buf_init(&b, 1 << 16);
+    char ts[32];
+    am_format_time(ts, am_now_us());
+    am_buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"event\":", ts, names[level]);
+    json_str(&b, event);
+    va_list ap;
+    va_start(ap, event);
+    const char *key;
+    while ((key = va_arg(ap, const char *)) != NULL) {
+        char kind = key[0];
+        if (kind == 's') {
+            const char *v = va_arg(ap, const char *);
+            if (v == NULL)
+                continue;
+            am_buf_putc(&b, ',');
+            json_str(&b, key + 1);
+            am_buf_putc(&b, ':');
+            json_str(&b, v);
+        } else if (kind == 'i') {
+            int64_t v = va_arg(ap, int64_t);
+            am_buf_putc(&b, ',');
+            json_str(&b, key + 1);
+            am_buf_printf(&b, ":%lld", (long long)v);
+        } else if (kind == 'd') {
+            double v = va_arg(ap, double);
+            am_buf_putc(&b, ',');
+            json_str(&b, key + 1);
+            am_buf_printf(&b, ":%.3f", v);
+        } else {
+            break; /* malformed key: stop reading the list */
+        }
+    }
+    va_end(ap);
+    am_buf_puts(&b, "}\n");
+    if (am_buf_ok(&b)) {
+        ssize_t w = write(2, b.data, b.len);
+        (void)w;
+    }
+    am_buf_dispose(&b);
+}

@@ -1,0 +1,5 @@
+/* alertmap CLI - not yet written. */
+int main(void)
+{
+    return 1;
+}

@@ -1,0 +1,2 @@
+/* engine/fingerprint.c - not yet written. */
+typedef int eng_fingerprint_placeholder_t;

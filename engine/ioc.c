@@ -1,0 +1,2 @@
+/* engine/ioc.c - not yet written. */
+typedef int eng_ioc_placeholder_t;

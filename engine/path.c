@@ -1,0 +1,2 @@
+/* engine/path.c - not yet written. */
+typedef int eng_path_placeholder_t;

@@ -1,0 +1,2 @@
+/* engine/set.c - not yet written. */
+typedef int eng_set_placeholder_t;

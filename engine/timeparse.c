@@ -1,0 +1,2 @@
+/* engine/timeparse.c - not yet written. */
+typedef int eng_timeparse_placeholder_t;

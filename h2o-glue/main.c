@@ -1,0 +1,5 @@
+/* alertmapd - not yet written. */
+int main(void)
+{
+    return 1;
+}
