@@ -24,9 +24,9 @@
 enum {
     AM_OK = 0,
     AM_ENOMEM = -1,
-    AM_EINVAL = -2,  /* bad input */
-    AM_ELIMIT = -3,  /* a bound (size, depth, count) was exceeded */
-    AM_EIO = -4,     /* file or socket error */
+    AM_EINVAL = -2, /* bad input */
+    AM_ELIMIT = -3, /* a bound (size, depth, count) was exceeded */
+    AM_EIO = -4,    /* file or socket error */
     AM_ENOTFOUND = -5,
     AM_EAUTH = -6,   /* signature or token rejected */
     AM_EUNAVAIL = -7 /* dependency (database) unavailable */
@@ -105,8 +105,7 @@ void am_diags_dispose(am_diags_t *d);
  * message is dropped but count still grows so callers see an error. */
 void am_diags_add(am_diags_t *d, const char *file, int line, int col, const char *fmt, ...)
     AM_PRINTF(5, 6);
-void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt,
-                   va_list ap);
+void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt, va_list ap);
 /* Prints each diagnostic as "file:line:col: msg\n". */
 void am_diags_print(const am_diags_t *d, FILE *out);
 /* Sorts by file, line, column (stable for equal positions). */

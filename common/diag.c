@@ -19,8 +19,7 @@ void am_diags_dispose(am_diags_t *d)
     memset(d, 0, sizeof(*d));
 }
 
-void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt,
-                   va_list ap)
+void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt, va_list ap)
 {
     if (d->items == NULL || d->count == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;

@@ -143,12 +143,12 @@ size_t eng_set_count(const eng_set_t *s);
 const eng_program_t *eng_set_at(const eng_set_t *s, size_t i);
 
 typedef struct eng_program_info {
-    const char *source;       /* the route name */
+    const char *source; /* the route name */
     const char *display_name;
-    const char *file;         /* path as loaded */
-    char content_sha256[65];  /* of the file bytes */
+    const char *file;        /* path as loaded */
+    char content_sha256[65]; /* of the file bytes */
     int64_t loaded_at_us;
-    bool has_signature;       /* a signature block is declared */
+    bool has_signature; /* a signature block is declared */
     size_t nsamples;
 } eng_program_info_t;
 
@@ -183,9 +183,9 @@ int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, b
 
 /* ---- running ------------------------------------------------------------- */
 
-#define ENG_MAX_DEPTH 64         /* payload nesting bound */
-#define ENG_MAX_INDICATORS 1000  /* per alert */
-#define ENG_MAX_SPLIT 1000       /* alerts per request */
+#define ENG_MAX_DEPTH      64   /* payload nesting bound */
+#define ENG_MAX_INDICATORS 1000 /* per alert */
+#define ENG_MAX_SPLIT      1000 /* alerts per request */
 
 /*
  * Runs program p on payload (borrowed, must be a JSON object; the caller
@@ -204,7 +204,7 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
  * indicator; ENG_JSON_RAW adds "raw_payload". Returns a new reference or NULL. */
 #define ENG_JSON_INDICATORS 1
 #define ENG_JSON_PROVENANCE 2
-#define ENG_JSON_RAW 4
+#define ENG_JSON_RAW        4
 json_t *eng_alert_json(const eng_alert_t *alert, int flags);
 
 /* Fingerprint: lowercase hex SHA-256 over title, source and the sorted

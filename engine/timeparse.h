@@ -10,9 +10,9 @@
 #include <jansson.h>
 
 typedef enum {
-    TP_AUTO,     /* ISO-8601 string, or epoch number/numeric string (> 1e11 = ms) */
+    TP_AUTO, /* ISO-8601 string, or epoch number/numeric string (> 1e11 = ms) */
     TP_ISO8601,
-    TP_EPOCH_S,  /* number or numeric string, may have a fraction */
+    TP_EPOCH_S, /* number or numeric string, may have a fraction */
     TP_EPOCH_MS
 } tp_format_t;
 

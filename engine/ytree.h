@@ -26,7 +26,7 @@ struct yt_node {
     /* YT_SCALAR */
     const char *str; /* NUL-terminated; may contain NULs only if len says so */
     size_t len;
-    bool quoted;     /* written with quotes or as a block scalar: never null/bool/number */
+    bool quoted; /* written with quotes or as a block scalar: never null/bool/number */
     /* YT_SEQ */
     yt_node_t **items;
     size_t nitems;

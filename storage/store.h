@@ -25,10 +25,10 @@
 typedef struct store store_t;
 
 typedef struct store_options {
-    const char *conninfo;        /* libpq connection string or URL */
-    int64_t dedup_window_s;      /* 0 disables dedup; default 86400 */
-    int readers;                 /* reader threads, default 2 */
-    int max_batch;               /* alerts per group commit, default 256 */
+    const char *conninfo;   /* libpq connection string or URL */
+    int64_t dedup_window_s; /* 0 disables dedup; default 86400 */
+    int readers;            /* reader threads, default 2 */
+    int max_batch;          /* alerts per group commit, default 256 */
 } store_options_t;
 
 /* Applies the migrations found in sql_dir (files NNN_name.sql). Blocking;
@@ -84,7 +84,7 @@ typedef struct store_alert_outcome {
 
 typedef struct store_ingest_result {
     store_status_t status;
-    const char *message;            /* for logs when not OK */
+    const char *message; /* for logs when not OK */
     size_t nalerts;
     const store_alert_outcome_t *alerts; /* valid during the callback only */
 } store_ingest_result_t;
@@ -95,8 +95,7 @@ typedef void (*store_ingest_cb)(const store_ingest_result_t *res, void *ctx);
 /* Queues the alerts of one request (all in the same transaction: all or
  * nothing). Copies everything. Returns 0, or AM_ENOMEM / AM_EUNAVAIL (store
  * shutting down) in which case cb is never called. Thread-safe. */
-int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest_cb cb,
-                 void *ctx);
+int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest_cb cb, void *ctx);
 
 /* ---- read API (reader threads) -------------------------------------------- */
 
@@ -111,12 +110,12 @@ typedef struct store_query {
     const char *uuid;
     /* list filters (NULL = none) */
     const char *source_name, *severity, *status, *since, *cursor;
-    int64_t limit; /* 0 = default 50; max 500 */
+    int64_t limit;    /* 0 = default 50; max 500 */
     const char *body; /* PATCH body, JSON text */
 } store_query_t;
 
 typedef struct store_reply {
-    int http_status; /* 200, 400, 404, 409, 422, 503 */
+    int http_status;  /* 200, 400, 404, 409, 422, 503 */
     const char *body; /* JSON text: {"data":...} or {"error":{"code","message"}} */
 } store_reply_t;
 
