@@ -1,5 +1,182 @@
-/* alertmapd - not yet written. */
-int main(void)
+/*
+ * h2o-glue/main.c - alertmapd: configuration, start-up, signals, shutdown.
+ *
+ * Start-up, in order: options (exit 2 when invalid), mappings compiled with
+ * their samples checked (exit 1 with file:line:col lines on stderr),
+ * migrations applied (an unreachable database is retried once a second for
+ * --db-wait seconds, then exit 1), the store started, the listening socket
+ * bound (exit 1), the event loops started ("listening" logged).
+ *
+ * Signals are blocked in every thread and taken here with sigwait(): SIGHUP
+ * reloads the mappings on this thread (the loops keep serving); SIGTERM and
+ * SIGINT stop the listeners, wait for in-flight requests and their commits,
+ * drain the store and exit 0.
+ */
+#include "glue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int load_mappings(const glue_config_t *cfg)
 {
-    return 1;
+    am_diags_t d;
+    am_diags_init(&d);
+    int rc = glue_mappings_init(cfg->mappings, &d);
+    if (rc != AM_OK) {
+        am_diags_sort(&d);
+        am_diags_print(&d, stderr);
+        fflush(stderr);
+        am_log(AM_LOG_ERROR, "startup_failed", "smappings", cfg->mappings, "ierrors",
+               (int64_t)d.count, "smessage",
+               "the mappings did not compile (file:line:col messages above)", NULL);
+        am_diags_dispose(&d);
+        return rc;
+    }
+    am_diags_dispose(&d);
+    eng_set_t *s = glue_mappings_acquire();
+    am_log(AM_LOG_INFO, "mappings_loaded", "smappings", cfg->mappings, "isources",
+           (int64_t)eng_set_count(s), NULL);
+    glue_mappings_warn_secrets(s);
+    eng_set_unref(s);
+    return AM_OK;
+}
+
+/* Applies the migrations, retrying an unreachable database. Returns 0, or
+ * AM_EUNAVAIL / AM_EINVAL after logging why. */
+static int migrate(const glue_config_t *cfg, const sigset_t *sigs)
+{
+    int64_t deadline = am_now_us() + (int64_t)cfg->db_wait_s * 1000000;
+    for (int attempt = 1;; attempt++) {
+        char err[512] = "";
+        int rc = store_migrate(cfg->database_url, cfg->sql_dir, err, sizeof(err));
+        if (rc == AM_OK) {
+            am_log(AM_LOG_INFO, "migrated", "ssql_dir", cfg->sql_dir, NULL);
+            return AM_OK;
+        }
+        if (rc != AM_EUNAVAIL) {
+            fprintf(stderr, "alertmapd: migrations in %s failed: %s\n", cfg->sql_dir, err);
+            am_log(AM_LOG_ERROR, "startup_failed", "ssql_dir", cfg->sql_dir, "smessage", err, NULL);
+            return rc;
+        }
+        if (am_now_us() >= deadline) {
+            fprintf(stderr, "alertmapd: cannot reach the database after %d s: %s\n", cfg->db_wait_s,
+                    err);
+            am_log(AM_LOG_ERROR, "startup_failed", "smessage", "database unreachable", "serror",
+                   err, "iwaited_s", (int64_t)cfg->db_wait_s, NULL);
+            return rc;
+        }
+        am_log(AM_LOG_WARN, "database_unavailable", "iattempt", (int64_t)attempt, "serror", err,
+               "smessage", "retrying in 1 s", NULL);
+        struct timespec one = {.tv_sec = 1, .tv_nsec = 0};
+        int sig = sigtimedwait(sigs, NULL, &one);
+        if (sig == SIGTERM || sig == SIGINT) {
+            am_log(AM_LOG_ERROR, "startup_failed", "smessage",
+                   "stopped by a signal while waiting for the database", NULL);
+            return AM_EUNAVAIL;
+        }
+    }
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    case SIGHUP:
+        return "SIGHUP";
+    default:
+        return "signal";
+    }
+}
+
+int main(int argc, char **argv)
+{
+    glue_config_t cfg;
+    glue_action_t action;
+    char err[512];
+    if (glue_config_parse(&cfg, &action, argc, argv, err, sizeof(err)) != AM_OK) {
+        fprintf(stderr, "alertmapd: %s\n", err);
+        return 2;
+    }
+    if (action == GLUE_ACT_HELP) {
+        glue_config_usage(stdout);
+        return 0;
+    }
+    if (action == GLUE_ACT_VERSION) {
+        printf("alertmapd %s\n", ALERTMAP_VERSION);
+        return 0;
+    }
+    am_log_set_level(cfg.log_level);
+
+    /* Every thread created from here on inherits the blocked set. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    am_log(AM_LOG_INFO, "starting", "sversion", ALERTMAP_VERSION, "slisten", cfg.listen,
+           "smappings", cfg.mappings, "ithreads", (int64_t)cfg.threads, "idedup_window_s",
+           cfg.dedup_window_s, NULL);
+    if (load_mappings(&cfg) != AM_OK)
+        return 1;
+
+    if (migrate(&cfg, &sigs) != AM_OK) {
+        glue_mappings_shutdown();
+        return 1;
+    }
+    store_options_t sopt = {.conninfo = cfg.database_url,
+                            .dedup_window_s = cfg.dedup_window_s,
+                            .readers = 2,
+                            .max_batch = 256};
+    store_t *store = store_new(&sopt);
+    if (store == NULL) {
+        am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start the store", NULL);
+        glue_mappings_shutdown();
+        return 1;
+    }
+    /* Bound only now: a client never waits in the backlog of a server that
+     * is still looking for its database. */
+    glue_server_t *srv = NULL;
+    if (glue_server_new(&srv, &cfg, err, sizeof(err)) != AM_OK) {
+        fprintf(stderr, "alertmapd: %s\n", err);
+        am_log(AM_LOG_ERROR, "startup_failed", "smessage", err, NULL);
+        store_free(store);
+        glue_mappings_shutdown();
+        return 1;
+    }
+    if (glue_server_start(srv, store) != AM_OK) {
+        glue_server_stop(srv);
+        store_free(store);
+        glue_server_free(srv);
+        glue_mappings_shutdown();
+        return 1;
+    }
+
+    int sig = 0;
+    for (;;) {
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig != SIGHUP)
+            break;
+        am_log(AM_LOG_INFO, "reload", "smappings", cfg.mappings, NULL);
+        glue_mappings_reload(cfg.mappings);
+    }
+
+    am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
+           "closing listeners, finishing in-flight requests", NULL);
+    glue_server_stop(srv);
+    store_free(store);
+    glue_server_free(srv);
+    glue_mappings_shutdown();
+    am_log(AM_LOG_INFO, "stopped", NULL);
+    return 0;
 }

@@ -1,0 +1,383 @@
+/* h2o-glue/config.c - alertmapd configuration: environment, then flags. */
+#include "glue.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void glue_config_usage(FILE *out)
+{
+    fputs("usage: alertmapd [options]\n"
+          "\n"
+          "Receives security alerts over webhooks, normalizes them with the YAML\n"
+          "mappings and stores them in PostgreSQL. Every option can also be given by\n"
+          "the environment variable shown; a flag wins over the variable.\n"
+          "\n"
+          "  --listen ADDR         ALERTMAP_LISTEN        host:port or [v6addr]:port to listen\n"
+          "                                               on (default " GLUE_DEFAULT_LISTEN ")\n"
+          "  --database-url URL    DATABASE_URL           libpq connection string or URL\n"
+          "                                               (required)\n"
+          "  --mappings DIR        ALERTMAP_MAPPINGS      mappings directory "
+          "(default " GLUE_DEFAULT_MAPPINGS ")\n"
+          "  --threads N           ALERTMAP_THREADS       event-loop threads (default: one per\n"
+          "                                               CPU core, at most 256)\n"
+          "  --max-body SIZE       ALERTMAP_MAX_BODY      largest request body accepted, bytes or\n"
+          "                                               with suffix k/M (default 5M); larger\n"
+          "                                               bodies get 413 PAYLOAD_TOO_LARGE\n"
+          "  --dedup-window DUR    ALERTMAP_DEDUP_WINDOW  window in which an alert with the same\n"
+          "                                               fingerprint is a duplicate: seconds or\n"
+          "                                               with suffix s/m/h/d; 0 disables\n"
+          "                                               (default 24h)\n"
+          "  --sql-dir DIR         ALERTMAP_SQL_DIR       SQL migrations applied at start-up\n"
+          "                                               (default " GLUE_DEFAULT_SQL_DIR ")\n"
+          "  --db-wait SECONDS     ALERTMAP_DB_WAIT       how long start-up retries an\n"
+          "                                               unreachable database (default 30)\n"
+          "  --log-level LEVEL     ALERTMAP_LOG_LEVEL     debug, info, warn or error\n"
+          "                                               (default info)\n"
+          "  --help                                       this text\n"
+          "  --version                                    print the version\n"
+          "\n"
+          "Webhook secrets are read from the environment variables each mapping names\n"
+          "(e.g. SENTINEL_WEBHOOK_SECRET); they are read on every request, so rotating\n"
+          "one needs no restart.\n"
+          "\n"
+          "Signals: SIGHUP reloads the mappings (kept unchanged if any file fails);\n"
+          "SIGTERM or SIGINT stop accepting, finish in-flight requests and exit 0.\n"
+          "\n"
+          "Exit status: 0 after a clean shutdown, 1 when start-up fails (mappings,\n"
+          "database, listen address), 2 for invalid options.\n",
+          out);
+}
+
+/* ---- value parsers --------------------------------------------------- */
+
+/* Leading decimal digits of s as an unsigned value; *end gets the rest. */
+static int parse_digits(uint64_t *out, const char *s, const char **end)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    if (!isdigit((unsigned char)*p))
+        return AM_EINVAL;
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return AM_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    *end = p;
+    return AM_OK;
+}
+
+int glue_parse_size(size_t *out, const char *s)
+{
+    uint64_t v, mult = 1;
+    const char *p;
+    if (s == NULL || parse_digits(&v, s, &p) != AM_OK)
+        return AM_EINVAL;
+    if (*p == 'k' || *p == 'K') {
+        mult = 1024;
+        p++;
+    } else if (*p == 'm' || *p == 'M') {
+        mult = 1024 * 1024;
+        p++;
+    }
+    if (mult != 1 && strcmp(p, "iB") == 0)
+        p += 2;
+    else if (*p == 'B' && p[1] == '\0')
+        p++;
+    if (*p != '\0' || v == 0 || v > UINT64_MAX / mult)
+        return AM_EINVAL;
+    v *= mult;
+    if (v > GLUE_MAX_BODY_LIMIT)
+        return AM_EINVAL;
+    *out = (size_t)v;
+    return AM_OK;
+}
+
+int glue_parse_duration(int64_t *out, const char *s)
+{
+    uint64_t v, mult = 1;
+    const char *p;
+    if (s == NULL || parse_digits(&v, s, &p) != AM_OK)
+        return AM_EINVAL;
+    switch (*p) {
+    case '\0':
+        break;
+    case 's':
+        p++;
+        break;
+    case 'm':
+        mult = 60;
+        p++;
+        break;
+    case 'h':
+        mult = 3600;
+        p++;
+        break;
+    case 'd':
+        mult = 86400;
+        p++;
+        break;
+    default:
+        return AM_EINVAL;
+    }
+    /* at most ten years: anything larger is a typo */
+    if (*p != '\0' || v > (uint64_t)3650 * 86400 / mult)
+        return AM_EINVAL;
+    *out = (int64_t)(v * mult);
+    return AM_OK;
+}
+
+static int copy_text(char *dst, size_t dstlen, const char *src, size_t n)
+{
+    if (n == 0 || n >= dstlen)
+        return AM_EINVAL;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return AM_OK;
+}
+
+int glue_parse_listen(char *host, size_t hostlen, char *port, size_t portlen, const char *s)
+{
+    if (s == NULL)
+        return AM_EINVAL;
+    const char *colon;
+    const char *h;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return AM_EINVAL;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+            return AM_EINVAL; /* no port, or an unbracketed IPv6 address */
+        h = s;
+        hlen = (size_t)(colon - s);
+    }
+    const char *ps = colon + 1;
+    uint64_t pv;
+    const char *end;
+    if (parse_digits(&pv, ps, &end) != AM_OK || *end != '\0' || pv > 65535)
+        return AM_EINVAL;
+    for (size_t i = 0; i < hlen; i++)
+        if (isspace((unsigned char)h[i]) || h[i] == '/' || h[i] == '[' || h[i] == ']')
+            return AM_EINVAL;
+    if (copy_text(host, hostlen, h, hlen) != AM_OK)
+        return AM_EINVAL;
+    return copy_text(port, portlen, ps, strlen(ps));
+}
+
+int glue_parse_log_level(am_log_level_t *out, const char *s)
+{
+    static const struct {
+        const char *name;
+        am_log_level_t level;
+    } levels[] = {{"debug", AM_LOG_DEBUG},
+                  {"info", AM_LOG_INFO},
+                  {"warn", AM_LOG_WARN},
+                  {"warning", AM_LOG_WARN},
+                  {"error", AM_LOG_ERROR}};
+    if (s == NULL)
+        return AM_EINVAL;
+    for (size_t i = 0; i < AM_ARRAY_LEN(levels); i++) {
+        if (strcasecmp(s, levels[i].name) == 0) {
+            *out = levels[i].level;
+            return AM_OK;
+        }
+    }
+    return AM_EINVAL;
+}
+
+static int parse_int_range(int *out, const char *s, int lo, int hi)
+{
+    uint64_t v;
+    const char *end;
+    if (s == NULL || parse_digits(&v, s, &end) != AM_OK || *end != '\0' || v < (uint64_t)lo ||
+        v > (uint64_t)hi)
+        return AM_EINVAL;
+    *out = (int)v;
+    return AM_OK;
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+typedef enum {
+    OPT_LISTEN,
+    OPT_DATABASE_URL,
+    OPT_MAPPINGS,
+    OPT_THREADS,
+    OPT_MAX_BODY,
+    OPT_DEDUP_WINDOW,
+    OPT_SQL_DIR,
+    OPT_DB_WAIT,
+    OPT_LOG_LEVEL,
+    OPT__COUNT
+} opt_t;
+
+static const struct {
+    const char *flag;
+    const char *env;
+} options[OPT__COUNT] = {
+    [OPT_LISTEN] = {"--listen", "ALERTMAP_LISTEN"},
+    [OPT_DATABASE_URL] = {"--database-url", "DATABASE_URL"},
+    [OPT_MAPPINGS] = {"--mappings", "ALERTMAP_MAPPINGS"},
+    [OPT_THREADS] = {"--threads", "ALERTMAP_THREADS"},
+    [OPT_MAX_BODY] = {"--max-body", "ALERTMAP_MAX_BODY"},
+    [OPT_DEDUP_WINDOW] = {"--dedup-window", "ALERTMAP_DEDUP_WINDOW"},
+    [OPT_SQL_DIR] = {"--sql-dir", "ALERTMAP_SQL_DIR"},
+    [OPT_DB_WAIT] = {"--db-wait", "ALERTMAP_DB_WAIT"},
+    [OPT_LOG_LEVEL] = {"--log-level", "ALERTMAP_LOG_LEVEL"},
+};
+
+/* Where a value came from, for error messages. */
+static const char *origin_of(opt_t o, bool from_flag)
+{
+    return from_flag ? options[o].flag : options[o].env;
+}
+
+static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, char *err,
+                 size_t errlen)
+{
+    const char *what = NULL;
+    switch (o) {
+    case OPT_LISTEN:
+        if (glue_parse_listen(cfg->host, sizeof(cfg->host), cfg->port, sizeof(cfg->port), v) !=
+            AM_OK)
+            what = "expected host:port or [ipv6]:port, e.g. 127.0.0.1:8080";
+        else
+            cfg->listen = v;
+        break;
+    case OPT_DATABASE_URL:
+        if (*v == '\0')
+            what = "must not be empty";
+        else
+            cfg->database_url = v;
+        break;
+    case OPT_MAPPINGS:
+        if (*v == '\0')
+            what = "must not be empty";
+        else
+            cfg->mappings = v;
+        break;
+    case OPT_SQL_DIR:
+        if (*v == '\0')
+            what = "must not be empty";
+        else
+            cfg->sql_dir = v;
+        break;
+    case OPT_THREADS:
+        if (parse_int_range(&cfg->threads, v, 1, GLUE_MAX_THREADS) != AM_OK)
+            what = "expected a whole number from 1 to 256";
+        break;
+    case OPT_MAX_BODY:
+        if (glue_parse_size(&cfg->max_body, v) != AM_OK)
+            what = "expected a size such as 5M, 512k or 1048576 (at most 1024M)";
+        break;
+    case OPT_DEDUP_WINDOW:
+        if (glue_parse_duration(&cfg->dedup_window_s, v) != AM_OK)
+            what = "expected a duration such as 0, 3600, 30m, 24h or 7d";
+        break;
+    case OPT_DB_WAIT:
+        if (parse_int_range(&cfg->db_wait_s, v, 0, 3600) != AM_OK)
+            what = "expected seconds from 0 to 3600";
+        break;
+    case OPT_LOG_LEVEL:
+        if (glue_parse_log_level(&cfg->log_level, v) != AM_OK)
+            what = "expected debug, info, warn or error";
+        break;
+    case OPT__COUNT:
+        break;
+    }
+    if (what != NULL) {
+        snprintf(err, errlen, "invalid %s '%s': %s", origin_of(o, from_flag), v, what);
+        return AM_EINVAL;
+    }
+    return AM_OK;
+}
+
+static int default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > GLUE_MAX_THREADS ? GLUE_MAX_THREADS : (int)n;
+}
+
+int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char **argv, char *err,
+                      size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    *action = GLUE_ACT_RUN;
+    err[0] = '\0';
+    cfg->mappings = GLUE_DEFAULT_MAPPINGS;
+    cfg->sql_dir = GLUE_DEFAULT_SQL_DIR;
+    cfg->threads = default_threads();
+    cfg->max_body = GLUE_DEFAULT_MAX_BODY;
+    cfg->dedup_window_s = GLUE_DEFAULT_DEDUP_S;
+    cfg->db_wait_s = GLUE_DEFAULT_DB_WAIT_S;
+    cfg->log_level = AM_LOG_INFO;
+    int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+
+    for (int o = 0; o < OPT__COUNT; o++) {
+        const char *v = getenv(options[o].env);
+        if (v != NULL && (rc = apply(cfg, (opt_t)o, v, false, err, errlen)) != AM_OK)
+            return rc;
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            *action = GLUE_ACT_HELP;
+            return AM_OK;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            *action = GLUE_ACT_VERSION;
+            return AM_OK;
+        }
+        int found = -1;
+        const char *value = NULL;
+        for (int o = 0; o < OPT__COUNT; o++) {
+            size_t fl = strlen(options[o].flag);
+            if (strncmp(arg, options[o].flag, fl) != 0)
+                continue;
+            if (arg[fl] == '=') {
+                found = o;
+                value = arg + fl + 1;
+            } else if (arg[fl] == '\0') {
+                found = o;
+                if (i + 1 >= argc) {
+                    snprintf(err, errlen, "option %s needs a value", options[o].flag);
+                    return AM_EINVAL;
+                }
+                value = argv[++i];
+            } else {
+                continue;
+            }
+            break;
+        }
+        if (found < 0) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
+            return AM_EINVAL;
+        }
+        if ((rc = apply(cfg, (opt_t)found, value, true, err, errlen)) != AM_OK)
+            return rc;
+    }
+
+    if (cfg->database_url == NULL) {
+        snprintf(err, errlen,
+                 "no database: set DATABASE_URL or pass --database-url "
+                 "(e.g. postgresql://user@localhost/alertmap)");
+        return AM_EINVAL;
+    }
+    return AM_OK;
+}

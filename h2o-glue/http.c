@@ -1,0 +1,212 @@
+/* h2o-glue/http.c - JSON bodies, responses, header lookup, request log. */
+#include "glue.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *glue_reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status < 400 ? "OK" : "Error";
+    }
+}
+
+char *glue_error_json(const char *code, const char *message)
+{
+    json_t *v =
+        json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message ? message : "");
+    if (v == NULL) {
+        /* invalid UTF-8 in the message: fall back to the code alone */
+        v = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", "(unprintable)");
+        if (v == NULL)
+            return NULL;
+    }
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return s;
+}
+
+static json_t *outcome_json(const store_alert_outcome_t *o)
+{
+    json_t *count = o->is_duplicate ? json_integer((json_int_t)o->duplicate_count) : json_null();
+    return json_pack("{s:s,s:s,s:b,s:o}", "alert_uuid", o->uuid, "status",
+                     o->is_duplicate ? "deduplicated" : "queued", "is_duplicate",
+                     (int)o->is_duplicate, "duplicate_count", count);
+}
+
+json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_list)
+{
+    if (n == 0)
+        return NULL;
+    json_t *data = outcome_json(&o[0]);
+    if (data == NULL)
+        return NULL;
+    if (with_list) {
+        json_t *list = json_array();
+        if (list == NULL || json_object_set_new(data, "alerts", list) != 0) {
+            json_decref(data);
+            return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (json_array_append_new(list, outcome_json(&o[i])) != 0) {
+                json_decref(data);
+                return NULL;
+            }
+        }
+    }
+    return json_pack("{s:o}", "data", data);
+}
+
+const char *glue_header_find(const h2o_headers_t *headers, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < headers->size; i++) {
+        const h2o_header_t *h = &headers->entries[i];
+        if (h->name->len == nl && strncasecmp(h->name->base, name, nl) == 0) {
+            *len = h->value.len;
+            return h->value.base;
+        }
+    }
+    return NULL;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+void glue_log_request(const glue_reqctx_t *rc, int status, const char *alert_uuid, const char *code)
+{
+    h2o_req_t *req = rc->req;
+    char method[16] = "";
+    char path[256] = "";
+    size_t ml = req->method.len < sizeof(method) - 1 ? req->method.len : sizeof(method) - 1;
+    memcpy(method, req->method.base, ml);
+    method[ml] = '\0';
+    /* the path without its query string: a query may carry a token */
+    size_t pl =
+        req->path_normalized.len < sizeof(path) - 1 ? req->path_normalized.len : sizeof(path) - 1;
+    memcpy(path, req->path_normalized.base, pl);
+    path[pl] = '\0';
+    double ms = (double)(am_now_us() - rc->started_us) / 1000.0;
+    am_log_level_t level = status >= 500 ? AM_LOG_WARN : AM_LOG_INFO;
+    if (status == 200 && strcmp(path, "/healthz") == 0)
+        level = AM_LOG_DEBUG;
+    am_log(level, "request", "srequest_id", rc->request_id, "smethod", method, "spath", path,
+           "ssource", rc->source, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode",
+           code, "dduration_ms", ms, NULL);
+}
+
+void glue_send_json(glue_reqctx_t *rc, int status, const char *body, size_t len)
+{
+    h2o_req_t *req = rc->req;
+    req->res.status = status;
+    req->res.reason = glue_reason(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("application/json"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0,
+                          "X-Request-Id", rc->request_id, strlen(rc->request_id));
+    if (status == 503)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
+void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (s == NULL) {
+        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        return;
+    }
+    glue_send_json(rc, status, s, strlen(s));
+    free(s);
+}
+
+void glue_send_error(glue_reqctx_t *rc, int status, const char *code, const char *message)
+{
+    char *s = glue_error_json(code, message);
+    static const char fallback[] = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of "
+                                   "memory\"}}";
+    glue_log_request(rc, status, NULL, code);
+    if (s == NULL) {
+        glue_send_json(rc, status, fallback, sizeof(fallback) - 1);
+        return;
+    }
+    glue_send_json(rc, status, s, strlen(s));
+    free(s);
+}
+
+/* ---- h2o's own 413 as a JSON error -------------------------------------- */
+
+/*
+ * libh2o answers a body over max_request_entity_size itself (before any
+ * handler runs, for Content-Length and chunked bodies alike) with a plain
+ * text 413. This output filter swaps that body for the API's JSON error.
+ */
+static const char too_large_json[] =
+    "{\"error\":{\"code\":\"PAYLOAD_TOO_LARGE\",\"message\":\"request body larger than the "
+    "configured maximum (--max-body)\"}}";
+
+static void too_large_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                           h2o_send_state_t state)
+{
+    (void)bufs;
+    (void)bufcnt;
+    /* h2o_send_inline() delivers its body in one final call */
+    h2o_iovec_t b = h2o_iovec_init(too_large_json, sizeof(too_large_json) - 1);
+    h2o_ostream_send_next(self, req, &b, 1, state);
+}
+
+static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    size_t ct_len = 0;
+    const char *ct = glue_header_find(&req->res.headers, "content-type", &ct_len);
+    bool ours = ct != NULL && ct_len >= 16 && memcmp(ct, "application/json", 16) == 0;
+    if (req->res.status == 413 && !ours) {
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+                       H2O_STRLIT("application/json"), 1);
+        req->res.content_length = sizeof(too_large_json) - 1;
+        h2o_ostream_t *os = h2o_add_ostream(req, sizeof(*os), slot);
+        os->do_send = too_large_send;
+        char path[256];
+        size_t pl = req->path_normalized.len < sizeof(path) - 1 ? req->path_normalized.len
+                                                                : sizeof(path) - 1;
+        memcpy(path, req->path_normalized.base, pl);
+        path[pl] = '\0';
+        am_log(AM_LOG_INFO, "request", "spath", path, "istatus", (int64_t)413, "scode",
+               "PAYLOAD_TOO_LARGE", NULL);
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+void glue_install_filters(h2o_pathconf_t *path)
+{
+    h2o_filter_t *f = h2o_create_filter(path, sizeof(*f));
+    f->on_setup_ostream = too_large_setup;
+}

@@ -1,0 +1,127 @@
+/*
+ * h2o-glue/reload.c - the current compiled mapping set and its reload.
+ *
+ * The set pointer is guarded by a mutex that is held only to copy the
+ * pointer and take a reference, never while compiling: a reload compiles the
+ * new set first (on the signal thread), then swaps it in under the mutex and
+ * drops the old reference. Requests keep the set they started with until
+ * their pool is released; the engine frees a set on its last unref.
+ */
+#include "glue.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t set_lock = PTHREAD_MUTEX_INITIALIZER;
+static eng_set_t *current;
+
+static int load(eng_set_t **out, const char *dir, am_diags_t *diags)
+{
+    eng_load_options_t opt = {.rules_file = NULL, .check_samples = true};
+    return eng_set_load(out, dir, &opt, diags);
+}
+
+int glue_mappings_init(const char *dir, am_diags_t *diags)
+{
+    eng_set_t *s = NULL;
+    int rc = load(&s, dir, diags);
+    if (rc != AM_OK)
+        return rc;
+    pthread_mutex_lock(&set_lock);
+    eng_set_t *old = current;
+    current = s;
+    pthread_mutex_unlock(&set_lock);
+    eng_set_unref(old);
+    return AM_OK;
+}
+
+eng_set_t *glue_mappings_acquire(void)
+{
+    pthread_mutex_lock(&set_lock);
+    eng_set_t *s = eng_set_ref(current);
+    pthread_mutex_unlock(&set_lock);
+    return s;
+}
+
+void glue_mappings_shutdown(void)
+{
+    pthread_mutex_lock(&set_lock);
+    eng_set_t *old = current;
+    current = NULL;
+    pthread_mutex_unlock(&set_lock);
+    eng_set_unref(old);
+}
+
+static const char *no_header(void *ctx, const char *name, size_t *len)
+{
+    (void)ctx;
+    (void)name;
+    *len = 0;
+    return NULL;
+}
+
+void glue_mappings_warn_secrets(const eng_set_t *s)
+{
+    size_t n = eng_set_count(s);
+    for (size_t i = 0; i < n; i++) {
+        const eng_program_t *p = eng_set_at(s, i);
+        eng_program_info_t info;
+        eng_program_info(&info, p);
+        if (!info.has_signature)
+            continue;
+        /* An empty request: the engine tells whether any secret is set
+         * without us knowing the variable names. */
+        eng_sig_request_t req = {.header = no_header, .body = "", .now_s = am_now_us() / 1000000};
+        bool secret_set = true;
+        eng_error_t err;
+        int rc = eng_verify_signature(p, &req, &secret_set, &err);
+        if (rc == AM_OK && !secret_set)
+            am_log(AM_LOG_WARN, "signature_secret_unset", "ssource", info.source, "sfile",
+                   info.file, "smessage",
+                   "no secret variable of this mapping's signature block is set: the source "
+                   "accepts unsigned requests",
+                   NULL);
+    }
+}
+
+int glue_mappings_reload(const char *dir)
+{
+    int64_t t0 = am_now_us();
+    am_diags_t diags;
+    am_diags_init(&diags);
+    eng_set_t *s = NULL;
+    int rc = load(&s, dir, &diags);
+    if (rc != AM_OK) {
+        am_diags_sort(&diags);
+        for (size_t i = 0; i < diags.count; i++) {
+            const am_diag_t *d = &diags.items[i];
+            char *text = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&text, &len);
+            if (f != NULL) {
+                fprintf(f, "%s:%d:%d: %s", d->file ? d->file : "?", d->line, d->col,
+                        d->msg ? d->msg : "(message lost: out of memory)");
+                fclose(f);
+            }
+            am_log(AM_LOG_ERROR, "reload_failed", "smessage", text, "sfile", d->file, "iline",
+                   (int64_t)d->line, "icol", (int64_t)d->col, NULL);
+            free(text);
+        }
+        am_log(AM_LOG_ERROR, "reload_failed", "smappings", dir, "ierrors", (int64_t)diags.count,
+               "smessage", "the mappings did not compile; the running set is kept", NULL);
+        am_diags_dispose(&diags);
+        return rc;
+    }
+    am_diags_dispose(&diags);
+    glue_mappings_warn_secrets(s);
+    size_t count = eng_set_count(s);
+    pthread_mutex_lock(&set_lock);
+    eng_set_t *old = current;
+    current = s;
+    pthread_mutex_unlock(&set_lock);
+    eng_set_unref(old);
+    am_log(AM_LOG_INFO, "reload_ok", "smappings", dir, "isources", (int64_t)count, "dduration_ms",
+           (double)(am_now_us() - t0) / 1000.0, NULL);
+    return AM_OK;
+}

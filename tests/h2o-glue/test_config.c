@@ -1,0 +1,317 @@
+/* tests/h2o-glue/test_config.c - alertmapd options: environment, flags,
+ * defaults and every invalid value. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "glue.h"
+
+static const char *const env_names[] = {
+    "ALERTMAP_LISTEN",  "DATABASE_URL",      "ALERTMAP_MAPPINGS",
+    "ALERTMAP_THREADS", "ALERTMAP_MAX_BODY", "ALERTMAP_DEDUP_WINDOW",
+    "ALERTMAP_SQL_DIR", "ALERTMAP_DB_WAIT",  "ALERTMAP_LOG_LEVEL"};
+
+static int clear_env(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < AM_ARRAY_LEN(env_names); i++)
+        unsetenv(env_names[i]);
+    return 0;
+}
+
+/* Parses argv (NULL-terminated list after the program name). */
+static int parse(glue_config_t *cfg, glue_action_t *act, char *err, size_t errlen, ...)
+{
+    char *argv[32] = {"alertmapd"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, errlen);
+    char *a;
+    while ((a = va_arg(ap, char *)) != NULL && argc < 31)
+        argv[argc++] = a;
+    va_end(ap);
+    return glue_config_parse(cfg, act, argc, argv, err, errlen);
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    setenv("DATABASE_URL", "postgresql:///x", 1);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), NULL), AM_OK);
+    assert_int_equal(act, GLUE_ACT_RUN);
+    assert_string_equal(cfg.listen, "127.0.0.1:8080");
+    assert_string_equal(cfg.host, "127.0.0.1");
+    assert_string_equal(cfg.port, "8080");
+    assert_string_equal(cfg.database_url, "postgresql:///x");
+    assert_string_equal(cfg.mappings, "./mappings");
+    assert_string_equal(cfg.sql_dir, "./schemas/sql");
+    assert_true(cfg.threads >= 1);
+    assert_int_equal(cfg.max_body, 5 * 1024 * 1024);
+    assert_int_equal(cfg.dedup_window_s, 86400);
+    assert_int_equal(cfg.db_wait_s, 30);
+    assert_int_equal(cfg.log_level, AM_LOG_INFO);
+}
+
+static void env_then_flags_win(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    setenv("DATABASE_URL", "postgresql:///env", 1);
+    setenv("ALERTMAP_LISTEN", "0.0.0.0:9000", 1);
+    setenv("ALERTMAP_THREADS", "3", 1);
+    setenv("ALERTMAP_MAX_BODY", "512k", 1);
+    setenv("ALERTMAP_DEDUP_WINDOW", "30m", 1);
+    setenv("ALERTMAP_MAPPINGS", "/etc/alertmap/mappings", 1);
+    setenv("ALERTMAP_SQL_DIR", "/usr/share/alertmap/sql", 1);
+    setenv("ALERTMAP_LOG_LEVEL", "warn", 1);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), NULL), AM_OK);
+    assert_string_equal(cfg.host, "0.0.0.0");
+    assert_int_equal(cfg.threads, 3);
+    assert_int_equal(cfg.max_body, 512 * 1024);
+    assert_int_equal(cfg.dedup_window_s, 1800);
+    assert_string_equal(cfg.mappings, "/etc/alertmap/mappings");
+    assert_string_equal(cfg.sql_dir, "/usr/share/alertmap/sql");
+    assert_int_equal(cfg.log_level, AM_LOG_WARN);
+
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--listen", "[::1]:8443",
+                           "--database-url=postgresql:///flag", "--threads", "1", "--max-body=2M",
+                           "--dedup-window", "0", "--mappings", "m", "--sql-dir", "sql",
+                           "--db-wait", "5", "--log-level", "debug", NULL),
+                     AM_OK);
+    assert_string_equal(cfg.listen, "[::1]:8443");
+    assert_string_equal(cfg.host, "::1");
+    assert_string_equal(cfg.port, "8443");
+    assert_string_equal(cfg.database_url, "postgresql:///flag");
+    assert_int_equal(cfg.threads, 1);
+    assert_int_equal(cfg.max_body, 2 * 1024 * 1024);
+    assert_int_equal(cfg.dedup_window_s, 0);
+    assert_string_equal(cfg.mappings, "m");
+    assert_string_equal(cfg.sql_dir, "sql");
+    assert_int_equal(cfg.db_wait_s, 5);
+    assert_int_equal(cfg.log_level, AM_LOG_DEBUG);
+}
+
+static void missing_database_url(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), NULL), AM_EINVAL);
+    assert_non_null(strstr(err, "DATABASE_URL"));
+    assert_non_null(strstr(err, "--database-url"));
+}
+
+static void help_and_version(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    /* no database needed to ask for help */
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--help", NULL), AM_OK);
+    assert_int_equal(act, GLUE_ACT_HELP);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--version", NULL), AM_OK);
+    assert_int_equal(act, GLUE_ACT_VERSION);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    glue_config_usage(f);
+    fclose(f);
+    static const char *const documented[] = {
+        "--listen",   "ALERTMAP_LISTEN",   "--database-url", "DATABASE_URL",
+        "--mappings", "ALERTMAP_MAPPINGS", "--threads",      "ALERTMAP_THREADS",
+        "--max-body", "ALERTMAP_MAX_BODY", "--dedup-window", "ALERTMAP_DEDUP_WINDOW",
+        "--sql-dir",  "ALERTMAP_SQL_DIR",  "--log-level",    "ALERTMAP_LOG_LEVEL",
+        "--db-wait",  "ALERTMAP_DB_WAIT",  "SIGHUP",         "SIGTERM",
+        "--version"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(documented); i++)
+        assert_non_null(strstr(text, documented[i]));
+    free(text);
+}
+
+static void invalid_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *flag, *value, *expect;
+    } bad[] = {
+        {"--listen", "localhost", "--listen"},      {"--listen", "1.2.3.4:70000", "--listen"},
+        {"--listen", "::1:80", "--listen"},         {"--listen", ":80", "--listen"},
+        {"--listen", "[::1]80", "--listen"},        {"--threads", "0", "--threads"},
+        {"--threads", "257", "--threads"},          {"--threads", "2x", "--threads"},
+        {"--max-body", "0", "--max-body"},          {"--max-body", "5G", "--max-body"},
+        {"--max-body", "-1", "--max-body"},         {"--max-body", "2048M", "--max-body"},
+        {"--dedup-window", "1w", "--dedup-window"}, {"--dedup-window", "h", "--dedup-window"},
+        {"--dedup-window", "-5", "--dedup-window"}, {"--log-level", "loud", "--log-level"},
+        {"--db-wait", "forever", "--db-wait"},      {"--database-url", "", "--database-url"},
+    };
+    for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++) {
+        glue_config_t cfg;
+        glue_action_t act;
+        char err[256];
+        int rc = parse(&cfg, &act, err, sizeof(err), "--database-url", "x", bad[i].flag,
+                       bad[i].value, NULL);
+        if (rc != AM_EINVAL)
+            fail_msg("%s %s accepted", bad[i].flag, bad[i].value);
+        assert_non_null(strstr(err, bad[i].expect));
+    }
+}
+
+static void invalid_env_names_the_variable(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    setenv("ALERTMAP_MAX_BODY", "lots", 1);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--database-url", "x", NULL), AM_EINVAL);
+    assert_non_null(strstr(err, "ALERTMAP_MAX_BODY"));
+    assert_non_null(strstr(err, "'lots'"));
+}
+
+static void unknown_option_and_missing_value(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    assert_int_equal(
+        parse(&cfg, &act, err, sizeof(err), "--database-url", "x", "--port", "1", NULL), AM_EINVAL);
+    assert_non_null(strstr(err, "unknown option '--port'"));
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--database-url", "x", "--listen", NULL),
+                     AM_EINVAL);
+    assert_non_null(strstr(err, "--listen needs a value"));
+    /* a prefix of a flag is not the flag */
+    assert_int_equal(
+        parse(&cfg, &act, err, sizeof(err), "--database-url", "x", "--listening=1", NULL),
+        AM_EINVAL);
+}
+
+static void sizes(void **state)
+{
+    (void)state;
+    size_t v;
+    assert_int_equal(glue_parse_size(&v, "1"), AM_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(glue_parse_size(&v, "1048576"), AM_OK);
+    assert_int_equal(v, 1048576);
+    assert_int_equal(glue_parse_size(&v, "5M"), AM_OK);
+    assert_int_equal(v, 5 * 1024 * 1024);
+    assert_int_equal(glue_parse_size(&v, "5m"), AM_OK);
+    assert_int_equal(v, 5 * 1024 * 1024);
+    assert_int_equal(glue_parse_size(&v, "64k"), AM_OK);
+    assert_int_equal(v, 64 * 1024);
+    assert_int_equal(glue_parse_size(&v, "64KiB"), AM_OK);
+    assert_int_equal(v, 64 * 1024);
+    assert_int_equal(glue_parse_size(&v, "100B"), AM_OK);
+    assert_int_equal(v, 100);
+    assert_int_equal(glue_parse_size(&v, "1024M"), AM_OK);
+    const char *bad[] = {"",
+                         "M",
+                         "0",
+                         "0k",
+                         "1.5M",
+                         "5 M",
+                         "5MB ",
+                         "1025M",
+                         "99999999999999999999",
+                         "18446744073709551615k",
+                         "+5",
+                         "5x"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++)
+        if (glue_parse_size(&v, bad[i]) != AM_EINVAL)
+            fail_msg("size '%s' accepted", bad[i]);
+}
+
+static void durations(void **state)
+{
+    (void)state;
+    int64_t v;
+    assert_int_equal(glue_parse_duration(&v, "0"), AM_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(glue_parse_duration(&v, "90"), AM_OK);
+    assert_int_equal(v, 90);
+    assert_int_equal(glue_parse_duration(&v, "90s"), AM_OK);
+    assert_int_equal(v, 90);
+    assert_int_equal(glue_parse_duration(&v, "30m"), AM_OK);
+    assert_int_equal(v, 1800);
+    assert_int_equal(glue_parse_duration(&v, "24h"), AM_OK);
+    assert_int_equal(v, 86400);
+    assert_int_equal(glue_parse_duration(&v, "2d"), AM_OK);
+    assert_int_equal(v, 172800);
+    const char *bad[] = {"", "s", "1.5h", "24H", "1w", "10hh", "-1", "3651d", " 5"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++)
+        if (glue_parse_duration(&v, bad[i]) != AM_EINVAL)
+            fail_msg("duration '%s' accepted", bad[i]);
+}
+
+static void listen_addresses(void **state)
+{
+    (void)state;
+    char host[64], port[8];
+    assert_int_equal(glue_parse_listen(host, sizeof(host), port, sizeof(port), "127.0.0.1:0"),
+                     AM_OK);
+    assert_string_equal(host, "127.0.0.1");
+    assert_string_equal(port, "0");
+    assert_int_equal(glue_parse_listen(host, sizeof(host), port, sizeof(port), "[::1]:8080"),
+                     AM_OK);
+    assert_string_equal(host, "::1");
+    assert_string_equal(port, "8080");
+    assert_int_equal(glue_parse_listen(host, sizeof(host), port, sizeof(port), "localhost:80"),
+                     AM_OK);
+    assert_string_equal(host, "localhost");
+    const char *bad[] = {
+        "", "8080", "host:", "[::1]", "[::1]:", "::1:80", "a b:80", "h:65536", "h:8o"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++)
+        if (glue_parse_listen(host, sizeof(host), port, sizeof(port), bad[i]) != AM_EINVAL)
+            fail_msg("listen '%s' accepted", bad[i]);
+    /* a host that does not fit */
+    char tiny[4];
+    assert_int_equal(glue_parse_listen(tiny, sizeof(tiny), port, sizeof(port), "abcdef:1"),
+                     AM_EINVAL);
+}
+
+static void log_levels(void **state)
+{
+    (void)state;
+    am_log_level_t l;
+    assert_int_equal(glue_parse_log_level(&l, "debug"), AM_OK);
+    assert_int_equal(l, AM_LOG_DEBUG);
+    assert_int_equal(glue_parse_log_level(&l, "INFO"), AM_OK);
+    assert_int_equal(l, AM_LOG_INFO);
+    assert_int_equal(glue_parse_log_level(&l, "warning"), AM_OK);
+    assert_int_equal(l, AM_LOG_WARN);
+    assert_int_equal(glue_parse_log_level(&l, "error"), AM_OK);
+    assert_int_equal(l, AM_LOG_ERROR);
+    assert_int_equal(glue_parse_log_level(&l, "trace"), AM_EINVAL);
+    assert_int_equal(glue_parse_log_level(&l, ""), AM_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(defaults, clear_env),
+        cmocka_unit_test_setup(env_then_flags_win, clear_env),
+        cmocka_unit_test_setup(missing_database_url, clear_env),
+        cmocka_unit_test_setup(help_and_version, clear_env),
+        cmocka_unit_test_setup(invalid_values, clear_env),
+        cmocka_unit_test_setup(invalid_env_names_the_variable, clear_env),
+        cmocka_unit_test_setup(unknown_option_and_missing_value, clear_env),
+        cmocka_unit_test(sizes),
+        cmocka_unit_test(durations),
+        cmocka_unit_test(listen_addresses),
+        cmocka_unit_test(log_levels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
