@@ -14,6 +14,7 @@ typedef struct {
     am_diags_t *diags;
     int errors;
     bool oom;
+    bool broken; /* the tree is partial: syntax error, depth, several documents */
 } loader_t;
 
 static void err_at(loader_t *l, int line, int col, const char *msg)
@@ -66,6 +67,7 @@ static bool next_event(loader_t *l, yaml_event_t *ev)
                  l->parser.problem ? l->parser.problem : "unknown problem",
                  l->parser.context ? " " : "", l->parser.context ? l->parser.context : "");
         err_at(l, (int)m->line + 1, (int)m->column + 1, msg);
+        l->broken = true;
         return false;
     }
     return true;
@@ -181,6 +183,7 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
     if (depth > MAX_DEPTH) {
         err_at(l, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
                "nesting deeper than 64 levels");
+        l->broken = true;
         l->parser.error = YAML_PARSER_ERROR; /* stop */
         return NULL;
     }
@@ -203,10 +206,12 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
     case YAML_ALIAS_EVENT:
         err_at(l, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
                "YAML aliases (*name) are not supported in mapping files");
+        l->broken = true; /* the value is missing: checking on would only add noise */
         return NULL;
     default:
         err_at(l, (int)ev->start_mark.line + 1, (int)ev->start_mark.column + 1,
                "unexpected YAML event");
+        l->broken = true;
         l->parser.error = YAML_PARSER_ERROR;
         return NULL;
     }
@@ -215,8 +220,16 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
 int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
              am_diags_t *d)
 {
+    bool whole;
+    return yt_parse_all(out, &whole, a, file, text, len, d);
+}
+
+int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
+                 size_t len, am_diags_t *d)
+{
     loader_t l = {.arena = a, .file = file, .diags = d};
     *out = NULL;
+    *whole = false;
     if (!yaml_parser_initialize(&l.parser))
         return AM_ENOMEM;
     yaml_parser_set_input_string(&l.parser, (const unsigned char *)text, len);
@@ -235,6 +248,7 @@ int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text,
             if (docs > 1) {
                 err_at(&l, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1,
                        "a mapping file holds one YAML document");
+                l.broken = true;
                 done = true;
             }
             break;
@@ -254,6 +268,7 @@ int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text,
     yaml_parser_delete(&l.parser);
     if (l.oom)
         return AM_ENOMEM;
+    *whole = !l.broken;
     return l.errors > 0 ? AM_EINVAL : AM_OK;
 }
 
