@@ -1,2 +1,100 @@
-/* storage/store.c - not yet written. */
-typedef int store_placeholder_t;
+/* storage/store.c - store_new(), store_free(), store_stats(). See store.h;
+ * the threads live in writer.c and reader.c. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEFAULT_READERS = 2, MAX_READERS = 64, DEFAULT_BATCH = 256, DEFAULT_QUEUE = 10000 };
+
+static void stop_threads(store_t *s)
+{
+    pthread_mutex_lock(&s->wmu);
+    s->wstop = true;
+    pthread_cond_broadcast(&s->wcond);
+    pthread_mutex_unlock(&s->wmu);
+    pthread_mutex_lock(&s->rmu);
+    s->rstop = true;
+    pthread_cond_broadcast(&s->rcond);
+    pthread_mutex_unlock(&s->rmu);
+    if (s->writer_started)
+        pthread_join(s->writer, NULL);
+    for (int i = 0; i < s->readers_started; i++)
+        pthread_join(s->readers[i], NULL);
+    s->writer_started = false;
+    s->readers_started = 0;
+}
+
+static void destroy(store_t *s)
+{
+    writer_queue_dispose(s);
+    reader_queue_dispose(s);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_cond_destroy(&s->wcond);
+    pthread_mutex_destroy(&s->rmu);
+    pthread_cond_destroy(&s->rcond);
+    free(s->readers);
+    free(s->conninfo);
+    free(s);
+}
+
+store_t *store_new(const store_options_t *opt)
+{
+    if (opt == NULL || opt->conninfo == NULL)
+        return NULL;
+    store_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->conninfo = strdup(opt->conninfo);
+    s->dedup_window_s = opt->dedup_window_s < 0 ? 0 : opt->dedup_window_s;
+    s->nreaders = opt->readers <= 0 ? DEFAULT_READERS : opt->readers;
+    if (s->nreaders > MAX_READERS)
+        s->nreaders = MAX_READERS;
+    s->max_batch = opt->max_batch <= 0 ? DEFAULT_BATCH : opt->max_batch;
+    s->max_queue = opt->max_queue <= 0 ? DEFAULT_QUEUE : (size_t)opt->max_queue;
+    s->readers = calloc((size_t)s->nreaders, sizeof(*s->readers));
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_cond_init(&s->wcond, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
+    pthread_cond_init(&s->rcond, NULL);
+    if (s->conninfo == NULL || s->readers == NULL)
+        goto fail;
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+        goto fail;
+    s->writer_started = true;
+    for (int i = 0; i < s->nreaders; i++) {
+        if (pthread_create(&s->readers[i], NULL, reader_main, s) != 0)
+            goto fail;
+        s->readers_started++;
+    }
+    return s;
+fail:
+    stop_threads(s);
+    destroy(s);
+    return NULL;
+}
+
+void store_free(store_t *s)
+{
+    if (s == NULL)
+        return;
+    stop_threads(s); /* the threads drain their queues before they exit */
+    destroy(s);
+}
+
+void store_stats(const store_t *s, store_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s == NULL)
+        return;
+    store_t *m = (store_t *)s; /* atomics are read only */
+    out->transactions = atomic_load(&m->stats.transactions);
+    out->batches_failed = atomic_load(&m->stats.batches_failed);
+    out->requests_ok = atomic_load(&m->stats.requests_ok);
+    out->requests_failed = atomic_load(&m->stats.requests_failed);
+    out->alerts_inserted = atomic_load(&m->stats.alerts_inserted);
+    out->alerts_deduplicated = atomic_load(&m->stats.alerts_deduplicated);
+    out->queries = atomic_load(&m->stats.queries);
+    out->reconnects = atomic_load(&m->stats.reconnects);
+    out->queue_depth = atomic_load(&m->stats.queue_depth);
+}

@@ -26,18 +26,25 @@ typedef struct store store_t;
 
 typedef struct store_options {
     const char *conninfo;   /* libpq connection string or URL */
-    int64_t dedup_window_s; /* 0 disables dedup; default 86400 */
+    int64_t dedup_window_s; /* seconds; 0 (or negative) disables dedup */
     int readers;            /* reader threads, default 2 */
     int max_batch;          /* alerts per group commit, default 256 */
+    /* requests waiting per queue (ingest, queries) before store_ingest() /
+     * store_query() refuse with AM_ELIMIT (answer 503); default 10000 */
+    int max_queue;
 } store_options_t;
 
 /* Applies the migrations found in sql_dir (files NNN_name.sql). Blocking;
- * for start-up only. Returns 0, or AM_EUNAVAIL (cannot connect) / AM_EINVAL
- * (a migration failed) with err filled. */
+ * for start-up only; uses its own connection, so concurrent calls (threads or
+ * processes) are safe. Returns 0, or AM_EUNAVAIL (cannot connect) / AM_EINVAL
+ * (unreadable directory, two files with one version, or a migration failed:
+ * err then reads "file:line:col: message") / AM_ENOMEM, with err filled
+ * (err may be NULL). Nothing is applied unless everything is. */
 int store_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen);
 
-/* Starts the threads. Does not require the database to be up (requests then
- * fail with STORE_UNAVAILABLE until it is). Returns NULL on out of memory. */
+/* Starts the threads (opt is copied). Does not require the database to be up
+ * (requests then fail with STORE_UNAVAILABLE until it is). Returns NULL when
+ * opt or opt->conninfo is NULL, or out of memory / threads. */
 store_t *store_new(const store_options_t *opt);
 /* Stops accepting, finishes everything queued (commits or fails it, calling
  * every callback), joins the threads, frees. NULL is a no-op. */
@@ -51,7 +58,7 @@ typedef struct store_indicator {
     const char *source_field;
 } store_indicator_t;
 
-/* One normalized alert to insert. All strings are copied by store_submit(). */
+/* One normalized alert to insert. All strings are copied by store_ingest(). */
 typedef struct store_alert {
     const char *source_name;
     const char *title;
@@ -72,8 +79,14 @@ typedef struct store_alert {
 
 typedef enum {
     STORE_OK = 0,
-    STORE_UNAVAILABLE, /* database unreachable or the batch failed: answer 503 */
-    STORE_SHUTTING_DOWN
+    STORE_UNAVAILABLE, /* database unreachable or the batch failed: answer 503;
+                        * nothing of the request was written, a retry is safe */
+    STORE_SHUTTING_DOWN,
+    /* The database refused this request's own data (e.g. a payload string
+     * with \u0000, which jsonb cannot hold, or invalid UTF-8). Nothing of the
+     * request was written; the other requests of the batch were not affected.
+     * Retrying the same request fails the same way: answer 422. */
+    STORE_REJECTED
 } store_status_t;
 
 typedef struct store_alert_outcome {
@@ -89,12 +102,23 @@ typedef struct store_ingest_result {
     const store_alert_outcome_t *alerts; /* valid during the callback only */
 } store_ingest_result_t;
 
-/* Called once per submit, on the writer thread, after commit or failure. */
+/* Called exactly once per accepted store_ingest(), on the writer thread,
+ * after the batch transaction committed (STORE_OK) or failed. Must not block
+ * for long (it delays the next batch) and must not call store_free(). */
 typedef void (*store_ingest_cb)(const store_ingest_result_t *res, void *ctx);
 
 /* Queues the alerts of one request (all in the same transaction: all or
- * nothing). Copies everything. Returns 0, or AM_ENOMEM / AM_EUNAVAIL (store
- * shutting down) in which case cb is never called. Thread-safe. */
+ * nothing). Copies everything; the caller's memory may go right after the
+ * call. n may be 0 (the callback then gets STORE_OK and no alerts).
+ * Checks the input first and returns AM_EINVAL (nothing queued) when a
+ * required string (source_name, title, severity, fingerprint, raw_payload)
+ * is NULL, severity is not one of the six values, an indicator has a NULL
+ * value or an unknown type, or fields_json is not a JSON object whose keys
+ * are optional field names (not alert keys such as "title").
+ * Indicators repeated on (type,value) inside one alert keep the first.
+ * Returns 0, or AM_EINVAL / AM_ENOMEM / AM_ELIMIT (queue full: the
+ * database is not keeping up) / AM_EUNAVAIL (store shutting down), in which
+ * case cb is never called. Thread-safe. */
 int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest_cb cb, void *ctx);
 
 /* ---- read API (reader threads) -------------------------------------------- */
@@ -112,6 +136,9 @@ typedef struct store_query {
     const char *source_name, *severity, *status, *since, *cursor;
     int64_t limit;    /* 0 = default 50; max 500 */
     const char *body; /* PATCH body, JSON text */
+    /* the raw "limit" query-string value; when non-NULL it is parsed and
+     * checked here (1..500, else 400 INVALID_PARAMETER) and limit is ignored */
+    const char *limit_text;
 } store_query_t;
 
 typedef struct store_reply {
@@ -121,8 +148,28 @@ typedef struct store_reply {
 
 typedef void (*store_query_cb)(const store_reply_t *reply, void *ctx);
 
-/* Queues a read-API query (strings copied). The reply's body is valid during
- * the callback only. Returns 0 or AM_ENOMEM / AM_EUNAVAIL. Thread-safe. */
+/* Queues a read-API query (strings copied). The callback runs once, on a
+ * reader thread; the reply's body is valid during the callback only.
+ * Returns 0 or AM_EINVAL / AM_ENOMEM / AM_ELIMIT (queue full) / AM_EUNAVAIL
+ * (shutting down), in which case cb is never called. Thread-safe. */
 int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx);
+
+/* ---- counters -------------------------------------------------------------- */
+
+typedef struct store_stats {
+    uint64_t transactions;        /* batch transactions that ran to their end */
+    uint64_t batches_failed;      /* batch transactions rolled back / not started */
+    uint64_t requests_ok;         /* ingest callbacks with STORE_OK */
+    uint64_t requests_failed;     /* ingest callbacks with any other status */
+    uint64_t alerts_inserted;     /* new alert rows committed */
+    uint64_t alerts_deduplicated; /* alerts answered as duplicates (committed) */
+    uint64_t queries;             /* read-API queries answered */
+    uint64_t reconnects;          /* successful (re)connections, all threads */
+    uint64_t queue_depth;         /* ingest requests waiting now */
+} store_stats_t;
+
+/* Copies the counters (each read atomically; the set is not a snapshot).
+ * Thread-safe. */
+void store_stats(const store_t *s, store_stats_t *out);
 
 #endif

@@ -1,0 +1,328 @@
+/* storage/alert_get.c - the alert JSON of the read API, GET and PATCH of one
+ * alert. See store_internal.h and docs/operations.md. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void reply_set(reply_buf_t *out, int status, char *body)
+{
+    free(out->body);
+    out->status = status;
+    out->body = body;
+}
+
+int reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out)
+{
+    pgerr_class_t cls = pgerr_classify(c, res);
+    if (cls == PGERR_CONNECTION)
+        return AM_EUNAVAIL;
+    if (cls == PGERR_TRANSIENT) {
+        reply_set(out, 503, json_error("DATABASE_UNAVAILABLE", "the database is busy, retry"));
+        return AM_OK;
+    }
+    char e[200];
+    pg_errcopy(e, sizeof(e), res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+    am_log(AM_LOG_ERROR, "store_query_failed", "serror", e, NULL);
+    reply_set(out, 500, json_error("INTERNAL", "unexpected database error"));
+    return AM_OK;
+}
+
+/* Spreads the optional fields (a jsonb object as text) at the top level:
+ * the known names first, in their documented order, then any other key. */
+static void put_fields(am_buf_t *b, const char *text)
+{
+    json_error_t e;
+    json_t *o = json_loads(text, 0, &e);
+    if (!json_is_object(o)) {
+        /* not expected (the column holds objects); splice the members as is */
+        size_t n = strlen(text);
+        if (n > 2 && text[0] == '{' && text[n - 1] == '}') {
+            am_buf_putc(b, ',');
+            am_buf_append(b, text + 1, n - 2);
+        }
+        json_decref(o);
+        return;
+    }
+    for (size_t i = 0; i < store_noptional_fields; i++) {
+        json_t *v = json_object_get(o, store_optional_fields[i]);
+        if (v == NULL)
+            continue;
+        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (t != NULL) {
+            json_put_key(b, store_optional_fields[i]);
+            am_buf_puts(b, t);
+        } else {
+            b->failed = true;
+        }
+        free(t);
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        bool known = false;
+        for (size_t i = 0; i < store_noptional_fields && !known; i++)
+            known = strcmp(key, store_optional_fields[i]) == 0;
+        if (known)
+            continue;
+        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (t != NULL) {
+            json_put_key(b, key);
+            am_buf_puts(b, t);
+        } else {
+            b->failed = true;
+        }
+        free(t);
+    }
+    json_decref(o);
+}
+
+static const char *val(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+void render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind)
+{
+    am_buf_putc(b, '{');
+    json_put_key(b, "uuid");
+    json_put_str(b, val(r, row, COL_UUID));
+    json_put_key(b, "title");
+    json_put_str(b, val(r, row, COL_TITLE));
+    json_put_key(b, "severity");
+    json_put_str(b, val(r, row, COL_SEVERITY));
+    json_put_key(b, "occurred_at");
+    json_put_time_us(b, val(r, row, COL_OCCURRED));
+    json_put_key(b, "occurred_at_fallback");
+    am_buf_puts(b, PQgetvalue(r, row, COL_FALLBACK)[0] == 't' ? "true" : "false");
+    json_put_key(b, "source_name");
+    json_put_str(b, val(r, row, COL_SOURCE));
+    json_put_key(b, "description");
+    json_put_str(b, val(r, row, COL_DESCRIPTION));
+    json_put_key(b, "status");
+    json_put_str(b, val(r, row, COL_STATUS));
+    json_put_key(b, "enrichment_status");
+    json_put_str(b, val(r, row, COL_ENRICHMENT));
+    json_put_key(b, "tags");
+    am_buf_puts(b, PQgetvalue(r, row, COL_TAGS)); /* json text made by the query */
+    json_put_key(b, "detection_rule_ref");
+    json_put_str(b, val(r, row, COL_RULE_REF));
+    put_fields(b, PQgetvalue(r, row, COL_FIELDS));
+    json_put_key(b, "fingerprint");
+    json_put_str(b, val(r, row, COL_FINGERPRINT));
+    json_put_key(b, "duplicate_count");
+    am_buf_puts(b, PQgetvalue(r, row, COL_DUPCOUNT));
+    static const struct {
+        const char *key;
+        int col;
+    } times[] = {
+        {"last_duplicate_at", COL_LAST_DUP}, {"ingested_at", COL_INGESTED},
+        {"updated_at", COL_UPDATED},         {"triaged_at", COL_TRIAGED},
+        {"escalated_at", COL_ESCALATED},     {"closed_at", COL_CLOSED},
+    };
+    for (size_t i = 0; i < AM_ARRAY_LEN(times); i++) {
+        json_put_key(b, times[i].key);
+        json_put_time_us(b, val(r, row, times[i].col));
+    }
+    json_put_key(b, "close_classification");
+    json_put_str(b, val(r, row, COL_CLASSIFICATION));
+    if (ind != NULL) {
+        json_put_key(b, "raw_payload");
+        am_buf_puts(b, PQgetvalue(r, row, COL_RAW)); /* jsonb text: valid JSON */
+        json_put_key(b, "indicators");
+        am_buf_putc(b, '[');
+        for (int i = 0; i < PQntuples(ind); i++) {
+            if (i > 0)
+                am_buf_putc(b, ',');
+            am_buf_putc(b, '{');
+            json_put_key(b, "type");
+            json_put_str(b, val(ind, i, 0));
+            json_put_key(b, "value");
+            json_put_str(b, val(ind, i, 1));
+            json_put_key(b, "source_field");
+            json_put_str(b, val(ind, i, 2));
+            am_buf_putc(b, '}');
+        }
+        am_buf_putc(b, ']');
+    }
+    am_buf_putc(b, '}');
+}
+
+static const char GET_SQL[] = "SELECT " ALERT_COLS ", a.raw_payload::text"
+                              " FROM alerts a WHERE a.uuid = $1::uuid";
+static const char IND_SQL[] =
+    "SELECT i.type, i.value, ai.source_field FROM alert_indicators ai"
+    " JOIN indicators i ON i.id = ai.indicator_id WHERE ai.alert_id = $1::int8"
+    " ORDER BY ai.position";
+
+int alert_get(PGconn *c, const char *uuid, reply_buf_t *out)
+{
+    const char *p[] = {uuid};
+    PGresult *r = PQexecParams(c, GET_SQL, 1, NULL, p, NULL, NULL, 0);
+    PGresult *ind = NULL;
+    int rc = AM_OK;
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = reply_db_error(c, r, out);
+        goto done;
+    }
+    if (PQntuples(r) == 0) {
+        reply_set(out, 404, json_error("NOT_FOUND", "no alert with uuid %s", uuid));
+        goto done;
+    }
+    const char *ip[] = {PQgetvalue(r, 0, COL_ID)};
+    ind = PQexecParams(c, IND_SQL, 1, NULL, ip, NULL, NULL, 0);
+    if (ind == NULL || PQresultStatus(ind) != PGRES_TUPLES_OK) {
+        rc = reply_db_error(c, ind, out);
+        goto done;
+    }
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    am_buf_puts(&b, "{\"data\":");
+    render_alert(&b, r, 0, ind);
+    am_buf_putc(&b, '}');
+    if (am_buf_ok(&b))
+        reply_set(out, 200, am_buf_steal(&b));
+    else
+        reply_set(out, 500, json_error("INTERNAL", "out of memory"));
+    am_buf_dispose(&b);
+done:
+    PQclear(r);
+    PQclear(ind);
+    return rc;
+}
+
+/* ---- PATCH ------------------------------------------------------------------- */
+
+static const char *const classifications[] = {"true_positive", "false_positive", "benign_positive",
+                                              "undetermined"};
+
+/* The statuses an alert may move to `to` from, as a text[] literal. */
+static const char *allowed_from(const char *to)
+{
+    if (strcmp(to, "Triaging") == 0)
+        return "{Open}";
+    if (strcmp(to, "Escalated") == 0)
+        return "{Open,Triaging}";
+    if (strcmp(to, "Closed") == 0)
+        return "{Open,Triaging,Escalated}";
+    return "{}"; /* nothing goes back to Open */
+}
+
+/* Checks the body; on a bad one fills out and returns false. */
+static bool patch_body(const char *body, const char **status, const char **cls, json_t **root,
+                       reply_buf_t *out)
+{
+    json_error_t e;
+    *root = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, &e);
+    if (*root == NULL) {
+        reply_set(out, 400, json_error("INVALID_JSON", "body is not valid JSON: %s", e.text));
+        return false;
+    }
+    if (!json_is_object(*root)) {
+        reply_set(out, 422, json_error("INVALID_BODY", "body must be a JSON object"));
+        return false;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(*root, key, v)
+    {
+        if (strcmp(key, "status") != 0 && strcmp(key, "close_classification") != 0) {
+            reply_set(out, 422, json_error("INVALID_BODY", "unknown field \"%s\"", key));
+            return false;
+        }
+    }
+    *status = json_string_value(json_object_get(*root, "status"));
+    static const char *const st[] = {"Open", "Triaging", "Escalated", "Closed"};
+    bool ok = false;
+    for (size_t i = 0; i < AM_ARRAY_LEN(st) && *status; i++)
+        ok = ok || strcmp(*status, st[i]) == 0;
+    if (!ok) {
+        reply_set(
+            out, 422,
+            json_error("INVALID_BODY", "status must be one of Open, Triaging, Escalated, Closed"));
+        return false;
+    }
+    json_t *c = json_object_get(*root, "close_classification");
+    *cls = json_string_value(c);
+    bool closing = strcmp(*status, "Closed") == 0;
+    if (!closing) {
+        if (c != NULL && !json_is_null(c)) {
+            reply_set(out, 422,
+                      json_error("INVALID_BODY",
+                                 "close_classification is only allowed with status Closed"));
+            return false;
+        }
+        *cls = NULL;
+        return true;
+    }
+    ok = false;
+    for (size_t i = 0; i < AM_ARRAY_LEN(classifications) && *cls; i++)
+        ok = ok || strcmp(*cls, classifications[i]) == 0;
+    if (!ok) {
+        reply_set(out, 422,
+                  json_error("INVALID_BODY", "status Closed needs close_classification, one of "
+                                             "true_positive, false_positive, benign_positive, "
+                                             "undetermined"));
+        return false;
+    }
+    return true;
+}
+
+bool alert_patch_precheck(const char *body, reply_buf_t *out)
+{
+    const char *status, *cls;
+    json_t *root = NULL;
+    bool answered = !patch_body(body, &status, &cls, &root, out);
+    json_decref(root);
+    return answered;
+}
+
+static const char PATCH_SQL[] =
+    "UPDATE alerts SET status = $2, updated_at = now(),"
+    " triaged_at = CASE WHEN $2 = 'Triaging' THEN now() ELSE triaged_at END,"
+    " escalated_at = CASE WHEN $2 = 'Escalated' THEN now() ELSE escalated_at END,"
+    " closed_at = CASE WHEN $2 = 'Closed' THEN now() ELSE closed_at END,"
+    " close_classification = $3"
+    " WHERE uuid = $1::uuid AND status = ANY ($4::text[]) RETURNING id";
+
+int alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out)
+{
+    const char *status, *cls;
+    json_t *root = NULL;
+    PGresult *r = NULL;
+    int rc = AM_OK;
+    if (!patch_body(body, &status, &cls, &root, out))
+        goto done;
+    const char *p[] = {uuid, status, cls, allowed_from(status)};
+    r = PQexecParams(c, PATCH_SQL, 4, NULL, p, NULL, NULL, 0);
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = reply_db_error(c, r, out);
+        goto done;
+    }
+    if (PQntuples(r) == 1) {
+        /* the change is committed; if reading it back fails, tell the caller
+         * to re-read rather than to repeat the change */
+        rc = alert_get(c, uuid, out);
+        if (rc == AM_EUNAVAIL)
+            rc = AM_EIO;
+        goto done;
+    }
+    PQclear(r);
+    r = PQexecParams(c, "SELECT status FROM alerts WHERE uuid = $1::uuid", 1, NULL, p, NULL, NULL,
+                     0);
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = reply_db_error(c, r, out);
+        goto done;
+    }
+    if (PQntuples(r) == 0)
+        reply_set(out, 404, json_error("NOT_FOUND", "no alert with uuid %s", uuid));
+    else
+        reply_set(out, 409,
+                  json_error("INVALID_TRANSITION", "cannot change status from %s to %s",
+                             PQgetvalue(r, 0, 0), status));
+done:
+    PQclear(r);
+    json_decref(root);
+    return rc;
+}

@@ -1,0 +1,171 @@
+/* storage/alert_list.c - LIST of the read API: filters, newest first, keyset
+ * pagination with an opaque cursor. See docs/operations.md. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { LIMIT_DEFAULT = 50, LIMIT_MAX = 500 };
+
+static bool status_valid(const char *s)
+{
+    static const char *const st[] = {"Open", "Triaging", "Escalated", "Closed"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(st); i++)
+        if (strcmp(s, st[i]) == 0)
+            return true;
+    return false;
+}
+
+/* "" is the same as an absent parameter. */
+static const char *param(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+static int bad(reply_buf_t *out, const char *name, const char *what)
+{
+    reply_set(out, 400, json_error("INVALID_PARAMETER", "%s %s", name, what));
+    return -1;
+}
+
+/* Validated parameters; -1 when out holds a 400. */
+typedef struct list_params {
+    const char *source_name, *severity, *status;
+    bool has_since, has_cursor;
+    char since[24], cur_us[24], cur_id[24];
+    int64_t limit;
+} list_params_t;
+
+static int check_params(const store_query_t *q, list_params_t *lp, reply_buf_t *out)
+{
+    memset(lp, 0, sizeof(*lp));
+    lp->limit = q->limit == 0 ? LIMIT_DEFAULT : q->limit;
+    if (q->limit_text != NULL) {
+        const char *t = q->limit_text;
+        size_t n = strlen(t);
+        int64_t v = 0;
+        bool ok = n > 0 && n <= 4;
+        for (size_t i = 0; i < n && ok; i++) {
+            ok = t[i] >= '0' && t[i] <= '9';
+            v = v * 10 + (t[i] - '0');
+        }
+        lp->limit = ok ? v : -1;
+    }
+    if (lp->limit < 1 || lp->limit > LIMIT_MAX)
+        return bad(out, "limit", "must be an integer from 1 to 500");
+    lp->source_name = param(q->source_name);
+    lp->severity = param(q->severity);
+    if (lp->severity && !store_severity_valid(lp->severity))
+        return bad(out, "severity",
+                   "must be one of Pending, Informational, Low, Medium, High, Critical");
+    lp->status = param(q->status);
+    if (lp->status && !status_valid(lp->status))
+        return bad(out, "status", "must be one of Open, Triaging, Escalated, Closed");
+    if (param(q->since)) {
+        int64_t us;
+        if (rfc3339_parse(q->since, &us) != AM_OK)
+            return bad(out, "since", "must be an RFC 3339 date-time, e.g. 2024-05-01T10:00:00Z");
+        lp->has_since = true;
+        snprintf(lp->since, sizeof(lp->since), "%lld", (long long)us);
+    }
+    if (param(q->cursor)) {
+        int64_t us, id;
+        if (cursor_decode(q->cursor, &us, &id) != AM_OK)
+            return bad(out, "cursor", "is not a cursor returned by this API");
+        lp->has_cursor = true;
+        snprintf(lp->cur_us, sizeof(lp->cur_us), "%lld", (long long)us);
+        snprintf(lp->cur_id, sizeof(lp->cur_id), "%lld", (long long)id);
+    }
+    return 0;
+}
+
+bool alert_list_precheck(const store_query_t *q, reply_buf_t *out)
+{
+    list_params_t lp;
+    return check_params(q, &lp, out) != 0;
+}
+
+int alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
+{
+    list_params_t lp;
+    if (check_params(q, &lp, out) != 0)
+        return AM_OK;
+    const char *p[8];
+    int np = 0;
+    char limit1[24];
+    snprintf(limit1, sizeof(limit1), "%lld", (long long)lp.limit + 1);
+    am_buf_t sql;
+    am_buf_init(&sql, 0);
+    am_buf_puts(&sql, "SELECT " ALERT_COLS " FROM alerts a WHERE true");
+    if (lp.source_name) {
+        p[np++] = lp.source_name;
+        am_buf_printf(&sql, " AND a.source_name = $%d", np);
+    }
+    if (lp.severity) {
+        p[np++] = lp.severity;
+        am_buf_printf(&sql, " AND a.severity = $%d", np);
+    }
+    if (lp.status) {
+        p[np++] = lp.status;
+        am_buf_printf(&sql, " AND a.status = $%d", np);
+    }
+    if (lp.has_since) {
+        p[np++] = lp.since;
+        am_buf_printf(&sql,
+                      " AND a.ingested_at >= timestamptz 'epoch' + $%d::int8 * interval "
+                      "'1 microsecond'",
+                      np);
+    }
+    if (lp.has_cursor) {
+        p[np++] = lp.cur_us;
+        p[np++] = lp.cur_id;
+        am_buf_printf(&sql,
+                      " AND (a.ingested_at, a.id) < (timestamptz 'epoch' + $%d::int8 * "
+                      "interval '1 microsecond', $%d::int8)",
+                      np - 1, np);
+    }
+    p[np++] = limit1;
+    am_buf_printf(&sql, " ORDER BY a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
+    if (!am_buf_ok(&sql)) {
+        am_buf_dispose(&sql);
+        reply_set(out, 500, json_error("INTERNAL", "out of memory"));
+        return AM_OK;
+    }
+    PGresult *r = PQexecParams(c, sql.data, np, NULL, p, NULL, NULL, 0);
+    am_buf_dispose(&sql);
+    int rc = AM_OK;
+    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = reply_db_error(c, r, out);
+        PQclear(r);
+        return rc;
+    }
+    int n = PQntuples(r);
+    bool more = n > lp.limit;
+    if (more)
+        n = (int)lp.limit;
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    am_buf_puts(&b, "{\"data\":[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            am_buf_putc(&b, ',');
+        render_alert(&b, r, i, NULL);
+    }
+    am_buf_puts(&b, "],\"meta\":{\"next_cursor\":");
+    if (more) {
+        char cur[64];
+        cursor_encode(cur, strtoll(PQgetvalue(r, n - 1, COL_INGESTED), NULL, 10),
+                      strtoll(PQgetvalue(r, n - 1, COL_ID), NULL, 10));
+        json_put_str(&b, cur);
+    } else {
+        am_buf_puts(&b, "null");
+    }
+    am_buf_printf(&b, ",\"limit\":%lld}}", (long long)lp.limit);
+    PQclear(r);
+    if (am_buf_ok(&b))
+        reply_set(out, 200, am_buf_steal(&b));
+    else
+        reply_set(out, 500, json_error("INTERNAL", "out of memory"));
+    am_buf_dispose(&b);
+    return AM_OK;
+}

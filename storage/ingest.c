@@ -1,0 +1,213 @@
+/* storage/ingest.c - store_ingest(): checks a request's alerts and copies
+ * them into memory the writer owns (one arena per request), then queues the
+ * request for the writer thread (writer.c). Input errors are answered here,
+ * synchronously, so that nothing the database would refuse for a reason
+ * known in advance ever reaches a batch. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- queued requests ---------------------------------------------------------- */
+
+static const char *const reserved_keys[] = {
+    "uuid",
+    "title",
+    "severity",
+    "occurred_at",
+    "occurred_at_fallback",
+    "source_name",
+    "description",
+    "status",
+    "enrichment_status",
+    "tags",
+    "detection_rule_ref",
+    "fingerprint",
+    "duplicate_count",
+    "last_duplicate_at",
+    "ingested_at",
+    "updated_at",
+    "triaged_at",
+    "escalated_at",
+    "closed_at",
+    "close_classification",
+    "raw_payload",
+    "indicators",
+    "id",
+};
+
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        int n = (*p & 0xE0) == 0xC0 ? 1 : (*p & 0xF0) == 0xE0 ? 2 : (*p & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0 || (*p == 0xC0 || *p == 0xC1) || *p > 0xF4)
+            return false;
+        uint32_t cp = *p & (0x3F >> n);
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
+
+static bool fields_valid(const char *text)
+{
+    json_error_t e;
+    json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &e);
+    bool ok = json_is_object(o);
+    const char *key;
+    json_t *v;
+    if (ok) {
+        json_object_foreach(o, key, v)
+        {
+            for (size_t i = 0; i < AM_ARRAY_LEN(reserved_keys); i++)
+                if (strcmp(key, reserved_keys[i]) == 0)
+                    ok = false;
+        }
+    }
+    json_decref(o);
+    return ok;
+}
+
+static int check_alert(const store_alert_t *a)
+{
+    if (a->source_name == NULL || a->title == NULL || a->fingerprint == NULL ||
+        a->raw_payload == NULL || !store_severity_valid(a->severity) || a->fingerprint[0] == '\0' ||
+        !utf8_valid(a->fingerprint) || (a->ntags > 0 && a->tags == NULL) ||
+        (a->nindicators > 0 && a->indicators == NULL))
+        return AM_EINVAL;
+    for (size_t i = 0; i < a->ntags; i++)
+        if (a->tags[i] == NULL)
+            return AM_EINVAL;
+    for (size_t i = 0; i < a->nindicators; i++) {
+        const store_indicator_t *x = &a->indicators[i];
+        if (!store_indicator_type_valid(x->type) || x->value == NULL || x->value[0] == '\0' ||
+            !utf8_valid(x->value))
+            return AM_EINVAL;
+    }
+    if (a->fields_json != NULL && !fields_valid(a->fields_json))
+        return AM_EINVAL;
+    return AM_OK;
+}
+
+static char *arena_lit(am_arena_t *ar, const char *const *v, size_t n)
+{
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    pg_text_array(&b, v, n);
+    char *r = am_buf_ok(&b) ? am_arena_strdup(ar, b.data ? b.data : "{}") : NULL;
+    am_buf_dispose(&b);
+    return r;
+}
+
+static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
+{
+    w->title = am_arena_strdup(ar, a->title);
+    w->severity = am_arena_strdup(ar, a->severity);
+    w->source_name = am_arena_strdup(ar, a->source_name);
+    w->description = am_arena_strdup(ar, a->description);
+    w->detection_rule_ref = am_arena_strdup(ar, a->detection_rule_ref);
+    w->fingerprint = am_arena_strdup(ar, a->fingerprint);
+    w->raw_payload = am_arena_strdup(ar, a->raw_payload);
+    w->fields_json = am_arena_strdup(ar, a->fields_json);
+    snprintf(w->occurred, sizeof(w->occurred), "%lld", (long long)a->occurred_at_us);
+    w->fallback = a->occurred_at_fallback;
+    w->tags_lit = arena_lit(ar, a->tags, a->ntags);
+    const char **types = am_arena_calloc(ar, a->nindicators + 1, sizeof(*types));
+    const char **values = am_arena_calloc(ar, a->nindicators + 1, sizeof(*values));
+    const char **sf = am_arena_calloc(ar, a->nindicators + 1, sizeof(*sf));
+    if (!w->title || !w->severity || !w->source_name || !w->fingerprint || !w->raw_payload ||
+        (a->description && !w->description) || (a->detection_rule_ref && !w->detection_rule_ref) ||
+        (a->fields_json && !w->fields_json) || !w->tags_lit || !types || !values || !sf)
+        return AM_ENOMEM;
+    size_t n = 0;
+    for (size_t i = 0; i < a->nindicators; i++) {
+        const store_indicator_t *x = &a->indicators[i];
+        bool seen = false;
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = strcmp(types[k], x->type) == 0 && strcmp(values[k], x->value) == 0;
+        if (seen)
+            continue; /* repeated (type, value): the first one stays */
+        types[n] = x->type;
+        values[n] = x->value;
+        sf[n++] = x->source_field;
+    }
+    w->nind = n;
+    w->ind_types_lit = arena_lit(ar, types, n);
+    w->ind_values_lit = arena_lit(ar, values, n);
+    w->ind_fields_lit = arena_lit(ar, sf, n);
+    return w->ind_types_lit && w->ind_values_lit && w->ind_fields_lit ? AM_OK : AM_ENOMEM;
+}
+
+void ingest_req_free(ingest_req_t *r)
+{
+    if (r != NULL)
+        am_arena_free(r->arena);
+}
+
+int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest_cb cb, void *ctx)
+{
+    if (s == NULL || cb == NULL || (n > 0 && alerts == NULL))
+        return AM_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (check_alert(&alerts[i]) != AM_OK)
+            return AM_EINVAL;
+    am_arena_t *ar = am_arena_new(8192, 0);
+    if (ar == NULL)
+        return AM_ENOMEM;
+    ingest_req_t *r = am_arena_calloc(ar, 1, sizeof(*r));
+    if (r == NULL) {
+        am_arena_free(ar);
+        return AM_ENOMEM;
+    }
+    r->arena = ar;
+    r->n = n;
+    r->cb = cb;
+    r->ctx = ctx;
+    r->alerts = am_arena_calloc(ar, n + 1, sizeof(*r->alerts));
+    r->out = am_arena_calloc(ar, n + 1, sizeof(*r->out));
+    int rc = r->alerts && r->out ? AM_OK : AM_ENOMEM;
+    for (size_t i = 0; i < n && rc == AM_OK; i++)
+        rc = copy_alert(ar, &r->alerts[i], &alerts[i]);
+    if (rc != AM_OK) {
+        ingest_req_free(r);
+        return rc;
+    }
+    pthread_mutex_lock(&s->wmu);
+    if (s->wstop || atomic_load(&s->stats.queue_depth) >= s->max_queue) {
+        int why = s->wstop ? AM_EUNAVAIL : AM_ELIMIT;
+        pthread_mutex_unlock(&s->wmu);
+        ingest_req_free(r);
+        return why;
+    }
+    if (s->wtail)
+        s->wtail->next = r;
+    else
+        s->whead = r;
+    s->wtail = r;
+    atomic_fetch_add(&s->stats.queue_depth, 1);
+    pthread_cond_signal(&s->wcond);
+    pthread_mutex_unlock(&s->wmu);
+    return AM_OK;
+}
+
+void writer_queue_dispose(store_t *s)
+{
+    while (s->whead) {
+        ingest_req_t *r = s->whead;
+        s->whead = r->next;
+        ingest_req_free(r);
+    }
+    s->wtail = NULL;
+}

@@ -1,0 +1,171 @@
+/* storage/reader.c - the read-API queue and the reader threads.
+ *
+ * store_query() copies the query and queues it; each reader thread owns one
+ * connection (opened lazily, reopened with backoff after a failure) and
+ * answers queries one at a time. Input errors are answered before any
+ * database work, so they get their 400/422 even while the database is down.
+ * When the connection turns out to be broken (e.g. after a database restart)
+ * the query is retried once on a fresh connection: GET and LIST only read,
+ * and PATCH is one autocommit UPDATE: when the link broke before its answer
+ * it is repeated, when it broke after (while reading the alert back) only the
+ * read is repeated.
+ * Otherwise the answer is 503 DATABASE_UNAVAILABLE. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct query_req {
+    query_req_t *next;
+    am_arena_t *arena;
+    store_query_t q; /* strings point into arena */
+    store_query_cb cb;
+    void *ctx;
+};
+
+static bool dup_into(am_arena_t *ar, const char **dst, const char *src)
+{
+    *dst = am_arena_strdup(ar, src);
+    return src == NULL || *dst != NULL;
+}
+
+int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx)
+{
+    if (s == NULL || q == NULL || cb == NULL)
+        return AM_EINVAL;
+    am_arena_t *ar = am_arena_new(1024, 0);
+    query_req_t *r = ar ? am_arena_calloc(ar, 1, sizeof(*r)) : NULL;
+    if (r == NULL) {
+        am_arena_free(ar);
+        return AM_ENOMEM;
+    }
+    r->arena = ar;
+    r->q = *q;
+    r->cb = cb;
+    r->ctx = ctx;
+    bool ok = dup_into(ar, &r->q.uuid, q->uuid) &&
+              dup_into(ar, &r->q.source_name, q->source_name) &&
+              dup_into(ar, &r->q.severity, q->severity) && dup_into(ar, &r->q.status, q->status) &&
+              dup_into(ar, &r->q.since, q->since) && dup_into(ar, &r->q.cursor, q->cursor) &&
+              dup_into(ar, &r->q.body, q->body) && dup_into(ar, &r->q.limit_text, q->limit_text);
+    if (!ok) {
+        am_arena_free(ar);
+        return AM_ENOMEM;
+    }
+    pthread_mutex_lock(&s->rmu);
+    if (s->rstop || s->rdepth >= s->max_queue) {
+        int why = s->rstop ? AM_EUNAVAIL : AM_ELIMIT;
+        pthread_mutex_unlock(&s->rmu);
+        am_arena_free(ar);
+        return why;
+    }
+    s->rdepth++;
+    if (s->rtail)
+        s->rtail->next = r;
+    else
+        s->rhead = r;
+    s->rtail = r;
+    pthread_cond_signal(&s->rcond);
+    pthread_mutex_unlock(&s->rmu);
+    return AM_OK;
+}
+
+void reader_queue_dispose(store_t *s)
+{
+    while (s->rhead) {
+        query_req_t *r = s->rhead;
+        s->rhead = r->next;
+        am_arena_free(r->arena);
+    }
+    s->rtail = NULL;
+}
+
+/* Answers what needs no database; true when out holds the answer. */
+static bool precheck(const store_query_t *q, reply_buf_t *out)
+{
+    switch (q->kind) {
+    case STORE_Q_GET_ALERT:
+    case STORE_Q_PATCH_ALERT:
+        if (!uuid_valid(q->uuid)) {
+            reply_set(out, 400,
+                      json_error("INVALID_UUID", "alert id must be a uuid "
+                                                 "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"));
+            return true;
+        }
+        return q->kind == STORE_Q_PATCH_ALERT && alert_patch_precheck(q->body, out);
+    case STORE_Q_LIST_ALERTS:
+        return alert_list_precheck(q, out);
+    }
+    reply_set(out, 400, json_error("INVALID_PARAMETER", "unknown query kind"));
+    return true;
+}
+
+static int run(PGconn *c, const store_query_t *q, reply_buf_t *out)
+{
+    switch (q->kind) {
+    case STORE_Q_GET_ALERT:
+        return alert_get(c, q->uuid, out);
+    case STORE_Q_PATCH_ALERT:
+        return alert_patch(c, q->uuid, q->body, out);
+    case STORE_Q_LIST_ALERTS:
+        return alert_list(c, q, out);
+    }
+    return AM_EINVAL;
+}
+
+static void answer(store_t *s, pgconn_t *pc, query_req_t *r)
+{
+    reply_buf_t out = {0, NULL};
+    if (!precheck(&r->q, &out)) {
+        int rc = AM_EUNAVAIL;
+        for (int attempt = 0; attempt < 2 && (rc == AM_EUNAVAIL || rc == AM_EIO); attempt++) {
+            if (rc == AM_EIO)
+                r->q.kind = STORE_Q_GET_ALERT; /* the PATCH is done: read it back */
+            if (pgconn_ensure(pc, attempt > 0, NULL, 0) != 0)
+                break;
+            rc = run(pc->conn, &r->q, &out);
+            if (rc == AM_EUNAVAIL || rc == AM_EIO)
+                pgconn_close(pc);
+        }
+        if (rc != AM_OK)
+            reply_set(&out, 503,
+                      json_error("DATABASE_UNAVAILABLE", "the database cannot be reached"));
+    }
+    if (out.body == NULL)
+        out.status = 500;
+    store_reply_t reply = {
+        .http_status = out.status,
+        .body = out.body ? out.body
+                         : "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}",
+    };
+    atomic_fetch_add(&s->stats.queries, 1);
+    r->cb(&reply, r->ctx);
+    free(out.body);
+}
+
+void *reader_main(void *arg)
+{
+    store_t *s = arg;
+    pgconn_t pc;
+    pgconn_init(&pc, s->conninfo);
+    pc.reconnects = &s->stats.reconnects;
+    for (;;) {
+        pthread_mutex_lock(&s->rmu);
+        while (s->rhead == NULL && !s->rstop)
+            pthread_cond_wait(&s->rcond, &s->rmu);
+        query_req_t *r = s->rhead;
+        if (r == NULL) {
+            pthread_mutex_unlock(&s->rmu);
+            break;
+        }
+        s->rhead = r->next;
+        if (s->rhead == NULL)
+            s->rtail = NULL;
+        s->rdepth--;
+        pthread_mutex_unlock(&s->rmu);
+        answer(s, &pc, r);
+        am_arena_free(r->arena);
+    }
+    pgconn_close(&pc);
+    return NULL;
+}

@@ -1,0 +1,249 @@
+/*
+ * storage/store_internal.h - what the files of storage/ share.
+ *
+ *   pgconn.c     one libpq connection with reconnect backoff, error classes,
+ *                PostgreSQL array literals
+ *   migrate.c    store_migrate()
+ *   store.c      store_new(), store_free(), store_stats()
+ *   ingest.c     store_ingest(): input checks, copies, the ingest queue
+ *   writer.c     the group-commit writer thread
+ *   batch.c      one batch transaction (pipelined)
+ *   reader.c     the query queue and the reader threads
+ *   alert_get.c  GET and PATCH of one alert
+ *   alert_list.c LIST with filters and cursor
+ *   codec.c      JSON text writing, uuid / RFC 3339 / cursor parsing
+ *
+ * Not part of the public interface; nothing outside storage/ includes this.
+ */
+#ifndef STORE_INTERNAL_H
+#define STORE_INTERNAL_H
+
+#include "store.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* ---- connection (pgconn.c) ------------------------------------------------ */
+
+/* One connection owned by one thread. After a failed attempt the next one is
+ * allowed only after a backoff (100 ms doubling to 2 s); a success resets it. */
+typedef struct pgconn {
+    PGconn *conn; /* NULL when disconnected */
+    const char *conninfo;
+    int64_t next_attempt_us;
+    int64_t backoff_us;
+    atomic_uint_fast64_t *reconnects; /* counter to bump, may be NULL */
+    /* called after each successful connect (e.g. to prepare statements);
+     * returning non-zero closes the connection and counts as a failure */
+    int (*on_connect)(PGconn *c, void *ctx);
+    void *on_connect_ctx;
+} pgconn_t;
+
+void pgconn_init(pgconn_t *pc, const char *conninfo);
+/* Makes sure there is a usable connection. With force the backoff is
+ * ignored. Returns 0 or AM_EUNAVAIL (err filled when not NULL). */
+int pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen);
+/* Closes the connection (e.g. after it broke) without touching the backoff. */
+void pgconn_close(pgconn_t *pc);
+/* The time until the next allowed attempt (0 when allowed now). */
+int64_t pgconn_wait_us(const pgconn_t *pc);
+/* Opens a connection right away (no backoff); NULL and err on failure. */
+PGconn *pgconn_open(const char *conninfo, char *err, size_t errlen);
+
+/* What a failed statement means for the caller. */
+typedef enum {
+    PGERR_CONNECTION, /* the connection is gone: reconnect */
+    PGERR_TRANSIENT,  /* deadlock, serialization, server shutting down, out of resources */
+    PGERR_DATA        /* the statement's data was refused (constraint, bad JSON, ...) */
+} pgerr_class_t;
+/* Classifies a failed result (res may be NULL) on connection c. */
+pgerr_class_t pgerr_classify(PGconn *c, const PGresult *res);
+
+/* Runs a statement without parameters and checks its status; clears the
+ * result. Returns 0 or -1 (and *cls when not NULL, err filled). */
+int pg_exec_simple(PGconn *c, const char *sql, pgerr_class_t *cls, char *err, size_t errlen);
+
+/* Appends a PostgreSQL text[] literal ({"a","b"}) of n strings (NULL ones as NULL). */
+void pg_text_array(am_buf_t *b, const char *const *v, size_t n);
+
+/* Copies the first line of a libpq error message into err. */
+void pg_errcopy(char *err, size_t errlen, const char *msg);
+
+/* ---- JSON text and small parsers (codec.c) --------------------------------- */
+
+/* Appends s as a JSON string ("null" when s is NULL). */
+void json_put_str(am_buf_t *b, const char *s);
+/* Appends "key": (a comma first unless the object was just opened). */
+void json_put_key(am_buf_t *b, const char *key);
+/* Appends an RFC 3339 UTC time from a text value of microseconds since the
+ * epoch, or null when text is NULL. */
+void json_put_time_us(am_buf_t *b, const char *us_text);
+/* {"error":{"code":CODE,"message":MSG}} as a new heap string (NULL on OOM). */
+char *json_error(const char *code, const char *fmt, ...) AM_PRINTF(2, 3);
+
+/* true when s is a uuid in 8-4-4-4-12 hex form (any case). */
+bool uuid_valid(const char *s);
+/* Parses an RFC 3339 date-time (e.g. 2024-05-01T10:00:00.5+02:00) into µs
+ * since the epoch. Returns 0 or AM_EINVAL. */
+int rfc3339_parse(const char *s, int64_t *out_us);
+/* The list cursor: base64url (no padding) of "<ingested_at µs>.<id>". */
+void cursor_encode(char out[64], int64_t ingested_us, int64_t id);
+int cursor_decode(const char *s, int64_t *ingested_us, int64_t *id);
+
+/* Names of the optional normalized fields (src_ip ... email_reply_to), in the
+ * order the alert JSON lists them. */
+extern const char *const store_optional_fields[];
+extern const size_t store_noptional_fields;
+bool store_severity_valid(const char *s);
+bool store_indicator_type_valid(const char *s);
+
+/* ---- the store (store.c, writer.c, reader.c) ------------------------------- */
+
+typedef struct query_req query_req_t;
+
+/* One alert as queued: strings and literals in the request's arena. */
+typedef struct w_alert {
+    const char *title, *severity, *source_name, *description, *detection_rule_ref;
+    const char *fingerprint, *raw_payload, *fields_json;
+    char occurred[24]; /* µs since the epoch, decimal */
+    bool fallback;
+    const char *tags_lit; /* text[] literals */
+    const char *ind_types_lit, *ind_values_lit, *ind_fields_lit;
+    size_t nind;
+} w_alert_t;
+
+/* One store_ingest() call waiting for, or inside, a batch. */
+typedef struct ingest_req ingest_req_t;
+struct ingest_req {
+    ingest_req_t *next;
+    am_arena_t *arena; /* owns the request itself */
+    w_alert_t *alerts;
+    size_t n;
+    store_alert_outcome_t *out;
+    store_ingest_cb cb;
+    void *ctx;
+    store_status_t status;
+    char msg[300];
+};
+void ingest_req_free(ingest_req_t *r);
+
+/* How a batch transaction ended. */
+typedef enum {
+    BATCH_COMMITTED,     /* committed; each request holds its own status */
+    BATCH_CONN_LOST,     /* connection lost before COMMIT: nothing written */
+    BATCH_FAILED,        /* rolled back: nothing written */
+    BATCH_COMMIT_UNKNOWN /* connection lost during COMMIT */
+} batch_result_t;
+
+/* Writes reqs in one transaction on c (see batch.c). Sets each request's
+ * status and outcomes; err gets the reason of a batch-level failure. */
+batch_result_t batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
+                         char *err, size_t errlen);
+/* Prepares the batch statements on a new connection (pgconn on_connect). */
+int batch_prepare(PGconn *c, void *ctx);
+
+typedef struct store_counters {
+    atomic_uint_fast64_t transactions, batches_failed, requests_ok, requests_failed,
+        alerts_inserted, alerts_deduplicated, queries, reconnects, queue_depth;
+} store_counters_t;
+
+struct store {
+    char *conninfo;
+    int64_t dedup_window_s;
+    int nreaders;
+    int max_batch;
+    size_t max_queue;
+    size_t rdepth; /* queries waiting, guarded by rmu */
+    store_counters_t stats;
+
+    /* ingest queue, guarded by wmu */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcond;
+    ingest_req_t *whead, *wtail;
+    bool wstop;
+    pthread_t writer;
+    bool writer_started;
+
+    /* query queue, guarded by rmu */
+    pthread_mutex_t rmu;
+    pthread_cond_t rcond;
+    query_req_t *rhead, *rtail;
+    bool rstop;
+    pthread_t *readers;
+    int readers_started;
+};
+
+void *writer_main(void *arg);
+void *reader_main(void *arg);
+/* Frees what is still queued without calling callbacks (only used when
+ * store_new fails half-way, before any submit). */
+void writer_queue_dispose(store_t *s);
+void reader_queue_dispose(store_t *s);
+
+/* The read API on one connection; reply body as a heap string.
+ * Returns 0, or AM_EUNAVAIL when the connection broke (the caller reconnects
+ * and retries once; nothing was changed). */
+typedef struct reply_buf {
+    int status;
+    char *body; /* heap */
+} reply_buf_t;
+/* The columns of an alert row as the read queries select them (alias a). */
+/* clang-format off */
+#define ALERT_COLS                                                             \
+    "a.id, a.uuid, a.title, a.severity,"                                       \
+    " (EXTRACT(EPOCH FROM a.occurred_at) * 1000000)::int8,"                    \
+    " a.occurred_at_fallback, a.source_name, a.description, a.status,"         \
+    " a.enrichment_status, to_json(a.tags)::text, a.detection_rule_ref,"       \
+    " a.fields::text, a.fingerprint, a.duplicate_count,"                       \
+    " (EXTRACT(EPOCH FROM a.last_duplicate_at) * 1000000)::int8,"              \
+    " (EXTRACT(EPOCH FROM a.ingested_at) * 1000000)::int8,"                    \
+    " (EXTRACT(EPOCH FROM a.updated_at) * 1000000)::int8,"                     \
+    " (EXTRACT(EPOCH FROM a.triaged_at) * 1000000)::int8,"                     \
+    " (EXTRACT(EPOCH FROM a.escalated_at) * 1000000)::int8,"                   \
+    " (EXTRACT(EPOCH FROM a.closed_at) * 1000000)::int8,"                      \
+    " a.close_classification"
+/* clang-format on */
+enum {
+    COL_ID,
+    COL_UUID,
+    COL_TITLE,
+    COL_SEVERITY,
+    COL_OCCURRED,
+    COL_FALLBACK,
+    COL_SOURCE,
+    COL_DESCRIPTION,
+    COL_STATUS,
+    COL_ENRICHMENT,
+    COL_TAGS,
+    COL_RULE_REF,
+    COL_FIELDS,
+    COL_FINGERPRINT,
+    COL_DUPCOUNT,
+    COL_LAST_DUP,
+    COL_INGESTED,
+    COL_UPDATED,
+    COL_TRIAGED,
+    COL_ESCALATED,
+    COL_CLOSED,
+    COL_CLASSIFICATION,
+    COL_RAW /* GET only */
+};
+/* Appends one alert object from row `row` of r. With ind (the rows type,
+ * value, source_field) it also writes raw_payload (column COL_RAW) and
+ * indicators; without, it is the list form. */
+void render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind);
+
+/* Checks a query's input without the database; true when out now holds the
+ * answer (a 400/422). */
+bool alert_list_precheck(const store_query_t *q, reply_buf_t *out);
+bool alert_patch_precheck(const char *body, reply_buf_t *out);
+int alert_get(PGconn *c, const char *uuid, reply_buf_t *out);
+int alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out);
+int alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
+/* Fills out with 500 INTERNAL / 503 DATABASE_UNAVAILABLE for a failed result;
+ * returns AM_EUNAVAIL when the connection is gone, else 0. */
+int reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);
+void reply_set(reply_buf_t *out, int status, char *body);
+
+#endif

@@ -1,0 +1,162 @@
+/* storage/writer.c - the group-commit writer thread.
+ *
+ * The thread takes whatever store_ingest() queued (whole requests, up to
+ * max_batch alerts), writes it as ONE transaction (batch.c) and only then
+ * calls each request's callback: STORE_OK after COMMIT returned, else the
+ * request's own failure or the batch's.
+ *
+ * Failures: when the connection breaks before COMMIT the server has rolled
+ * everything back, so the batch is sent once more on a new connection (this
+ * also covers the first batch after a database restart, whose old connection
+ * is stale). If that fails too every request of the batch gets
+ * STORE_UNAVAILABLE, nothing of it is written, and the thread reconnects with
+ * backoff (100 ms doubling to 2 s; while waiting, batches fail at once rather
+ * than queue). A connection lost during COMMIT leaves the outcome unknown:
+ * the requests get STORE_UNAVAILABLE, the sender retries, and dedup turns an
+ * already committed first attempt into a duplicate answer, not a second alert.
+ * At shutdown the queue is drained: every callback is called. */
+#include "store_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A batch stops growing past this many bytes of copied alerts (payloads
+ * included), whatever max_batch says. */
+#define MAX_BATCH_BYTES ((size_t)64 * 1024 * 1024)
+
+/* ---- the thread --------------------------------------------------------------- */
+
+static void finish(store_t *s, ingest_req_t **reqs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        ingest_req_t *q = reqs[i];
+        store_ingest_result_t res = {
+            .status = q->status,
+            .message = q->status == STORE_OK ? NULL : q->msg,
+            .nalerts = q->status == STORE_OK ? q->n : 0,
+            .alerts = q->status == STORE_OK ? q->out : NULL,
+        };
+        if (q->status == STORE_OK) {
+            atomic_fetch_add(&s->stats.requests_ok, 1);
+            for (size_t k = 0; k < q->n; k++) {
+                if (q->out[k].is_duplicate)
+                    atomic_fetch_add(&s->stats.alerts_deduplicated, 1);
+                else
+                    atomic_fetch_add(&s->stats.alerts_inserted, 1);
+            }
+        } else {
+            atomic_fetch_add(&s->stats.requests_failed, 1);
+        }
+        q->cb(&res, q->ctx);
+        ingest_req_free(q);
+    }
+}
+
+static void fail_all(ingest_req_t **reqs, size_t n, const char *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        reqs[i]->status = STORE_UNAVAILABLE;
+        snprintf(reqs[i]->msg, sizeof(reqs[i]->msg), "database unavailable: %s", err);
+    }
+}
+
+static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, bool stopping)
+{
+    char err[256] = "";
+    batch_result_t br = BATCH_FAILED;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (pgconn_ensure(pc, attempt > 0 || stopping, err, sizeof(err)) != 0) {
+            br = BATCH_FAILED;
+            break;
+        }
+        br = batch_run(pc->conn, s->dedup_window_s, reqs, n, err, sizeof(err));
+        if (br != BATCH_CONN_LOST)
+            break;
+        /* the server rolled the transaction back: safe to send it again */
+        pgconn_close(pc);
+    }
+    if (pc->conn != NULL && (br == BATCH_CONN_LOST || br == BATCH_COMMIT_UNKNOWN ||
+                             PQpipelineStatus(pc->conn) != PQ_PIPELINE_OFF))
+        pgconn_close(pc);
+    if (br == BATCH_COMMITTED) {
+        atomic_fetch_add(&s->stats.transactions, 1);
+    } else {
+        atomic_fetch_add(&s->stats.batches_failed, 1);
+        fail_all(reqs, n, err);
+    }
+    finish(s, reqs, n);
+}
+
+void *writer_main(void *arg)
+{
+    store_t *s = arg;
+    pgconn_t pc;
+    pgconn_init(&pc, s->conninfo);
+    pc.reconnects = &s->stats.reconnects;
+    pc.on_connect = batch_prepare;
+    size_t cap = 64;
+    ingest_req_t **batch = malloc(cap * sizeof(*batch));
+    for (;;) {
+        pthread_mutex_lock(&s->wmu);
+        while (s->whead == NULL && !s->wstop) {
+            if (pc.conn != NULL) {
+                pthread_cond_wait(&s->wcond, &s->wmu);
+                continue;
+            }
+            int64_t w = pgconn_wait_us(&pc);
+            if (w == 0)
+                break; /* idle: time for a reconnect attempt */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + (w % 1000000) * 1000;
+            ts.tv_sec += (time_t)(w / 1000000 + ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            pthread_cond_timedwait(&s->wcond, &s->wmu, &ts);
+        }
+        if (s->whead == NULL && s->wstop) {
+            pthread_mutex_unlock(&s->wmu);
+            break;
+        }
+        size_t n = 0, alerts = 0;
+        size_t bytes = 0;
+        while (s->whead != NULL && (n == 0 || (alerts + s->whead->n <= (size_t)s->max_batch &&
+                                               bytes < MAX_BATCH_BYTES))) {
+            if (n == cap) {
+                ingest_req_t **nb = batch ? realloc(batch, 2 * cap * sizeof(*batch)) : NULL;
+                if (nb == NULL)
+                    break;
+                batch = nb;
+                cap *= 2;
+            }
+            if (batch == NULL)
+                break;
+            ingest_req_t *q = s->whead;
+            s->whead = q->next;
+            if (s->whead == NULL)
+                s->wtail = NULL;
+            q->next = NULL;
+            batch[n++] = q;
+            alerts += q->n;
+            bytes += am_arena_used(q->arena);
+        }
+        bool stopping = s->wstop;
+        atomic_fetch_sub(&s->stats.queue_depth, n);
+        pthread_mutex_unlock(&s->wmu);
+        if (n == 0) {
+            if (batch == NULL) {
+                /* out of memory for the batch array: retry shortly */
+                batch = malloc(cap * sizeof(*batch));
+                struct timespec d = {0, 10000000};
+                nanosleep(&d, NULL);
+                continue;
+            }
+            pgconn_ensure(&pc, false, NULL, 0);
+            continue;
+        }
+        process(s, &pc, batch, n, stopping);
+    }
+    free(batch);
+    pgconn_close(&pc);
+    return NULL;
+}

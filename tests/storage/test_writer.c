@@ -1,0 +1,670 @@
+/* tests/storage/test_writer.c - the group-commit writer: rows written, links
+ * in order, one job and a NOTIFY per alert, batching, dedup under
+ * concurrency, per-request failure, input checks, shutdown with work queued. */
+#include "helpers.h"
+
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *g_ci;
+static store_t *g_store; /* dedup window 1 h */
+static PGconn *g_db;
+
+static int setup(void **state)
+{
+    (void)state;
+    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .max_batch = 256};
+    g_store = store_new(&o);
+    g_db = th_connect(g_ci);
+    return g_store ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    store_free(g_store);
+    PQfinish(g_db);
+    return 0;
+}
+
+static bool is_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash != (s[i] == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void test_ingest_one(void **state)
+{
+    (void)state;
+    PGconn *l = th_connect(g_ci);
+    th_int(l, "LISTEN alertmap_enrichment", 0);
+    store_alert_t a = th_sample_alert("One alert", "fp-ingest-one");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    assert_int_equal(w.nalerts, 1);
+    assert_true(is_uuid(w.out[0].uuid));
+    assert_false(w.out[0].is_duplicate);
+    assert_int_equal(w.out[0].duplicate_count, 0);
+    const char *u = w.out[0].uuid;
+
+    /* the row as stored */
+    const char *q = "SELECT concat_ws('|', title, severity,"
+                    " to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),"
+                    " occurred_at_fallback, source_name, description, status, enrichment_status,"
+                    " detection_rule_ref, fingerprint, duplicate_count, fields->>'src_ip',"
+                    " array_length(tags, 1), tags[2], closed_at IS NULL)"
+                    " FROM alerts WHERE uuid = $1::uuid";
+    char *row = th_str(g_db, q, 1, u);
+    assert_string_equal(row, "One alert|High|2024-05-01T10:00:00.123456|f|sentinel|"
+                             "Suspicious sign-in|Open|Pending|rule-42|fp-ingest-one|0|"
+                             "203.0.113.9|2|quote\"and\\back|t");
+    free(row);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM alerts WHERE uuid = $1::uuid AND raw_payload ="
+                            " '{\"a\":{\"nested\":true},\"b\":[1,2.5,\"x\"],\"n\":null}'::jsonb",
+                            1, u),
+                     1);
+    /* indicators and links, in extraction order */
+    char *links = th_str(g_db,
+                         "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
+                         " || ai.source_field, ',' ORDER BY ai.position)"
+                         " FROM alerts a JOIN alert_indicators ai ON ai.alert_id = a.id"
+                         " JOIN indicators i ON i.id = ai.indicator_id WHERE a.uuid = $1::uuid",
+                         1, u);
+    assert_string_equal(links, "1:ip:203.0.113.9:src_ip,2:domain:evil.example.com:description");
+    free(links);
+    /* exactly one queued job, announced by NOTIFY after commit */
+    char *job = th_str(g_db,
+                       "SELECT j.id FROM enrichment_jobs j JOIN alerts a ON a.id = j.alert_id"
+                       " WHERE a.uuid = $1::uuid AND j.status = 'queued' AND j.attempts = 0",
+                       1, u);
+    assert_non_null(job);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM enrichment_jobs j JOIN alerts a ON"
+                            " a.id = j.alert_id WHERE a.uuid = $1::uuid",
+                            1, u),
+                     1);
+    bool heard = false;
+    for (int i = 0; i < 50 && !heard; i++) {
+        struct pollfd pfd = {.fd = PQsocket(l), .events = POLLIN};
+        poll(&pfd, 1, 100);
+        PQconsumeInput(l);
+        PGnotify *n;
+        while ((n = PQnotifies(l)) != NULL) {
+            if (strcmp(n->relname, "alertmap_enrichment") == 0 && strcmp(n->extra, job) == 0)
+                heard = true;
+            PQfreemem(n);
+        }
+    }
+    assert_true(heard);
+    free(job);
+    th_ingest_dispose(&w);
+    PQfinish(l);
+}
+
+static void test_ingest_request_of_three(void **state)
+{
+    (void)state;
+    store_alert_t a[3];
+    a[0] = th_sample_alert("Three A", "fp-three-a");
+    a[1] = th_sample_alert("Three B", "fp-three-b");
+    a[1].description = NULL;
+    a[1].detection_rule_ref = NULL;
+    a[1].fields_json = NULL;
+    a[1].nindicators = 0;
+    a[1].ntags = 0;
+    a[1].occurred_at_fallback = true;
+    a[2] = th_sample_alert("Three C", "fp-three-c");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, a, 3, &w), STORE_OK);
+    assert_int_equal(w.nalerts, 3);
+    assert_string_not_equal(w.out[0].uuid, w.out[1].uuid);
+    assert_string_not_equal(w.out[1].uuid, w.out[2].uuid);
+    char *b = th_str(g_db,
+                     "SELECT concat_ws('|', title, description IS NULL, detection_rule_ref IS"
+                     " NULL, fields::text, tags::text, occurred_at_fallback) FROM alerts WHERE"
+                     " uuid = $1::uuid",
+                     1, w.out[1].uuid);
+    assert_string_equal(b, "Three B|t|t|{}|{}|t");
+    free(b);
+    /* an indicator shared by alerts is one row with two links */
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM indicators WHERE type = 'ip' AND value ="
+                            " '203.0.113.9'",
+                            0),
+                     1);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM alert_indicators ai JOIN alerts a ON a.id ="
+                            " ai.alert_id WHERE a.title IN ('Three A', 'Three C')",
+                            0),
+                     4);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM indicators WHERE last_seen >= first_seen"
+                            " AND type = 'ip' AND value = '203.0.113.9' AND last_seen > first_seen",
+                            0),
+                     1);
+    th_ingest_dispose(&w);
+}
+
+/* ---- group commit ---------------------------------------------------------- */
+
+enum { GC_THREADS = 8, GC_PER_THREAD = 40 };
+
+typedef struct gc_state {
+    atomic_int ok, failed, calls;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+} gc_state_t;
+
+static gc_state_t g_gc;
+
+static void gc_cb(const store_ingest_result_t *res, void *ctx)
+{
+    (void)ctx;
+    if (res->status == STORE_OK && res->nalerts == 1 && !res->alerts[0].is_duplicate)
+        atomic_fetch_add(&g_gc.ok, 1);
+    else
+        atomic_fetch_add(&g_gc.failed, 1);
+    pthread_mutex_lock(&g_gc.mu);
+    atomic_fetch_add(&g_gc.calls, 1);
+    pthread_cond_broadcast(&g_gc.cond);
+    pthread_mutex_unlock(&g_gc.mu);
+}
+
+static void *gc_thread(void *arg)
+{
+    intptr_t t = (intptr_t)arg;
+    for (int i = 0; i < GC_PER_THREAD; i++) {
+        char title[64], fp[64];
+        snprintf(title, sizeof(title), "Group %ld-%d", (long)t, i);
+        snprintf(fp, sizeof(fp), "fp-group-%ld-%d", (long)t, i);
+        store_alert_t a = th_sample_alert(title, fp);
+        if (store_ingest(g_store, &a, 1, gc_cb, NULL) != 0)
+            atomic_fetch_add(&g_gc.failed, 1);
+    }
+    return NULL;
+}
+
+static void wait_calls(atomic_int *calls, pthread_mutex_t *mu, pthread_cond_t *cond, int n)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 60;
+    pthread_mutex_lock(mu);
+    int rc = 0;
+    while (atomic_load(calls) < n && rc == 0)
+        rc = pthread_cond_timedwait(cond, mu, &ts);
+    pthread_mutex_unlock(mu);
+    if (atomic_load(calls) < n)
+        fail_msg("only %d of %d callbacks within 60 s", atomic_load(calls), n);
+}
+
+static void test_group_commit(void **state)
+{
+    (void)state;
+    memset(&g_gc, 0, sizeof(g_gc));
+    pthread_mutex_init(&g_gc.mu, NULL);
+    pthread_cond_init(&g_gc.cond, NULL);
+    store_stats_t before, after;
+    store_stats(g_store, &before);
+    pthread_t t[GC_THREADS];
+    for (intptr_t i = 0; i < GC_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, gc_thread, (void *)i), 0);
+    for (int i = 0; i < GC_THREADS; i++)
+        pthread_join(t[i], NULL);
+    int n = GC_THREADS * GC_PER_THREAD;
+    wait_calls(&g_gc.calls, &g_gc.mu, &g_gc.cond, n);
+    store_stats(g_store, &after);
+    assert_int_equal(atomic_load(&g_gc.ok), n);
+    assert_int_equal(atomic_load(&g_gc.failed), 0);
+    uint64_t txns = after.transactions - before.transactions;
+    print_message("group commit: %d requests in %llu transactions\n", n, (unsigned long long)txns);
+    assert_true(txns >= 1);
+    assert_true(txns < (uint64_t)n);
+    assert_int_equal(after.requests_ok - before.requests_ok, n);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint LIKE 'fp-group-%'", 0), n);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM enrichment_jobs j JOIN alerts a ON a.id ="
+                            " j.alert_id WHERE a.fingerprint LIKE 'fp-group-%'",
+                            0),
+                     n);
+    pthread_mutex_destroy(&g_gc.mu);
+    pthread_cond_destroy(&g_gc.cond);
+}
+
+/* ---- dedup ------------------------------------------------------------------ */
+
+enum { DUPS = 50 };
+
+typedef struct dup_arg {
+    store_t *store;
+    pthread_barrier_t *go;
+    const char *fp;
+    th_ingest_t w;
+} dup_arg_t;
+
+static void *dup_thread(void *p)
+{
+    dup_arg_t *a = p;
+    store_alert_t al = th_sample_alert("Same alert", a->fp);
+    /* no indicators: their row locks would serialize the writers by chance,
+     * hiding a missing fingerprint lock */
+    al.nindicators = 0;
+    th_ingest_init(&a->w);
+    pthread_barrier_wait(a->go);
+    if (store_ingest(a->store, &al, 1, th_ingest_cb, &a->w) != 0)
+        return NULL;
+    th_ingest_wait(&a->w);
+    return NULL;
+}
+
+/* DUPS concurrent identical submits spread over nstores stores (as if from
+ * several alertmapd processes). */
+static void run_dups(store_t **stores, int nstores, const char *fp)
+{
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, DUPS);
+    pthread_t t[DUPS];
+    dup_arg_t *a = calloc(DUPS, sizeof(*a));
+    for (int i = 0; i < DUPS; i++) {
+        a[i].store = stores[i % nstores];
+        a[i].go = &go;
+        a[i].fp = fp;
+        assert_int_equal(pthread_create(&t[i], NULL, dup_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < DUPS; i++)
+        pthread_join(t[i], NULL);
+    int fresh = 0;
+    bool counts[DUPS] = {false};
+    for (int i = 0; i < DUPS; i++) {
+        assert_true(a[i].w.done);
+        if (a[i].w.status != STORE_OK)
+            fail_msg("submit %d: status %d %s", i, a[i].w.status, a[i].w.message);
+        assert_string_equal(a[i].w.out[0].uuid, a[0].w.out[0].uuid);
+        if (!a[i].w.out[0].is_duplicate) {
+            fresh++;
+            assert_int_equal(a[i].w.out[0].duplicate_count, 0);
+        } else {
+            int64_t c = a[i].w.out[0].duplicate_count;
+            assert_true(c >= 1 && c < DUPS);
+            assert_false(counts[c]); /* every duplicate saw its own count */
+            counts[c] = true;
+        }
+        th_ingest_dispose(&a[i].w);
+    }
+    assert_int_equal(fresh, 1);
+    assert_int_equal(th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint = $1", 1, fp), 1);
+    assert_int_equal(
+        th_int(g_db, "SELECT duplicate_count FROM alerts WHERE fingerprint = $1", 1, fp), DUPS - 1);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM alerts WHERE fingerprint = $1 AND"
+                            " last_duplicate_at IS NOT NULL",
+                            1, fp),
+                     1);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM enrichment_jobs j JOIN alerts a ON a.id ="
+                            " j.alert_id WHERE a.fingerprint = $1",
+                            1, fp),
+                     1);
+    free(a);
+    pthread_barrier_destroy(&go);
+}
+
+static void test_dedup_concurrent(void **state)
+{
+    (void)state;
+    run_dups(&g_store, 1, "fp-dedup-one-store");
+}
+
+static void test_dedup_concurrent_two_stores(void **state)
+{
+    (void)state;
+    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .max_batch = 4};
+    store_t *s[3] = {store_new(&o), store_new(&o), g_store};
+    assert_non_null(s[0]);
+    assert_non_null(s[1]);
+    /* let every writer connect first, so that all of them race */
+    for (int i = 0; i < 2; i++) {
+        store_stats_t st;
+        for (int k = 0; k < 500; k++) {
+            store_stats(s[i], &st);
+            if (st.reconnects > 0)
+                break;
+            usleep(10000);
+        }
+        assert_true(st.reconnects > 0);
+    }
+    run_dups(s, 3, "fp-dedup-three-stores");
+    store_free(s[0]);
+    store_free(s[1]);
+}
+
+static void test_dedup_inside_one_request(void **state)
+{
+    (void)state;
+    store_alert_t a[3];
+    for (int i = 0; i < 3; i++)
+        a[i] = th_sample_alert("Repeated in request", "fp-dedup-request");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, a, 3, &w), STORE_OK);
+    assert_false(w.out[0].is_duplicate);
+    assert_true(w.out[1].is_duplicate);
+    assert_true(w.out[2].is_duplicate);
+    assert_int_equal(w.out[1].duplicate_count, 1);
+    assert_int_equal(w.out[2].duplicate_count, 2);
+    assert_string_equal(w.out[0].uuid, w.out[2].uuid);
+    th_ingest_dispose(&w);
+    /* and later, in another transaction */
+    assert_int_equal(th_ingest_sync(g_store, a, 1, &w), STORE_OK);
+    assert_true(w.out[0].is_duplicate);
+    assert_int_equal(w.out[0].duplicate_count, 3);
+    th_ingest_dispose(&w);
+}
+
+static void test_dedup_window_zero(void **state)
+{
+    (void)state;
+    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 0};
+    store_t *s = store_new(&o);
+    assert_non_null(s);
+    store_alert_t a = th_sample_alert("No dedup", "fp-window-zero");
+    th_ingest_t w1, w2;
+    assert_int_equal(th_ingest_sync(s, &a, 1, &w1), STORE_OK);
+    assert_int_equal(th_ingest_sync(s, &a, 1, &w2), STORE_OK);
+    assert_false(w1.out[0].is_duplicate);
+    assert_false(w2.out[0].is_duplicate);
+    assert_string_not_equal(w1.out[0].uuid, w2.out[0].uuid);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint = 'fp-window-zero'", 0), 2);
+    th_ingest_dispose(&w1);
+    th_ingest_dispose(&w2);
+    store_free(s);
+}
+
+static void test_dedup_window_expired(void **state)
+{
+    (void)state;
+    store_alert_t a = th_sample_alert("Old alert", "fp-window-old");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    th_ingest_dispose(&w);
+    /* move it out of the 1 h window */
+    th_int(g_db,
+           "UPDATE alerts SET ingested_at = now() - interval '2 hours' WHERE fingerprint ="
+           " 'fp-window-old'",
+           0);
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    assert_false(w.out[0].is_duplicate);
+    th_ingest_dispose(&w);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint = 'fp-window-old'", 0), 2);
+}
+
+/* ---- failures and input checks ------------------------------------------------ */
+
+typedef struct mix {
+    th_ingest_t w[20];
+} mix_t;
+
+static void test_rejected_request_fails_alone(void **state)
+{
+    (void)state;
+    /* Park the writer on a fingerprint lock held here, queue 20 requests
+     * behind it (so they form one batch), then let it go. Every third request
+     * carries a payload jsonb refuses; those fail alone, the rest commit. */
+    PGconn *lk = th_connect(g_ci);
+    th_int(lk, "SELECT pg_advisory_lock(hashtextextended('fp-mix-gate', 0))", 0);
+    store_alert_t gate = th_sample_alert("Mix gate", "fp-mix-gate");
+    th_ingest_t wg;
+    th_ingest_init(&wg);
+    assert_int_equal(store_ingest(g_store, &gate, 1, th_ingest_cb, &wg), 0);
+    store_stats_t before, after;
+    for (int i = 0; i < 500; i++) { /* until the writer took the gate alone */
+        store_stats(g_store, &before);
+        if (before.queue_depth == 0)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(before.queue_depth, 0);
+    mix_t *m = calloc(1, sizeof(*m));
+    for (int i = 0; i < 20; i++) {
+        char title[64], fp[64];
+        snprintf(title, sizeof(title), "Mix %d", i);
+        snprintf(fp, sizeof(fp), "fp-mix-%d", i);
+        store_alert_t a[2] = {th_sample_alert(title, fp), th_sample_alert(title, fp)};
+        a[1].fingerprint = "fp-mix-second";
+        a[1].title = "Mix second";
+        if (i % 3 == 1)
+            a[1].raw_payload = "{\"text\":\"nul \\u0000 inside\"}"; /* jsonb refuses \u0000 */
+        if (i % 3 == 2)
+            a[0].raw_payload = "{not json";
+        th_ingest_init(&m->w[i]);
+        assert_int_equal(store_ingest(g_store, a, 2, th_ingest_cb, &m->w[i]), 0);
+    }
+    th_int(lk, "SELECT pg_advisory_unlock(hashtextextended('fp-mix-gate', 0))", 0);
+    th_ingest_wait(&wg);
+    assert_int_equal(wg.status, STORE_OK);
+    th_ingest_dispose(&wg);
+    int64_t seconds = 0;
+    for (int i = 0; i < 20; i++) {
+        th_ingest_wait(&m->w[i]);
+        char title[64];
+        snprintf(title, sizeof(title), "Mix %d", i);
+        int64_t rows = th_int(g_db, "SELECT count(*) FROM alerts WHERE title = $1", 1, title);
+        if (i % 3 == 0) {
+            if (m->w[i].status != STORE_OK)
+                fail_msg("request %d: %d %s", i, m->w[i].status, m->w[i].message);
+            assert_int_equal(m->w[i].nalerts, 2);
+            assert_int_equal(rows, 1);
+            seconds++;
+        } else {
+            assert_int_equal(m->w[i].status, STORE_REJECTED);
+            assert_non_null(strstr(m->w[i].message, i % 3 == 1 ? "alert 1" : "alert 0"));
+            assert_int_equal(rows, 0);
+        }
+        th_ingest_dispose(&m->w[i]);
+    }
+    store_stats(g_store, &after);
+    /* the gate's transaction, then the 20 requests in one more */
+    assert_int_equal(after.transactions - before.transactions, 2);
+    assert_int_equal(after.requests_failed - before.requests_failed, 13);
+    free(m);
+    /* the committed requests' second alert: one alert, the later ones duplicates */
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint = 'fp-mix-second'", 0), 1);
+    assert_int_equal(th_int(g_db,
+                            "SELECT duplicate_count FROM alerts WHERE fingerprint ="
+                            " 'fp-mix-second'",
+                            0),
+                     seconds - 1);
+    /* nothing of the refused requests is left: no orphan jobs or links */
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM enrichment_jobs j LEFT JOIN alerts a ON a.id ="
+                            " j.alert_id WHERE a.id IS NULL",
+                            0),
+                     0);
+    PQfinish(lk);
+}
+
+static void ignore_cb(const store_ingest_result_t *res, void *ctx)
+{
+    (void)res;
+    (void)ctx;
+    fail_msg("callback of a refused submit was called");
+}
+
+static void test_ingest_invalid_input(void **state)
+{
+    (void)state;
+    store_alert_t ok = th_sample_alert("Invalid", "fp-invalid");
+    store_alert_t a;
+    a = ok;
+    a.severity = "Severe";
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    a = ok;
+    a.title = NULL;
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    a = ok;
+    a.fingerprint = "";
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    a = ok;
+    a.raw_payload = NULL;
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    a = ok;
+    a.fields_json = "[1,2]";
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    a = ok;
+    a.fields_json = "{\"title\":\"shadow\"}";
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    store_indicator_t bad_type = {"ipv4", "1.2.3.4", "x"};
+    a = ok;
+    a.indicators = &bad_type;
+    a.nindicators = 1;
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    store_indicator_t empty = {"ip", "", "x"};
+    a.indicators = &empty;
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    store_indicator_t bad_utf8 = {"domain", "bad\xff.example", "x"};
+    a.indicators = &bad_utf8;
+    assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    /* a second alert of the request is bad: nothing queued */
+    store_alert_t two[2] = {ok, ok};
+    two[1].severity = NULL;
+    assert_int_equal(store_ingest(g_store, two, 2, ignore_cb, NULL), AM_EINVAL);
+    assert_int_equal(store_ingest(NULL, &ok, 1, ignore_cb, NULL), AM_EINVAL);
+    assert_int_equal(th_int(g_db, "SELECT count(*) FROM alerts WHERE title = 'Invalid'", 0), 0);
+}
+
+static void test_ingest_empty_request_and_repeated_indicator(void **state)
+{
+    (void)state;
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, NULL, 0, &w), STORE_OK);
+    assert_int_equal(w.nalerts, 0);
+    th_ingest_dispose(&w);
+    store_indicator_t ind[] = {
+        {"ip", "198.51.100.7", "src_ip"},
+        {"url", "http://x.example/a", "description"},
+        {"ip", "198.51.100.7", "description"}, /* repeated: the first one stays */
+    };
+    store_alert_t a = th_sample_alert("Repeated indicator", "fp-repeat-ind");
+    a.indicators = ind;
+    a.nindicators = 3;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    char *links = th_str(g_db,
+                         "SELECT string_agg(ai.position || ':' || i.type || ':' || ai.source_field,"
+                         " ',' ORDER BY ai.position) FROM alert_indicators ai JOIN indicators i ON"
+                         " i.id = ai.indicator_id JOIN alerts a ON a.id = ai.alert_id WHERE"
+                         " a.uuid = $1::uuid",
+                         1, w.out[0].uuid);
+    assert_string_equal(links, "1:ip:src_ip,2:url:description");
+    free(links);
+    th_ingest_dispose(&w);
+}
+
+static void test_queue_bound(void **state)
+{
+    (void)state;
+    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .max_queue = 5};
+    store_t *s = store_new(&o);
+    assert_non_null(s);
+    PGconn *lk = th_connect(g_ci);
+    th_int(lk, "SELECT pg_advisory_lock(hashtextextended('fp-queue-gate', 0))", 0);
+    store_alert_t gate = th_sample_alert("Queue gate", "fp-queue-gate");
+    th_ingest_t w[6];
+    th_ingest_init(&w[5]);
+    assert_int_equal(store_ingest(s, &gate, 1, th_ingest_cb, &w[5]), 0);
+    store_stats_t st;
+    for (int i = 0; i < 200; i++) { /* the writer took the gate and waits */
+        store_stats(s, &st);
+        if (st.queue_depth == 0)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.queue_depth, 0);
+    store_alert_t a = th_sample_alert("Queued", "fp-queued");
+    for (int i = 0; i < 5; i++) {
+        th_ingest_init(&w[i]);
+        assert_int_equal(store_ingest(s, &a, 1, th_ingest_cb, &w[i]), 0);
+    }
+    store_stats(s, &st);
+    assert_int_equal(st.queue_depth, 5);
+    assert_int_equal(store_ingest(s, &a, 1, ignore_cb, NULL), AM_ELIMIT);
+    th_int(lk, "SELECT pg_advisory_unlock(hashtextextended('fp-queue-gate', 0))", 0);
+    for (int i = 0; i < 6; i++) {
+        th_ingest_wait(&w[i]);
+        assert_int_equal(w[i].status, STORE_OK);
+        th_ingest_dispose(&w[i]);
+    }
+    PQfinish(lk);
+    store_free(s);
+}
+
+/* ---- shutdown --------------------------------------------------------------- */
+
+enum { PENDING = 200 };
+static gc_state_t g_pending;
+
+static void pending_cb(const store_ingest_result_t *res, void *ctx)
+{
+    (void)ctx;
+    if (res->status == STORE_OK)
+        atomic_fetch_add(&g_pending.ok, 1);
+    atomic_fetch_add(&g_pending.calls, 1);
+}
+
+static void test_free_with_pending(void **state)
+{
+    (void)state;
+    memset(&g_pending, 0, sizeof(g_pending));
+    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .max_batch = 16};
+    store_t *s = store_new(&o);
+    assert_non_null(s);
+    for (int i = 0; i < PENDING; i++) {
+        char title[64], fp[64];
+        snprintf(title, sizeof(title), "Pending %d", i);
+        snprintf(fp, sizeof(fp), "fp-pending-%d", i);
+        store_alert_t a = th_sample_alert(title, fp);
+        assert_int_equal(store_ingest(s, &a, 1, pending_cb, NULL), 0);
+    }
+    store_free(s); /* returns only after every callback */
+    assert_int_equal(atomic_load(&g_pending.calls), PENDING);
+    assert_int_equal(atomic_load(&g_pending.ok), PENDING);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint LIKE 'fp-pending-%'", 0),
+        PENDING);
+}
+
+int main(void)
+{
+    g_ci = th_db_create("writer");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ingest_one),
+        cmocka_unit_test(test_ingest_request_of_three),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_dedup_concurrent),
+        cmocka_unit_test(test_dedup_concurrent_two_stores),
+        cmocka_unit_test(test_dedup_inside_one_request),
+        cmocka_unit_test(test_dedup_window_zero),
+        cmocka_unit_test(test_dedup_window_expired),
+        cmocka_unit_test(test_rejected_request_fails_alone),
+        cmocka_unit_test(test_ingest_invalid_input),
+        cmocka_unit_test(test_ingest_empty_request_and_repeated_indicator),
+        cmocka_unit_test(test_queue_bound),
+        cmocka_unit_test(test_free_with_pending),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    th_db_drop();
+    return rc;
+}
