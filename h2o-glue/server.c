@@ -31,6 +31,8 @@ struct glue_worker {
     bool running;  /* thread started */
     bool finished; /* loop ended (guarded by park_lock) */
     bool disposed; /* the loop's resources were freed */
+    bool ready;    /* the loop is set up and listening (guarded by park_lock) */
+    int listen_fd; /* this loop's dup of the listening socket, until used */
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
@@ -339,9 +341,33 @@ static void worker_dispose(glue_worker_t *w)
     w->disposed = true;
 }
 
+/* Creates the worker's loop, context, queue receivers and listener. Runs on
+ * the worker's own thread: libh2o keeps its socket-buffer allocator in
+ * thread-local storage and every socket remembers the allocator of the thread
+ * that created it, so a loop built on another thread would share that
+ * thread's free lists with the loop's thread (a data race). */
+static void worker_init(glue_worker_t *w)
+{
+    glue_server_t *srv = w->srv;
+    h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = srv->globalconf.hosts;
+    h2o_multithread_register_receiver(w->ctx.queue, &w->done_rx, on_done);
+    h2o_multithread_register_receiver(w->ctx.queue, &w->ctl_rx, on_ctl);
+    w->listener = h2o_evloop_socket_create(w->ctx.loop, w->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    w->listen_fd = -1;
+    w->listener->data = w;
+    h2o_socket_read_start(w->listener, on_accept);
+}
+
 static void *worker_main(void *arg)
 {
     glue_worker_t *w = arg;
+    worker_init(w);
+    pthread_mutex_lock(&park_lock);
+    w->ready = true;
+    pthread_cond_broadcast(&park_cond);
+    pthread_mutex_unlock(&park_lock);
     while (!worker_done(w))
         h2o_evloop_run(w->ctx.loop, 100);
     if (h2o_linklist_is_empty(&w->ctx.http1._conns))
@@ -465,32 +491,28 @@ int glue_server_start(glue_server_t *srv, store_t *store)
         glue_worker_t *w = &srv->workers[i];
         w->srv = srv;
         w->id = i;
-        int fd = fcntl(srv->listen_fd, F_DUPFD_CLOEXEC, 0);
-        if (fd < 0) {
+        w->listen_fd = fcntl(srv->listen_fd, F_DUPFD_CLOEXEC, 0);
+        if (w->listen_fd < 0) {
             am_log(AM_LOG_ERROR, "startup_failed", "smessage", "dup of the listening socket failed",
                    "serror", strerror(errno), NULL);
             return AM_EIO;
         }
-        h2o_context_init(&w->ctx, h2o_evloop_create(), &srv->globalconf);
-        w->accept_ctx.ctx = &w->ctx;
-        w->accept_ctx.hosts = srv->globalconf.hosts;
-        h2o_multithread_register_receiver(w->ctx.queue, &w->done_rx, on_done);
-        h2o_multithread_register_receiver(w->ctx.queue, &w->ctl_rx, on_ctl);
-        w->listener = h2o_evloop_socket_create(w->ctx.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-        w->listener->data = w;
-        h2o_socket_read_start(w->listener, on_accept);
-        srv->nworkers = i + 1;
-    }
-    for (int i = 0; i < n; i++) {
-        glue_worker_t *w = &srv->workers[i];
         int e = pthread_create(&w->tid, NULL, worker_main, w);
         if (e != 0) {
+            close(w->listen_fd);
             am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start a thread", "serror",
                    strerror(e), NULL);
             return AM_EIO;
         }
         w->running = true;
+        srv->nworkers = i + 1;
     }
+    /* wait until every loop listens */
+    pthread_mutex_lock(&park_lock);
+    for (int i = 0; i < n; i++)
+        while (!srv->workers[i].ready)
+            pthread_cond_wait(&park_cond, &park_lock);
+    pthread_mutex_unlock(&park_lock);
     /* the workers hold their own descriptors now */
     close(srv->listen_fd);
     srv->listen_fd = -1;
@@ -531,8 +553,6 @@ void glue_server_free(glue_server_t *srv)
                    "connections were still open when the grace period ended", NULL);
             return;
         }
-        if (!w->running && w->ctx.loop != NULL)
-            worker_dispose(w); /* start-up failed before its thread ran */
     }
     free(srv->workers);
     if (srv->listen_fd >= 0)
