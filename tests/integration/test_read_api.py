@@ -1,0 +1,218 @@
+"""The read API: listing with filters and cursor pagination, status changes
+along the lifecycle, the loaded sources, and the dry run that writes nothing."""
+
+import hashlib
+import os
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+SHIPPED = {"sentinel", "elastic", "splunk", "generic"}
+
+
+def page_items(resp):
+    data = resp.json.get("data")
+    if isinstance(data, dict):
+        for k in ("alerts", "items"):
+            if isinstance(data.get(k), list):
+                return data[k]
+    return data
+
+
+def next_cursor(resp):
+    j = resp.json
+    for holder in (j, j.get("meta") or {}, j.get("pagination") or {},
+                   j.get("data") if isinstance(j.get("data"), dict) else {}):
+        if "next_cursor" in holder:
+            return holder["next_cursor"]
+    raise AssertionError("no next_cursor in the list answer: %r" % resp)
+
+
+class ReadApiTest(harness.ServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        try:
+            cls.created = []  # (uuid, source) oldest first
+            for i in range(7):
+                r = cls.srv.post("/v1/ingest/generic", harness.generic_payload("read api %d" % i))
+                assert r.status == 202, r
+                cls.created.append((harness.ingest_uuids(r)[0], "generic"))
+                time.sleep(0.01)
+            for src in ("sentinel", "splunk"):
+                _, payload, _ = harness.accepted_sample(src)
+                r = cls.srv.post("/v1/ingest/" + src, payload)
+                assert r.status == 202, r
+                for u in harness.ingest_uuids(r):
+                    cls.created.append((u, src))
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    def list_all(self, query, limit):
+        """Follows next_cursor to the end (bounded); returns all items."""
+        items, cursor, pages = [], None, 0
+        while pages < 100:
+            q = "%s&limit=%d" % (query, limit) if query else "limit=%d" % limit
+            if cursor:
+                q += "&cursor=" + cursor
+            r = self.srv.get("/v1/alerts?" + q)
+            self.assertEqual(r.status, 200, r)
+            page = page_items(r)
+            self.assertIsInstance(page, list, r)
+            self.assertLessEqual(len(page), limit)
+            items.extend(page)
+            pages += 1
+            cursor = next_cursor(r)
+            if not cursor:
+                break
+        self.assertLess(pages, 100, "pagination does not end")
+        return items
+
+    def test_list_pagination_newest_first(self):
+        items = self.list_all("", 2)
+        uuids = [a["uuid"] for a in items]
+        self.assertEqual(len(uuids), len(set(uuids)), "a page repeats an alert")
+        self.assertEqual(set(uuids), {u for u, _ in self.created})
+        self.assertEqual(len(items), len(self.created))
+        # newest first: ingest order reversed
+        self.assertEqual(uuids, [u for u, _ in reversed(self.created)])
+        # list items carry the alert fields
+        for a in items:
+            for k in ("title", "severity", "status", "source_name", "occurred_at"):
+                self.assertIn(k, a)
+
+    def test_list_filters(self):
+        items = self.list_all("source_name=generic", 3)
+        self.assertEqual({a["uuid"] for a in items},
+                         {u for u, s in self.created if s == "generic"})
+        self.assertTrue(all(a["source_name"] == "generic" for a in items))
+        items = self.list_all("source_name=no-such-source", 5)
+        self.assertEqual(items, [])
+        for sev in ("Pending", "Informational", "Low", "Medium", "High", "Critical"):
+            with self.subTest(severity=sev):
+                items = self.list_all("severity=" + sev, 50)
+                self.assertTrue(all(a["severity"] == sev for a in items))
+                want = int(harness.psql(self.db.url, "select count(*) from alerts where "
+                                        "severity = '%s'" % sev))
+                self.assertEqual(len(items), want)
+        items = self.list_all("status=Open", 50)
+        self.assertEqual(len(items), int(harness.psql(
+            self.db.url, "select count(*) from alerts where status = 'Open'")))
+        # since: in the future -> nothing; far past -> everything
+        self.assertEqual(self.list_all("since=2999-01-01T00:00:00Z", 50), [])
+        self.assertEqual(len(self.list_all("since=1970-01-01T00:00:00Z", 50)),
+                         len(self.created))
+
+    def test_list_bad_parameters(self):
+        for q in ("limit=abc", "limit=-1", "since=yesterday", "cursor=%%%", "status=Nope",
+                  "severity=Huge"):
+            with self.subTest(query=q):
+                r = self.srv.get("/v1/alerts?" + q)
+                self.assertIn(r.status, (400, 422), r)
+                self.assertIsInstance(r.json.get("error"), dict, r)
+
+    def test_get_unknown_alert_404(self):
+        r = self.srv.get("/v1/alerts/00000000-0000-4000-8000-000000000000")
+        self.assertError(r, 404)
+        r = self.srv.get("/v1/alerts/not-a-uuid")
+        self.assertIn(r.status, (400, 404), r)
+
+    def test_patch_transitions(self):
+        u = self.created[0][0]
+
+        def status():
+            return self.srv.get("/v1/alerts/" + u).json["data"]["status"]
+
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Triaging"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["data"]["status"], "Triaging")
+        self.assertEqual(status(), "Triaging")
+        # back to Open is not a transition of the lifecycle
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Open"})
+        self.assertError(r, 409)
+        self.assertEqual(status(), "Triaging")
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Escalated"})
+        self.assertEqual(r.status, 200, r)
+        # Closed needs a close classification
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Closed"})
+        self.assertIn(r.status, (409, 422), r)
+        self.assertEqual(status(), "Escalated")
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Closed",
+                                               "close_classification": "true_positive"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(status(), "Closed")
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Triaging"})
+        self.assertError(r, 409)
+        self.assertEqual(status(), "Closed")
+        # each transition keeps its time, in order
+        row = harness.psql(self.db.url, "select triaged_at <= escalated_at and escalated_at <= "
+                           "closed_at, close_classification from alerts where uuid = '%s'" % u)
+        self.assertEqual(row, "t|true_positive")
+
+    def test_patch_bad_requests(self):
+        u = self.created[1][0]
+        r = self.srv.patch("/v1/alerts/" + u, b"{not json")
+        self.assertError(r, 400)
+        r = self.srv.patch("/v1/alerts/" + u, {"status": "Sleeping"})
+        self.assertIn(r.status, (400, 422), r)
+        r = self.srv.patch("/v1/alerts/00000000-0000-4000-8000-000000000000",
+                           {"status": "Triaging"})
+        self.assertError(r, 404)
+        self.assertEqual(self.srv.get("/v1/alerts/" + u).json["data"]["status"], "Open")
+
+    def test_sources(self):
+        r = self.srv.get("/v1/sources")
+        self.assertEqual(r.status, 200, r)
+        data = r.json["data"]
+        self.assertIsInstance(data, list)
+        names = {s["name"] for s in data}
+        self.assertEqual(names, set(harness.shipped_sources()))
+        self.assertTrue(SHIPPED <= names)
+        for s in data:
+            with self.subTest(source=s["name"]):
+                self.assertTrue(s.get("display_name"))
+                self.assertTrue(s.get("file"))
+                self.assertTrue(s.get("loaded_at"))
+                path = harness.shipped_sources()[s["name"]]
+                with open(path, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                self.assertIn(digest, s.values(), "content hash of %s" % path)
+
+    def test_dry_run_writes_nothing(self):
+        for src in sorted(harness.shipped_sources()):
+            with self.subTest(source=src):
+                name, payload, expected = harness.accepted_sample(src)
+                before = harness.count_rows(self.db.url)
+                r = self.srv.post("/v1/sources/%s/test" % src, payload)
+                self.assertEqual(r.status, 200, r)
+                alerts = r.json["data"]["alerts"]
+                self.assertEqual(len(alerts), len(expected["alerts"]))
+                for got, exp in zip(alerts, expected["alerts"]):
+                    self.assertEqual(harness.match_expected(exp, got), [], name)
+                    self.assertIsInstance(got.get("provenance"), dict, got)
+                    self.assertIn("title", got["provenance"])
+                    self.assertRegex(got["provenance"]["title"], r"\.yaml:\d+")
+                    for ioc in got.get("indicators", []):
+                        self.assertRegex(ioc.get("origin", ""), r"\.yaml:\d+", ioc)
+                    self.assertRegex(got.get("fingerprint", ""), r"^[0-9a-f]{64}$")
+                self.assertEqual(harness.count_rows(self.db.url), before,
+                                 "the dry run wrote rows")
+
+    def test_dry_run_errors(self):
+        before = harness.count_rows(self.db.url)
+        r = self.srv.post("/v1/sources/no-such/test", {"a": 1})
+        self.assertError(r, 404, "UNKNOWN_SOURCE")
+        r = self.srv.post("/v1/sources/generic/test", b"{oops")
+        self.assertError(r, 400, "INVALID_JSON")
+        r = self.srv.post("/v1/sources/generic/test", b"[1]")
+        self.assertError(r, 422, "INVALID_PAYLOAD")
+        self.assertEqual(harness.count_rows(self.db.url), before)
+
+
+if __name__ == "__main__":
+    harness.main()
