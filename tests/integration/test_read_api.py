@@ -10,7 +10,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-SHIPPED = {"sentinel", "elastic", "splunk", "generic"}
+SHIPPED = {"sentinel", "elastic", "splunk", "generic", "alertmanager"}
 
 
 def page_items(resp):

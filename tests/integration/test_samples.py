@@ -9,7 +9,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-SHIPPED = ("sentinel", "elastic", "splunk", "generic")
+SHIPPED = ("sentinel", "elastic", "splunk", "generic", "alertmanager")
 
 
 def contains_element(payload, element):
@@ -21,6 +21,18 @@ def contains_element(payload, element):
     if isinstance(payload, list):
         return any(contains_element(v, element) for v in payload)
     return False
+
+
+def split_elements(source, payload):
+    """The elements of the array a mapping splits on (a plain dotted path), or
+    None when the mapping has no split."""
+    text = harness.top_level_block(harness.shipped_sources()[source], "split")
+    if text is None:
+        return None
+    node = payload
+    for name in text.split("#", 1)[0].strip().strip("'\"").split("."):
+        node = node.get(name) if isinstance(node, dict) else None
+    return node if isinstance(node, list) else None
 
 
 class SamplesTest(harness.ServerTestCase):
@@ -58,7 +70,10 @@ class SamplesTest(harness.ServerTestCase):
                     self.assertEqual(data.get("status"), "queued", r)
                     self.assertIs(data.get("is_duplicate"), False, r)
                 sent = json.loads(payload)
-                for u, exp in zip(uuids, want):
+                elements = split_elements(source, sent)
+                if elements is not None:
+                    self.assertEqual(len(elements), len(uuids), "one alert per split element")
+                for i, (u, exp) in enumerate(zip(uuids, want)):
                     g = self.srv.get("/v1/alerts/" + u)
                     self.assertEqual(g.status, 200, g)
                     got = g.json["data"]
@@ -73,7 +88,10 @@ class SamplesTest(harness.ServerTestCase):
                     key = lambda i: (i.get("type"), i.get("value"), i.get("source_field"))  # noqa
                     self.assertEqual(list(map(key, got_iocs)), list(map(key, exp_iocs)),
                                      "indicators of %s" % name)
-                    if len(uuids) == 1:
+                    if elements is not None:
+                        self.assertEqual(got.get("raw_payload"), elements[i],
+                                         "raw_payload of a split alert is its own element")
+                    elif len(uuids) == 1:
                         self.assertEqual(got.get("raw_payload"), sent)
                     else:
                         self.assertTrue(contains_element(sent, got.get("raw_payload")),
