@@ -51,9 +51,10 @@ void am_arena_free(am_arena_t *a);
 void am_arena_reset(am_arena_t *a);
 /* Aligned (16 bytes) allocation, NULL when out of memory or over the cap. */
 void *am_arena_alloc(am_arena_t *a, size_t n);
-/* Zeroed allocation. */
+/* Zeroed allocation; NULL also when count * size overflows. */
 void *am_arena_calloc(am_arena_t *a, size_t count, size_t size);
-/* Copies of strings into the arena, always NUL-terminated. NULL in, NULL out. */
+/* Copies of strings into the arena (and printf output), always
+ * NUL-terminated; NULL when out of memory or over the cap. NULL in, NULL out. */
 char *am_arena_strdup(am_arena_t *a, const char *s);
 char *am_arena_strndup(am_arena_t *a, const char *s, size_t n);
 char *am_arena_printf(am_arena_t *a, const char *fmt, ...) AM_PRINTF(2, 3);
@@ -63,24 +64,36 @@ size_t am_arena_used(const am_arena_t *a);
 /* ---- growable buffer (heap) ----------------------------------------- */
 
 /* A NUL-terminated growable byte buffer on the heap, bounded by max (0 = no
- * bound). After any failed append the buffer is marked failed and further
- * appends are ignored; check am_buf_ok() once at the end. */
+ * bound). After any failed append (out of memory, or the content would pass
+ * max) the buffer is marked failed and further appends are ignored; check
+ * am_buf_ok() once at the end. The appends return nothing for that reason.
+ * data is NULL until the first append. The buffer owns data until
+ * am_buf_dispose() or am_buf_steal(). Not thread-safe (one owner). */
 typedef struct am_buf {
     char *data;
     size_t len, cap, max;
     bool failed;
 } am_buf_t;
 
+/* Empty buffer bounded by max bytes of content (0 = no bound). Cannot fail. */
 void am_buf_init(am_buf_t *b, size_t max);
+/* Frees the content; b is empty (and usable after am_buf_init) afterwards. */
 void am_buf_dispose(am_buf_t *b);
+/* Append n bytes of p / the string s / one char / printf output. */
 void am_buf_append(am_buf_t *b, const void *p, size_t n);
 void am_buf_puts(am_buf_t *b, const char *s);
 void am_buf_putc(am_buf_t *b, char c);
 void am_buf_printf(am_buf_t *b, const char *fmt, ...) AM_PRINTF(2, 3);
+/* False once an append has failed. */
 static inline bool am_buf_ok(const am_buf_t *b)
 {
     return !b->failed;
 }
+/* Appends s[0..n) as a quoted JSON string: '"', '\\' and control bytes are
+ * escaped (\n \r \t, others \u00XX; a NUL byte inside becomes \u0000),
+ * every other byte is copied as it is (the caller supplies valid UTF-8).
+ * s need not be NUL-terminated; s may be NULL when n is 0. */
+void am_buf_json_string(am_buf_t *b, const char *s, size_t n);
 /* Takes the heap string out of the buffer (caller frees); the buffer is empty
  * afterwards. Returns NULL if the buffer had failed. */
 char *am_buf_steal(am_buf_t *b);
@@ -93,25 +106,32 @@ typedef struct am_diag {
     char *msg;
 } am_diag_t;
 
-/* An ordered list of diagnostics, owned by the list (heap). */
+/* An ordered list of diagnostics, owned by the list (heap): every string of
+ * every item belongs to the list. Not thread-safe (one owner). */
 typedef struct am_diags {
     am_diag_t *items;
     size_t count, cap;
 } am_diags_t;
 
+/* Empty list; cannot fail. */
 void am_diags_init(am_diags_t *d);
+/* Frees every item; the list is empty (and usable) afterwards. */
 void am_diags_dispose(am_diags_t *d);
 /* Appends "file:line:col: msg". Never fails visibly: on out-of-memory the
  * message is dropped but count still grows so callers see an error. */
 void am_diags_add(am_diags_t *d, const char *file, int line, int col, const char *fmt, ...)
     AM_PRINTF(5, 6);
-void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt, va_list ap);
+/* The same with a va_list (consumed). */
+void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const char *fmt, va_list ap)
+    AM_PRINTF(5, 0);
 /* Prints each diagnostic as "file:line:col: msg\n". */
 void am_diags_print(const am_diags_t *d, FILE *out);
 /* Sorts by file, line, column (stable for equal positions). */
 void am_diags_sort(am_diags_t *d);
 
 /* ---- misc ------------------------------------------------------------ */
+
+/* All of these are reentrant. */
 
 /* Reads a whole file into a heap buffer (NUL-terminated, *len excludes the
  * NUL). Returns 0, AM_EIO (errno kept) or AM_ELIMIT when over max bytes. */
@@ -122,14 +142,24 @@ int64_t am_now_us(void);
  * 2024-05-01T10:00:00Z, adding .ffffff only when there is a fraction.
  * buf needs 32 bytes. */
 void am_format_time(char buf[32], int64_t t_us);
+/* Proleptic Gregorian calendar, no time zone: the number of days of month m
+ * (1-12) of year y, and the days since 1970-01-01 of the date y-m-d
+ * (negative before 1970; any year, m 1-12, d 1-31 — callers check the day
+ * against am_days_in_month first). Pure functions. */
+int am_days_in_month(int64_t y, int m);
+int64_t am_days_from_civil(int64_t y, int m, int d);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void am_hex(char *out, const unsigned char *p, size_t n);
+/* Value (0-15) of the hex digit c in either case; -1 for any other char. */
+int am_hex_value(char c);
 /* Constant-time comparison of two byte strings (length leaks, content does not). */
 bool am_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 
 /* ---- logging: one JSON object per line on stderr --------------------- */
 
 typedef enum { AM_LOG_DEBUG, AM_LOG_INFO, AM_LOG_WARN, AM_LOG_ERROR } am_log_level_t;
+/* Lines below min are dropped (default AM_LOG_INFO). Set it at start-up,
+ * before other threads log: the level is a plain variable. */
 void am_log_set_level(am_log_level_t min);
 /* Writes {"time":"…","level":"info","event":EVENT, k1:v1, ...} to stderr.
  * The variadic list holds pairs: const char *key, then a value whose type is
@@ -137,7 +167,11 @@ void am_log_set_level(am_log_level_t min);
  * 'i' int64_t, 'd' double; the key itself is written without that prefix.
  * End the list with NULL. Example:
  *   am_log(AM_LOG_INFO, "request", "srequest_id", id, "istatus", (int64_t)202, NULL);
- * Thread-safe: a line is written with one write(2). */
+ * Thread-safe: a line is written with one write(2). Cannot fail visibly: a
+ * line over 64 KiB or out of memory is dropped. */
 void am_log(am_log_level_t level, const char *event, ...);
+
+/* Last: banned libc calls become compile errors from here on. */
+#include "am_poison.h"
 
 #endif

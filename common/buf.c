@@ -78,6 +78,44 @@ void am_buf_printf(am_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void am_buf_json_string(am_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    am_buf_putc(b, '"');
+    size_t run = 0; /* start of the bytes not yet written */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        am_buf_append(b, s + run, i - run);
+        run = i + 1;
+        switch (ch) {
+        case '"':
+            am_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            am_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            am_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            am_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            am_buf_puts(b, "\\t");
+            break;
+        default: {
+            const char u[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            am_buf_append(b, u, sizeof(u));
+        }
+        }
+    }
+    if (run < n)
+        am_buf_append(b, s + run, n - run);
+    am_buf_putc(b, '"');
+}
+
 char *am_buf_steal(am_buf_t *b)
 {
     if (b->failed) {

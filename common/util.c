@@ -1,4 +1,5 @@
-/* common/util.c - files, time, hex, constant-time compare, JSON-lines log. */
+/* common/util.c - files, time and calendar, hex, constant-time compare,
+ * JSON-lines log. */
 #include "am.h"
 
 #include <errno.h>
@@ -70,6 +71,25 @@ void am_format_time(char buf[32], int64_t t_us)
     snprintf(buf + n, 32 - n, "Z");
 }
 
+int am_days_in_month(int64_t y, int m)
+{
+    static const int md[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : md[m - 1];
+}
+
+int64_t am_days_from_civil(int64_t y, int m, int d)
+{
+    /* counted from 0000-03-01 in 400-year eras, so that the leap day is
+     * the last day of a (March-based) year */
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;                                  /* 0-399 */
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* 0-365 */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* 0-146096 */
+    return era * 146097 + doe - 719468; /* 719468: 0000-03-01 to 1970-01-01 */
+}
+
 void am_hex(char *out, const unsigned char *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
@@ -78,6 +98,17 @@ void am_hex(char *out, const unsigned char *p, size_t n)
         out[2 * i + 1] = digits[p[i] & 15];
     }
     out[2 * n] = '\0';
+}
+
+int am_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
 }
 
 bool am_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -100,32 +131,7 @@ void am_log_set_level(am_log_level_t min)
 
 static void json_str(am_buf_t *b, const char *s)
 {
-    am_buf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            am_buf_puts(b, "\\\"");
-            break;
-        case '\\':
-            am_buf_puts(b, "\\\\");
-            break;
-        case '\n':
-            am_buf_puts(b, "\\n");
-            break;
-        case '\t':
-            am_buf_puts(b, "\\t");
-            break;
-        case '\r':
-            am_buf_puts(b, "\\r");
-            break;
-        default:
-            if (*p < 0x20)
-                am_buf_printf(b, "\\u%04x", *p);
-            else
-                am_buf_putc(b, (char)*p);
-        }
-    }
-    am_buf_putc(b, '"');
+    am_buf_json_string(b, s, strlen(s));
 }
 
 void am_log(am_log_level_t level, const char *event, ...)

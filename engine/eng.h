@@ -34,9 +34,11 @@ typedef enum {
     ENG_IOC__COUNT
 } eng_ioc_type_t;
 
-/* "ip", "domain", "url", "email", "hash_md5", "hash_sha1", "hash_sha256", "account". */
+/* "ip", "domain", "url", "email", "hash_md5", "hash_sha1", "hash_sha256", "account";
+ * "unknown" for a value out of range. A static string; cannot fail. */
 const char *eng_ioc_type_name(eng_ioc_type_t t);
-/* Parses a type name (exact, lowercase). Returns 0 or AM_EINVAL. */
+/* Parses name[0..len) as a type name (exact, lowercase). Returns 0 with *out
+ * set, or AM_EINVAL (unknown name or name NULL; *out untouched). */
 int eng_ioc_type_parse(eng_ioc_type_t *out, const char *name, size_t len);
 
 typedef struct eng_indicator {
@@ -74,7 +76,8 @@ typedef enum {
     ENG_F__COUNT
 } eng_field_t;
 
-/* "title", "severity", "occurred_at", ..., "email_reply_to". */
+/* "title", "severity", "occurred_at", ..., "email_reply_to"; "?" for a value
+ * out of range. A static string; cannot fail. */
 const char *eng_field_name(eng_field_t f);
 
 typedef struct eng_alert {
@@ -132,14 +135,20 @@ int eng_set_load(eng_set_t **out, const char *dir, const eng_load_options_t *opt
                  am_diags_t *diags);
 int eng_set_load_files(eng_set_t **out, const char *const *paths, size_t npaths,
                        const eng_load_options_t *opt, am_diags_t *diags);
-/* Atomic reference counting; unref frees on the last reference; NULL ok. */
+/* Atomic reference counting, callable from any thread: ref returns s;
+ * unref frees the set (its programs, rules and everything they own) on the
+ * last reference. Both accept NULL. */
 eng_set_t *eng_set_ref(eng_set_t *s);
 void eng_set_unref(eng_set_t *s);
 
-/* O(1) lookup by source name; NULL when unknown. */
+/* The programs of a set are borrowed: valid while the caller holds a
+ * reference to the set. These read-only calls are thread-safe, accept a NULL
+ * set and cannot fail. */
+/* O(1) lookup by source name name[0..len); NULL when unknown. */
 const eng_program_t *eng_set_find(const eng_set_t *s, const char *name, size_t len);
+/* Number of programs (0 for NULL). */
 size_t eng_set_count(const eng_set_t *s);
-/* Programs in name order. */
+/* Program i in name order; NULL when i >= eng_set_count(s). */
 const eng_program_t *eng_set_at(const eng_set_t *s, size_t i);
 
 typedef struct eng_program_info {
@@ -152,6 +161,8 @@ typedef struct eng_program_info {
     size_t nsamples;
 } eng_program_info_t;
 
+/* Fills out from p (not NULL). The strings are borrowed from the program
+ * (valid as long as its set). Thread-safe; cannot fail. */
 void eng_program_info(eng_program_info_t *out, const eng_program_t *p);
 
 /* ---- signatures ---------------------------------------------------------- */
@@ -201,14 +212,17 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
 /* JSON of an alert as the CLI and the API print it (schemas/alert.schema.json).
  * flags: ENG_JSON_INDICATORS adds "indicators":[{"type","value","source_field"}];
  * ENG_JSON_PROVENANCE adds "provenance":{field: origin} and an "origin" per
- * indicator; ENG_JSON_RAW adds "raw_payload". Returns a new reference or NULL. */
+ * indicator; ENG_JSON_RAW adds "raw_payload" (a new reference to alert->raw).
+ * Returns a new reference (the caller decrefs it) or NULL when out of
+ * memory. Reentrant. */
 #define ENG_JSON_INDICATORS 1
 #define ENG_JSON_PROVENANCE 2
 #define ENG_JSON_RAW        4
 json_t *eng_alert_json(const eng_alert_t *alert, int flags);
 
 /* Fingerprint: lowercase hex SHA-256 over title, source and the sorted
- * (type, value) pairs, with unambiguous separators. out gets 65 bytes. */
+ * (type, value) pairs, with unambiguous separators. out gets 65 bytes.
+ * iocs is only read. Reentrant; cannot fail. */
 void eng_fingerprint(char out[65], const char *title, const char *source,
                      const eng_indicator_t *iocs, size_t n);
 
@@ -216,28 +230,39 @@ void eng_fingerprint(char out[65], const char *title, const char *source,
 
 /* Runs every sample of p and compares with its expected file. Each mismatch
  * is added to diags (file of the expected output, line 0) with a readable
- * diff in the message. Returns the number of failing samples, or a negative
- * error when a sample file cannot be read. */
+ * diff in the message. Returns the number of failing samples (0: all pass),
+ * or a negative AM_E* code when a sample file cannot be read or memory runs
+ * out (diags then say which). Thread-safe for distinct diags lists. */
 int eng_program_check_samples(const eng_program_t *p, am_diags_t *diags);
 
 /* ---- free-text extraction (alertmap extract) ------------------------------ */
 
 typedef struct eng_rules eng_rules_t;
-/* Compiles the shared indicator rule file. Errors go to diags. */
+/* Compiles the shared indicator rule file. Returns 0 with *out (free it with
+ * eng_rules_free), or AM_EINVAL (errors in the file, or larger than the
+ * bound), AM_EIO (unreadable) or AM_ENOMEM, with *out NULL and the reasons
+ * added to diags. The result is immutable: any number of threads may scan
+ * with it at once. */
 int eng_rules_load(eng_rules_t **out, const char *path, am_diags_t *diags);
+/* Frees rules loaded by eng_rules_load(); NULL is a no-op. Never call it on
+ * the rules of a set (eng_set_rules): the set owns those. */
 void eng_rules_free(eng_rules_t *r);
 /* The set's rules (borrowed, lives as long as the set). */
 const eng_rules_t *eng_set_rules(const eng_set_t *s);
 /* Scans text for indicators of the types whose bit (1u << type) is in mask,
  * strict mode (public suffix required, account-vs-email), canonical,
- * de-duplicated, appended to *out (arena-allocated array grown as needed).
- * Returns 0, AM_ELIMIT when ENG_MAX_INDICATORS is reached, AM_ENOMEM. */
+ * de-duplicated, appended to *out (arena-allocated array grown as needed;
+ * start with *out NULL and *n 0, or pass back what a previous call on the
+ * same arena returned). The values live in arena a; source_field is stored
+ * as given (not copied). Returns 0, AM_ELIMIT when ENG_MAX_INDICATORS is
+ * reached (what was found before stays), AM_ENOMEM. Reentrant. */
 int eng_extract_text(eng_indicator_t **out, size_t *n, const eng_rules_t *r, const char *text,
                      size_t len, unsigned mask, const char *source_field, am_arena_t *a);
 
-/* Canonical form of a value declared as type t (trusted mode: syntax and
- * canonical form only) or found in free text (strict). Returns the canonical
- * string in the arena, or NULL when the value is not a valid t. */
+/* Canonical form of value[0..len) declared as type t (trusted mode: syntax
+ * and canonical form only) or found in free text (strict). Returns the
+ * canonical string in arena a, or NULL when the value is not a valid t (or
+ * the arena is exhausted). Reentrant. */
 const char *eng_ioc_canonical(eng_ioc_type_t t, const char *value, size_t len, bool strict,
                               am_arena_t *a);
 

@@ -345,24 +345,13 @@ static void strip(const char **s, size_t *len, const sig_spec_t *spec)
     }
 }
 
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Exactly 2*want hex digits (any case) into out. */
 static bool decode_hex(unsigned char *out, size_t want, const char *s, size_t len)
 {
     if (len != 2 * want)
         return false;
     for (size_t i = 0; i < want; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+        int hi = am_hex_value(s[2 * i]), lo = am_hex_value(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (unsigned char)(hi << 4 | lo);
@@ -555,7 +544,7 @@ static bool pct_decode(char *out, size_t *outlen, const char *s, size_t len)
         if (s[i] == '%') {
             if (i + 2 >= len)
                 return false;
-            int hi = hexval((unsigned char)s[i + 1]), lo = hexval((unsigned char)s[i + 2]);
+            int hi = am_hex_value(s[i + 1]), lo = am_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             out[n++] = (char)(hi << 4 | lo);

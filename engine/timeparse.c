@@ -1,8 +1,8 @@
 /*
  * engine/timeparse.c - ISO-8601 / RFC 3339 date-times and epoch values into
  * UTC microseconds; see timeparse.h. No libc time functions are used (they
- * depend on the process time zone and are slow): the calendar arithmetic is
- * done here on proleptic Gregorian dates.
+ * depend on the process time zone and are slow): the calendar arithmetic
+ * on proleptic Gregorian dates is am_days_from_civil() of common/.
  */
 #include "timeparse.h"
 
@@ -33,32 +33,6 @@ int tp_format_parse(tp_format_t *out, const char *name)
         }
     }
     return AM_EINVAL;
-}
-
-static bool is_leap(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && is_leap(y) ? 29 : days[m - 1];
-}
-
-/* Days from 0001-01-01 to January 1st of year y (y >= 1). */
-static int64_t days_before_year(int64_t y)
-{
-    int64_t p = y - 1;
-    return 365 * p + p / 4 - p / 100 + p / 400;
-}
-
-/* Days since 1970-01-01 of a valid date (negative before 1970). */
-static int64_t days_since_epoch(int y, int m, int d)
-{
-    static const int before[12] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
-    int64_t doy = before[m - 1] + (m > 2 && is_leap(y) ? 1 : 0) + (d - 1);
-    return days_before_year(y) - days_before_year(1970) + doy;
 }
 
 /* Reads exactly n decimal digits at *p (within end); advances *p. */
@@ -112,12 +86,12 @@ static bool parse_offset(int *off_s, const char *p, const char *end)
 
 int tp_parse_iso8601(int64_t *out_us, const char *s, size_t len)
 {
-    const char *p = s, *end = s + len;
     int y, mo, d, h, mi, sec = 0, off_s = 0;
     int64_t frac_us = 0;
 
     if (s == NULL)
         return AM_EINVAL;
+    const char *p = s, *end = s + len; /* after the check: NULL + 0 is undefined */
     if (!digits(&y, &p, end, 4) || p == end || *p++ != '-' || !digits(&mo, &p, end, 2) ||
         p == end || *p++ != '-' || !digits(&d, &p, end, 2))
         return AM_EINVAL;
@@ -147,12 +121,12 @@ int tp_parse_iso8601(int64_t *out_us, const char *s, size_t len)
     }
     if (!parse_offset(&off_s, p, end))
         return AM_EINVAL;
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > am_days_in_month(y, mo) || h > 23 || mi > 59 ||
         sec > 60)
         return AM_EINVAL;
 
     /* A leap second (:60) is counted as the first second of the next minute. */
-    int64_t secs = days_since_epoch(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
+    int64_t secs = am_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
     *out_us = secs * US_PER_S + frac_us;
     return AM_OK;
 }

@@ -126,17 +126,6 @@ bool glue_is_uuid(const char *s, size_t len)
 
 /* ---- query strings ----------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX and '+' of [s, s+n) into a NUL-terminated arena string. */
 static int decode(const char **out, const char *s, size_t n, am_arena_t *a)
 {
@@ -151,7 +140,7 @@ static int decode(const char **out, const char *s, size_t n, am_arena_t *a)
         } else if (c == '%') {
             if (i + 2 >= n)
                 return AM_EINVAL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = am_hex_value(s[i + 1]), lo = am_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return AM_EINVAL;
             c = (char)(hi * 16 + lo);

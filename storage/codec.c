@@ -42,43 +42,10 @@ bool store_indicator_type_valid(const char *s)
 
 void json_put_str(am_buf_t *b, const char *s)
 {
-    if (s == NULL) {
+    if (s == NULL)
         am_buf_puts(b, "null");
-        return;
-    }
-    static const char hex[] = "0123456789abcdef";
-    am_buf_putc(b, '"');
-    const char *run = s;
-    for (const char *p = s; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
-            continue;
-        am_buf_append(b, run, (size_t)(p - run));
-        run = p + 1;
-        switch (ch) {
-        case '"':
-            am_buf_puts(b, "\\\"");
-            break;
-        case '\\':
-            am_buf_puts(b, "\\\\");
-            break;
-        case '\n':
-            am_buf_puts(b, "\\n");
-            break;
-        case '\r':
-            am_buf_puts(b, "\\r");
-            break;
-        case '\t':
-            am_buf_puts(b, "\\t");
-            break;
-        default: {
-            char u[7] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15], '\0'};
-            am_buf_puts(b, u);
-        }
-        }
-    }
-    am_buf_puts(b, run);
-    am_buf_putc(b, '"');
+    else
+        am_buf_json_string(b, s, strlen(s));
 }
 
 void json_put_key(am_buf_t *b, const char *key)
@@ -126,18 +93,13 @@ char *json_error(const char *code, const char *fmt, ...)
 
 /* ---- uuid ------------------------------------------------------------------ */
 
-static bool is_hex(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
 bool uuid_valid(const char *s)
 {
     if (s == NULL || strlen(s) != 36)
         return false;
     for (int i = 0; i < 36; i++) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !is_hex(s[i]))
+        if (dash ? s[i] != '-' : am_hex_value(s[i]) < 0)
             return false;
     }
     return true;
@@ -157,24 +119,6 @@ static bool digits(const char *s, int n, int *out)
     return true;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int month_days(int y, int m)
-{
-    static const int md[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : md[m - 1];
-}
-
 int rfc3339_parse(const char *s, int64_t *out_us)
 {
     int y, mo, d, h, mi, sec;
@@ -185,7 +129,7 @@ int rfc3339_parse(const char *s, int64_t *out_us)
         !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
         !digits(s + 17, 2, &sec))
         return AM_EINVAL;
-    if (mo < 1 || mo > 12 || d < 1 || d > month_days(y, mo) || h > 23 || mi > 59 || sec > 60)
+    if (mo < 1 || mo > 12 || d < 1 || d > am_days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
         return AM_EINVAL;
     const char *p = s + 19;
     int64_t frac_us = 0;
@@ -217,7 +161,7 @@ int rfc3339_parse(const char *s, int64_t *out_us)
     }
     if (*p != '\0')
         return AM_EINVAL;
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
+    int64_t t = am_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off_s;
     *out_us = t * 1000000 + frac_us;
     return AM_OK;
 }

@@ -42,12 +42,15 @@ typedef struct store_options {
  * (err may be NULL). Nothing is applied unless everything is. */
 int store_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen);
 
-/* Starts the threads (opt is copied). Does not require the database to be up
- * (requests then fail with STORE_UNAVAILABLE until it is). Returns NULL when
- * opt or opt->conninfo is NULL, or out of memory / threads. */
+/* Starts the threads (opt is copied, conninfo too). Does not require the
+ * database to be up (requests then fail with STORE_UNAVAILABLE until it is).
+ * Returns a store the caller frees with store_free(), or NULL when opt or
+ * opt->conninfo is NULL, or out of memory / threads. */
 store_t *store_new(const store_options_t *opt);
 /* Stops accepting, finishes everything queued (commits or fails it, calling
- * every callback), joins the threads, frees. NULL is a no-op. */
+ * every callback), joins the threads, frees. NULL is a no-op. Call it once,
+ * from a thread of the caller (never from a store callback), after the
+ * last store_ingest()/store_query() has returned. */
 void store_free(store_t *s);
 
 /* ---- ingest (writer) ------------------------------------------------------ */
