@@ -5,7 +5,8 @@
  * shutdown), reload.c (the current mapping set), server.c (listeners, one
  * h2o event loop per thread, store completions handed back to the loop),
  * route.c (path -> route, query strings), http.c (responses, headers, ids),
- * ingest.c (POST /v1/ingest, dry run), api.c (read API, sources).
+ * ingest.c (POST /v1/ingest, dry run), api.c (read API, sources),
+ * metrics.c (counters and GET /metrics).
  *
  * The pure helpers (config parsing, routes, query strings, JSON bodies) have
  * no global state and are unit-tested in tests/h2o-glue/.
@@ -89,7 +90,8 @@ typedef enum {
     GLUE_R_SOURCES,     /* GET /v1/sources */
     GLUE_R_SOURCE_TEST, /* POST /v1/sources/{source}/test */
     GLUE_R_ALERTS,      /* GET /v1/alerts */
-    GLUE_R_ALERT        /* GET, PATCH /v1/alerts/{uuid} */
+    GLUE_R_ALERT,       /* GET, PATCH /v1/alerts/{uuid} */
+    GLUE_R_METRICS      /* GET /metrics */
 } glue_route_kind_t;
 
 typedef struct glue_route {
@@ -195,6 +197,7 @@ typedef struct glue_reqctx {
     char request_id[40];
     const char *source; /* for the log line, in the arena */
     int64_t started_us;
+    glue_route_kind_t route; /* for the request counters; GLUE_R_NONE until routed */
 } glue_reqctx_t;
 
 /* Outstanding store call of a request; heap, owned by whichever side ends
@@ -242,10 +245,60 @@ void glue_handle_ingest(glue_reqctx_t *rc, const char *source, size_t len, bool 
 void glue_handle_sources(glue_reqctx_t *rc);
 void glue_handle_alert(glue_reqctx_t *rc, const char *uuid, size_t len);
 void glue_handle_alerts(glue_reqctx_t *rc);
+void glue_handle_metrics(glue_reqctx_t *rc);
 /* Builds the store alerts of an engine result (arena a). body is the exact
  * request body text, used as raw_payload when the payload was not split.
  * Returns 0 or AM_ENOMEM. */
 int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payload,
                       const char *body, am_arena_t *a);
+
+/* ---- metrics (metrics.c) ------------------------------------------------ */
+
+/*
+ * Process-wide counters for GET /metrics. They live in fixed-size static
+ * tables of C11 atomics updated with relaxed ordering: any thread may count
+ * without locks or allocation, and a scrape reads each value atomically (the
+ * set is not a snapshot). Nothing here can fail but the rendering.
+ */
+
+/* Where ingest rejections are counted: the error codes of ingest.c and
+ * server.c; any other code counts as GLUE_MREJ_OTHER ("OTHER"). */
+typedef enum {
+    GLUE_MREJ_INVALID_JSON,
+    GLUE_MREJ_INVALID_PAYLOAD,
+    GLUE_MREJ_INVALID_SIGNATURE,
+    GLUE_MREJ_PAYLOAD_TOO_LARGE,
+    GLUE_MREJ_UNKNOWN_SOURCE,
+    GLUE_MREJ_DATABASE_UNAVAILABLE,
+    GLUE_MREJ_LIMIT_EXCEEDED,
+    GLUE_MREJ_METHOD_NOT_ALLOWED,
+    GLUE_MREJ_INTERNAL,
+    GLUE_MREJ_OTHER,
+    GLUE_MREJ__COUNT
+} glue_mreject_t;
+
+/* Records the process start time (call once, early in main). */
+void glue_metrics_start(int64_t now_us);
+/* One answered request: route label from kind (GLUE_R_NONE is "other"),
+ * code label the status (statuses outside 100..599 count as 599). When
+ * kind is GLUE_R_INGEST and code (the API error code) is not NULL, the
+ * rejection is counted too. */
+void glue_metrics_request(glue_route_kind_t kind, int status, const char *code);
+/* Alerts of one committed ingest. */
+void glue_metrics_ingested(uint64_t created, uint64_t deduplicated);
+/* The mapping set now in use has n sources; ok tells whether the (re)load
+ * succeeded; reload is false for the initial load (not counted in
+ * alertmap_reloads_total). */
+void glue_metrics_mappings(bool reload, bool ok, size_t n, int64_t now_us);
+/* The label of a route ("ingest", ..., "other"). */
+const char *glue_metrics_route_label(glue_route_kind_t kind);
+/* Appends s as a Prometheus label value: \, " and \n escaped (no quotes). */
+void glue_metrics_label_value(am_buf_t *b, const char *s);
+/* Appends every metric in the text exposition format 0.0.4. store may be
+ * NULL (the alertmap_store_* metrics are then left out). Returns 0, or
+ * AM_ENOMEM when b failed. */
+int glue_metrics_render(am_buf_t *b, const store_stats_t *store);
+/* Clears every counter (tests only; not safe while other threads count). */
+void glue_metrics_reset(void);
 
 #endif

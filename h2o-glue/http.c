@@ -113,8 +113,9 @@ void glue_log_request(const glue_reqctx_t *rc, int status, const char *alert_uui
     path[pl] = '\0';
     double ms = (double)(am_now_us() - rc->started_us) / 1000.0;
     am_log_level_t level = status >= 500 ? AM_LOG_WARN : AM_LOG_INFO;
-    if (status == 200 && strcmp(path, "/healthz") == 0)
+    if (status == 200 && (strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0))
         level = AM_LOG_DEBUG;
+    glue_metrics_request(rc->route, status, code);
     am_log(level, "request", "srequest_id", rc->request_id, "smethod", method, "spath", path,
            "ssource", rc->source, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode",
            code, "dduration_ms", ms, NULL);
@@ -199,6 +200,9 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
                                                                 : sizeof(path) - 1;
         memcpy(path, req->path_normalized.base, pl);
         path[pl] = '\0';
+        glue_route_t r;
+        glue_route_match(&r, path, pl);
+        glue_metrics_request(r.kind, 413, "PAYLOAD_TOO_LARGE");
         am_log(AM_LOG_INFO, "request", "spath", path, "istatus", (int64_t)413, "scode",
                "PAYLOAD_TOO_LARGE", NULL);
     }

@@ -110,6 +110,12 @@ static void on_ingested(const store_ingest_result_t *res, void *ctx)
     p->status = res->status;
     if (res->message != NULL)
         snprintf(p->message, sizeof(p->message), "%s", res->message);
+    if (res->status == STORE_OK) {
+        uint64_t dups = 0;
+        for (size_t i = 0; i < res->nalerts; i++)
+            dups += res->alerts[i].is_duplicate;
+        glue_metrics_ingested(res->nalerts - dups, dups);
+    }
     if (res->status == STORE_OK && res->nalerts > 0) {
         p->outcomes = calloc(res->nalerts, sizeof(*p->outcomes));
         if (p->outcomes != NULL) {

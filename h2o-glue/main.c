@@ -113,6 +113,7 @@ int main(int argc, char **argv)
         return 0;
     }
     am_log_set_level(cfg.log_level);
+    glue_metrics_start(am_now_us());
 
     /* Every thread created from here on inherits the blocked set. */
     sigset_t sigs;

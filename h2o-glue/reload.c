@@ -28,6 +28,7 @@ int glue_mappings_init(const char *dir, am_diags_t *diags)
     int rc = load(&s, dir, diags);
     if (rc != AM_OK)
         return rc;
+    glue_metrics_mappings(false, true, eng_set_count(s), am_now_us());
     pthread_mutex_lock(&set_lock);
     eng_set_t *old = current;
     current = s;
@@ -111,6 +112,7 @@ int glue_mappings_reload(const char *dir)
         am_log(AM_LOG_ERROR, "reload_failed", "smappings", dir, "ierrors", (int64_t)diags.count,
                "smessage", "the mappings did not compile; the running set is kept", NULL);
         am_diags_dispose(&diags);
+        glue_metrics_mappings(true, false, 0, am_now_us());
         return rc;
     }
     am_diags_dispose(&diags);
@@ -121,6 +123,7 @@ int glue_mappings_reload(const char *dir)
     current = s;
     pthread_mutex_unlock(&set_lock);
     eng_set_unref(old);
+    glue_metrics_mappings(true, true, count, am_now_us());
     am_log(AM_LOG_INFO, "reload_ok", "smappings", dir, "isources", (int64_t)count, "dduration_ms",
            (double)(am_now_us() - t0) / 1000.0, NULL);
     return AM_OK;

@@ -40,6 +40,10 @@ bool glue_route_match(glue_route_t *out, const char *path, size_t len)
         out->kind = GLUE_R_HEALTHZ;
         return true;
     }
+    if (is_exact(p, n, "/metrics")) {
+        out->kind = GLUE_R_METRICS;
+        return true;
+    }
     if (!eat(&p, &n, "/v1/"))
         return false;
     if (eat(&p, &n, "ingest/")) {
@@ -79,6 +83,7 @@ static const char *allow_of(glue_route_kind_t kind)
     case GLUE_R_HEALTHZ:
     case GLUE_R_SOURCES:
     case GLUE_R_ALERTS:
+    case GLUE_R_METRICS:
         return "GET";
     case GLUE_R_NONE:
         break;

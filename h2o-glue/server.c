@@ -223,6 +223,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         glue_send_error(rc, 404, "NOT_FOUND", "no such endpoint");
         return 0;
     }
+    rc->route = r.kind;
     if (!glue_route_allows(r.kind, req->method.base, req->method.len)) {
         const char *allow = glue_route_allow_header(r.kind);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
@@ -258,6 +259,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         break;
     case GLUE_R_ALERT:
         glue_handle_alert(rc, r.arg, r.arg_len);
+        break;
+    case GLUE_R_METRICS:
+        glue_handle_metrics(rc);
         break;
     case GLUE_R_NONE:
         break;

@@ -1,8 +1,11 @@
 """The read API: listing with filters and cursor pagination, status changes
-along the lifecycle, the loaded sources, and the dry run that writes nothing."""
+along the lifecycle, the loaded sources, the dry run that writes nothing, and
+the Prometheus counters of GET /metrics."""
 
 import hashlib
 import os
+import re
+import signal
 import sys
 import time
 
@@ -212,6 +215,110 @@ class ReadApiTest(harness.ServerTestCase):
         r = self.srv.post("/v1/sources/generic/test", b"[1]")
         self.assertError(r, 422, "INVALID_PAYLOAD")
         self.assertEqual(harness.count_rows(self.db.url), before)
+
+    def scrape(self):
+        """GET /metrics parsed into {(name, ((label, value), ...)): float}."""
+        r = self.srv.get("/metrics")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("Content-Type"), "text/plain; version=0.0.4")
+        sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+        label = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+        out, typed = {}, set()
+        for line in r.raw.decode("utf-8").splitlines():
+            if line.startswith("# TYPE "):
+                typed.add(line.split()[2])
+                continue
+            if line.startswith("#") or not line:
+                continue
+            m = sample.match(line)
+            self.assertIsNotNone(m, "not a sample line: %r" % line)
+            labels = tuple(sorted(label.findall(m.group(2) or "")))
+            self.assertIn(m.group(1), typed, "sample before its TYPE line: %r" % line)
+            out[(m.group(1), labels)] = float(m.group(3))
+        return out
+
+    def test_metrics_count_ingests(self):
+        def val(m, name, **labels):
+            return m.get((name, tuple(sorted(labels.items()))), 0.0)
+
+        before = self.scrape()
+        r = self.srv.post("/v1/ingest/generic", harness.generic_payload("metrics %f" % time.time()))
+        self.assertEqual(r.status, 202, r)
+        r = self.srv.post("/v1/ingest/generic", b"{oops")
+        self.assertError(r, 400, "INVALID_JSON")
+        r = self.srv.post("/v1/ingest/no-such-source", {"a": 1})
+        self.assertError(r, 404, "UNKNOWN_SOURCE")
+        r = self.srv.post("/metrics", {"a": 1})
+        self.assertError(r, 405)
+        after = self.scrape()
+
+        def delta(name, **labels):
+            return val(after, name, **labels) - val(before, name, **labels)
+
+        req = "alertmap_http_requests_total"
+        self.assertEqual(delta(req, route="ingest", code="202"), 1)
+        self.assertEqual(delta(req, route="ingest", code="400"), 1)
+        self.assertEqual(delta(req, route="ingest", code="404"), 1)
+        self.assertEqual(delta(req, route="metrics", code="405"), 1)
+        # the first scrape is counted by the second
+        self.assertEqual(delta(req, route="metrics", code="200"), 1)
+        self.assertEqual(delta("alertmap_ingest_alerts_total", result="created"), 1)
+        self.assertEqual(delta("alertmap_ingest_alerts_total", result="deduplicated"), 0)
+        rej = "alertmap_ingest_rejected_total"
+        self.assertEqual(delta(rej, code="INVALID_JSON"), 1)
+        self.assertEqual(delta(rej, code="UNKNOWN_SOURCE"), 1)
+        self.assertEqual(delta(rej, code="INVALID_SIGNATURE"), 0)
+        self.assertEqual(delta("alertmap_store_alerts_inserted_total"), 1)
+        self.assertEqual(delta("alertmap_store_requests_total", result="ok"), 1)
+        self.assertGreaterEqual(delta("alertmap_store_transactions_total"), 1)
+        # the database holds what the counters say was written
+        self.assertEqual(val(after, "alertmap_store_alerts_inserted_total"),
+                         int(harness.psql(self.db.url, "select count(*) from alerts")))
+        self.assertEqual(val(after, "alertmap_mappings_loaded"), len(harness.shipped_sources()))
+        self.assertEqual(val(after, "alertmap_reloads_total", result="ok"), 0)
+        now = time.time()
+        start = val(after, "alertmap_start_time_seconds")
+        self.assertTrue(now - 3600 < start <= now, start)
+        loaded = val(after, "alertmap_reload_last_success_timestamp_seconds")
+        self.assertTrue(start <= loaded <= now, loaded)
+
+    def test_metrics_count_reloads(self):
+        rel = "alertmap_reloads_total"
+
+        def wait_for_reload(result, want):
+            deadline = time.time() + 20 * harness.SLOW
+            while time.time() < deadline:
+                m = self.scrape()
+                if m.get((rel, (("result", result),)), 0) >= want:
+                    return m
+                time.sleep(0.1)
+            self.fail("%s{result=%s} did not reach %d" % (rel, result, want))
+
+        before = self.scrape()
+        ok0 = before[(rel, (("result", "ok"),))]
+        failed0 = before[(rel, (("result", "failed"),))]
+        loaded0 = before[("alertmap_reload_last_success_timestamp_seconds", ())]
+        time.sleep(0.01)
+        self.srv.signal(signal.SIGHUP)
+        after = wait_for_reload("ok", ok0 + 1)
+        self.assertEqual(after[(rel, (("result", "failed"),))], failed0)
+        self.assertGreater(after[("alertmap_reload_last_success_timestamp_seconds", ())], loaded0)
+        self.assertEqual(after[("alertmap_mappings_loaded", ())], len(harness.shipped_sources()))
+        loaded1 = after[("alertmap_reload_last_success_timestamp_seconds", ())]
+
+        # a broken file: the reload fails, the set in use and its time stay
+        broken = os.path.join(self.srv.mappings, "zz-broken.yaml")
+        with open(broken, "w") as f:
+            f.write("source: [unclosed\n")
+        try:
+            self.srv.signal(signal.SIGHUP)
+            after = wait_for_reload("failed", failed0 + 1)
+        finally:
+            os.unlink(broken)
+        self.assertEqual(after[(rel, (("result", "ok"),))], ok0 + 1)
+        self.assertEqual(after[("alertmap_reload_last_success_timestamp_seconds", ())], loaded1)
+        self.assertEqual(after[("alertmap_mappings_loaded", ())], len(harness.shipped_sources()))
+        self.assertEqual(self.srv.post("/v1/ingest/no-such-source", {"a": 1}).status, 404)
 
 
 if __name__ == "__main__":
