@@ -332,24 +332,38 @@ int ioc_canonical(const char **out, eng_ioc_type_t t, const char *value, size_t 
     }
     if (!utf8_valid(value, len))
         return 0;
+    int rc = 0;
     switch (t) {
     case ENG_IOC_IP:
-        return ioc_canon_ip(out, value, len, strict, a);
+        rc = ioc_canon_ip(out, value, len, strict, a);
+        break;
     case ENG_IOC_DOMAIN:
-        return ioc_canon_domain(out, value, len, strict ? IOC_DOM_STRICT | IOC_DOM_FREETEXT : 0, a);
+        rc = ioc_canon_domain(out, value, len, strict ? IOC_DOM_STRICT | IOC_DOM_FREETEXT : 0, a);
+        break;
     case ENG_IOC_URL:
-        return ioc_canon_url(out, value, len, strict, a);
+        rc = ioc_canon_url(out, value, len, strict, a);
+        break;
     case ENG_IOC_EMAIL:
-        return ioc_canon_email(out, value, len, strict, a);
+        rc = ioc_canon_email(out, value, len, strict, a);
+        break;
     case ENG_IOC_HASH_MD5:
     case ENG_IOC_HASH_SHA1:
     case ENG_IOC_HASH_SHA256:
-        return canon_hash(out, t, value, len, strict, a);
+        rc = canon_hash(out, t, value, len, strict, a);
+        break;
     case ENG_IOC_ACCOUNT:
-        return canon_account(out, value, len, strict, a);
+        rc = canon_account(out, value, len, strict, a);
+        break;
     default:
-        return 0;
+        break;
     }
+    /* A canonical value is a fixed point: read again it stays the same. One
+     * that still reads as defanged (nested "x[[.].]y", or "DOMAIN\\.user",
+     * whose "\\" became "\" and now spells "\.") would be refanged into
+     * another value: it is ambiguous, so it is not valid. */
+    if (rc == 0 && *out != NULL && ioc_is_defanged(*out, strlen(*out)))
+        *out = NULL;
+    return rc;
 }
 
 const char *eng_ioc_canonical(eng_ioc_type_t t, const char *value, size_t len, bool strict,

@@ -164,7 +164,8 @@ struct eng_set {
     eng_program_t **table; /* open addressing by source name */
     size_t tmask;
     eng_rules_t *rules;
-    pcre2_code **codes; /* every compiled pattern, freed with the set */
+    bool rules_borrowed; /* set_load_texts() with shared rules: not freed */
+    pcre2_code **codes;  /* every compiled pattern, freed with the set */
     size_t ncodes, capcodes;
 };
 
@@ -173,6 +174,17 @@ struct eng_set {
  * AM_EINVAL (diagnostics added) or AM_ENOMEM. */
 int prog_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
                  am_diags_t *d);
+
+/* set.c: eng_set_load_files() on mappings held in memory: texts[i] (lens[i]
+ * bytes, borrowed, need no terminator) is compiled as if read from the file
+ * names[i], which diagnostics and provenance name and beside which samples
+ * are looked up. rules: compiled shared rules the set borrows (they must
+ * outlive it), or NULL to load them as eng_set_load_files() does. Same
+ * results and errors as eng_set_load_files(). Used by the fuzz target of
+ * the compiler, which must not read files and compile the rules per input. */
+int set_load_texts(eng_set_t **out, const char *const *names, const char *const *texts,
+                   const size_t *lens, size_t n, eng_rules_t *rules, const eng_load_options_t *opt,
+                   am_diags_t *diags);
 
 /* set.c: keeps a pattern so the set frees it. Returns 0 or AM_ENOMEM (the
  * code is freed then). */

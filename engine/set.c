@@ -4,6 +4,7 @@
  */
 #include "program.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -60,7 +61,8 @@ static void set_free(eng_set_t *s)
     for (size_t i = 0; i < s->ncodes; i++)
         pcre2_code_free(s->codes[i]);
     free(s->codes);
-    eng_rules_free(s->rules);
+    if (!s->rules_borrowed)
+        eng_rules_free(s->rules);
     am_arena_free(s->arena);
     free(s);
 }
@@ -153,11 +155,21 @@ int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, b
 
 /* ---- loading ------------------------------------------------------------------ */
 
-static int load_one(eng_set_t *s, const char *path, eng_program_t **out, am_diags_t *d)
+/* Compiles one mapping: the file at path, or when mem is not NULL the
+ * mem_len bytes at mem (path then only names it). */
+static int load_one(eng_set_t *s, const char *path, const char *mem, size_t mem_len,
+                    eng_program_t **out, am_diags_t *d)
 {
     char *text = NULL;
     size_t len = 0;
     *out = NULL;
+    if (mem != NULL) {
+        if (mem_len > MAX_MAPPING_BYTES) {
+            am_diags_add(d, path, 0, 0, "mapping file larger than %u bytes", MAX_MAPPING_BYTES);
+            return AM_EINVAL;
+        }
+        return prog_compile(out, s, path, mem, mem_len, d);
+    }
     int rc = am_read_file(&text, &len, path, MAX_MAPPING_BYTES);
     if (rc == AM_ELIMIT) {
         am_diags_add(d, path, 0, 0, "mapping file larger than %u bytes", MAX_MAPPING_BYTES);
@@ -184,8 +196,10 @@ static char *rules_beside(const char *first)
     return p;
 }
 
-int eng_set_load_files(eng_set_t **out, const char *const *paths, size_t npaths,
-                       const eng_load_options_t *opt, am_diags_t *diags)
+/* eng_set_load_files(), and set_load_texts() when texts is not NULL. */
+static int load_set(eng_set_t **out, const char *const *paths, const char *const *texts,
+                    const size_t *lens, size_t npaths, eng_rules_t *rules,
+                    const eng_load_options_t *opt, am_diags_t *diags)
 {
     eng_load_options_t none = {0};
     if (opt == NULL)
@@ -210,11 +224,15 @@ int eng_set_load_files(eng_set_t **out, const char *const *paths, size_t npaths,
         rc = AM_EINVAL;
         goto done;
     }
-    if (opt->rules_file == NULL && (rules_path = rules_beside(paths[0])) == NULL) {
+    if (rules != NULL) {
+        s->rules = rules;
+        s->rules_borrowed = true;
+    } else if (opt->rules_file == NULL && (rules_path = rules_beside(paths[0])) == NULL) {
         rc = AM_ENOMEM;
         goto done;
+    } else {
+        rc = eng_rules_load(&s->rules, opt->rules_file ? opt->rules_file : rules_path, diags);
     }
-    rc = eng_rules_load(&s->rules, opt->rules_file ? opt->rules_file : rules_path, diags);
     if (rc == AM_ENOMEM)
         goto done;
     failed = rc != 0;
@@ -222,7 +240,8 @@ int eng_set_load_files(eng_set_t **out, const char *const *paths, size_t npaths,
     size_t n = 0;
     for (size_t i = 0; i < npaths; i++) {
         eng_program_t *p = NULL;
-        int r = load_one(s, paths[i], &p, diags);
+        int r = load_one(s, paths[i], texts != NULL ? texts[i] : NULL, texts != NULL ? lens[i] : 0,
+                         &p, diags);
         if (r == AM_ENOMEM) {
             rc = r;
             goto done;
@@ -283,6 +302,21 @@ done:
     }
     *out = s;
     return 0;
+}
+
+int eng_set_load_files(eng_set_t **out, const char *const *paths, size_t npaths,
+                       const eng_load_options_t *opt, am_diags_t *diags)
+{
+    return load_set(out, paths, NULL, NULL, npaths, NULL, opt, diags);
+}
+
+int set_load_texts(eng_set_t **out, const char *const *names, const char *const *texts,
+                   const size_t *lens, size_t n, eng_rules_t *rules, const eng_load_options_t *opt,
+                   am_diags_t *diags)
+{
+    for (size_t i = 0; i < n; i++)
+        assert(texts[i] != NULL);
+    return load_set(out, names, texts, lens, n, rules, opt, diags);
 }
 
 static bool is_mapping_name(const char *name)

@@ -190,6 +190,17 @@ static const canon_case_t cases[] = {
     /* ---- account ---- */
     {ACCT, "CORP\\Bob", "corp\\bob", "corp\\bob"},
     {ACCT, "CORP\\\\Bob", "corp\\bob", "corp\\bob"},
+    /* canonical values are fixed points: one that still spells a defanged
+     * token after refanging would change when read again (found by
+     * fuzz_extract: "CORP\\.svc" became "corp\.svc", then "corp.svc") */
+    {ACCT, "CORP\\\\.svc", NULL, NULL},
+    {ACCT, "CORP\\.svc", "corp.svc", "corp.svc"},
+    {ACCT, "x[[.]]y", NULL, NULL}, /* "[[.]]" refangs to "[.]" */
+    {ACCT, "x[[.].]y", "x[..]y", "x[..]y"},
+    {ACCT, "CORP\\x(at)", "corp\\x@", "corp\\x@"},
+    {ACCT, "CORP\\x((at))", NULL, NULL},
+    {URL, "http://evil.com/a[[.]]b", NULL, NULL},
+    {URL, "http://evil.com/a[.]b", "http://evil.com/a.b", "http://evil.com/a.b"},
     {ACCT, "Bob@Contoso.com", "bob@contoso.com", "bob@contoso.com"},
     {ACCT, "  Bob  ", "bob", "bob"},
     {ACCT, "John Smith", "john smith", NULL},
@@ -608,7 +619,7 @@ static void test_random_values_are_fixed_points(void **state)
         for (unsigned t = 0; t < ENG_IOC__COUNT; t++) {
             for (int strict = 0; strict <= 1; strict++) {
                 const char *c = eng_ioc_canonical(t, buf, n, strict, a);
-                if (c == NULL || ioc_is_defanged(c, strlen(c)))
+                if (c == NULL)
                     continue;
                 const char *c2 = eng_ioc_canonical(t, c, strlen(c), strict, a);
                 if (c2 == NULL || strcmp(c, c2) != 0)

@@ -1,6 +1,7 @@
 /* tests/engine/test_set.c - loading directories, lookup, metadata,
  * reference counting across threads, duplicate sources. */
 #include "engtest.h"
+#include "program.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -75,6 +76,53 @@ static void test_shipped_mappings(void **state)
     assert_non_null(eng_set_rules(s));
     am_diags_dispose(&d);
     eng_set_unref(s);
+}
+
+/* Mappings compiled from memory behave as the same bytes read from a file:
+ * the name shows in diagnostics, lent rules stay with their owner, and the
+ * text needs no terminator. */
+static void test_load_texts(void **state)
+{
+    (void)state;
+    am_diags_t d;
+    am_diags_init(&d);
+    eng_rules_t *rules = NULL;
+    assert_int_equal(eng_rules_load(&rules, t_rules(), &d), 0);
+
+    char good[] = "source: mem\nfields:\n  title: t\n  severity: {const: High}\nXX";
+    const char *names[] = {"/nowhere/mem.yaml", "/nowhere/bad.yaml"};
+    const char *texts[] = {good, "source: bad\nfields: [1]\n"};
+    size_t lens[] = {strlen(good) - 2, strlen(texts[1])}; /* "XX" is not part of it */
+    eng_set_t *s = NULL;
+    assert_int_equal(set_load_texts(&s, names, texts, lens, 1, rules, NULL, &d), 0);
+    assert_int_equal(d.count, 0);
+    assert_ptr_equal(eng_set_rules(s), rules);
+    const eng_program_t *p = eng_set_find(s, "mem", 3);
+    assert_non_null(p);
+    eng_program_info_t info;
+    eng_program_info(&info, p);
+    assert_string_equal(info.file, "/nowhere/mem.yaml");
+    eng_set_unref(s); /* must not free the lent rules */
+
+    /* errors name the given file; the rules are loaded from opt when not lent */
+    eng_load_options_t opt = {.rules_file = t_rules()};
+    s = NULL;
+    assert_int_equal(set_load_texts(&s, names, texts, lens, 2, NULL, &opt, &d), AM_EINVAL);
+    assert_null(s);
+    assert_true(d.count > 0);
+    assert_string_equal(d.items[0].file, "/nowhere/bad.yaml");
+
+    /* the lent rules are still usable */
+    eng_indicator_t *found = NULL;
+    size_t n = 0;
+    am_arena_t *a = am_arena_new(4096, 0);
+    assert_int_equal(
+        eng_extract_text(&found, &n, rules, "see 10.1.2.3", 12, 1u << ENG_IOC_IP, "text", a), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(found[0].value, "10.1.2.3");
+    am_arena_free(a);
+    eng_rules_free(rules);
+    am_diags_dispose(&d);
 }
 
 static void *hammer(void *arg)
@@ -249,7 +297,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shipped_mappings), cmocka_unit_test(test_refcount_threads),
         cmocka_unit_test(test_directory_rules),  cmocka_unit_test(test_signature_passthrough),
-        cmocka_unit_test(test_concurrent_runs),
+        cmocka_unit_test(test_concurrent_runs),  cmocka_unit_test(test_load_texts),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -5,6 +5,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "eng.h"
 #include "fuzz.h"
@@ -47,8 +48,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             eng_error_t err;
             int rc = eng_run(&res, eng_set_at(set, i), doc, arena, 1714557600000000LL, &err);
             if (rc == 0) {
+                if (res.nalerts < 1 || res.nalerts > ENG_MAX_SPLIT)
+                    abort();
                 for (size_t k = 0; k < res.nalerts; k++) {
-                    json_t *j = eng_alert_json(&res.alerts[k], ENG_JSON_INDICATORS);
+                    const eng_alert_t *al = &res.alerts[k];
+                    if (al->field[ENG_F_TITLE] == NULL || al->field[ENG_F_SEVERITY] == NULL ||
+                        strlen(al->fingerprint) != 64 || al->nindicators > ENG_MAX_INDICATORS)
+                        abort(); /* eng.h promises these */
+                    json_t *j = eng_alert_json(al, ENG_JSON_INDICATORS | ENG_JSON_PROVENANCE |
+                                                       ENG_JSON_RAW);
                     if (j == NULL)
                         abort();
                     json_decref(j);

@@ -26,7 +26,7 @@ static void quiet(void *arg, const char *msg)
     (void)msg;
 }
 
-static void die(const char *fmt, ...)
+AM_PRINTF(1, 2) static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
