@@ -156,8 +156,9 @@ static void test_refcount_threads(void **state)
 
 static void mkfile(const char *dir, const char *name, const char *text)
 {
-    char p[256];
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    char p[1024];
+    int n = snprintf(p, sizeof(p), "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof(p));
     t_write(p, text);
 }
 
