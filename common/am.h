@@ -58,6 +58,11 @@ void *am_arena_calloc(am_arena_t *a, size_t count, size_t size);
 char *am_arena_strdup(am_arena_t *a, const char *s);
 char *am_arena_strndup(am_arena_t *a, const char *s, size_t n);
 char *am_arena_printf(am_arena_t *a, const char *fmt, ...) AM_PRINTF(2, 3);
+/* Room for one more element in an arena array of n elements of elem bytes
+ * with capacity *cap: returns arr itself while n < *cap, else a new array of
+ * twice the capacity (at least 8) holding the first n elements, and updates
+ * *cap. The old array is left to the arena. NULL when out of memory. */
+void *am_arena_grow(am_arena_t *a, void *arr, size_t n, size_t *cap, size_t elem);
 /* Bytes handed out so far. */
 size_t am_arena_used(const am_arena_t *a);
 

@@ -132,6 +132,22 @@ char *am_arena_printf(am_arena_t *a, const char *fmt, ...)
     return p;
 }
 
+void *am_arena_grow(am_arena_t *a, void *arr, size_t n, size_t *cap, size_t elem)
+{
+    if (arr != NULL && n < *cap)
+        return arr;
+    size_t ncap = *cap >= 8 ? *cap * 2 : 8;
+    if (ncap < n + 1 || (elem != 0 && ncap > SIZE_MAX / elem))
+        return NULL;
+    void *p = am_arena_alloc(a, ncap * elem);
+    if (p == NULL)
+        return NULL;
+    if (n > 0)
+        memcpy(p, arr, n * elem);
+    *cap = ncap;
+    return p;
+}
+
 size_t am_arena_used(const am_arena_t *a)
 {
     return a->used;

@@ -400,16 +400,10 @@ static int add_tag(run_t *r, const val_t *v, void *ctx)
             return EMIT_MORE;
     if (al->ntags == ENG_MAX_INDICATORS)
         return AM_ELIMIT;
-    if (al->ntags == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 8;
-        const char **nt = am_arena_alloc(r->a, cap * sizeof(*nt));
-        if (nt == NULL)
-            return AM_ENOMEM;
-        if (al->ntags > 0)
-            memcpy(nt, al->tags, al->ntags * sizeof(*nt));
-        al->tags = nt;
-        t->cap = cap;
-    }
+    const char **nt = am_arena_grow(r->a, al->tags, al->ntags, &t->cap, sizeof(*nt));
+    if (nt == NULL)
+        return AM_ENOMEM;
+    al->tags = nt;
     const char *s = am_arena_strndup(r->a, v->s, v->len);
     if (s == NULL)
         return AM_ENOMEM;

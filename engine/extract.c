@@ -387,13 +387,8 @@ int ioc_extract(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *t
     if (r == NULL || r->code == NULL || text == NULL || len == 0 || (mask & IOC_MASK_ALL) == 0)
         return 0;
     const char *s = text;
-    if (ioc_is_defanged(text, len)) {
-        char *buf = am_arena_alloc(a, len + 1);
-        if (buf == NULL)
-            return AM_ENOMEM;
-        len = ioc_refang(buf, text, len);
-        s = buf;
-    }
+    if (ioc_refang_in(&s, &len, a) != 0)
+        return AM_ENOMEM;
     pcre2_general_context *g = ioc_pcre2_context(a);
     pcre2_match_data *md = g ? pcre2_match_data_create_from_pattern(r->code, g) : NULL;
     if (md == NULL)

@@ -155,6 +155,18 @@ bool ioc_is_defanged(const char *in, size_t len)
     return false;
 }
 
+int ioc_refang_in(const char **s, size_t *len, am_arena_t *a)
+{
+    if (!ioc_is_defanged(*s, *len))
+        return 0;
+    char *buf = am_arena_alloc(a, *len + 1);
+    if (buf == NULL)
+        return AM_ENOMEM;
+    *len = ioc_refang(buf, *s, *len);
+    *s = buf;
+    return 0;
+}
+
 size_t ioc_refang(char *out, const char *in, size_t len)
 {
     size_t o = 0, i = 0;
@@ -322,14 +334,11 @@ int ioc_canonical(const char **out, eng_ioc_type_t t, const char *value, size_t 
     trim(&value, &len);
     if (len == 0 || len > IOC_MAX_URL)
         return 0;
-    if (ioc_is_defanged(value, len)) {
-        char *buf = am_arena_alloc(a, len + 1);
-        if (buf == NULL)
-            return AM_ENOMEM;
-        len = ioc_refang(buf, value, len);
-        value = buf;
+    const char *before = value;
+    if (ioc_refang_in(&value, &len, a) != 0)
+        return AM_ENOMEM;
+    if (value != before)
         trim(&value, &len);
-    }
     if (!utf8_valid(value, len))
         return 0;
     int rc = 0;
@@ -385,18 +394,10 @@ int ioc_vec_add(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *canon
             return 0;
     if (v->n >= ENG_MAX_INDICATORS)
         return AM_ELIMIT;
-    if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        if (cap > ENG_MAX_INDICATORS)
-            cap = ENG_MAX_INDICATORS;
-        eng_indicator_t *items = am_arena_alloc(a, cap * sizeof(*items));
-        if (items == NULL)
-            return AM_ENOMEM;
-        if (v->n > 0)
-            memcpy(items, v->items, v->n * sizeof(*items));
-        v->items = items;
-        v->cap = cap;
-    }
+    eng_indicator_t *items = am_arena_grow(a, v->items, v->n, &v->cap, sizeof(*items));
+    if (items == NULL)
+        return AM_ENOMEM;
+    v->items = items;
     v->items[v->n++] = (eng_indicator_t){
         .type = t, .value = canonical, .source_field = source_field, .origin = origin};
     return 0;

@@ -94,6 +94,10 @@ size_t ioc_refang(char *out, const char *in, size_t len);
 /* True when ioc_refang() would change in[0..len) (cheap pre-check). */
 bool ioc_is_defanged(const char *in, size_t len);
 
+/* Points *s / *len at the refanged form of the text: unchanged when it is
+ * not defanged, else a copy refanged into arena a. Returns 0 or AM_ENOMEM. */
+int ioc_refang_in(const char **s, size_t *len, am_arena_t *a);
+
 /*
  * Like eng_ioc_canonical() but tells an invalid value (0 with *out NULL)
  * from running out of memory (AM_ENOMEM).

@@ -64,6 +64,33 @@ static void strings(void **state)
     am_arena_free(a);
 }
 
+static void grow_doubles_and_copies(void **state)
+{
+    (void)state;
+    am_arena_t *a = am_arena_new(256, 0);
+    int *arr = NULL;
+    size_t n = 0, cap = 0;
+    for (int i = 0; i < 100; i++) {
+        int *g = am_arena_grow(a, arr, n, &cap, sizeof(int));
+        assert_non_null(g);
+        if (n < 8)
+            assert_int_equal(cap, 8);
+        assert_true(cap > n);
+        arr = g;
+        arr[n++] = i;
+    }
+    assert_int_equal(cap, 128);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(arr[i], i);
+    /* no room and no memory: NULL, capacity unchanged */
+    am_arena_t *tiny = am_arena_new(256, 64);
+    size_t c2 = 0;
+    assert_null(am_arena_grow(tiny, NULL, 0, &c2, 1024));
+    assert_int_equal(c2, 0);
+    am_arena_free(tiny);
+    am_arena_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -71,6 +98,7 @@ int main(void)
         cmocka_unit_test(big_blocks_and_reset),
         cmocka_unit_test(cap_is_enforced),
         cmocka_unit_test(strings),
+        cmocka_unit_test(grow_doubles_and_copies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
