@@ -1,6 +1,8 @@
 /* tests/storage/helpers.c - see helpers.h. */
 #include "helpers.h"
 
+#include <pthread.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +14,20 @@ static char g_admin[1024];
 static char g_conninfo[1024];
 static char g_dbname[128];
 
+static char sql_dir[1024];
+
+static void sql_dir_init(void)
+{
+    const char *root = getenv("ALERTMAP_SOURCE_ROOT");
+    snprintf(sql_dir, sizeof(sql_dir), "%s/schemas/sql", root ? root : ".");
+}
+
+/* Built once: tests call this from several threads at a time. */
 const char *th_sql_dir(void)
 {
-    static char dir[1024];
-    const char *root = getenv("ALERTMAP_SOURCE_ROOT");
-    snprintf(dir, sizeof(dir), "%s/schemas/sql", root ? root : ".");
-    return dir;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sql_dir_init);
+    return sql_dir;
 }
 
 static void quiet(void *arg, const char *msg)
