@@ -32,18 +32,39 @@ enum {
     AM_EUNAVAIL = -7 /* dependency (database) unavailable */
 };
 
+/* ---- heap ------------------------------------------------------------- */
+
+/*
+ * Out of memory on the heap is not an error that alertmap reports: like
+ * libh2o, it writes one line to stderr and aborts. These wrappers never
+ * return NULL (a size of 0 allocates 1 byte). Thread-safe.
+ */
+#if defined(__GNUC__)
+#define AM_NORETURN __attribute__((noreturn))
+#else
+#define AM_NORETURN
+#endif
+AM_NORETURN void am_oom(size_t n);
+void *am_xmalloc(size_t n);
+void *am_xcalloc(size_t count, size_t size);
+void *am_xrealloc(void *p, size_t n);
+char *am_xstrdup(const char *s);
+char *am_xstrndup(const char *s, size_t n);
+
 /* ---- arena ------------------------------------------------------------ */
 
 /*
  * A bump allocator. Memory comes from chunks that are released together by
  * am_arena_reset() or am_arena_free(); nothing is freed piece by piece.
  * An arena has a hard cap (bytes handed out); past it allocation returns NULL.
+ * NULL therefore always means "over the cap" (a request over a limit, to be
+ * answered LIMIT_EXCEEDED): heap exhaustion aborts (am_oom).
  * Not thread-safe: one arena belongs to one request / one thread at a time.
  */
 typedef struct am_arena am_arena_t;
 
 /* New arena whose chunks are at least chunk_size bytes and which hands out at
- * most cap bytes in total (0 = 64 MiB). Returns NULL when out of memory. */
+ * most cap bytes in total (0 = 64 MiB). Never returns NULL. */
 am_arena_t *am_arena_new(size_t chunk_size, size_t cap);
 /* Releases every chunk. am_arena_free(NULL) is a no-op. */
 void am_arena_free(am_arena_t *a);

@@ -19,9 +19,7 @@ struct am_arena {
 
 am_arena_t *am_arena_new(size_t chunk_size, size_t cap)
 {
-    am_arena_t *a = calloc(1, sizeof(*a));
-    if (a == NULL)
-        return NULL;
+    am_arena_t *a = am_xcalloc(1, sizeof(*a));
     a->chunk_size = chunk_size < 256 ? 256 : chunk_size;
     a->cap = cap == 0 ? (size_t)64 << 20 : cap;
     return a;
@@ -66,9 +64,7 @@ void *am_arena_alloc(am_arena_t *a, size_t n)
     struct chunk *c = a->head;
     if (c == NULL || c->size - c->used < need) {
         size_t size = need > a->chunk_size ? need : a->chunk_size;
-        struct chunk *nc = malloc(sizeof(*nc) + size);
-        if (nc == NULL)
-            return NULL;
+        struct chunk *nc = am_xmalloc(sizeof(*nc) + size);
         nc->size = size;
         nc->used = 0;
         if (c != NULL && need > a->chunk_size) {
