@@ -68,21 +68,27 @@ typedef struct am_arena am_arena_t;
 am_arena_t *am_arena_new(size_t chunk_size, size_t cap);
 /* Releases every chunk. am_arena_free(NULL) is a no-op. */
 void am_arena_free(am_arena_t *a);
-/* Forgets all allocations but keeps the first chunk for reuse. */
+/* Forgets all allocations but keeps the first chunk for reuse (in the debug
+ * mode every allocation is freed). */
 void am_arena_reset(am_arena_t *a);
-/* Aligned (16 bytes) allocation, NULL when out of memory or over the cap. */
+/* Aligned (16 bytes) allocation of n bytes (n == 0 counts as 1); NULL when
+ * the rounded size would pass the cap, whatever n is (no size wraps, SIZE_MAX
+ * included). Built with -Darena_debug=true (AM_ARENA_DEBUG), every allocation
+ * is its own malloc of exactly n bytes so that AddressSanitizer sees each
+ * one; the cap and am_arena_used() count the same bytes in both modes. */
 void *am_arena_alloc(am_arena_t *a, size_t n);
 /* Zeroed allocation; NULL also when count * size overflows. */
 void *am_arena_calloc(am_arena_t *a, size_t count, size_t size);
 /* Copies of strings into the arena (and printf output), always
- * NUL-terminated; NULL when out of memory or over the cap. NULL in, NULL out. */
+ * NUL-terminated; NULL when over the cap. NULL in, NULL out. */
 char *am_arena_strdup(am_arena_t *a, const char *s);
 char *am_arena_strndup(am_arena_t *a, const char *s, size_t n);
 char *am_arena_printf(am_arena_t *a, const char *fmt, ...) AM_PRINTF(2, 3);
 /* Room for one more element in an arena array of n elements of elem bytes
  * with capacity *cap: returns arr itself while n < *cap, else a new array of
  * twice the capacity (at least 8) holding the first n elements, and updates
- * *cap. The old array is left to the arena. NULL when out of memory. */
+ * *cap. The old array is left to the arena. NULL when over the cap (or the
+ * doubled size cannot be represented). */
 void *am_arena_grow(am_arena_t *a, void *arr, size_t n, size_t *cap, size_t elem);
 /* Bytes handed out so far. */
 size_t am_arena_used(const am_arena_t *a);
@@ -90,9 +96,10 @@ size_t am_arena_used(const am_arena_t *a);
 /* ---- growable buffer (heap) ----------------------------------------- */
 
 /* A NUL-terminated growable byte buffer on the heap, bounded by max (0 = no
- * bound). After any failed append (out of memory, or the content would pass
- * max) the buffer is marked failed and further appends are ignored; check
- * am_buf_ok() once at the end. The appends return nothing for that reason.
+ * bound). After an append that would take the content past max the buffer
+ * is marked failed and further appends are ignored (heap exhaustion aborts);
+ * check am_buf_ok() once at the end. The appends return nothing for that
+ * reason.
  * data is NULL until the first append. The buffer owns data until
  * am_buf_dispose() or am_buf_steal(). Not thread-safe (one owner). */
 typedef struct am_buf {
@@ -143,8 +150,7 @@ typedef struct am_diags {
 void am_diags_init(am_diags_t *d);
 /* Frees every item; the list is empty (and usable) afterwards. */
 void am_diags_dispose(am_diags_t *d);
-/* Appends "file:line:col: msg". Never fails visibly: on out-of-memory the
- * message is dropped but count still grows so callers see an error. */
+/* Appends "file:line:col: msg". Cannot fail (heap exhaustion aborts). */
 void am_diags_add(am_diags_t *d, const char *file, int line, int col, const char *fmt, ...)
     AM_PRINTF(5, 6);
 /* The same with a va_list (consumed). */
@@ -194,7 +200,7 @@ void am_log_set_level(am_log_level_t min);
  * End the list with NULL. Example:
  *   am_log(AM_LOG_INFO, "request", "srequest_id", id, "istatus", (int64_t)202, NULL);
  * Thread-safe: a line is written with one write(2). Cannot fail visibly: a
- * line over 64 KiB or out of memory is dropped. */
+ * line over 64 KiB is dropped. */
 void am_log(am_log_level_t level, const char *event, ...);
 
 /* Last: banned libc calls become compile errors from here on. */

@@ -43,6 +43,17 @@ void am_arena_reset(am_arena_t *a)
     struct chunk *c = a->head;
     if (c == NULL)
         return;
+#ifdef AM_ARENA_DEBUG
+    /* nothing is kept: a pointer used after the reset is a use after free */
+    while (c != NULL) {
+        struct chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    a->head = NULL;
+    a->used = 0;
+    return;
+#else
     /* keep the oldest chunk (the last in the list): it is the default size */
     while (c->next != NULL) {
         struct chunk *n = c->next;
@@ -52,15 +63,32 @@ void am_arena_reset(am_arena_t *a)
     c->used = 0;
     a->head = c;
     a->used = 0;
+#endif
 }
 
 void *am_arena_alloc(am_arena_t *a, size_t n)
 {
     if (n == 0)
         n = 1;
-    size_t need = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    if (need < n || a->used + need > a->cap)
+    /* Every comparison is written so that it cannot wrap: a->used <= a->cap
+     * always holds, so cap - used is the room left. */
+    if (n > SIZE_MAX - (ALIGN - 1))
         return NULL;
+    size_t need = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (need > a->cap - a->used || need > SIZE_MAX - sizeof(struct chunk))
+        return NULL;
+#ifdef AM_ARENA_DEBUG
+    /* Debug build: every allocation is its own malloc of exactly n bytes
+     * after the header, so AddressSanitizer reports a byte read or written
+     * past it, and a use after am_arena_reset() or am_arena_free(). */
+    struct chunk *d = am_xmalloc(sizeof(*d) + n);
+    d->size = n;
+    d->used = n;
+    d->next = a->head;
+    a->head = d;
+    a->used += need;
+    return d->data;
+#else
     struct chunk *c = a->head;
     if (c == NULL || c->size - c->used < need) {
         size_t size = need > a->chunk_size ? need : a->chunk_size;
@@ -82,6 +110,7 @@ void *am_arena_alloc(am_arena_t *a, size_t n)
     c->used += need;
     a->used += need;
     return p;
+#endif
 }
 
 void *am_arena_calloc(am_arena_t *a, size_t count, size_t size)
@@ -96,7 +125,7 @@ void *am_arena_calloc(am_arena_t *a, size_t count, size_t size)
 
 char *am_arena_strndup(am_arena_t *a, const char *s, size_t n)
 {
-    if (s == NULL)
+    if (s == NULL || n == SIZE_MAX)
         return NULL;
     char *p = am_arena_alloc(a, n + 1);
     if (p == NULL)
@@ -132,8 +161,10 @@ void *am_arena_grow(am_arena_t *a, void *arr, size_t n, size_t *cap, size_t elem
 {
     if (arr != NULL && n < *cap)
         return arr;
+    if (*cap > SIZE_MAX / 2)
+        return NULL;
     size_t ncap = *cap >= 8 ? *cap * 2 : 8;
-    if (ncap < n + 1 || (elem != 0 && ncap > SIZE_MAX / elem))
+    if (ncap <= n || (elem != 0 && ncap > SIZE_MAX / elem))
         return NULL;
     void *p = am_arena_alloc(a, ncap * elem);
     if (p == NULL)

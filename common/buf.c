@@ -30,12 +30,7 @@ static bool reserve(am_buf_t *b, size_t extra)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (p == NULL) {
-        b->failed = true;
-        return false;
-    }
-    b->data = p;
+    b->data = am_xrealloc(b->data, cap);
     b->cap = cap;
     return true;
 }
@@ -124,7 +119,7 @@ char *am_buf_steal(am_buf_t *b)
     }
     char *p = b->data;
     if (p == NULL)
-        p = calloc(1, 1);
+        p = am_xcalloc(1, 1);
     memset(b, 0, sizeof(*b));
     return p;
 }

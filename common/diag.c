@@ -23,25 +23,23 @@ void am_diags_vadd(am_diags_t *d, const char *file, int line, int col, const cha
 {
     if (d->items == NULL || d->count == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 8;
-        am_diag_t *p = realloc(d->items, cap * sizeof(*p));
-        if (p == NULL) {
-            d->count++; /* still an error, even if the text is lost */
-            return;
-        }
-        d->items = p;
+        d->items = am_xrealloc(d->items, cap * sizeof(*d->items));
         d->cap = cap;
     }
     am_diag_t *x = &d->items[d->count++];
-    x->file = strdup(file ? file : "");
+    x->file = am_xstrdup(file ? file : "");
     x->line = line;
     x->col = col;
     va_list ap2;
     va_copy(ap2, ap);
     int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
-    x->msg = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (x->msg != NULL)
-        vsnprintf(x->msg, (size_t)n + 1, fmt, ap);
+    if (n < 0) {
+        x->msg = am_xstrdup("(unformattable message)");
+        return;
+    }
+    x->msg = am_xmalloc((size_t)n + 1);
+    vsnprintf(x->msg, (size_t)n + 1, fmt, ap);
 }
 
 void am_diags_add(am_diags_t *d, const char *file, int line, int col, const char *fmt, ...)
@@ -54,11 +52,9 @@ void am_diags_add(am_diags_t *d, const char *file, int line, int col, const char
 
 void am_diags_print(const am_diags_t *d, FILE *out)
 {
-    size_t n = d->count < d->cap ? d->count : d->cap;
-    for (size_t i = 0; i < n && d->items != NULL; i++) {
+    for (size_t i = 0; i < d->count; i++) {
         const am_diag_t *x = &d->items[i];
-        fprintf(out, "%s:%d:%d: %s\n", x->file ? x->file : "?", x->line, x->col,
-                x->msg ? x->msg : "(out of memory)");
+        fprintf(out, "%s:%d:%d: %s\n", x->file ? x->file : "?", x->line, x->col, x->msg);
     }
 }
 
@@ -77,7 +73,6 @@ static int cmp(const void *a, const void *b)
 
 void am_diags_sort(am_diags_t *d)
 {
-    size_t n = d->count < d->cap ? d->count : d->cap;
-    if (n > 1)
-        qsort(d->items, n, sizeof(*d->items), cmp);
+    if (d->count > 1)
+        qsort(d->items, d->count, sizeof(*d->items), cmp);
 }

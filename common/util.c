@@ -38,7 +38,7 @@ int am_read_file(char **out, size_t *len, const char *path, size_t max)
     }
     *len = b.len;
     *out = am_buf_steal(&b);
-    return *out ? AM_OK : AM_ENOMEM;
+    return AM_OK;
 }
 
 int64_t am_now_us(void)
@@ -129,7 +129,7 @@ void am_log_set_level(am_log_level_t min)
     min_level = min;
 }
 
-static void json_str(am_buf_t *b, const char *s)
+static void put_string(am_buf_t *b, const char *s)
 {
     am_buf_json_string(b, s, strlen(s));
 }
@@ -144,7 +144,7 @@ void am_log(am_log_level_t level, const char *event, ...)
     char ts[32];
     am_format_time(ts, am_now_us());
     am_buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"event\":", ts, names[level]);
-    json_str(&b, event);
+    put_string(&b, event);
     va_list ap;
     va_start(ap, event);
     const char *key;
@@ -155,18 +155,18 @@ void am_log(am_log_level_t level, const char *event, ...)
             if (v == NULL)
                 continue;
             am_buf_putc(&b, ',');
-            json_str(&b, key + 1);
+            put_string(&b, key + 1);
             am_buf_putc(&b, ':');
-            json_str(&b, v);
+            put_string(&b, v);
         } else if (kind == 'i') {
             int64_t v = va_arg(ap, int64_t);
             am_buf_putc(&b, ',');
-            json_str(&b, key + 1);
+            put_string(&b, key + 1);
             am_buf_printf(&b, ":%lld", (long long)v);
         } else if (kind == 'd') {
             double v = va_arg(ap, double);
             am_buf_putc(&b, ',');
-            json_str(&b, key + 1);
+            put_string(&b, key + 1);
             am_buf_printf(&b, ":%.3f", v);
         } else {
             break; /* malformed key: stop reading the list */

@@ -5,26 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-void reply_set(reply_buf_t *out, int status, char *body)
+void store_reply_set(reply_buf_t *out, int status, char *body)
 {
     free(out->body);
     out->status = status;
     out->body = body;
 }
 
-int reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out)
+int store_reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out)
 {
-    pgerr_class_t cls = pgerr_classify(c, res);
+    pgerr_class_t cls = store_pgerr_classify(c, res);
     if (cls == PGERR_CONNECTION)
         return AM_EUNAVAIL;
     if (cls == PGERR_TRANSIENT) {
-        reply_set(out, 503, json_error("DATABASE_UNAVAILABLE", "the database is busy, retry"));
+        store_reply_set(out, 503,
+                        store_json_error("DATABASE_UNAVAILABLE", "the database is busy, retry"));
         return AM_OK;
     }
     char e[200];
-    pg_errcopy(e, sizeof(e), res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+    store_pg_errcopy(e, sizeof(e), res ? PQresultErrorMessage(res) : PQerrorMessage(c));
     am_log(AM_LOG_ERROR, "store_query_failed", "serror", e, NULL);
-    reply_set(out, 500, json_error("INTERNAL", "unexpected database error"));
+    store_reply_set(out, 500, store_json_error("INTERNAL", "unexpected database error"));
     return AM_OK;
 }
 
@@ -50,7 +51,7 @@ static void put_fields(am_buf_t *b, const char *text)
             continue;
         char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         if (t != NULL) {
-            json_put_key(b, store_optional_fields[i]);
+            store_json_put_key(b, store_optional_fields[i]);
             am_buf_puts(b, t);
         } else {
             b->failed = true;
@@ -68,7 +69,7 @@ static void put_fields(am_buf_t *b, const char *text)
             continue;
         char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
         if (t != NULL) {
-            json_put_key(b, key);
+            store_json_put_key(b, key);
             am_buf_puts(b, t);
         } else {
             b->failed = true;
@@ -83,35 +84,35 @@ static const char *val(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
-void render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind)
+void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind)
 {
     am_buf_putc(b, '{');
-    json_put_key(b, "uuid");
-    json_put_str(b, val(r, row, COL_UUID));
-    json_put_key(b, "title");
-    json_put_str(b, val(r, row, COL_TITLE));
-    json_put_key(b, "severity");
-    json_put_str(b, val(r, row, COL_SEVERITY));
-    json_put_key(b, "occurred_at");
-    json_put_time_us(b, val(r, row, COL_OCCURRED));
-    json_put_key(b, "occurred_at_fallback");
+    store_json_put_key(b, "uuid");
+    store_json_put_str(b, val(r, row, COL_UUID));
+    store_json_put_key(b, "title");
+    store_json_put_str(b, val(r, row, COL_TITLE));
+    store_json_put_key(b, "severity");
+    store_json_put_str(b, val(r, row, COL_SEVERITY));
+    store_json_put_key(b, "occurred_at");
+    store_json_put_time_us(b, val(r, row, COL_OCCURRED));
+    store_json_put_key(b, "occurred_at_fallback");
     am_buf_puts(b, PQgetvalue(r, row, COL_FALLBACK)[0] == 't' ? "true" : "false");
-    json_put_key(b, "source_name");
-    json_put_str(b, val(r, row, COL_SOURCE));
-    json_put_key(b, "description");
-    json_put_str(b, val(r, row, COL_DESCRIPTION));
-    json_put_key(b, "status");
-    json_put_str(b, val(r, row, COL_STATUS));
-    json_put_key(b, "enrichment_status");
-    json_put_str(b, val(r, row, COL_ENRICHMENT));
-    json_put_key(b, "tags");
+    store_json_put_key(b, "source_name");
+    store_json_put_str(b, val(r, row, COL_SOURCE));
+    store_json_put_key(b, "description");
+    store_json_put_str(b, val(r, row, COL_DESCRIPTION));
+    store_json_put_key(b, "status");
+    store_json_put_str(b, val(r, row, COL_STATUS));
+    store_json_put_key(b, "enrichment_status");
+    store_json_put_str(b, val(r, row, COL_ENRICHMENT));
+    store_json_put_key(b, "tags");
     am_buf_puts(b, PQgetvalue(r, row, COL_TAGS)); /* json text made by the query */
-    json_put_key(b, "detection_rule_ref");
-    json_put_str(b, val(r, row, COL_RULE_REF));
+    store_json_put_key(b, "detection_rule_ref");
+    store_json_put_str(b, val(r, row, COL_RULE_REF));
     put_fields(b, PQgetvalue(r, row, COL_FIELDS));
-    json_put_key(b, "fingerprint");
-    json_put_str(b, val(r, row, COL_FINGERPRINT));
-    json_put_key(b, "duplicate_count");
+    store_json_put_key(b, "fingerprint");
+    store_json_put_str(b, val(r, row, COL_FINGERPRINT));
+    store_json_put_key(b, "duplicate_count");
     am_buf_puts(b, PQgetvalue(r, row, COL_DUPCOUNT));
     static const struct {
         const char *key;
@@ -122,26 +123,26 @@ void render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind)
         {"escalated_at", COL_ESCALATED},     {"closed_at", COL_CLOSED},
     };
     for (size_t i = 0; i < AM_ARRAY_LEN(times); i++) {
-        json_put_key(b, times[i].key);
-        json_put_time_us(b, val(r, row, times[i].col));
+        store_json_put_key(b, times[i].key);
+        store_json_put_time_us(b, val(r, row, times[i].col));
     }
-    json_put_key(b, "close_classification");
-    json_put_str(b, val(r, row, COL_CLASSIFICATION));
+    store_json_put_key(b, "close_classification");
+    store_json_put_str(b, val(r, row, COL_CLASSIFICATION));
     if (ind != NULL) {
-        json_put_key(b, "raw_payload");
+        store_json_put_key(b, "raw_payload");
         am_buf_puts(b, PQgetvalue(r, row, COL_RAW)); /* jsonb text: valid JSON */
-        json_put_key(b, "indicators");
+        store_json_put_key(b, "indicators");
         am_buf_putc(b, '[');
         for (int i = 0; i < PQntuples(ind); i++) {
             if (i > 0)
                 am_buf_putc(b, ',');
             am_buf_putc(b, '{');
-            json_put_key(b, "type");
-            json_put_str(b, val(ind, i, 0));
-            json_put_key(b, "value");
-            json_put_str(b, val(ind, i, 1));
-            json_put_key(b, "source_field");
-            json_put_str(b, val(ind, i, 2));
+            store_json_put_key(b, "type");
+            store_json_put_str(b, val(ind, i, 0));
+            store_json_put_key(b, "value");
+            store_json_put_str(b, val(ind, i, 1));
+            store_json_put_key(b, "source_field");
+            store_json_put_str(b, val(ind, i, 2));
             am_buf_putc(b, '}');
         }
         am_buf_putc(b, ']');
@@ -156,35 +157,35 @@ static const char IND_SQL[] =
     " JOIN indicators i ON i.id = ai.indicator_id WHERE ai.alert_id = $1::int8"
     " ORDER BY ai.position";
 
-int alert_get(PGconn *c, const char *uuid, reply_buf_t *out)
+int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out)
 {
     const char *p[] = {uuid};
     PGresult *r = PQexecParams(c, GET_SQL, 1, NULL, p, NULL, NULL, 0);
     PGresult *ind = NULL;
     int rc = AM_OK;
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = reply_db_error(c, r, out);
+        rc = store_reply_db_error(c, r, out);
         goto done;
     }
     if (PQntuples(r) == 0) {
-        reply_set(out, 404, json_error("NOT_FOUND", "no alert with uuid %s", uuid));
+        store_reply_set(out, 404, store_json_error("NOT_FOUND", "no alert with uuid %s", uuid));
         goto done;
     }
     const char *ip[] = {PQgetvalue(r, 0, COL_ID)};
     ind = PQexecParams(c, IND_SQL, 1, NULL, ip, NULL, NULL, 0);
     if (ind == NULL || PQresultStatus(ind) != PGRES_TUPLES_OK) {
-        rc = reply_db_error(c, ind, out);
+        rc = store_reply_db_error(c, ind, out);
         goto done;
     }
     am_buf_t b;
     am_buf_init(&b, 0);
     am_buf_puts(&b, "{\"data\":");
-    render_alert(&b, r, 0, ind);
+    store_render_alert(&b, r, 0, ind);
     am_buf_putc(&b, '}');
     if (am_buf_ok(&b))
-        reply_set(out, 200, am_buf_steal(&b));
-    else
-        reply_set(out, 500, json_error("INTERNAL", "out of memory"));
+        store_reply_set(out, 200, am_buf_steal(&b));
+    else /* jansson could not serialize a stored value */
+        store_reply_set(out, 500, store_json_error("INTERNAL", "the alert cannot be rendered"));
     am_buf_dispose(&b);
 done:
     PQclear(r);
@@ -216,11 +217,12 @@ static bool patch_body(const char *body, const char **status, const char **cls, 
     json_error_t e;
     *root = json_loads(body ? body : "", JSON_REJECT_DUPLICATES, &e);
     if (*root == NULL) {
-        reply_set(out, 400, json_error("INVALID_JSON", "body is not valid JSON: %s", e.text));
+        store_reply_set(out, 400,
+                        store_json_error("INVALID_JSON", "body is not valid JSON: %s", e.text));
         return false;
     }
     if (!json_is_object(*root)) {
-        reply_set(out, 422, json_error("INVALID_BODY", "body must be a JSON object"));
+        store_reply_set(out, 422, store_json_error("INVALID_BODY", "body must be a JSON object"));
         return false;
     }
     const char *key;
@@ -228,7 +230,8 @@ static bool patch_body(const char *body, const char **status, const char **cls, 
     json_object_foreach(*root, key, v)
     {
         if (strcmp(key, "status") != 0 && strcmp(key, "close_classification") != 0) {
-            reply_set(out, 422, json_error("INVALID_BODY", "unknown field \"%s\"", key));
+            store_reply_set(out, 422,
+                            store_json_error("INVALID_BODY", "unknown field \"%s\"", key));
             return false;
         }
     }
@@ -238,9 +241,10 @@ static bool patch_body(const char *body, const char **status, const char **cls, 
     for (size_t i = 0; i < AM_ARRAY_LEN(st) && *status; i++)
         ok = ok || strcmp(*status, st[i]) == 0;
     if (!ok) {
-        reply_set(
+        store_reply_set(
             out, 422,
-            json_error("INVALID_BODY", "status must be one of Open, Triaging, Escalated, Closed"));
+            store_json_error("INVALID_BODY",
+                             "status must be one of Open, Triaging, Escalated, Closed"));
         return false;
     }
     json_t *c = json_object_get(*root, "close_classification");
@@ -248,8 +252,9 @@ static bool patch_body(const char *body, const char **status, const char **cls, 
     bool closing = strcmp(*status, "Closed") == 0;
     if (!closing) {
         if (c != NULL && !json_is_null(c)) {
-            reply_set(out, 422,
-                      json_error("INVALID_BODY",
+            store_reply_set(
+                out, 422,
+                store_json_error("INVALID_BODY",
                                  "close_classification is only allowed with status Closed"));
             return false;
         }
@@ -260,16 +265,17 @@ static bool patch_body(const char *body, const char **status, const char **cls, 
     for (size_t i = 0; i < AM_ARRAY_LEN(classifications) && *cls; i++)
         ok = ok || strcmp(*cls, classifications[i]) == 0;
     if (!ok) {
-        reply_set(out, 422,
-                  json_error("INVALID_BODY", "status Closed needs close_classification, one of "
-                                             "true_positive, false_positive, benign_positive, "
-                                             "undetermined"));
+        store_reply_set(out, 422,
+                        store_json_error("INVALID_BODY",
+                                         "status Closed needs close_classification, one of "
+                                         "true_positive, false_positive, benign_positive, "
+                                         "undetermined"));
         return false;
     }
     return true;
 }
 
-bool alert_patch_precheck(const char *body, reply_buf_t *out)
+bool store_alert_patch_precheck(const char *body, reply_buf_t *out)
 {
     const char *status, *cls;
     json_t *root = NULL;
@@ -286,7 +292,7 @@ static const char PATCH_SQL[] =
     " close_classification = $3"
     " WHERE uuid = $1::uuid AND status = ANY ($4::text[]) RETURNING id";
 
-int alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out)
+int store_alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out)
 {
     const char *status, *cls;
     json_t *root = NULL;
@@ -297,13 +303,13 @@ int alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out)
     const char *p[] = {uuid, status, cls, allowed_from(status)};
     r = PQexecParams(c, PATCH_SQL, 4, NULL, p, NULL, NULL, 0);
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = reply_db_error(c, r, out);
+        rc = store_reply_db_error(c, r, out);
         goto done;
     }
     if (PQntuples(r) == 1) {
         /* the change is committed; if reading it back fails, tell the caller
          * to re-read rather than to repeat the change */
-        rc = alert_get(c, uuid, out);
+        rc = store_alert_get(c, uuid, out);
         if (rc == AM_EUNAVAIL)
             rc = AM_EIO;
         goto done;
@@ -312,15 +318,15 @@ int alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out)
     r = PQexecParams(c, "SELECT status FROM alerts WHERE uuid = $1::uuid", 1, NULL, p, NULL, NULL,
                      0);
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = reply_db_error(c, r, out);
+        rc = store_reply_db_error(c, r, out);
         goto done;
     }
     if (PQntuples(r) == 0)
-        reply_set(out, 404, json_error("NOT_FOUND", "no alert with uuid %s", uuid));
+        store_reply_set(out, 404, store_json_error("NOT_FOUND", "no alert with uuid %s", uuid));
     else
-        reply_set(out, 409,
-                  json_error("INVALID_TRANSITION", "cannot change status from %s to %s",
-                             PQgetvalue(r, 0, 0), status));
+        store_reply_set(out, 409,
+                        store_json_error("INVALID_TRANSITION", "cannot change status from %s to %s",
+                                         PQgetvalue(r, 0, 0), status));
 done:
     PQclear(r);
     json_decref(root);

@@ -24,7 +24,7 @@ static const char *param(const char *s)
 
 static int bad(reply_buf_t *out, const char *name, const char *what)
 {
-    reply_set(out, 400, json_error("INVALID_PARAMETER", "%s %s", name, what));
+    store_reply_set(out, 400, store_json_error("INVALID_PARAMETER", "%s %s", name, what));
     return -1;
 }
 
@@ -63,14 +63,14 @@ static int check_params(const store_query_t *q, list_params_t *lp, reply_buf_t *
         return bad(out, "status", "must be one of Open, Triaging, Escalated, Closed");
     if (param(q->since)) {
         int64_t us;
-        if (rfc3339_parse(q->since, &us) != AM_OK)
+        if (store_rfc3339_parse(q->since, &us) != AM_OK)
             return bad(out, "since", "must be an RFC 3339 date-time, e.g. 2024-05-01T10:00:00Z");
         lp->has_since = true;
         snprintf(lp->since, sizeof(lp->since), "%lld", (long long)us);
     }
     if (param(q->cursor)) {
         int64_t us, id;
-        if (cursor_decode(q->cursor, &us, &id) != AM_OK)
+        if (store_cursor_decode(q->cursor, &us, &id) != AM_OK)
             return bad(out, "cursor", "is not a cursor returned by this API");
         lp->has_cursor = true;
         snprintf(lp->cur_us, sizeof(lp->cur_us), "%lld", (long long)us);
@@ -79,13 +79,13 @@ static int check_params(const store_query_t *q, list_params_t *lp, reply_buf_t *
     return 0;
 }
 
-bool alert_list_precheck(const store_query_t *q, reply_buf_t *out)
+bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out)
 {
     list_params_t lp;
     return check_params(q, &lp, out) != 0;
 }
 
-int alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
+int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
 {
     list_params_t lp;
     if (check_params(q, &lp, out) != 0)
@@ -126,16 +126,11 @@ int alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
     }
     p[np++] = limit1;
     am_buf_printf(&sql, " ORDER BY a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
-    if (!am_buf_ok(&sql)) {
-        am_buf_dispose(&sql);
-        reply_set(out, 500, json_error("INTERNAL", "out of memory"));
-        return AM_OK;
-    }
     PGresult *r = PQexecParams(c, sql.data, np, NULL, p, NULL, NULL, 0);
     am_buf_dispose(&sql);
     int rc = AM_OK;
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = reply_db_error(c, r, out);
+        rc = store_reply_db_error(c, r, out);
         PQclear(r);
         return rc;
     }
@@ -149,23 +144,23 @@ int alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
     for (int i = 0; i < n; i++) {
         if (i > 0)
             am_buf_putc(&b, ',');
-        render_alert(&b, r, i, NULL);
+        store_render_alert(&b, r, i, NULL);
     }
     am_buf_puts(&b, "],\"meta\":{\"next_cursor\":");
     if (more) {
         char cur[64];
-        cursor_encode(cur, strtoll(PQgetvalue(r, n - 1, COL_INGESTED), NULL, 10),
-                      strtoll(PQgetvalue(r, n - 1, COL_ID), NULL, 10));
-        json_put_str(&b, cur);
+        store_cursor_encode(cur, strtoll(PQgetvalue(r, n - 1, COL_INGESTED), NULL, 10),
+                            strtoll(PQgetvalue(r, n - 1, COL_ID), NULL, 10));
+        store_json_put_str(&b, cur);
     } else {
         am_buf_puts(&b, "null");
     }
     am_buf_printf(&b, ",\"limit\":%lld}}", (long long)lp.limit);
     PQclear(r);
     if (am_buf_ok(&b))
-        reply_set(out, 200, am_buf_steal(&b));
-    else
-        reply_set(out, 500, json_error("INTERNAL", "out of memory"));
+        store_reply_set(out, 200, am_buf_steal(&b));
+    else /* jansson could not serialize a stored value */
+        store_reply_set(out, 500, store_json_error("INTERNAL", "an alert cannot be rendered"));
     am_buf_dispose(&b);
     return AM_OK;
 }

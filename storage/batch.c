@@ -81,7 +81,7 @@ static const char UPSERT_SQL[] =
     " SELECT DISTINCT t, v FROM unnest($1::text[], $2::text[]) AS u(t, v) ORDER BY t, v"
     " ON CONFLICT (type, value) DO UPDATE SET last_seen = now()";
 
-int batch_prepare(PGconn *c, void *ctx)
+int store_batch_prepare(PGconn *c, void *ctx)
 {
     (void)ctx;
     PGresult *r = PQprepare(c, "am_ingest", INGEST_SQL, 0, NULL);
@@ -123,7 +123,7 @@ static void join_lit(am_buf_t *b, const char *lit)
     am_buf_append(b, lit + 1, n - 2);
 }
 
-static int build_literals(batch_t *b)
+static void build_literals(batch_t *b)
 {
     am_buf_puts(&b->fps, "{");
     am_buf_puts(&b->types, "{");
@@ -133,11 +133,8 @@ static int build_literals(batch_t *b)
             const w_alert_t *a = &b->reqs[i]->alerts[k];
             am_buf_t one;
             am_buf_init(&one, 0);
-            pg_text_array(&one, &a->fingerprint, 1);
-            if (am_buf_ok(&one))
-                join_lit(&b->fps, one.data);
-            else
-                b->fps.failed = true;
+            store_pg_text_array(&one, &a->fingerprint, 1);
+            join_lit(&b->fps, one.data);
             am_buf_dispose(&one);
             join_lit(&b->types, a->ind_types_lit);
             join_lit(&b->values, a->ind_values_lit);
@@ -146,7 +143,6 @@ static int build_literals(batch_t *b)
     am_buf_putc(&b->fps, '}');
     am_buf_putc(&b->types, '}');
     am_buf_putc(&b->values, '}');
-    return am_buf_ok(&b->fps) && am_buf_ok(&b->types) && am_buf_ok(&b->values) ? 0 : -1;
 }
 
 static int send_cmd(batch_t *b, cmd_kind_t kind, size_t req, size_t alert)
@@ -211,12 +207,12 @@ static void note_failure(batch_t *b, failure_t *f, long at, const PGresult *r, b
     if (f->at >= 0)
         return;
     f->at = at;
-    f->cls = pgerr_classify(b->c, r);
+    f->cls = store_pgerr_classify(b->c, r);
     /* an error with a SQLSTATE came from the server, in pipeline order:
      * everything after it (COMMIT included) was skipped */
     bool from_server = r != NULL && PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL;
     f->safe = !commit_sent || (from_server && b->cmds[at].kind != C_COMMIT);
-    pg_errcopy(f->msg, sizeof(f->msg), r ? PQresultErrorMessage(r) : PQerrorMessage(b->c));
+    store_pg_errcopy(f->msg, sizeof(f->msg), r ? PQresultErrorMessage(r) : PQerrorMessage(b->c));
 }
 
 static void connection_failure(batch_t *b, failure_t *f, long at, bool commit_sent)
@@ -311,7 +307,7 @@ static batch_result_t run(batch_t *b)
         snprintf(b->err, b->errlen, "%s: %s", what, f.msg);
         if (f.cls == PGERR_CONNECTION)
             return BATCH_CONN_LOST; /* COMMIT was never sent */
-        pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
+        store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
         return BATCH_FAILED;
     }
     size_t from = 0;
@@ -334,22 +330,22 @@ static batch_result_t run(batch_t *b)
         snprintf(q->msg, sizeof(q->msg), "alert %zu: %s", cmd->alert, f.msg);
         pgerr_class_t cls = PGERR_DATA;
         if (!b->use_sp) {
-            pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
+            store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
             return BATCH_COMMITTED; /* nothing else was in the batch */
         }
-        if (pg_exec_simple(b->c, "ROLLBACK TO SAVEPOINT r; RELEASE SAVEPOINT r", &cls, b->err,
-                           b->errlen) != 0) {
+        if (store_pg_exec_simple(b->c, "ROLLBACK TO SAVEPOINT r; RELEASE SAVEPOINT r", &cls, b->err,
+                                 b->errlen) != 0) {
             if (cls == PGERR_CONNECTION)
                 return BATCH_CONN_LOST; /* the server saw the error: it did not commit */
-            pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
+            store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
             return BATCH_FAILED;
         }
         from = cmd->req + 1;
     }
 }
 
-batch_result_t batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
-                         char *err, size_t errlen)
+batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
+                               char *err, size_t errlen)
 {
     batch_t b = {.c = c, .reqs = reqs, .nreq = nreq, .err = err, .errlen = errlen};
     b.dedup = dedup_window_s > 0;
@@ -364,14 +360,9 @@ batch_result_t batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs,
     am_buf_init(&b.fps, 0);
     am_buf_init(&b.types, 0);
     am_buf_init(&b.values, 0);
-    b.cmds = malloc(ncmd * sizeof(*b.cmds));
-    batch_result_t br;
-    if (b.cmds == NULL || build_literals(&b) != 0) {
-        snprintf(err, errlen, "out of memory");
-        br = BATCH_FAILED;
-    } else {
-        br = run(&b);
-    }
+    b.cmds = am_xcalloc(ncmd, sizeof(*b.cmds));
+    build_literals(&b); /* unbounded buffers: cannot fail */
+    batch_result_t br = run(&b);
     free(b.cmds);
     am_buf_dispose(&b.fps);
     am_buf_dispose(&b.types);

@@ -40,7 +40,7 @@ bool store_indicator_type_valid(const char *s)
 
 /* ---- JSON text ------------------------------------------------------------ */
 
-void json_put_str(am_buf_t *b, const char *s)
+void store_json_put_str(am_buf_t *b, const char *s)
 {
     if (s == NULL)
         am_buf_puts(b, "null");
@@ -48,15 +48,15 @@ void json_put_str(am_buf_t *b, const char *s)
         am_buf_json_string(b, s, strlen(s));
 }
 
-void json_put_key(am_buf_t *b, const char *key)
+void store_json_put_key(am_buf_t *b, const char *key)
 {
     if (b->len > 0 && b->data[b->len - 1] != '{' && b->data[b->len - 1] != '[')
         am_buf_putc(b, ',');
-    json_put_str(b, key);
+    store_json_put_str(b, key);
     am_buf_putc(b, ':');
 }
 
-void json_put_time_us(am_buf_t *b, const char *us_text)
+void store_json_put_time_us(am_buf_t *b, const char *us_text)
 {
     if (us_text == NULL) {
         am_buf_puts(b, "null");
@@ -71,10 +71,10 @@ void json_put_time_us(am_buf_t *b, const char *us_text)
     }
     char t[32];
     am_format_time(t, (int64_t)v);
-    json_put_str(b, t);
+    store_json_put_str(b, t);
 }
 
-char *json_error(const char *code, const char *fmt, ...)
+char *store_json_error(const char *code, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -84,16 +84,16 @@ char *json_error(const char *code, const char *fmt, ...)
     am_buf_t b;
     am_buf_init(&b, 0);
     am_buf_puts(&b, "{\"error\":{\"code\":");
-    json_put_str(&b, code);
+    store_json_put_str(&b, code);
     am_buf_puts(&b, ",\"message\":");
-    json_put_str(&b, msg);
+    store_json_put_str(&b, msg);
     am_buf_puts(&b, "}}");
     return am_buf_steal(&b);
 }
 
 /* ---- uuid ------------------------------------------------------------------ */
 
-bool uuid_valid(const char *s)
+bool store_uuid_valid(const char *s)
 {
     if (s == NULL || strlen(s) != 36)
         return false;
@@ -119,7 +119,7 @@ static bool digits(const char *s, int n, int *out)
     return true;
 }
 
-int rfc3339_parse(const char *s, int64_t *out_us)
+int store_rfc3339_parse(const char *s, int64_t *out_us)
 {
     int y, mo, d, h, mi, sec;
     if (s == NULL || strlen(s) < 20)
@@ -170,7 +170,7 @@ int rfc3339_parse(const char *s, int64_t *out_us)
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-void cursor_encode(char out[64], int64_t ingested_us, int64_t id)
+void store_cursor_encode(char out[64], int64_t ingested_us, int64_t id)
 {
     char raw[48];
     int n = snprintf(raw, sizeof(raw), "%lld.%lld", (long long)ingested_us, (long long)id);
@@ -212,7 +212,7 @@ static bool decimal(const char *s, size_t n, bool sign)
     return true;
 }
 
-int cursor_decode(const char *s, int64_t *ingested_us, int64_t *id)
+int store_cursor_decode(const char *s, int64_t *ingested_us, int64_t *id)
 {
     size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > 60 || n % 4 == 1)

@@ -105,7 +105,7 @@ static char *arena_lit(am_arena_t *ar, const char *const *v, size_t n)
 {
     am_buf_t b;
     am_buf_init(&b, 0);
-    pg_text_array(&b, v, n);
+    store_pg_text_array(&b, v, n);
     char *r = am_buf_ok(&b) ? am_arena_strdup(ar, b.data ? b.data : "{}") : NULL;
     am_buf_dispose(&b);
     return r;
@@ -130,7 +130,7 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
     if (!w->title || !w->severity || !w->source_name || !w->fingerprint || !w->raw_payload ||
         (a->description && !w->description) || (a->detection_rule_ref && !w->detection_rule_ref) ||
         (a->fields_json && !w->fields_json) || !w->tags_lit || !types || !values || !sf)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     size_t n = 0;
     for (size_t i = 0; i < a->nindicators; i++) {
         const store_indicator_t *x = &a->indicators[i];
@@ -147,10 +147,10 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
     w->ind_types_lit = arena_lit(ar, types, n);
     w->ind_values_lit = arena_lit(ar, values, n);
     w->ind_fields_lit = arena_lit(ar, sf, n);
-    return w->ind_types_lit && w->ind_values_lit && w->ind_fields_lit ? AM_OK : AM_ENOMEM;
+    return w->ind_types_lit && w->ind_values_lit && w->ind_fields_lit ? AM_OK : AM_ELIMIT;
 }
 
-void ingest_req_free(ingest_req_t *r)
+void store_ingest_req_free(ingest_req_t *r)
 {
     if (r != NULL)
         am_arena_free(r->arena);
@@ -163,13 +163,13 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
     for (size_t i = 0; i < n; i++)
         if (check_alert(&alerts[i]) != AM_OK)
             return AM_EINVAL;
-    am_arena_t *ar = am_arena_new(8192, 0);
-    if (ar == NULL)
-        return AM_ENOMEM;
+    /* No cap of its own: the caller already holds all of it in memory and
+     * bounds what a request may be; NULL below would need SIZE_MAX bytes. */
+    am_arena_t *ar = am_arena_new(8192, SIZE_MAX);
     ingest_req_t *r = am_arena_calloc(ar, 1, sizeof(*r));
     if (r == NULL) {
         am_arena_free(ar);
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     }
     r->arena = ar;
     r->n = n;
@@ -177,18 +177,18 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
     r->ctx = ctx;
     r->alerts = am_arena_calloc(ar, n + 1, sizeof(*r->alerts));
     r->out = am_arena_calloc(ar, n + 1, sizeof(*r->out));
-    int rc = r->alerts && r->out ? AM_OK : AM_ENOMEM;
+    int rc = r->alerts && r->out ? AM_OK : AM_ELIMIT;
     for (size_t i = 0; i < n && rc == AM_OK; i++)
         rc = copy_alert(ar, &r->alerts[i], &alerts[i]);
     if (rc != AM_OK) {
-        ingest_req_free(r);
+        store_ingest_req_free(r);
         return rc;
     }
     pthread_mutex_lock(&s->wmu);
     if (s->wstop || atomic_load(&s->stats.queue_depth) >= s->max_queue) {
         int why = s->wstop ? AM_EUNAVAIL : AM_ELIMIT;
         pthread_mutex_unlock(&s->wmu);
-        ingest_req_free(r);
+        store_ingest_req_free(r);
         return why;
     }
     if (s->wtail)
@@ -202,12 +202,12 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
     return AM_OK;
 }
 
-void writer_queue_dispose(store_t *s)
+void store_writer_queue_dispose(store_t *s)
 {
     while (s->whead) {
         ingest_req_t *r = s->whead;
         s->whead = r->next;
-        ingest_req_free(r);
+        store_ingest_req_free(r);
     }
     s->wtail = NULL;
 }

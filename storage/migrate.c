@@ -59,9 +59,9 @@ static int list_dir(const char *dir, migration_t **out, size_t *count, char *err
         snprintf(err, errlen, "%s: %s", dir, strerror(errno));
         return AM_EIO;
     }
-    migration_t *m = calloc(MAX_MIGRATIONS, sizeof(*m));
+    migration_t *m = am_xcalloc(MAX_MIGRATIONS, sizeof(*m));
     size_t n = 0;
-    int rc = m ? AM_OK : AM_ENOMEM;
+    int rc = AM_OK;
     struct dirent *e;
     while (rc == AM_OK && (e = readdir(d)) != NULL) {
         long v;
@@ -73,9 +73,7 @@ static int list_dir(const char *dir, migration_t **out, size_t *count, char *err
             break;
         }
         m[n].version = v;
-        m[n].file = strdup(e->d_name);
-        if (m[n++].file == NULL)
-            rc = AM_ENOMEM;
+        m[n++].file = am_xstrdup(e->d_name);
     }
     closedir(d);
     if (rc == AM_OK) {
@@ -90,8 +88,6 @@ static int list_dir(const char *dir, migration_t **out, size_t *count, char *err
         }
     }
     if (rc != AM_OK) {
-        if (rc == AM_ENOMEM)
-            snprintf(err, errlen, "out of memory");
         free_list(m, n);
         return rc;
     }
@@ -141,15 +137,16 @@ static int apply_one(PGconn *c, const char *dir, const migration_t *m, char *err
     PGresult *r = PQexec(c, sql);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
         char msg[400];
-        pg_errcopy(msg, sizeof(msg), r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL);
+        store_pg_errcopy(msg, sizeof(msg),
+                         r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL);
         if (r == NULL || PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) == NULL)
-            pg_errcopy(msg, sizeof(msg), PQerrorMessage(c));
+            store_pg_errcopy(msg, sizeof(msg), PQerrorMessage(c));
         const char *pos = r ? PQresultErrorField(r, PG_DIAG_STATEMENT_POSITION) : NULL;
         int line = 0, col = 0;
         if (pos != NULL)
             position_of(sql, strtol(pos, NULL, 10), &line, &col);
         snprintf(err, errlen, "%s:%d:%d: %s", path, line, col, msg);
-        rc = pgerr_classify(c, r) == PGERR_CONNECTION ? AM_EUNAVAIL : AM_EINVAL;
+        rc = store_pgerr_classify(c, r) == PGERR_CONNECTION ? AM_EUNAVAIL : AM_EINVAL;
         PQclear(r);
         free(sql);
         return rc;
@@ -167,9 +164,9 @@ static int apply_one(PGconn *c, const char *dir, const migration_t *m, char *err
                      NULL, params, NULL, NULL, 0);
     if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
         char msg[400];
-        pg_errcopy(msg, sizeof(msg), r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        store_pg_errcopy(msg, sizeof(msg), r ? PQresultErrorMessage(r) : PQerrorMessage(c));
         snprintf(err, errlen, "%s: recording the version: %s", path, msg);
-        rc = pgerr_classify(c, r) == PGERR_CONNECTION ? AM_EUNAVAIL : AM_EINVAL;
+        rc = store_pgerr_classify(c, r) == PGERR_CONNECTION ? AM_EUNAVAIL : AM_EINVAL;
     }
     PQclear(r);
     return rc;
@@ -195,8 +192,8 @@ int store_migrate(const char *conninfo, const char *sql_dir, char *err, size_t e
     size_t n;
     int rc = list_dir(sql_dir, &m, &n, err, errlen);
     if (rc != AM_OK)
-        return rc == AM_ENOMEM ? rc : AM_EINVAL;
-    PGconn *c = pgconn_open(conninfo, err, errlen);
+        return AM_EINVAL;
+    PGconn *c = store_pgconn_open(conninfo, err, errlen);
     if (c == NULL) {
         free_list(m, n);
         return AM_EUNAVAIL;
@@ -204,35 +201,36 @@ int store_migrate(const char *conninfo, const char *sql_dir, char *err, size_t e
     PGresult *versions = NULL;
     pgerr_class_t cls = PGERR_DATA;
     char e[400];
-    if (pg_exec_simple(c, "BEGIN", &cls, e, sizeof(e)) != 0 ||
-        pg_exec_simple(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", &cls, e,
-                       sizeof(e)) != 0 ||
-        pg_exec_simple(c,
-                       "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                       " version integer PRIMARY KEY,"
-                       " name text NOT NULL,"
-                       " applied_at timestamptz NOT NULL DEFAULT now())",
-                       &cls, e, sizeof(e)) != 0) {
+    if (store_pg_exec_simple(c, "BEGIN", &cls, e, sizeof(e)) != 0 ||
+        store_pg_exec_simple(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", &cls, e,
+                             sizeof(e)) != 0 ||
+        store_pg_exec_simple(c,
+                             "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                             " version integer PRIMARY KEY,"
+                             " name text NOT NULL,"
+                             " applied_at timestamptz NOT NULL DEFAULT now())",
+                             &cls, e, sizeof(e)) != 0) {
         snprintf(err, errlen, "schema_migrations: %s", e);
         rc = cls == PGERR_DATA ? AM_EINVAL : AM_EUNAVAIL;
         goto done;
     }
     versions = PQexec(c, "SELECT version FROM schema_migrations");
     if (versions == NULL || PQresultStatus(versions) != PGRES_TUPLES_OK) {
-        pg_errcopy(err, errlen, versions ? PQresultErrorMessage(versions) : PQerrorMessage(c));
+        store_pg_errcopy(err, errlen,
+                         versions ? PQresultErrorMessage(versions) : PQerrorMessage(c));
         rc = AM_EUNAVAIL;
         goto done;
     }
     for (size_t i = 0; i < n && rc == AM_OK; i++)
         if (!applied(versions, m[i].version))
             rc = apply_one(c, sql_dir, &m[i], err, errlen);
-    if (rc == AM_OK && pg_exec_simple(c, "COMMIT", &cls, e, sizeof(e)) != 0) {
+    if (rc == AM_OK && store_pg_exec_simple(c, "COMMIT", &cls, e, sizeof(e)) != 0) {
         snprintf(err, errlen, "commit: %s", e);
         rc = cls == PGERR_DATA ? AM_EINVAL : AM_EUNAVAIL;
     }
 done:
     if (rc != AM_OK && PQstatus(c) == CONNECTION_OK)
-        pg_exec_simple(c, "ROLLBACK", NULL, NULL, 0);
+        store_pg_exec_simple(c, "ROLLBACK", NULL, NULL, 0);
     PQclear(versions);
     PQfinish(c);
     free_list(m, n);

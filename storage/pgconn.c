@@ -6,7 +6,7 @@
 
 enum { BACKOFF_MIN_US = 100000, BACKOFF_MAX_US = 2000000 };
 
-void pg_errcopy(char *err, size_t errlen, const char *msg)
+void store_pg_errcopy(char *err, size_t errlen, const char *msg)
 {
     if (err == NULL || errlen == 0)
         return;
@@ -27,7 +27,7 @@ static void ignore_notice(void *arg, const char *message)
     (void)message;
 }
 
-PGconn *pgconn_open(const char *conninfo, char *err, size_t errlen)
+PGconn *store_pgconn_open(const char *conninfo, char *err, size_t errlen)
 {
     /* dbname is expanded as a full connection string or URL; its values
      * override the defaults listed before it. */
@@ -35,11 +35,11 @@ PGconn *pgconn_open(const char *conninfo, char *err, size_t errlen)
     const char *const vals[] = {"5", "alertmapd", conninfo, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c == NULL) {
-        pg_errcopy(err, errlen, "out of memory");
+        am_oom(0); /* libpq returns NULL only when it cannot allocate */
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        pg_errcopy(err, errlen, PQerrorMessage(c));
+        store_pg_errcopy(err, errlen, PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
@@ -47,14 +47,14 @@ PGconn *pgconn_open(const char *conninfo, char *err, size_t errlen)
     return c;
 }
 
-void pgconn_init(pgconn_t *pc, const char *conninfo)
+void store_pgconn_init(pgconn_t *pc, const char *conninfo)
 {
     memset(pc, 0, sizeof(*pc));
     pc->conninfo = conninfo;
     pc->backoff_us = BACKOFF_MIN_US;
 }
 
-void pgconn_close(pgconn_t *pc)
+void store_pgconn_close(pgconn_t *pc)
 {
     if (pc->conn != NULL) {
         PQfinish(pc->conn);
@@ -62,7 +62,7 @@ void pgconn_close(pgconn_t *pc)
     }
 }
 
-int64_t pgconn_wait_us(const pgconn_t *pc)
+int64_t store_pgconn_wait_us(const pgconn_t *pc)
 {
     if (pc->conn != NULL)
         return 0;
@@ -70,24 +70,24 @@ int64_t pgconn_wait_us(const pgconn_t *pc)
     return d > 0 ? d : 0;
 }
 
-int pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen)
+int store_pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen)
 {
     if (pc->conn != NULL && PQstatus(pc->conn) == CONNECTION_OK)
         return 0;
-    pgconn_close(pc);
-    if (!force && pgconn_wait_us(pc) > 0) {
-        pg_errcopy(err, errlen, "database unavailable (waiting to reconnect)");
+    store_pgconn_close(pc);
+    if (!force && store_pgconn_wait_us(pc) > 0) {
+        store_pg_errcopy(err, errlen, "database unavailable (waiting to reconnect)");
         return AM_EUNAVAIL;
     }
     char e[256];
-    PGconn *c = pgconn_open(pc->conninfo, e, sizeof(e));
+    PGconn *c = store_pgconn_open(pc->conninfo, e, sizeof(e));
     if (c != NULL && pc->on_connect != NULL && pc->on_connect(c, pc->on_connect_ctx) != 0) {
-        pg_errcopy(e, sizeof(e), PQerrorMessage(c));
+        store_pg_errcopy(e, sizeof(e), PQerrorMessage(c));
         PQfinish(c);
         c = NULL;
     }
     if (c == NULL) {
-        pg_errcopy(err, errlen, e);
+        store_pg_errcopy(err, errlen, e);
         pc->next_attempt_us = am_now_us() + pc->backoff_us;
         pc->backoff_us *= 2;
         if (pc->backoff_us > BACKOFF_MAX_US)
@@ -102,7 +102,7 @@ int pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen)
     return 0;
 }
 
-pgerr_class_t pgerr_classify(PGconn *c, const PGresult *res)
+pgerr_class_t store_pgerr_classify(PGconn *c, const PGresult *res)
 {
     if (c == NULL || PQstatus(c) != CONNECTION_OK || res == NULL)
         return PGERR_CONNECTION;
@@ -124,22 +124,22 @@ pgerr_class_t pgerr_classify(PGconn *c, const PGresult *res)
     return PGERR_DATA;
 }
 
-int pg_exec_simple(PGconn *c, const char *sql, pgerr_class_t *cls, char *err, size_t errlen)
+int store_pg_exec_simple(PGconn *c, const char *sql, pgerr_class_t *cls, char *err, size_t errlen)
 {
     PGresult *r = PQexec(c, sql);
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     int rc = 0;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         if (cls != NULL)
-            *cls = pgerr_classify(c, r);
-        pg_errcopy(err, errlen, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+            *cls = store_pgerr_classify(c, r);
+        store_pg_errcopy(err, errlen, r ? PQresultErrorMessage(r) : PQerrorMessage(c));
         rc = -1;
     }
     PQclear(r);
     return rc;
 }
 
-void pg_text_array(am_buf_t *b, const char *const *v, size_t n)
+void store_pg_text_array(am_buf_t *b, const char *const *v, size_t n)
 {
     am_buf_putc(b, '{');
     for (size_t i = 0; i < n; i++) {

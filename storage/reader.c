@@ -33,11 +33,11 @@ int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx
 {
     if (s == NULL || q == NULL || cb == NULL)
         return AM_EINVAL;
-    am_arena_t *ar = am_arena_new(1024, 0);
-    query_req_t *r = ar ? am_arena_calloc(ar, 1, sizeof(*r)) : NULL;
+    am_arena_t *ar = am_arena_new(1024, SIZE_MAX); /* copies only, see store_ingest */
+    query_req_t *r = am_arena_calloc(ar, 1, sizeof(*r));
     if (r == NULL) {
         am_arena_free(ar);
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     }
     r->arena = ar;
     r->q = *q;
@@ -48,9 +48,9 @@ int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx
               dup_into(ar, &r->q.severity, q->severity) && dup_into(ar, &r->q.status, q->status) &&
               dup_into(ar, &r->q.since, q->since) && dup_into(ar, &r->q.cursor, q->cursor) &&
               dup_into(ar, &r->q.body, q->body) && dup_into(ar, &r->q.limit_text, q->limit_text);
-    if (!ok) {
+    if (!ok) { /* the query's strings are over the arena's cap */
         am_arena_free(ar);
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     }
     pthread_mutex_lock(&s->rmu);
     if (s->rstop || s->rdepth >= s->max_queue) {
@@ -70,7 +70,7 @@ int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx
     return AM_OK;
 }
 
-void reader_queue_dispose(store_t *s)
+void store_reader_queue_dispose(store_t *s)
 {
     while (s->rhead) {
         query_req_t *r = s->rhead;
@@ -86,17 +86,18 @@ static bool precheck(const store_query_t *q, reply_buf_t *out)
     switch (q->kind) {
     case STORE_Q_GET_ALERT:
     case STORE_Q_PATCH_ALERT:
-        if (!uuid_valid(q->uuid)) {
-            reply_set(out, 400,
-                      json_error("INVALID_UUID", "alert id must be a uuid "
-                                                 "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"));
+        if (!store_uuid_valid(q->uuid)) {
+            store_reply_set(out, 400,
+                            store_json_error("INVALID_UUID",
+                                             "alert id must be a uuid "
+                                             "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"));
             return true;
         }
-        return q->kind == STORE_Q_PATCH_ALERT && alert_patch_precheck(q->body, out);
+        return q->kind == STORE_Q_PATCH_ALERT && store_alert_patch_precheck(q->body, out);
     case STORE_Q_LIST_ALERTS:
-        return alert_list_precheck(q, out);
+        return store_alert_list_precheck(q, out);
     }
-    reply_set(out, 400, json_error("INVALID_PARAMETER", "unknown query kind"));
+    store_reply_set(out, 400, store_json_error("INVALID_PARAMETER", "unknown query kind"));
     return true;
 }
 
@@ -104,11 +105,11 @@ static int run(PGconn *c, const store_query_t *q, reply_buf_t *out)
 {
     switch (q->kind) {
     case STORE_Q_GET_ALERT:
-        return alert_get(c, q->uuid, out);
+        return store_alert_get(c, q->uuid, out);
     case STORE_Q_PATCH_ALERT:
-        return alert_patch(c, q->uuid, q->body, out);
+        return store_alert_patch(c, q->uuid, q->body, out);
     case STORE_Q_LIST_ALERTS:
-        return alert_list(c, q, out);
+        return store_alert_list(c, q, out);
     }
     return AM_EINVAL;
 }
@@ -121,33 +122,30 @@ static void answer(store_t *s, pgconn_t *pc, query_req_t *r)
         for (int attempt = 0; attempt < 2 && (rc == AM_EUNAVAIL || rc == AM_EIO); attempt++) {
             if (rc == AM_EIO)
                 r->q.kind = STORE_Q_GET_ALERT; /* the PATCH is done: read it back */
-            if (pgconn_ensure(pc, attempt > 0, NULL, 0) != 0)
+            if (store_pgconn_ensure(pc, attempt > 0, NULL, 0) != 0)
                 break;
             rc = run(pc->conn, &r->q, &out);
             if (rc == AM_EUNAVAIL || rc == AM_EIO)
-                pgconn_close(pc);
+                store_pgconn_close(pc);
         }
         if (rc != AM_OK)
-            reply_set(&out, 503,
-                      json_error("DATABASE_UNAVAILABLE", "the database cannot be reached"));
+            store_reply_set(
+                &out, 503,
+                store_json_error("DATABASE_UNAVAILABLE", "the database cannot be reached"));
     }
-    if (out.body == NULL)
-        out.status = 500;
-    store_reply_t reply = {
-        .http_status = out.status,
-        .body = out.body ? out.body
-                         : "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of memory\"}}",
-    };
+    if (out.body == NULL) /* every path above sets a reply; this one is a bug */
+        store_reply_set(&out, 500, store_json_error("INTERNAL", "no reply"));
+    store_reply_t reply = {.http_status = out.status, .body = out.body};
     atomic_fetch_add(&s->stats.queries, 1);
     r->cb(&reply, r->ctx);
     free(out.body);
 }
 
-void *reader_main(void *arg)
+void *store_reader_main(void *arg)
 {
     store_t *s = arg;
     pgconn_t pc;
-    pgconn_init(&pc, s->conninfo);
+    store_pgconn_init(&pc, s->conninfo);
     pc.reconnects = &s->stats.reconnects;
     for (;;) {
         pthread_mutex_lock(&s->rmu);
@@ -166,6 +164,6 @@ void *reader_main(void *arg)
         answer(s, &pc, r);
         am_arena_free(r->arena);
     }
-    pgconn_close(&pc);
+    store_pgconn_close(&pc);
     return NULL;
 }

@@ -27,8 +27,8 @@ static void stop_threads(store_t *s)
 
 static void destroy(store_t *s)
 {
-    writer_queue_dispose(s);
-    reader_queue_dispose(s);
+    store_writer_queue_dispose(s);
+    store_reader_queue_dispose(s);
     pthread_mutex_destroy(&s->wmu);
     pthread_cond_destroy(&s->wcond);
     pthread_mutex_destroy(&s->rmu);
@@ -42,28 +42,24 @@ store_t *store_new(const store_options_t *opt)
 {
     if (opt == NULL || opt->conninfo == NULL)
         return NULL;
-    store_t *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->conninfo = strdup(opt->conninfo);
+    store_t *s = am_xcalloc(1, sizeof(*s));
+    s->conninfo = am_xstrdup(opt->conninfo);
     s->dedup_window_s = opt->dedup_window_s < 0 ? 0 : opt->dedup_window_s;
     s->nreaders = opt->readers <= 0 ? DEFAULT_READERS : opt->readers;
     if (s->nreaders > MAX_READERS)
         s->nreaders = MAX_READERS;
     s->max_batch = opt->max_batch <= 0 ? DEFAULT_BATCH : opt->max_batch;
     s->max_queue = opt->max_queue <= 0 ? DEFAULT_QUEUE : (size_t)opt->max_queue;
-    s->readers = calloc((size_t)s->nreaders, sizeof(*s->readers));
+    s->readers = am_xcalloc((size_t)s->nreaders, sizeof(*s->readers));
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcond, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->rcond, NULL);
-    if (s->conninfo == NULL || s->readers == NULL)
-        goto fail;
-    if (pthread_create(&s->writer, NULL, writer_main, s) != 0)
+    if (pthread_create(&s->writer, NULL, store_writer_main, s) != 0)
         goto fail;
     s->writer_started = true;
     for (int i = 0; i < s->nreaders; i++) {
-        if (pthread_create(&s->readers[i], NULL, reader_main, s) != 0)
+        if (pthread_create(&s->readers[i], NULL, store_reader_main, s) != 0)
             goto fail;
         s->readers_started++;
     }

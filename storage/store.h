@@ -38,14 +38,15 @@ typedef struct store_options {
  * for start-up only; uses its own connection, so concurrent calls (threads or
  * processes) are safe. Returns 0, or AM_EUNAVAIL (cannot connect) / AM_EINVAL
  * (unreadable directory, two files with one version, or a migration failed:
- * err then reads "file:line:col: message") / AM_ENOMEM, with err filled
- * (err may be NULL). Nothing is applied unless everything is. */
+ * err then reads "file:line:col: message"), with err filled (err may be
+ * NULL). Nothing is applied unless everything is. */
 int store_migrate(const char *conninfo, const char *sql_dir, char *err, size_t errlen);
 
 /* Starts the threads (opt is copied, conninfo too). Does not require the
  * database to be up (requests then fail with STORE_UNAVAILABLE until it is).
  * Returns a store the caller frees with store_free(), or NULL when opt or
- * opt->conninfo is NULL, or out of memory / threads. */
+ * opt->conninfo is NULL or a thread cannot be started (heap exhaustion
+ * aborts). */
 store_t *store_new(const store_options_t *opt);
 /* Stops accepting, finishes everything queued (commits or fails it, calling
  * every callback), joins the threads, frees. NULL is a no-op. Call it once,
@@ -119,7 +120,7 @@ typedef void (*store_ingest_cb)(const store_ingest_result_t *res, void *ctx);
  * value or an unknown type, or fields_json is not a JSON object whose keys
  * are optional field names (not alert keys such as "title").
  * Indicators repeated on (type,value) inside one alert keep the first.
- * Returns 0, or AM_EINVAL / AM_ENOMEM / AM_ELIMIT (queue full: the
+ * Returns 0, or AM_EINVAL / AM_ELIMIT (queue full: the
  * database is not keeping up) / AM_EUNAVAIL (store shutting down), in which
  * case cb is never called. Thread-safe. */
 int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest_cb cb, void *ctx);
@@ -153,7 +154,7 @@ typedef void (*store_query_cb)(const store_reply_t *reply, void *ctx);
 
 /* Queues a read-API query (strings copied). The callback runs once, on a
  * reader thread; the reply's body is valid during the callback only.
- * Returns 0 or AM_EINVAL / AM_ENOMEM / AM_ELIMIT (queue full) / AM_EUNAVAIL
+ * Returns 0 or AM_EINVAL / AM_ELIMIT (queue full) / AM_EUNAVAIL
  * (shutting down), in which case cb is never called. Thread-safe. */
 int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx);
 

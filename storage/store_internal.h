@@ -40,16 +40,16 @@ typedef struct pgconn {
     void *on_connect_ctx;
 } pgconn_t;
 
-void pgconn_init(pgconn_t *pc, const char *conninfo);
+void store_pgconn_init(pgconn_t *pc, const char *conninfo);
 /* Makes sure there is a usable connection. With force the backoff is
  * ignored. Returns 0 or AM_EUNAVAIL (err filled when not NULL). */
-int pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen);
+int store_pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen);
 /* Closes the connection (e.g. after it broke) without touching the backoff. */
-void pgconn_close(pgconn_t *pc);
+void store_pgconn_close(pgconn_t *pc);
 /* The time until the next allowed attempt (0 when allowed now). */
-int64_t pgconn_wait_us(const pgconn_t *pc);
+int64_t store_pgconn_wait_us(const pgconn_t *pc);
 /* Opens a connection right away (no backoff); NULL and err on failure. */
-PGconn *pgconn_open(const char *conninfo, char *err, size_t errlen);
+PGconn *store_pgconn_open(const char *conninfo, char *err, size_t errlen);
 
 /* What a failed statement means for the caller. */
 typedef enum {
@@ -58,38 +58,38 @@ typedef enum {
     PGERR_DATA        /* the statement's data was refused (constraint, bad JSON, ...) */
 } pgerr_class_t;
 /* Classifies a failed result (res may be NULL) on connection c. */
-pgerr_class_t pgerr_classify(PGconn *c, const PGresult *res);
+pgerr_class_t store_pgerr_classify(PGconn *c, const PGresult *res);
 
 /* Runs a statement without parameters and checks its status; clears the
  * result. Returns 0 or -1 (and *cls when not NULL, err filled). */
-int pg_exec_simple(PGconn *c, const char *sql, pgerr_class_t *cls, char *err, size_t errlen);
+int store_pg_exec_simple(PGconn *c, const char *sql, pgerr_class_t *cls, char *err, size_t errlen);
 
 /* Appends a PostgreSQL text[] literal ({"a","b"}) of n strings (NULL ones as NULL). */
-void pg_text_array(am_buf_t *b, const char *const *v, size_t n);
+void store_pg_text_array(am_buf_t *b, const char *const *v, size_t n);
 
 /* Copies the first line of a libpq error message into err. */
-void pg_errcopy(char *err, size_t errlen, const char *msg);
+void store_pg_errcopy(char *err, size_t errlen, const char *msg);
 
 /* ---- JSON text and small parsers (codec.c) --------------------------------- */
 
 /* Appends s as a JSON string ("null" when s is NULL). */
-void json_put_str(am_buf_t *b, const char *s);
+void store_json_put_str(am_buf_t *b, const char *s);
 /* Appends "key": (a comma first unless the object was just opened). */
-void json_put_key(am_buf_t *b, const char *key);
+void store_json_put_key(am_buf_t *b, const char *key);
 /* Appends an RFC 3339 UTC time from a text value of microseconds since the
  * epoch, or null when text is NULL. */
-void json_put_time_us(am_buf_t *b, const char *us_text);
-/* {"error":{"code":CODE,"message":MSG}} as a new heap string (NULL on OOM). */
-char *json_error(const char *code, const char *fmt, ...) AM_PRINTF(2, 3);
+void store_json_put_time_us(am_buf_t *b, const char *us_text);
+/* {"error":{"code":CODE,"message":MSG}} as a new heap string (never NULL). */
+char *store_json_error(const char *code, const char *fmt, ...) AM_PRINTF(2, 3);
 
 /* true when s is a uuid in 8-4-4-4-12 hex form (any case). */
-bool uuid_valid(const char *s);
+bool store_uuid_valid(const char *s);
 /* Parses an RFC 3339 date-time (e.g. 2024-05-01T10:00:00.5+02:00) into µs
  * since the epoch. Returns 0 or AM_EINVAL. */
-int rfc3339_parse(const char *s, int64_t *out_us);
+int store_rfc3339_parse(const char *s, int64_t *out_us);
 /* The list cursor: base64url (no padding) of "<ingested_at µs>.<id>". */
-void cursor_encode(char out[64], int64_t ingested_us, int64_t id);
-int cursor_decode(const char *s, int64_t *ingested_us, int64_t *id);
+void store_cursor_encode(char out[64], int64_t ingested_us, int64_t id);
+int store_cursor_decode(const char *s, int64_t *ingested_us, int64_t *id);
 
 /* Names of the optional normalized fields (src_ip ... email_reply_to), in the
  * order the alert JSON lists them. */
@@ -126,7 +126,7 @@ struct ingest_req {
     store_status_t status;
     char msg[300];
 };
-void ingest_req_free(ingest_req_t *r);
+void store_ingest_req_free(ingest_req_t *r);
 
 /* How a batch transaction ended. */
 typedef enum {
@@ -138,10 +138,10 @@ typedef enum {
 
 /* Writes reqs in one transaction on c (see batch.c). Sets each request's
  * status and outcomes; err gets the reason of a batch-level failure. */
-batch_result_t batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
-                         char *err, size_t errlen);
+batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
+                               char *err, size_t errlen);
 /* Prepares the batch statements on a new connection (pgconn on_connect). */
-int batch_prepare(PGconn *c, void *ctx);
+int store_batch_prepare(PGconn *c, void *ctx);
 
 typedef struct store_counters {
     atomic_uint_fast64_t transactions, batches_failed, requests_ok, requests_failed,
@@ -174,12 +174,12 @@ struct store {
     int readers_started;
 };
 
-void *writer_main(void *arg);
-void *reader_main(void *arg);
+void *store_writer_main(void *arg);
+void *store_reader_main(void *arg);
 /* Frees what is still queued without calling callbacks (only used when
  * store_new fails half-way, before any submit). */
-void writer_queue_dispose(store_t *s);
-void reader_queue_dispose(store_t *s);
+void store_writer_queue_dispose(store_t *s);
+void store_reader_queue_dispose(store_t *s);
 
 /* The read API on one connection; reply body as a heap string.
  * Returns 0, or AM_EUNAVAIL when the connection broke (the caller reconnects
@@ -232,18 +232,18 @@ enum {
 /* Appends one alert object from row `row` of r. With ind (the rows type,
  * value, source_field) it also writes raw_payload (column COL_RAW) and
  * indicators; without, it is the list form. */
-void render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind);
+void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind);
 
 /* Checks a query's input without the database; true when out now holds the
  * answer (a 400/422). */
-bool alert_list_precheck(const store_query_t *q, reply_buf_t *out);
-bool alert_patch_precheck(const char *body, reply_buf_t *out);
-int alert_get(PGconn *c, const char *uuid, reply_buf_t *out);
-int alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out);
-int alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
+bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out);
+bool store_alert_patch_precheck(const char *body, reply_buf_t *out);
+int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out);
+int store_alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out);
+int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
 /* Fills out with 500 INTERNAL / 503 DATABASE_UNAVAILABLE for a failed result;
  * returns AM_EUNAVAIL when the connection is gone, else 0. */
-int reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);
-void reply_set(reply_buf_t *out, int status, char *body);
+int store_reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);
+void store_reply_set(reply_buf_t *out, int status, char *body);
 
 #endif

@@ -49,7 +49,7 @@ static void finish(store_t *s, ingest_req_t **reqs, size_t n)
             atomic_fetch_add(&s->stats.requests_failed, 1);
         }
         q->cb(&res, q->ctx);
-        ingest_req_free(q);
+        store_ingest_req_free(q);
     }
 }
 
@@ -66,19 +66,19 @@ static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, boo
     char err[256] = "";
     batch_result_t br = BATCH_FAILED;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (pgconn_ensure(pc, attempt > 0 || stopping, err, sizeof(err)) != 0) {
+        if (store_pgconn_ensure(pc, attempt > 0 || stopping, err, sizeof(err)) != 0) {
             br = BATCH_FAILED;
             break;
         }
-        br = batch_run(pc->conn, s->dedup_window_s, reqs, n, err, sizeof(err));
+        br = store_batch_run(pc->conn, s->dedup_window_s, reqs, n, err, sizeof(err));
         if (br != BATCH_CONN_LOST)
             break;
         /* the server rolled the transaction back: safe to send it again */
-        pgconn_close(pc);
+        store_pgconn_close(pc);
     }
     if (pc->conn != NULL && (br == BATCH_CONN_LOST || br == BATCH_COMMIT_UNKNOWN ||
                              PQpipelineStatus(pc->conn) != PQ_PIPELINE_OFF))
-        pgconn_close(pc);
+        store_pgconn_close(pc);
     if (br == BATCH_COMMITTED) {
         atomic_fetch_add(&s->stats.transactions, 1);
     } else {
@@ -88,15 +88,15 @@ static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, boo
     finish(s, reqs, n);
 }
 
-void *writer_main(void *arg)
+void *store_writer_main(void *arg)
 {
     store_t *s = arg;
     pgconn_t pc;
-    pgconn_init(&pc, s->conninfo);
+    store_pgconn_init(&pc, s->conninfo);
     pc.reconnects = &s->stats.reconnects;
-    pc.on_connect = batch_prepare;
+    pc.on_connect = store_batch_prepare;
     size_t cap = 64;
-    ingest_req_t **batch = malloc(cap * sizeof(*batch));
+    ingest_req_t **batch = am_xcalloc(cap, sizeof(*batch));
     for (;;) {
         pthread_mutex_lock(&s->wmu);
         while (s->whead == NULL && !s->wstop) {
@@ -104,7 +104,7 @@ void *writer_main(void *arg)
                 pthread_cond_wait(&s->wcond, &s->wmu);
                 continue;
             }
-            int64_t w = pgconn_wait_us(&pc);
+            int64_t w = store_pgconn_wait_us(&pc);
             if (w == 0)
                 break; /* idle: time for a reconnect attempt */
             struct timespec ts;
@@ -123,14 +123,9 @@ void *writer_main(void *arg)
         while (s->whead != NULL && (n == 0 || (alerts + s->whead->n <= (size_t)s->max_batch &&
                                                bytes < MAX_BATCH_BYTES))) {
             if (n == cap) {
-                ingest_req_t **nb = batch ? realloc(batch, 2 * cap * sizeof(*batch)) : NULL;
-                if (nb == NULL)
-                    break;
-                batch = nb;
                 cap *= 2;
+                batch = am_xrealloc(batch, cap * sizeof(*batch));
             }
-            if (batch == NULL)
-                break;
             ingest_req_t *q = s->whead;
             s->whead = q->next;
             if (s->whead == NULL)
@@ -144,19 +139,12 @@ void *writer_main(void *arg)
         atomic_fetch_sub(&s->stats.queue_depth, n);
         pthread_mutex_unlock(&s->wmu);
         if (n == 0) {
-            if (batch == NULL) {
-                /* out of memory for the batch array: retry shortly */
-                batch = malloc(cap * sizeof(*batch));
-                struct timespec d = {0, 10000000};
-                nanosleep(&d, NULL);
-                continue;
-            }
-            pgconn_ensure(&pc, false, NULL, 0);
+            store_pgconn_ensure(&pc, false, NULL, 0);
             continue;
         }
         process(s, &pc, batch, n, stopping);
     }
     free(batch);
-    pgconn_close(&pc);
+    store_pgconn_close(&pc);
     return NULL;
 }
