@@ -271,3 +271,25 @@ void th_pg(const char *cmd, const char *dir)
     if (rc != 0)
         fail_msg("scripts/pg %s %s failed (%d)", cmd, dir, rc);
 }
+
+bool th_wait_until(bool (*cond)(void *ctx), void *ctx, int timeout_ms)
+{
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    for (;;) {
+        if (cond(ctx))
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            return cond(ctx);
+        /* the interval between two checks, not an ordering delay */
+        struct timespec step = {0, 10000000L};
+        nanosleep(&step, NULL);
+    }
+}

@@ -66,6 +66,11 @@ void th_reply_dispose(th_reply_t *r);
 /* A sample alert with two indicators and tags; strings are static. */
 store_alert_t th_sample_alert(const char *title, const char *fingerprint);
 
+/* Checks cond(ctx) every 10 ms until it holds or timeout_ms have passed on
+ * the monotonic clock; returns whether it held. This is how the storage
+ * tests wait for an event of another thread or process (never a sleep). */
+bool th_wait_until(bool (*cond)(void *ctx), void *ctx, int timeout_ms);
+
 /* Runs scripts/pg with arguments (start|stop DIR); fails the test on error. */
 void th_pg(const char *cmd, const char *dir);
 

@@ -54,6 +54,64 @@ static int64_t count_title(const char *title)
     return n;
 }
 
+/* ---- conditions waited for with th_wait_until ---------------------------- */
+
+typedef struct {
+    const store_alert_t *alert;
+    store_status_t status;
+} ingest_ok_t;
+
+/* An ingest of one alert succeeds (each check is a new attempt). */
+static bool ingest_succeeds(void *ctx)
+{
+    ingest_ok_t *x = ctx;
+    th_ingest_t w;
+    x->status = th_ingest_sync(g_store, x->alert, 1, &w);
+    th_ingest_dispose(&w);
+    return x->status == STORE_OK;
+}
+
+/* A list query answers 200. */
+static bool query_succeeds(void *ctx)
+{
+    (void)ctx;
+    th_reply_t r;
+    store_query_t q = {.kind = STORE_Q_LIST_ALERTS};
+    th_query(g_store, &q, &r);
+    int code = r.status;
+    th_reply_dispose(&r);
+    return code == 200;
+}
+
+typedef struct {
+    PGconn *c;
+    int64_t skip; /* a pid not to report (killed before, still listed) */
+    int64_t pid;  /* out */
+} lock_waiter_t;
+
+/* A session of the store (other than skip) waits for a lock. */
+static bool store_waits_for_lock(void *ctx)
+{
+    lock_waiter_t *x = ctx;
+    char skip[32];
+    snprintf(skip, sizeof(skip), "%lld", (long long)x->skip);
+    x->pid = th_int(
+        x->c,
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'alertmapd' AND wait_event_type = 'Lock' AND pid <> $1::int",
+        1, skip);
+    return x->pid > 0;
+}
+
+/* No session of the store is left. */
+static bool store_sessions_gone(void *ctx)
+{
+    return th_int(ctx,
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                  " AND application_name = 'alertmapd'",
+                  0) == 0;
+}
+
 static void test_database_stopped_and_restarted(void **state)
 {
     (void)state;
@@ -83,15 +141,9 @@ static void test_database_stopped_and_restarted(void **state)
     th_pg("start", g_dir);
     /* the same store recovers by itself (at most one backoff period) */
     store_alert_t b = th_sample_alert("After outage", "fp-after");
-    store_status_t st = STORE_UNAVAILABLE;
-    time_t deadline = time(NULL) + 15;
-    while (st != STORE_OK && time(NULL) < deadline) {
-        st = th_ingest_sync(g_store, &b, 1, &w);
-        th_ingest_dispose(&w);
-        if (st != STORE_OK)
-            usleep(100000);
-    }
-    assert_int_equal(st, STORE_OK);
+    ingest_ok_t ok = {.alert = &b, .status = STORE_UNAVAILABLE};
+    th_wait_until(ingest_succeeds, &ok, 15000);
+    assert_int_equal(ok.status, STORE_OK);
     store_stats_t after;
     store_stats(g_store, &after);
     assert_true(after.reconnects > before.reconnects);
@@ -99,15 +151,7 @@ static void test_database_stopped_and_restarted(void **state)
     assert_int_equal(count_title("During outage"), 0);
     assert_int_equal(count_title("After outage"), 1);
     /* readers are back too */
-    deadline = time(NULL) + 15;
-    do {
-        th_query(g_store, &q, &r);
-        int code = r.status;
-        th_reply_dispose(&r);
-        if (code == 200)
-            break;
-        usleep(100000);
-    } while (time(NULL) < deadline);
+    assert_true(th_wait_until(query_succeeds, NULL, 15000));
     th_query(g_store, &q, &r);
     assert_int_equal(r.status, 200);
     th_reply_dispose(&r);
@@ -118,25 +162,15 @@ static void test_database_stopped_and_restarted(void **state)
  * time (*last) is skipped: each call kills a new session. */
 static bool kill_waiting_writer(PGconn *c, int64_t *last)
 {
-    char skip[32];
-    snprintf(skip, sizeof(skip), "%lld", (long long)*last);
-    for (int i = 0; i < 500; i++) {
-        int64_t pid = th_int(
-            c,
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND application_name = 'alertmapd' AND wait_event_type = 'Lock' AND pid <> $1::int",
-            1, skip);
-        if (pid > 0) {
-            char p[32];
-            snprintf(p, sizeof(p), "%lld", (long long)pid);
-            if (th_int(c, "SELECT pg_terminate_backend($1::int)::int", 1, p) == 1) {
-                *last = pid;
-                return true;
-            }
-        }
-        usleep(20000);
-    }
-    return false;
+    lock_waiter_t x = {.c = c, .skip = *last};
+    if (!th_wait_until(store_waits_for_lock, &x, 10000))
+        return false;
+    char p[32];
+    snprintf(p, sizeof(p), "%lld", (long long)x.pid);
+    if (th_int(c, "SELECT pg_terminate_backend($1::int)::int", 1, p) != 1)
+        return false;
+    *last = x.pid;
+    return true;
 }
 
 static void test_connection_killed_mid_batch(void **state)
@@ -154,7 +188,9 @@ static void test_connection_killed_mid_batch(void **state)
     store_alert_t b = th_sample_alert("Next batch", "fp-next-batch");
     th_ingest_t w2;
     th_ingest_init(&w2);
-    usleep(200000);
+    /* only once the writer waits inside the first batch */
+    lock_waiter_t first = {.c = g_db};
+    assert_true(th_wait_until(store_waits_for_lock, &first, 10000));
     assert_int_equal(store_ingest(g_store, &b, 1, th_ingest_cb, &w2), 0);
     /* first kill: the batch is retried on a new connection and waits again;
      * second kill: it fails */
@@ -174,7 +210,9 @@ static void test_connection_killed_mid_batch(void **state)
     th_ingest_init(&w);
     assert_int_equal(store_ingest(g_store, &a, 1, th_ingest_cb, &w), 0);
     assert_true(kill_waiting_writer(g_db, &last));
-    usleep(100000);
+    /* the retry waits for the lock again, on a new session, then is let through */
+    lock_waiter_t retry = {.c = g_db, .skip = last};
+    assert_true(th_wait_until(store_waits_for_lock, &retry, 10000));
     th_int(g_db, "SELECT pg_advisory_unlock(hashtextextended('fp-blocked', 0))", 0);
     th_ingest_wait(&w);
     assert_int_equal(w.status, STORE_OK);
@@ -227,7 +265,7 @@ static void test_stale_connection_after_kill(void **state)
            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE"
            " datname = current_database() AND application_name = 'alertmapd'",
            0);
-    usleep(100000);
+    assert_true(th_wait_until(store_sessions_gone, g_db, 10000));
     store_alert_t a = th_sample_alert("After kill", "fp-after-kill");
     th_ingest_t w;
     assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
