@@ -506,6 +506,16 @@ static void refused_cb(const store_reply_t *reply, void *ctx)
     fail_msg("callback of a refused query was called");
 }
 
+/* A session of the store waits for a lock. */
+static bool reader_waits_for_lock(void *ctx)
+{
+    (void)ctx;
+    return th_int(g_db,
+                  "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND"
+                  " application_name = 'alertmapd' AND wait_event_type = 'Lock'",
+                  0) > 0;
+}
+
 static void test_query_queue_bound(void **state)
 {
     (void)state;
@@ -526,14 +536,8 @@ static void test_query_queue_bound(void **state)
     store_query_t p = {
         .kind = STORE_Q_PATCH_ALERT, .uuid = uuid, .body = "{\"status\":\"Triaging\"}"};
     assert_int_equal(store_query(s, &p, slow_cb, &w), 0);
-    for (int i = 0; i < 500; i++) { /* until the reader waits */
-        if (th_int(g_db,
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND"
-                   " application_name = 'alertmapd' AND wait_event_type = 'Lock'",
-                   0) > 0)
-            break;
-        usleep(10000);
-    }
+    /* until the reader waits */
+    assert_true(th_wait_until(reader_waits_for_lock, NULL, 5000));
     store_query_t g = {.kind = STORE_Q_GET_ALERT, .uuid = uuid};
     for (int i = 0; i < 3; i++)
         assert_int_equal(store_query(s, &g, slow_cb, &w), 0);

@@ -327,6 +327,22 @@ static void test_dedup_concurrent(void **state)
     run_dups(&g_store, 1, "fp-dedup-one-store");
 }
 
+/* The store's writer has connected at least once. */
+static bool writer_connected(void *ctx)
+{
+    store_stats_t st;
+    store_stats(ctx, &st);
+    return st.reconnects > 0;
+}
+
+/* The store's queue is empty (the writer took every request). */
+static bool queue_empty(void *ctx)
+{
+    store_stats_t st;
+    store_stats(ctx, &st);
+    return st.queue_depth == 0;
+}
+
 static void test_dedup_concurrent_two_stores(void **state)
 {
     (void)state;
@@ -335,16 +351,8 @@ static void test_dedup_concurrent_two_stores(void **state)
     assert_non_null(s[0]);
     assert_non_null(s[1]);
     /* let every writer connect first, so that all of them race */
-    for (int i = 0; i < 2; i++) {
-        store_stats_t st;
-        for (int k = 0; k < 500; k++) {
-            store_stats(s[i], &st);
-            if (st.reconnects > 0)
-                break;
-            usleep(10000);
-        }
-        assert_true(st.reconnects > 0);
-    }
+    for (int i = 0; i < 2; i++)
+        assert_true(th_wait_until(writer_connected, s[i], 5000));
     run_dups(s, 3, "fp-dedup-three-stores");
     store_free(s[0]);
     store_free(s[1]);
@@ -430,12 +438,9 @@ static void test_rejected_request_fails_alone(void **state)
     th_ingest_init(&wg);
     assert_int_equal(store_ingest(g_store, &gate, 1, th_ingest_cb, &wg), 0);
     store_stats_t before, after;
-    for (int i = 0; i < 500; i++) { /* until the writer took the gate alone */
-        store_stats(g_store, &before);
-        if (before.queue_depth == 0)
-            break;
-        usleep(10000);
-    }
+    /* until the writer took the gate alone */
+    assert_true(th_wait_until(queue_empty, g_store, 5000));
+    store_stats(g_store, &before);
     assert_int_equal(before.queue_depth, 0);
     mix_t *m = calloc(1, sizeof(*m));
     for (int i = 0; i < 20; i++) {
@@ -585,14 +590,9 @@ static void test_queue_bound(void **state)
     th_ingest_t w[6];
     th_ingest_init(&w[5]);
     assert_int_equal(store_ingest(s, &gate, 1, th_ingest_cb, &w[5]), 0);
+    /* the writer took the gate and waits */
+    assert_true(th_wait_until(queue_empty, s, 2000));
     store_stats_t st;
-    for (int i = 0; i < 200; i++) { /* the writer took the gate and waits */
-        store_stats(s, &st);
-        if (st.queue_depth == 0)
-            break;
-        usleep(10000);
-    }
-    assert_int_equal(st.queue_depth, 0);
     store_alert_t a = th_sample_alert("Queued", "fp-queued");
     for (int i = 0; i < 5; i++) {
         th_ingest_init(&w[i]);
