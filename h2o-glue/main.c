@@ -125,8 +125,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     am_log(AM_LOG_INFO, "starting", "sversion", ALERTMAP_VERSION, "slisten", cfg.listen,
-           "smappings", cfg.mappings, "ithreads", (int64_t)cfg.threads, "idedup_window_s",
-           cfg.dedup_window_s, NULL);
+           "smappings", cfg.mappings, "smappings_from", cfg.mappings_from, "ssql_dir", cfg.sql_dir,
+           "ithreads", (int64_t)cfg.threads, "idedup_window_s", cfg.dedup_window_s, NULL);
     if (load_mappings(&cfg) != AM_OK)
         return 1;
 
