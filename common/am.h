@@ -217,6 +217,11 @@ bool am_running_from_build_tree(void);
  * start-up log. Reads /proc/self/exe and stats one directory; cannot fail. */
 const char *am_default_path(am_path_kind_t kind, const char **origin);
 
+/* Tells the service manager the state ("READY=1", "STOPPING=1") through
+ * $NOTIFY_SOCKET, as sd_notify(3) does; nothing when the variable is unset.
+ * A failure is logged (event notify_failed), never returned. (sdnotify.c) */
+void am_sd_notify(const char *state);
+
 /* Last: banned libc calls become compile errors from here on. */
 #include "am_poison.h"
 

@@ -161,6 +161,7 @@ int main(int argc, char **argv)
         glue_mappings_shutdown();
         return 1;
     }
+    am_sd_notify("READY=1"); /* systemd Type=notify: serving from now on */
 
     int sig = 0;
     for (;;) {
@@ -174,6 +175,7 @@ int main(int argc, char **argv)
 
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
            "closing listeners, finishing in-flight requests", NULL);
+    am_sd_notify("STOPPING=1");
     glue_server_stop(srv);
     store_free(store);
     glue_server_free(srv);

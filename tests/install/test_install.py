@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -245,15 +246,31 @@ class InstallTest(unittest.TestCase):
         d = None
         try:
             mappings = os.path.join(self.d["datadir"], "mappings")
-            env = clean_env(ALERTMAP_SQL_DIR=os.path.join(self.d["datadir"], "schemas", "sql"))
+            # the service manager's socket (Type=notify): READY=1 once it serves
+            notify_path = os.path.join(self.tmp, "notify")
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(notify_path)
+            notify.settimeout(30 * harness.SLOW)
+            env = clean_env(ALERTMAP_SQL_DIR=os.path.join(self.d["datadir"], "schemas", "sql"),
+                            NOTIFY_SOCKET=notify_path)
             d = Daemon([self.alertmapd, "--database-url", db.url, "--mappings", mappings],
                        self.work, env)
-            d.wait_ready()
+            try:
+                msg = notify.recv(4096)
+            except socket.timeout:
+                raise AssertionError("no READY=1 on NOTIFY_SOCKET; stderr:\n" + d.stderr())
+            self.assertEqual(msg, b"READY=1")
+            # ready means serving: no wait between the two
+            self.assertEqual(harness.request(d.port, "GET", "/healthz").status, 200)
             start = d.log("starting")
             self.assertEqual(start.get("mappings"), mappings)
             self.assertEqual(start.get("mappings_from"), "--mappings")
             self.assertEqual(start.get("sql_dir"), env["ALERTMAP_SQL_DIR"])
             self.ingest_and_read_back(d)
+            d.stop()
+            d = None
+            self.assertEqual(notify.recv(4096), b"STOPPING=1")
+            notify.close()
         finally:
             if d:
                 d.stop()
@@ -336,7 +353,7 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(keys["EnvironmentFile"], ["-%s/alertmapd.env" % self.dirs["sysconfdir"]])
         for k, v in (("DynamicUser", "yes"), ("ProtectSystem", "strict"),
                      ("ProtectHome", "yes"), ("PrivateTmp", "yes"), ("NoNewPrivileges", "yes"),
-                     ("CapabilityBoundingSet", ""), ("Type", "simple"),
+                     ("CapabilityBoundingSet", ""), ("Type", "notify"), ("NotifyAccess", "main"),
                      ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")):
             self.assertEqual(keys.get(k), [v], k)
         self.assertIn("@system-service", keys["SystemCallFilter"])
