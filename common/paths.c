@@ -7,7 +7,9 @@
  * (DATADIR/alertmap) and the installed configuration directory
  * (SYSCONFDIR/alertmap). A program whose own executable (/proc/self/exe)
  * lies inside the build tree it was built in reads the source tree; any
- * other copy (an installed one) reads the installed directories.
+ * other copy (an installed one) reads the installed directories. (A
+ * DESTDIR inside the build tree therefore counts as the build tree: stage
+ * packages elsewhere.)
  */
 #include "am.h"
 
