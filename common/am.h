@@ -203,6 +203,31 @@ void am_log_set_level(am_log_level_t min);
  * line over 64 KiB is dropped. */
 void am_log(am_log_level_t level, const char *event, ...);
 
+/* ---- default paths (paths.c) ------------------------------------------ */
+
+typedef enum {
+    AM_PATH_MAPPINGS,          /* the mappings directory a program reads by default */
+    AM_PATH_SHIPPED_MAPPINGS,  /* DATADIR/alertmap/mappings (installed), whether or not it exists */
+    AM_PATH_OPERATOR_MAPPINGS, /* SYSCONFDIR/alertmap/mappings, whether or not it exists */
+    AM_PATH_SQL                /* the SQL migrations */
+} am_path_kind_t;
+/* True when this program's executable lies inside the build tree it was
+ * built in (then the defaults are in the source tree). */
+bool am_running_from_build_tree(void);
+/* The default location of kind, a static string. Run from the build tree:
+ * the source tree (SOURCE/mappings, SOURCE/schemas/sql). Installed:
+ * DATADIR/alertmap/schemas/sql; for AM_PATH_MAPPINGS the operator's
+ * SYSCONFDIR/alertmap/mappings when that directory exists (it replaces the
+ * shipped one), else DATADIR/alertmap/mappings. When origin is not NULL it
+ * gets a static phrase saying why this location was chosen, for the
+ * start-up log. Reads /proc/self/exe and stats one directory; cannot fail. */
+const char *am_default_path(am_path_kind_t kind, const char **origin);
+
+/* Tells the service manager the state ("READY=1", "STOPPING=1") through
+ * $NOTIFY_SOCKET, as sd_notify(3) does; nothing when the variable is unset.
+ * A failure is logged (event notify_failed), never returned. (sdnotify.c) */
+void am_sd_notify(const char *state);
+
 /* Last: banned libc calls become compile errors from here on. */
 #include "am_poison.h"
 

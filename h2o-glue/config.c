@@ -20,8 +20,7 @@ void glue_config_usage(FILE *out)
           "                                               on (default " GLUE_DEFAULT_LISTEN ")\n"
           "  --database-url URL    DATABASE_URL           libpq connection string or URL\n"
           "                                               (required)\n"
-          "  --mappings DIR        ALERTMAP_MAPPINGS      mappings directory "
-          "(default " GLUE_DEFAULT_MAPPINGS ")\n"
+          "  --mappings DIR        ALERTMAP_MAPPINGS      mappings directory (default below)\n"
           "  --threads N           ALERTMAP_THREADS       event-loop threads (default: one per\n"
           "                                               CPU core, at most 256)\n"
           "  --max-body SIZE       ALERTMAP_MAX_BODY      largest request body accepted, bytes or\n"
@@ -32,7 +31,7 @@ void glue_config_usage(FILE *out)
           "                                               with suffix s/m/h/d; 0 disables\n"
           "                                               (default 24h)\n"
           "  --sql-dir DIR         ALERTMAP_SQL_DIR       SQL migrations applied at start-up\n"
-          "                                               (default " GLUE_DEFAULT_SQL_DIR ")\n"
+          "                                               (default below)\n"
           "  --db-wait SECONDS     ALERTMAP_DB_WAIT       how long start-up retries an\n"
           "                                               unreachable database (default 30)\n"
           "  --log-level LEVEL     ALERTMAP_LOG_LEVEL     debug, info, warn or error\n"
@@ -51,6 +50,17 @@ void glue_config_usage(FILE *out)
           "Exit status: 0 after a clean shutdown, 1 when start-up fails (mappings,\n"
           "database, listen address), 2 for invalid options.\n",
           out);
+    const char *why;
+    const char *m = am_default_path(AM_PATH_MAPPINGS, &why);
+    fprintf(out,
+            "\nDefaults of this copy of alertmapd:\n"
+            "  mappings  %s\n            (%s)\n"
+            "  sql-dir   %s\n"
+            "An installed alertmapd reads %s when that directory\n"
+            "exists, else the shipped %s.\n",
+            m, why, am_default_path(AM_PATH_SQL, NULL),
+            am_default_path(AM_PATH_OPERATOR_MAPPINGS, NULL),
+            am_default_path(AM_PATH_SHIPPED_MAPPINGS, NULL));
 }
 
 /* ---- value parsers --------------------------------------------------- */
@@ -265,8 +275,10 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
     case OPT_MAPPINGS:
         if (*v == '\0')
             what = "must not be empty";
-        else
+        else {
             cfg->mappings = v;
+            cfg->mappings_from = origin_of(o, from_flag);
+        }
         break;
     case OPT_SQL_DIR:
         if (*v == '\0')
@@ -318,8 +330,8 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     memset(cfg, 0, sizeof(*cfg));
     *action = GLUE_ACT_RUN;
     err[0] = '\0';
-    cfg->mappings = GLUE_DEFAULT_MAPPINGS;
-    cfg->sql_dir = GLUE_DEFAULT_SQL_DIR;
+    cfg->mappings = am_default_path(AM_PATH_MAPPINGS, &cfg->mappings_from);
+    cfg->sql_dir = am_default_path(AM_PATH_SQL, NULL);
     cfg->threads = default_threads();
     cfg->max_body = GLUE_DEFAULT_MAX_BODY;
     cfg->dedup_window_s = GLUE_DEFAULT_DEDUP_S;

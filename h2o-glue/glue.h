@@ -30,8 +30,6 @@
 /* ---- configuration (config.c) ------------------------------------------ */
 
 #define GLUE_DEFAULT_LISTEN    "127.0.0.1:8080"
-#define GLUE_DEFAULT_MAPPINGS  "./mappings"
-#define GLUE_DEFAULT_SQL_DIR   "./schemas/sql"
 #define GLUE_DEFAULT_MAX_BODY  ((size_t)5 * 1024 * 1024)
 #define GLUE_DEFAULT_DEDUP_S   ((int64_t)86400)
 #define GLUE_DEFAULT_DB_WAIT_S 30
@@ -49,6 +47,7 @@ typedef struct glue_config {
     char port[8];
     const char *database_url;
     const char *mappings;
+    const char *mappings_from; /* why: the flag, the variable or am_default_path's origin */
     const char *sql_dir;
     int threads;
     size_t max_body;

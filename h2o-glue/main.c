@@ -125,8 +125,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     am_log(AM_LOG_INFO, "starting", "sversion", ALERTMAP_VERSION, "slisten", cfg.listen,
-           "smappings", cfg.mappings, "ithreads", (int64_t)cfg.threads, "idedup_window_s",
-           cfg.dedup_window_s, NULL);
+           "smappings", cfg.mappings, "smappings_from", cfg.mappings_from, "ssql_dir", cfg.sql_dir,
+           "ithreads", (int64_t)cfg.threads, "idedup_window_s", cfg.dedup_window_s, NULL);
     if (load_mappings(&cfg) != AM_OK)
         return 1;
 
@@ -161,6 +161,7 @@ int main(int argc, char **argv)
         glue_mappings_shutdown();
         return 1;
     }
+    am_sd_notify("READY=1"); /* systemd Type=notify: serving from now on */
 
     int sig = 0;
     for (;;) {
@@ -174,6 +175,7 @@ int main(int argc, char **argv)
 
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
            "closing listeners, finishing in-flight requests", NULL);
+    am_sd_notify("STOPPING=1");
     glue_server_stop(srv);
     store_free(store);
     glue_server_free(srv);

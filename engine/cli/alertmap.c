@@ -39,7 +39,7 @@ static const char help_main[] =
     "\n"
     "Environment:\n"
     "  ALERTMAP_MAPPINGS               mappings directory used when none is given\n"
-    "                                  (default: ./mappings)\n"
+    "                                  (default: the one alertmapd reads, below)\n"
     "\n"
     "Exit status:\n"
     "  0  success\n"
@@ -51,7 +51,7 @@ static const char help_main[] =
 const char *cli_default_mappings(void)
 {
     const char *env = getenv("ALERTMAP_MAPPINGS");
-    return env != NULL && env[0] != '\0' ? env : "mappings";
+    return env != NULL && env[0] != '\0' ? env : am_default_path(AM_PATH_MAPPINGS, NULL);
 }
 
 static int push_set(cli_sets_t *s, eng_set_t *set)
@@ -221,7 +221,10 @@ static const struct {
 static int help(const char *topic)
 {
     if (topic == NULL) {
+        const char *why;
+        const char *dir = am_default_path(AM_PATH_MAPPINGS, &why);
         fputs(help_main, stdout);
+        printf("\nDefault mappings directory of this copy: %s\n  (%s)\n", dir, why);
         return CLI_OK;
     }
     for (size_t i = 0; i < AM_ARRAY_LEN(commands); i++) {

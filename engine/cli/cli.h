@@ -29,7 +29,7 @@ typedef struct cli_sets {
 } cli_sets_t;
 
 /* The mappings directory when none is given: $ALERTMAP_MAPPINGS, else
- * "mappings". Borrowed string. */
+ * am_default_path(AM_PATH_MAPPINGS). Borrowed string. */
 const char *cli_default_mappings(void);
 
 /* Loads paths (npaths > 0) with the rule file rules (NULL: the default

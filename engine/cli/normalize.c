@@ -28,7 +28,7 @@ const char cli_help_normalize[] =
     "\n"
     "Options:\n"
     "  -m, --mappings DIR   mappings directory (default: $ALERTMAP_MAPPINGS, else\n"
-    "                       ./mappings)\n"
+    "                       the default of alertmap --help)\n"
     "  --rules FILE         shared indicator rule file (default:\n"
     "                       DIR/rules/indicators.yaml)\n"
     "  --now TIME           ingest time, RFC 3339 (e.g. 2024-05-01T10:00:00Z); used\n"
