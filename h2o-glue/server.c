@@ -38,11 +38,12 @@ struct glue_worker {
     glue_server_t *srv;
     int id;
     pthread_t tid;
-    bool running;  /* thread started */
-    bool finished; /* loop ended (guarded by park_lock) */
-    bool disposed; /* the loop's resources were freed */
-    bool ready;    /* the loop is set up and listening (guarded by park_lock) */
-    int listen_fd; /* this loop's dup of the listening socket, until used */
+    bool running;   /* thread started */
+    bool finished;  /* loop ended (guarded by park_lock) */
+    bool disposed;  /* the loop's resources were freed */
+    bool ready;     /* the loop is set up and listening (guarded by park_lock) */
+    bool stop_sent; /* glue_server_stop() messaged the loop (main thread) */
+    int listen_fd;  /* this loop's dup of the listening socket, until used */
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
@@ -554,9 +555,13 @@ void glue_server_stop(glue_server_t *srv)
         while (srv->workers[i].running && !srv->workers[i].ready)
             pthread_cond_wait(&park_cond, &park_lock);
     pthread_mutex_unlock(&park_lock);
-    for (int i = 0; i < srv->nworkers; i++)
-        if (srv->workers[i].running)
-            h2o_multithread_send_message(&srv->workers[i].ctl_rx, &srv->workers[i].ctl_msg);
+    for (int i = 0; i < srv->nworkers; i++) {
+        glue_worker_t *w = &srv->workers[i];
+        if (w->running && !w->stop_sent) {
+            w->stop_sent = true;
+            h2o_multithread_send_message(&w->ctl_rx, &w->ctl_msg);
+        }
+    }
     pthread_mutex_lock(&park_lock);
     for (int i = 0; i < srv->nworkers; i++)
         while (srv->workers[i].running && !srv->workers[i].finished)
