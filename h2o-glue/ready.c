@@ -75,6 +75,7 @@ static void *checker_main(void *arg)
         char why[256] = "no database is configured";
         bool ok = r->conninfo != NULL &&
                   store_ping(r->conninfo, GLUE_READY_TIMEOUT_MS, why, sizeof(why)) == AM_OK;
+        am_log(AM_LOG_DEBUG, "readiness_check", "sstatus", ok ? "ready" : "not_ready", NULL);
         log_change(r, ok, why);
 
         pthread_mutex_lock(&r->lock);
