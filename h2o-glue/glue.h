@@ -10,7 +10,9 @@
  * h2o_compat.c (everything that depends on libh2o's internals).
  *
  * The pure helpers (config parsing, routes, query strings, JSON bodies) have
- * no global state and are unit-tested in tests/h2o-glue/.
+ * no global state and are unit-tested in tests/h2o-glue/, as are the
+ * handlers' answers (test_respond.c) and the server in process
+ * (test_server.c).
  */
 #ifndef GLUE_H
 #define GLUE_H
