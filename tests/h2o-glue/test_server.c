@@ -50,11 +50,12 @@ static void http(answer_t *a, int port, const char *method, const char *path, co
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    char req[2048];
+    char req[8192];
     int n = snprintf(req, sizeof(req),
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                      method, path, body ? strlen(body) : 0, body ? body : "");
+    assert_true(n > 0 && (size_t)n < sizeof(req));
     assert_int_equal(write(fd, req, (size_t)n), n);
     char buf[16384];
     size_t len = 0;
