@@ -1,6 +1,8 @@
-/* h2o-glue/http.c - JSON bodies, responses, header lookup, request log. */
+/* h2o-glue/http.c - JSON bodies, the one function that answers, header
+ * lookup, request log. */
 #include "glue.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,15 +43,13 @@ char *glue_error_json(const char *code, const char *message)
 {
     json_t *v =
         json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message ? message : "");
-    if (v == NULL) {
-        /* invalid UTF-8 in the message: fall back to the code alone */
+    if (v == NULL) /* invalid UTF-8 in the message: fall back to the code alone */
         v = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", "(unprintable)");
-        if (v == NULL)
-            return NULL;
-    }
-    char *s = json_dumps(v, JSON_COMPACT);
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
-    return s;
+    /* jansson allocates with am_xmalloc; only a code that is not UTF-8
+     * (a programming error) gets here */
+    return s ? s : am_xstrdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"(unprintable)\"}}");
 }
 
 static json_t *outcome_json(const store_alert_outcome_t *o)
@@ -64,21 +64,14 @@ json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_lis
 {
     if (n == 0)
         return NULL;
+    /* jansson allocates with am_xmalloc (aborts when the heap is gone) and
+     * every string here is a uuid or a literal: nothing below fails */
     json_t *data = outcome_json(&o[0]);
-    if (data == NULL)
-        return NULL;
     if (with_list) {
         json_t *list = json_array();
-        if (list == NULL || json_object_set_new(data, "alerts", list) != 0) {
-            json_decref(data);
-            return NULL;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (json_array_append_new(list, outcome_json(&o[i])) != 0) {
-                json_decref(data);
-                return NULL;
-            }
-        }
+        json_object_set_new(data, "alerts", list);
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(list, outcome_json(&o[i]));
     }
     return json_pack("{s:o}", "data", data);
 }
@@ -98,9 +91,10 @@ const char *glue_header_find(const h2o_headers_t *headers, const char *name, siz
 
 /* ---- responses ---------------------------------------------------------- */
 
-void glue_log_request(const glue_reqctx_t *rc, int status, const char *alert_uuid, const char *code)
+void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
+                      const char *source, int64_t started_us, int status, const char *alert_uuid,
+                      const char *code)
 {
-    h2o_req_t *req = rc->req;
     char method[16] = "";
     char path[256] = "";
     size_t ml = req->method.len < sizeof(method) - 1 ? req->method.len : sizeof(method) - 1;
@@ -109,31 +103,48 @@ void glue_log_request(const glue_reqctx_t *rc, int status, const char *alert_uui
     /* the path without its query string: a query may carry a token */
     size_t pl =
         req->path_normalized.len < sizeof(path) - 1 ? req->path_normalized.len : sizeof(path) - 1;
-    memcpy(path, req->path_normalized.base, pl);
+    if (pl > 0)
+        memcpy(path, req->path_normalized.base, pl);
     path[pl] = '\0';
-    double ms = (double)(am_now_us() - rc->started_us) / 1000.0;
     am_log_level_t level = status >= 500 ? AM_LOG_WARN : AM_LOG_INFO;
-    if (status == 200 && (strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0))
+    if (status == 200 &&
+        (route == GLUE_R_HEALTHZ || route == GLUE_R_READYZ || route == GLUE_R_METRICS))
         level = AM_LOG_DEBUG;
-    glue_metrics_request(rc->route, status, code);
-    am_log(level, "request", "srequest_id", rc->request_id, "smethod", method, "spath", path,
-           "ssource", rc->source, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode",
-           code, "dduration_ms", ms, NULL);
+    glue_metrics_request(route, status, code);
+    double ms = started_us > 0 ? (double)(am_now_us() - started_us) / 1000.0 : 0.0;
+    am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path, "ssource",
+           source, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode", code,
+           "dduration_ms", ms, NULL);
 }
 
-void glue_send_json(glue_reqctx_t *rc, int status, const char *body, size_t len)
+void glue_respond(glue_reqctx_t *rc, int status, const char *content_type, const char *body,
+                  size_t len, const char *code)
 {
+    assert(!rc->answered && "a request is answered once");
+    if (rc->answered)
+        return;
+    rc->answered = true;
     h2o_req_t *req = rc->req;
     req->res.status = status;
     req->res.reason = glue_reason(status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0,
                           "X-Request-Id", rc->request_id, strlen(rc->request_id));
     if (status == 503)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
     req->res.content_length = len;
+    /* logged before sending: with a body in one piece h2o may complete and
+     * release the request inside h2o_send_inline() */
+    glue_log_request(req, rc->route, rc->request_id, rc->source, rc->started_us, status,
+                     rc->alert_uuid, code);
+    /* h2o_send_inline() copies body into the request's pool */
     h2o_send_inline(req, body, len);
+}
+
+void glue_send_json(glue_reqctx_t *rc, int status, const char *body, size_t len)
+{
+    glue_respond(rc, status, "application/json", body, len, NULL);
 }
 
 void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
@@ -141,7 +152,9 @@ void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     if (s == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        /* the value could not be built (a string that is not UTF-8) */
+        rc->alert_uuid = NULL;
+        glue_send_error(rc, 500, "INTERNAL", "the answer could not be encoded");
         return;
     }
     glue_send_json(rc, status, s, strlen(s));
@@ -151,14 +164,7 @@ void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
 void glue_send_error(glue_reqctx_t *rc, int status, const char *code, const char *message)
 {
     char *s = glue_error_json(code, message);
-    static const char fallback[] = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of "
-                                   "memory\"}}";
-    glue_log_request(rc, status, NULL, code);
-    if (s == NULL) {
-        glue_send_json(rc, status, fallback, sizeof(fallback) - 1);
-        return;
-    }
-    glue_send_json(rc, status, s, strlen(s));
+    glue_respond(rc, status, "application/json", s, strlen(s), code);
     free(s);
 }
 
@@ -202,9 +208,7 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
         path[pl] = '\0';
         glue_route_t r;
         glue_route_match(&r, path, pl);
-        glue_metrics_request(r.kind, 413, "PAYLOAD_TOO_LARGE");
-        am_log(AM_LOG_INFO, "request", "spath", path, "istatus", (int64_t)413, "scode",
-               "PAYLOAD_TOO_LARGE", NULL);
+        glue_log_request(req, r.kind, NULL, NULL, 0, 413, NULL, "PAYLOAD_TOO_LARGE");
     }
     h2o_setup_next_ostream(req, slot);
 }

@@ -97,6 +97,9 @@ static const char *signal_name(int sig)
 
 int main(int argc, char **argv)
 {
+    /* out of memory aborts with a message (am_oom), in jansson too: its
+     * creation functions then fail only for bad input */
+    json_set_alloc_funcs(am_xmalloc, free);
     glue_config_t cfg;
     glue_action_t action;
     char err[512];
@@ -155,6 +158,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (glue_server_start(srv, store) != AM_OK) {
+        fprintf(stderr, "alertmapd: cannot start the event loops (see the startup_failed line)\n");
         glue_server_stop(srv);
         store_free(store);
         glue_server_free(srv);

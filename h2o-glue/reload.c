@@ -97,17 +97,13 @@ int glue_mappings_reload(const char *dir)
         am_diags_sort(&diags);
         for (size_t i = 0; i < diags.count; i++) {
             const am_diag_t *d = &diags.items[i];
-            char *text = NULL;
-            size_t len = 0;
-            FILE *f = open_memstream(&text, &len);
-            if (f != NULL) {
-                fprintf(f, "%s:%d:%d: %s", d->file ? d->file : "?", d->line, d->col,
-                        d->msg ? d->msg : "(message lost: out of memory)");
-                fclose(f);
-            }
-            am_log(AM_LOG_ERROR, "reload_failed", "smessage", text, "sfile", d->file, "iline",
+            am_buf_t text;
+            am_buf_init(&text, 0);
+            am_buf_printf(&text, "%s:%d:%d: %s", d->file ? d->file : "?", d->line, d->col,
+                          d->msg ? d->msg : "");
+            am_log(AM_LOG_ERROR, "reload_failed", "smessage", text.data, "sfile", d->file, "iline",
                    (int64_t)d->line, "icol", (int64_t)d->col, NULL);
-            free(text);
+            am_buf_dispose(&text);
         }
         am_log(AM_LOG_ERROR, "reload_failed", "smappings", dir, "ierrors", (int64_t)diags.count,
                "smessage", "the mappings did not compile; the running set is kept", NULL);

@@ -1,6 +1,14 @@
 /*
- * h2o-glue/server.c - listeners, one h2o event loop per thread, dispatch,
- * and the hand-back of store completions to the loop that owns a request.
+ * h2o-glue/server.c - listeners, one h2o event loop per thread, one h2o
+ * path per route prefix, and the hand-back of store completions to the loop
+ * that owns a request.
+ *
+ * Routes: every distinct glue_route_prefix() of the route table is one
+ * h2o_config_register_path() with its own handler, bound to the table rows
+ * under it; that handler finds its row (405 with Allow for a known path and
+ * another method), checks the body size and calls the row's handler. A path
+ * under no prefix reaches the host's fallback path, whose handler answers
+ * 404. The handlers own their answers; this file knows none of them.
  *
  * Threads: N workers, each with its own evloop, h2o context and a dup() of
  * the one listening socket (the kernel hands each connection to one of the
@@ -12,7 +20,9 @@
  * dropped; the record itself is always freed by the worker.
  */
 #include "glue.h"
+#include "h2o_compat.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -28,11 +38,12 @@ struct glue_worker {
     glue_server_t *srv;
     int id;
     pthread_t tid;
-    bool running;  /* thread started */
-    bool finished; /* loop ended (guarded by park_lock) */
-    bool disposed; /* the loop's resources were freed */
-    bool ready;    /* the loop is set up and listening (guarded by park_lock) */
-    int listen_fd; /* this loop's dup of the listening socket, until used */
+    bool running;   /* thread started */
+    bool finished;  /* loop ended (guarded by park_lock) */
+    bool disposed;  /* the loop's resources were freed */
+    bool ready;     /* the loop is set up and listening (guarded by park_lock) */
+    bool stop_sent; /* glue_server_stop() messaged the loop (main thread) */
+    int listen_fd;  /* this loop's dup of the listening socket, until used */
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_socket_t *listener;
@@ -45,6 +56,9 @@ struct glue_worker {
     uint64_t seq;
 };
 
+/* The rows of the route table under one registered h2o path. */
+#define MAX_ROWS_PER_PATH 8
+
 struct glue_server {
     const glue_config_t *cfg;
     store_t *store;
@@ -55,12 +69,23 @@ struct glue_server {
     glue_worker_t *workers;
     int nworkers;
     char id_prefix[9];
+    glue_ready_t *ready;
 };
 
 typedef struct glue_handler {
     h2o_handler_t super;
     glue_server_t *srv;
+    const glue_route_entry_t *rows[MAX_ROWS_PER_PATH];
+    size_t nrows;
 } glue_handler_t;
+
+/* glue_server_fail_start_at() */
+static int fail_start_at = -1;
+
+void glue_server_fail_start_at(int i)
+{
+    fail_start_at = i;
+}
 
 /* How long a stopping worker waits for idle or slow connections once its
  * in-flight store calls are done. */
@@ -76,16 +101,32 @@ const glue_config_t *glue_server_config(const glue_server_t *srv)
     return srv->cfg;
 }
 
-/* ---- pending store calls ------------------------------------------------ */
-
-glue_pending_t *glue_pending_new(glue_reqctx_t *rc, int kind)
+const char *glue_server_address(const glue_server_t *srv)
 {
-    glue_pending_t *p = calloc(1, sizeof(*p));
-    if (p == NULL)
-        return NULL;
+    return srv->listen_name;
+}
+
+glue_ready_t *glue_server_ready(const glue_server_t *srv)
+{
+    return srv->ready;
+}
+
+bool glue_worker_stopping(const glue_worker_t *w)
+{
+    return w != NULL && w->stopping;
+}
+
+/* ---- pending calls ------------------------------------------------------ */
+
+void *glue_pending_new(glue_reqctx_t *rc, size_t size, glue_pending_fn complete,
+                       void (*dispose)(glue_pending_t *p))
+{
+    assert(size >= sizeof(glue_pending_t));
+    glue_pending_t *p = am_xcalloc(1, size);
     p->worker = rc->worker;
     p->rc = rc;
-    p->kind = kind;
+    p->complete = complete;
+    p->dispose = dispose;
     rc->pending = p;
     rc->worker->inflight++;
     return p;
@@ -93,8 +134,8 @@ glue_pending_t *glue_pending_new(glue_reqctx_t *rc, int kind)
 
 static void pending_free(glue_pending_t *p)
 {
-    free(p->outcomes);
-    free(p->body);
+    if (p->dispose != NULL)
+        p->dispose(p);
     free(p);
 }
 
@@ -111,44 +152,6 @@ void glue_pending_post(glue_pending_t *p)
     h2o_multithread_send_message(&p->worker->done_rx, &p->msg);
 }
 
-void glue_pending_complete(glue_pending_t *p)
-{
-    glue_reqctx_t *rc = p->rc;
-    if (rc == NULL) {
-        am_log(AM_LOG_INFO, "client_gone", "smessage",
-               "the client closed the connection before the answer was ready", NULL);
-        return;
-    }
-    rc->pending = NULL;
-    p->rc = NULL;
-    if (p->kind == GLUE_PENDING_INGEST) {
-        if (p->status == STORE_REJECTED) {
-            /* the database refused this payload's data; a retry fails too */
-            glue_send_error(rc, 422, "INVALID_PAYLOAD",
-                            p->message[0] ? p->message : "the database refused the payload");
-            return;
-        }
-        if (p->status != STORE_OK || p->nalerts == 0) {
-            if (p->message[0])
-                am_log(AM_LOG_WARN, "store_failed", "srequest_id", rc->request_id, "smessage",
-                       p->message, NULL);
-            glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
-                            "the database is unavailable; nothing was stored, retry later");
-            return;
-        }
-        json_t *v = glue_ingest_json(p->outcomes, p->nalerts, p->with_list);
-        glue_log_request(rc, v ? 202 : 500, p->outcomes[0].uuid, NULL);
-        glue_send_value(rc, 202, v);
-        return;
-    }
-    if (p->body == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
-        return;
-    }
-    glue_log_request(rc, p->http_status, NULL, NULL);
-    glue_send_json(rc, p->http_status, p->body, strlen(p->body));
-}
-
 static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     glue_worker_t *w = H2O_STRUCT_FROM_MEMBER(glue_worker_t, done_rx, receiver);
@@ -157,7 +160,15 @@ static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messag
             H2O_STRUCT_FROM_MEMBER(h2o_multithread_message_t, link, messages->next);
         h2o_linklist_unlink(&m->link);
         glue_pending_t *p = H2O_STRUCT_FROM_MEMBER(glue_pending_t, msg, m);
-        glue_pending_complete(p);
+        glue_reqctx_t *rc = p->rc;
+        if (rc != NULL) {
+            rc->pending = NULL;
+            p->rc = NULL;
+            p->complete(rc, p);
+        } else {
+            am_log(AM_LOG_INFO, "client_gone", "smessage",
+                   "the client closed the connection before the answer was ready", NULL);
+        }
         w->inflight--;
         pending_free(p);
     }
@@ -201,31 +212,38 @@ static void set_request_id(glue_reqctx_t *rc)
              (unsigned)w->id, (unsigned long long)++w->seq);
 }
 
-static int on_req(h2o_handler_t *self, h2o_req_t *req)
+/* The request context of a request that reached one of our handlers. */
+static glue_reqctx_t *reqctx_new(glue_server_t *srv, h2o_req_t *req)
 {
-    glue_handler_t *h = (glue_handler_t *)self;
     glue_worker_t *w = H2O_STRUCT_FROM_MEMBER(glue_worker_t, ctx, req->conn->ctx);
     glue_reqctx_t *rc = h2o_mem_alloc_shared(&req->pool, sizeof(*rc), reqctx_dispose);
     memset(rc, 0, sizeof(*rc));
     rc->req = req;
-    rc->srv = h->srv;
+    rc->srv = srv;
     rc->worker = w;
     rc->started_us = am_now_us();
     set_request_id(rc);
     rc->arena = am_arena_new(16384, 0);
-    if (rc->arena == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
-        return 0;
-    }
+    return rc;
+}
 
-    glue_route_t r;
-    if (!glue_route_match(&r, req->path_normalized.base, req->path_normalized.len)) {
+/* The handler of one registered h2o path: the rows of the table under it. */
+static int on_route(h2o_handler_t *self, h2o_req_t *req)
+{
+    glue_handler_t *h = (glue_handler_t *)self;
+    glue_reqctx_t *rc = reqctx_new(h->srv, req);
+    glue_route_kind_t kind;
+    glue_route_params_t params;
+    const glue_route_entry_t *row =
+        glue_route_find(h->rows, h->nrows, req->method.base, req->method.len,
+                        req->path_normalized.base, req->path_normalized.len, &kind, &params);
+    rc->route = kind;
+    if (kind == GLUE_R_NONE) {
         glue_send_error(rc, 404, "NOT_FOUND", "no such endpoint");
         return 0;
     }
-    rc->route = r.kind;
-    if (!glue_route_allows(r.kind, req->method.base, req->method.len)) {
-        const char *allow = glue_route_allow_header(r.kind);
+    if (row == NULL) {
+        const char *allow = glue_route_allow_header(kind);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
         char msg[96];
         snprintf(msg, sizeof(msg), "method not allowed; allowed: %s", allow);
@@ -238,35 +256,55 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         glue_send_error(rc, 413, "PAYLOAD_TOO_LARGE", msg);
         return 0;
     }
-    switch (r.kind) {
-    case GLUE_R_HEALTHZ: {
-        static const char ok[] = "{\"status\":\"ok\"}";
-        glue_log_request(rc, 200, NULL, NULL);
-        glue_send_json(rc, 200, ok, sizeof(ok) - 1);
-        break;
-    }
-    case GLUE_R_INGEST:
-        glue_handle_ingest(rc, r.arg, r.arg_len, false);
-        break;
-    case GLUE_R_SOURCE_TEST:
-        glue_handle_ingest(rc, r.arg, r.arg_len, true);
-        break;
-    case GLUE_R_SOURCES:
-        glue_handle_sources(rc);
-        break;
-    case GLUE_R_ALERTS:
-        glue_handle_alerts(rc);
-        break;
-    case GLUE_R_ALERT:
-        glue_handle_alert(rc, r.arg, r.arg_len);
-        break;
-    case GLUE_R_METRICS:
-        glue_handle_metrics(rc);
-        break;
-    case GLUE_R_NONE:
-        break;
-    }
+    row->handle(rc, &params);
     return 0;
+}
+
+/* The fallback path's handler: a path under no registered prefix. */
+static int on_unknown(h2o_handler_t *self, h2o_req_t *req)
+{
+    glue_handler_t *h = (glue_handler_t *)self;
+    glue_reqctx_t *rc = reqctx_new(h->srv, req);
+    glue_send_error(rc, 404, "NOT_FOUND", "no such endpoint");
+    return 0;
+}
+
+/* Registers one h2o path per distinct prefix of the route table. */
+static void register_routes(glue_server_t *srv, h2o_hostconf_t *host)
+{
+    size_t n;
+    const glue_route_entry_t *table = glue_route_table(&n);
+    for (size_t i = 0; i < n; i++) {
+        size_t plen = glue_route_prefix(table[i].pattern);
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = glue_route_prefix(table[k].pattern) == plen &&
+                   memcmp(table[k].pattern, table[i].pattern, plen) == 0;
+        if (seen)
+            continue;
+        char path[128];
+        assert(plen < sizeof(path));
+        memcpy(path, table[i].pattern, plen);
+        path[plen] = '\0';
+        h2o_pathconf_t *pc = h2o_config_register_path(host, path, 0);
+        glue_handler_t *h = (glue_handler_t *)h2o_create_handler(pc, sizeof(*h));
+        h->super.on_req = on_route;
+        h->srv = srv;
+        h->nrows = 0;
+        for (size_t k = i; k < n; k++) {
+            if (glue_route_prefix(table[k].pattern) != plen ||
+                memcmp(table[k].pattern, table[i].pattern, plen) != 0)
+                continue;
+            assert(h->nrows < MAX_ROWS_PER_PATH);
+            h->rows[h->nrows++] = &table[k];
+        }
+        glue_install_filters(pc);
+    }
+    h2o_pathconf_t *fb = &host->fallback_path;
+    glue_handler_t *h = (glue_handler_t *)h2o_create_handler(fb, sizeof(*h));
+    h->super.on_req = on_unknown;
+    h->srv = srv;
+    glue_install_filters(fb);
 }
 
 /* ---- listeners and loops ----------------------------------------------- */
@@ -304,7 +342,7 @@ static void on_ctl(h2o_multithread_receiver_t *receiver, h2o_linklist_t *message
     w->stop_deadline_us = am_now_us() + STOP_GRACE_US;
     close_listener(w);
     /* Idle keep-alive connections: let them time out quickly. */
-    w->ctx.http1.req_timeout.timeout = 200;
+    glue_compat_shorten_idle_timeout(&w->ctx, 200);
     h2o_context_request_shutdown(&w->ctx);
 }
 
@@ -312,7 +350,7 @@ static bool worker_done(glue_worker_t *w)
 {
     if (!w->stopping || w->inflight != 0)
         return false;
-    if (h2o_linklist_is_empty(&w->ctx.http1._conns))
+    if (!glue_compat_has_connections(&w->ctx))
         return true;
     return am_now_us() >= w->stop_deadline_us;
 }
@@ -329,19 +367,7 @@ static void worker_dispose(glue_worker_t *w)
     close_listener(w);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->done_rx);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->ctl_rx);
-    /* h2o_context_request_shutdown() arms the HTTP/2 graceful-shutdown
-     * timer even without HTTP/2 connections */
-    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
-        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
-    h2o_loop_t *loop = w->ctx.loop;
-    h2o_multithread_queue_t *queue = w->ctx.queue;
-    h2o_context_dispose(&w->ctx);
-    /* libh2o-evloop 2.2.5: h2o_context_dispose() destroys the queue but
-     * does not free its struct (the sanitizer build checks this) */
-    free(queue);
-    /* let the loop release the sockets closed above */
-    h2o_evloop_run(loop, 0);
-    h2o_evloop_destroy(loop);
+    glue_compat_context_dispose(&w->ctx);
     w->disposed = true;
 }
 
@@ -374,7 +400,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&park_lock);
     while (!worker_done(w))
         h2o_evloop_run(w->ctx.loop, 100);
-    if (h2o_linklist_is_empty(&w->ctx.http1._conns))
+    if (!glue_compat_has_connections(&w->ctx))
         worker_dispose(w);
     /* The thread stays parked until the process exits: h2o keeps per-thread
      * caches of freed memory that would otherwise be reported as leaks. */
@@ -445,11 +471,7 @@ static int open_listener(glue_server_t *srv, char *err, size_t errlen)
 int glue_server_new(glue_server_t **out, const glue_config_t *cfg, char *err, size_t errlen)
 {
     *out = NULL;
-    glue_server_t *srv = calloc(1, sizeof(*srv));
-    if (srv == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return AM_ENOMEM;
-    }
+    glue_server_t *srv = am_xcalloc(1, sizeof(*srv));
     srv->cfg = cfg;
     srv->listen_fd = -1;
     unsigned char rnd[4] = {0};
@@ -474,12 +496,7 @@ int glue_server_new(glue_server_t **out, const glue_config_t *cfg, char *err, si
     srv->globalconf.max_request_entity_size = cfg->max_body + GLUE_BODY_SLACK;
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    glue_handler_t *h = (glue_handler_t *)h2o_create_handler(path, sizeof(*h));
-    h->super.on_req = on_req;
-    h->srv = srv;
-    glue_install_filters(path);
-    glue_install_filters(&host->fallback_path);
+    register_routes(srv, host);
     *out = srv;
     return AM_OK;
 }
@@ -487,10 +504,9 @@ int glue_server_new(glue_server_t **out, const glue_config_t *cfg, char *err, si
 int glue_server_start(glue_server_t *srv, store_t *store)
 {
     srv->store = store;
+    srv->ready = glue_ready_new(srv->cfg->database_url);
     int n = srv->cfg->threads;
-    srv->workers = calloc((size_t)n, sizeof(*srv->workers));
-    if (srv->workers == NULL)
-        return AM_ENOMEM;
+    srv->workers = am_xcalloc((size_t)n, sizeof(*srv->workers));
     for (int i = 0; i < n; i++) {
         glue_worker_t *w = &srv->workers[i];
         w->srv = srv;
@@ -501,11 +517,12 @@ int glue_server_start(glue_server_t *srv, store_t *store)
                    "serror", strerror(errno), NULL);
             return AM_EIO;
         }
-        int e = pthread_create(&w->tid, NULL, worker_main, w);
+        int e = i == fail_start_at ? EAGAIN : pthread_create(&w->tid, NULL, worker_main, w);
         if (e != 0) {
             close(w->listen_fd);
+            w->listen_fd = -1;
             am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start a thread", "serror",
-                   strerror(e), NULL);
+                   strerror(e), "iworker", (int64_t)i, NULL);
             return AM_EIO;
         }
         w->running = true;
@@ -529,14 +546,30 @@ void glue_server_stop(glue_server_t *srv)
 {
     if (srv == NULL)
         return;
+    /* A worker's stop receiver exists only once its thread has set up its
+     * loop: after a start that failed part-way, a thread may still be on
+     * its way there. Wait for each started worker to be ready first, and
+     * never message one that was not started. */
+    pthread_mutex_lock(&park_lock);
     for (int i = 0; i < srv->nworkers; i++)
-        if (srv->workers[i].running)
-            h2o_multithread_send_message(&srv->workers[i].ctl_rx, &srv->workers[i].ctl_msg);
+        while (srv->workers[i].running && !srv->workers[i].ready)
+            pthread_cond_wait(&park_cond, &park_lock);
+    pthread_mutex_unlock(&park_lock);
+    for (int i = 0; i < srv->nworkers; i++) {
+        glue_worker_t *w = &srv->workers[i];
+        if (w->running && !w->stop_sent) {
+            w->stop_sent = true;
+            h2o_multithread_send_message(&w->ctl_rx, &w->ctl_msg);
+        }
+    }
     pthread_mutex_lock(&park_lock);
     for (int i = 0; i < srv->nworkers; i++)
         while (srv->workers[i].running && !srv->workers[i].finished)
             pthread_cond_wait(&park_cond, &park_lock);
     pthread_mutex_unlock(&park_lock);
+    /* no loop runs any more: nobody waits on the checker */
+    glue_ready_free(srv->ready);
+    srv->ready = NULL;
 }
 
 /* A server whose loops still had connections at exit; kept reachable on
@@ -558,6 +591,7 @@ void glue_server_free(glue_server_t *srv)
             return;
         }
     }
+    glue_ready_free(srv->ready);
     free(srv->workers);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);

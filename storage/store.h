@@ -158,6 +158,14 @@ typedef void (*store_query_cb)(const store_reply_t *reply, void *ctx);
  * (shutting down), in which case cb is never called. Thread-safe. */
 int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx);
 
+/* ---- health ------------------------------------------------------------- */
+
+/* Whether the database at conninfo answers: connects with a connection of
+ * its own and runs "SELECT 1", all within timeout_ms (storage/health.c).
+ * Blocking; thread-safe. Returns 0, or AM_EUNAVAIL with the reason in err
+ * (err may be NULL). */
+int store_ping(const char *conninfo, int timeout_ms, char *err, size_t errlen);
+
 /* ---- counters -------------------------------------------------------------- */
 
 typedef struct store_stats {
