@@ -28,8 +28,9 @@ void key_pepper_id(char out[17], const char *pepper);
 /* Decodes "\x…" (bytea hex output) of exactly KEY_HASH_LEN bytes. */
 bool key_hash_from_pg(unsigned char out[KEY_HASH_LEN], const char *s);
 /* Scope bits from the SQL expression KEY_SCOPE_BITS_SQL. */
+/* (PostgreSQL gives | and << the same precedence: every term is in parentheses.) */
 #define KEY_SCOPE_BITS_SQL                                                                         \
-    "(('ingest' = ANY (scopes))::int | ('read' = ANY (scopes))::int << 1 |"                        \
-    " ('write' = ANY (scopes))::int << 2 | ('admin' = ANY (scopes))::int << 3)"
+    "(('ingest' = ANY (scopes))::int | (('read' = ANY (scopes))::int << 1) |"                      \
+    " (('write' = ANY (scopes))::int << 2) | (('admin' = ANY (scopes))::int << 3))"
 
 #endif
