@@ -216,12 +216,14 @@ void am_log(am_log_level_t level, const char *event, ...);
  */
 #define AM_LOGRATE_DEFAULT_US ((int64_t)1000000)
 typedef struct am_lograte {
-    _Atomic int64_t next_us;      /* first time the next line may be written */
-    _Atomic uint64_t count;       /* events not yet reported */
+    _Atomic int64_t next_us; /* first time the next line may be written */
+    _Atomic uint64_t count;  /* events not yet reported */
     int64_t interval_us;
 } am_lograte_t;
 #define AM_LOGRATE_INIT(interval_us)                                                               \
-    {INT64_MIN, 0, (interval_us) > 0 ? (interval_us) : AM_LOGRATE_DEFAULT_US}
+    {                                                                                              \
+        INT64_MIN, 0, (interval_us) > 0 ? (interval_us) : AM_LOGRATE_DEFAULT_US                    \
+    }
 /* interval_us <= 0 means AM_LOGRATE_DEFAULT_US (one second). */
 void am_lograte_init(am_lograte_t *lr, int64_t interval_us);
 /* Counts one event at now_us; returns 0 (do not log) or the number of

@@ -312,10 +312,11 @@ static json_t *scopes_json(unsigned bits)
 
 static const char LIST_SQL[] =
     "SELECT id, name, prefix, " KEY_SCOPE_BITS_SQL ", array_to_json(sources)::text,"
-    " " US("expires_at") ", " US("created_at") ", " US("last_used_at") ", " US("revoked_at") ","
-    " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
-    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END"
-    " FROM api_keys ORDER BY id DESC";
+    " " US("expires_at") ", " US("created_at") ", " US("last_used_at") ", " US(
+        "revoked_at") ","
+                      " CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+                      " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END"
+                      " FROM api_keys ORDER BY id DESC";
 
 int store_key_list(const char *conninfo, json_t **out, char *err, size_t errlen)
 {
@@ -340,8 +341,8 @@ int store_key_list(const char *conninfo, json_t **out, char *err, size_t errlen)
     for (int i = 0; i < PQntuples(r); i++) {
         char prefix[32];
         snprintf(prefix, sizeof(prefix), KEY_TAG "%s", PQgetvalue(r, i, 2));
-        json_t *sources = PQgetisnull(r, i, 4) ? json_null()
-                                               : json_loads(PQgetvalue(r, i, 4), 0, NULL);
+        json_t *sources =
+            PQgetisnull(r, i, 4) ? json_null() : json_loads(PQgetvalue(r, i, 4), 0, NULL);
         json_array_append_new(
             arr, json_pack("{s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s}", "id",
                            (json_int_t)strtoll(PQgetvalue(r, i, 0), NULL, 10), "name",
@@ -358,8 +359,8 @@ done:
     return rc;
 }
 
-int store_key_revoke(const char *conninfo, const char *which, int64_t *id, bool *already,
-                     char *err, size_t errlen)
+int store_key_revoke(const char *conninfo, const char *which, int64_t *id, bool *already, char *err,
+                     size_t errlen)
 {
     char dummy[8];
     if (err == NULL || errlen == 0) {

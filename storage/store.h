@@ -204,11 +204,11 @@ void store_scopes_format(char buf[32], unsigned scopes);
 const char *store_key_pepper(void);
 
 typedef struct store_key_spec {
-    const char *name;            /* required, 1..200 bytes */
-    unsigned scopes;             /* STORE_SCOPE_* bits, at least one */
-    const char *const *sources;  /* NULL or nsources == 0: every source */
+    const char *name;           /* required, 1..200 bytes */
+    unsigned scopes;            /* STORE_SCOPE_* bits, at least one */
+    const char *const *sources; /* NULL or nsources == 0: every source */
     size_t nsources;
-    int64_t expires_at_us;       /* 0: never */
+    int64_t expires_at_us; /* 0: never */
 } store_key_spec_t;
 
 /* Creates a key on conninfo (blocking; own connection; for the CLI and admin
@@ -229,8 +229,8 @@ int store_key_list(const char *conninfo, json_t **out, char *err, size_t errlen)
  * nothing and is not an error (*already true). Returns 0 (with *id, *already
  * when not NULL), AM_ENOTFOUND, AM_EINVAL (neither an id nor a prefix) or
  * AM_EUNAVAIL, with err filled. */
-int store_key_revoke(const char *conninfo, const char *which, int64_t *id, bool *already,
-                     char *err, size_t errlen);
+int store_key_revoke(const char *conninfo, const char *which, int64_t *id, bool *already, char *err,
+                     size_t errlen);
 
 /* The request-path verifier: an in-process cache of key rows by lookup
  * prefix, one thread with its own connection for lookups, refreshes and

@@ -125,16 +125,13 @@ static void test_create_rejects(void **state)
     (void)state;
     char token[STORE_KEY_TOKEN_LEN + 1], err[256];
     store_key_spec_t spec = {.name = "", .scopes = STORE_SCOPE_READ};
-    assert_int_equal(store_key_create(g_ci, NULL, &spec, token, NULL, err, sizeof(err)),
-                     AM_EINVAL);
+    assert_int_equal(store_key_create(g_ci, NULL, &spec, token, NULL, err, sizeof(err)), AM_EINVAL);
     spec.name = "x";
     spec.scopes = 0;
-    assert_int_equal(store_key_create(g_ci, NULL, &spec, token, NULL, err, sizeof(err)),
-                     AM_EINVAL);
+    assert_int_equal(store_key_create(g_ci, NULL, &spec, token, NULL, err, sizeof(err)), AM_EINVAL);
     spec.scopes = STORE_SCOPE_READ;
     spec.expires_at_us = am_now_us() - 1000000;
-    assert_int_equal(store_key_create(g_ci, NULL, &spec, token, NULL, err, sizeof(err)),
-                     AM_EINVAL);
+    assert_int_equal(store_key_create(g_ci, NULL, &spec, token, NULL, err, sizeof(err)), AM_EINVAL);
     assert_non_null(strstr(err, "past"));
     spec.expires_at_us = 0;
     assert_int_equal(store_key_create("host=/nonexistent-socket-dir user=alertmap dbname=x", NULL,
@@ -271,8 +268,7 @@ static void test_expired(void **state)
            idtext);
     int64_t deadline = mono_us() + 1500000;
     store_key_result_t got;
-    while ((got = result(k, token, STORE_SCOPE_READ, NULL)) == STORE_KEY_OK &&
-           mono_us() < deadline)
+    while ((got = result(k, token, STORE_SCOPE_READ, NULL)) == STORE_KEY_OK && mono_us() < deadline)
         usleep(1000);
     assert_int_equal(got, STORE_KEY_EXPIRED);
     store_keys_free(k);
@@ -353,12 +349,10 @@ static void test_revoke_same_process(void **state)
     assert_int_equal(store_key_revoke(g_ci, idtext, &got_id, &already, err, sizeof(err)), 0);
     assert_true(already);
     assert_int_equal(store_key_revoke(g_ci, prefix + 4, &got_id, &already, err, sizeof(err)), 0);
-    assert_int_equal(store_key_revoke(g_ci, "999999", NULL, NULL, err, sizeof(err)),
-                     AM_ENOTFOUND);
+    assert_int_equal(store_key_revoke(g_ci, "999999", NULL, NULL, err, sizeof(err)), AM_ENOTFOUND);
     assert_int_equal(store_key_revoke(g_ci, "amk_zzzzzzzz", NULL, NULL, err, sizeof(err)),
                      AM_ENOTFOUND);
-    assert_int_equal(store_key_revoke(g_ci, "not a key", NULL, NULL, err, sizeof(err)),
-                     AM_EINVAL);
+    assert_int_equal(store_key_revoke(g_ci, "not a key", NULL, NULL, err, sizeof(err)), AM_EINVAL);
     assert_int_equal(store_key_revoke(g_ci, "", NULL, NULL, err, sizeof(err)), AM_EINVAL);
 }
 
@@ -432,7 +426,8 @@ static void test_last_used(void **state)
     PGconn *c = th_connect(g_ci);
     char idtext[24];
     snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    const char *q = "SELECT count(*) FROM api_keys WHERE id = $1::int8 AND last_used_at IS NOT NULL";
+    const char *q =
+        "SELECT count(*) FROM api_keys WHERE id = $1::int8 AND last_used_at IS NOT NULL";
     assert_int_equal(th_int(c, q, 1, idtext), 0);
 
     store_keys_t *k = verifier(NULL);
@@ -447,12 +442,12 @@ static void test_last_used(void **state)
     assert_int_equal(st.touches, 1); /* 200 uses, one write (interval: 60 s) */
 
     /* a failed verification is not a use */
-    char *before = th_str(c, "SELECT last_used_at::text FROM api_keys WHERE id = $1::int8", 1,
-                          idtext);
+    char *before =
+        th_str(c, "SELECT last_used_at::text FROM api_keys WHERE id = $1::int8", 1, idtext);
     assert_int_equal(result(k, token, STORE_SCOPE_ADMIN, NULL), STORE_KEY_NO_SCOPE);
     store_keys_free(k);
-    char *after = th_str(c, "SELECT last_used_at::text FROM api_keys WHERE id = $1::int8", 1,
-                         idtext);
+    char *after =
+        th_str(c, "SELECT last_used_at::text FROM api_keys WHERE id = $1::int8", 1, idtext);
     assert_string_equal(before, after);
     free(before);
     free(after);
