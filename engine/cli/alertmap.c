@@ -31,6 +31,7 @@ static const char help_main[] =
     "                                  normalize one payload, print {\"alerts\":[...]}\n"
     "  extract [--rules FILE] [--types T,...] [FILE|-]\n"
     "                                  print the indicators the shared rules find in text\n"
+    "  keys create|list|revoke         API keys of alertmapd in DATABASE_URL\n"
     "  help [COMMAND]                  this text, or a command's full help\n"
     "\n"
     "Options:\n"
@@ -216,6 +217,7 @@ static const struct {
     {"test", cli_cmd_test, cli_help_test},
     {"normalize", cli_cmd_normalize, cli_help_normalize},
     {"extract", cli_cmd_extract, cli_help_extract},
+    {"keys", cli_cmd_keys, cli_help_keys},
 };
 
 static int help(const char *topic)
