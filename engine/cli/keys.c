@@ -182,9 +182,8 @@ static int cmd_create(const kopts_t *o)
     int rc = prepare(o);
     char token[STORE_KEY_TOKEN_LEN + 1], err[512];
     int64_t id = 0;
-    if (rc == CLI_OK &&
-        store_key_create(o->database_url, store_key_pepper(), &spec, token, &id, err,
-                         sizeof(err)) != AM_OK)
+    if (rc == CLI_OK && store_key_create(o->database_url, store_key_pepper(), &spec, token, &id,
+                                         err, sizeof(err)) != AM_OK)
         rc = db_failed("create", err);
     if (rc == CLI_OK) {
         char scopes[32], expires[32] = "never";
@@ -214,8 +213,7 @@ static int cmd_create(const kopts_t *o)
             fprintf(stderr,
                     "created key %lld %.12s \"%s\" (scopes %s; sources %s; expires %s)\n"
                     "the token above is shown only now: store it in your secret store\n",
-                    (long long)id, token, o->name, scopes, o->source ? o->source : "all",
-                    expires);
+                    (long long)id, token, o->name, scopes, o->source ? o->source : "all", expires);
         }
         memset(token, 0, sizeof(token));
     }
@@ -271,9 +269,8 @@ static int cmd_list(const kopts_t *o)
         join(sources, sizeof(sources), json_object_get(k, "sources"), "all");
         printf("%-6lld %-12s %-8s %-24s %-20s %-20s %-20s %s\n",
                (long long)json_integer_value(json_object_get(k, "id")),
-               str_or(json_object_get(k, "prefix"), "?"),
-               str_or(json_object_get(k, "state"), "?"), scopes, sources,
-               str_or(json_object_get(k, "expires_at"), "never"),
+               str_or(json_object_get(k, "prefix"), "?"), str_or(json_object_get(k, "state"), "?"),
+               scopes, sources, str_or(json_object_get(k, "expires_at"), "never"),
                str_or(json_object_get(k, "last_used_at"), "never"),
                str_or(json_object_get(k, "name"), ""));
     }
