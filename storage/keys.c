@@ -10,6 +10,7 @@
 #include "keys_internal.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,56 @@ void key_hmac(unsigned char out[KEY_HASH_LEN], const char *pepper, const void *d
          * can hold (every stored hash came out of this function) */
         memset(out, 0, KEY_HASH_LEN);
     }
+}
+
+void key_hasher_init(key_hasher_t *h, const char *pepper)
+{
+    if (pepper == NULL)
+        pepper = DEFAULT_PEPPER;
+    unsigned char block[64] = {0}, pad[64];
+    size_t klen = strlen(pepper);
+    if (klen > sizeof(block)) {
+        unsigned int n = 0;
+        EVP_Digest(pepper, klen, block, &n, EVP_sha256(), NULL);
+    } else {
+        memcpy(block, pepper, klen);
+    }
+    h->inner = EVP_MD_CTX_new();
+    h->outer = EVP_MD_CTX_new();
+    if (h->inner == NULL || h->outer == NULL)
+        am_oom(sizeof(*h));
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = block[i] ^ 0x36;
+    EVP_DigestInit_ex(h->inner, EVP_sha256(), NULL);
+    EVP_DigestUpdate(h->inner, pad, sizeof(pad));
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = block[i] ^ 0x5c;
+    EVP_DigestInit_ex(h->outer, EVP_sha256(), NULL);
+    EVP_DigestUpdate(h->outer, pad, sizeof(pad));
+    memset(block, 0, sizeof(block));
+    memset(pad, 0, sizeof(pad));
+}
+
+void key_hasher_dispose(key_hasher_t *h)
+{
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    h->inner = h->outer = NULL;
+}
+
+void key_hasher_run(const key_hasher_t *h, unsigned char out[KEY_HASH_LEN], const void *data,
+                    size_t n)
+{
+    unsigned char ih[KEY_HASH_LEN];
+    unsigned int len = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool ok = c != NULL && EVP_MD_CTX_copy_ex(c, h->inner) && EVP_DigestUpdate(c, data, n) &&
+              EVP_DigestFinal_ex(c, ih, &len) && EVP_MD_CTX_copy_ex(c, h->outer) &&
+              EVP_DigestUpdate(c, ih, sizeof(ih)) && EVP_DigestFinal_ex(c, out, &len) &&
+              len == KEY_HASH_LEN;
+    EVP_MD_CTX_free(c);
+    if (!ok)
+        memset(out, 0, KEY_HASH_LEN); /* fail closed, as key_hmac() */
 }
 
 void key_pepper_id(char out[17], const char *pepper)

@@ -23,6 +23,17 @@ void key_prefix_text(char out[KEY_PREFIX_LEN + 1], uint64_t pid);
 /* HMAC-SHA256(pepper, data[0..n)) into out; pepper NULL means the default.
  * Thread-safe. */
 void key_hmac(unsigned char out[KEY_HASH_LEN], const char *pepper, const void *data, size_t n);
+/* HMAC-SHA256 under one pepper with the key schedule done once (OpenSSL's
+ * one-shot HMAC() looks the algorithm up on every call, which costs tens of
+ * microseconds). Same output as key_hmac(). key_hasher_run is thread-safe;
+ * a hasher is immutable after key_hasher_init. */
+typedef struct key_hasher {
+    struct evp_md_ctx_st *inner, *outer; /* after the padded key block */
+} key_hasher_t;
+void key_hasher_init(key_hasher_t *h, const char *pepper);
+void key_hasher_dispose(key_hasher_t *h);
+void key_hasher_run(const key_hasher_t *h, unsigned char out[KEY_HASH_LEN], const void *data,
+                    size_t n);
 /* The pepper's id: hex of the first 8 bytes of HMAC(pepper, "alertmap-pepper-id"). */
 void key_pepper_id(char out[17], const char *pepper);
 /* Decodes "\x…" (bytea hex output) of exactly KEY_HASH_LEN bytes. */

@@ -75,6 +75,7 @@ struct store_keys {
     char *conninfo;
     char *pepper; /* NULL: default */
     char pepper_id[17];
+    key_hasher_t hasher;
     int64_t ttl_us, refresh_us, touch_us;
     int stmt_timeout_ms;
     size_t max_pending;
@@ -204,7 +205,7 @@ bool store_keys_verify(store_keys_t *k, const char *token, size_t len, unsigned 
         return true;
     }
     unsigned char h[KEY_HASH_LEN];
-    key_hmac(h, k->pepper, token, len);
+    key_hasher_run(&k->hasher, h, token, len);
     int64_t now = mono_us();
     kset_t *s = set_of(k, pid);
 
@@ -549,6 +550,7 @@ store_keys_t *store_keys_new(const store_keys_options_t *opt)
     k->conninfo = am_xstrdup(opt->conninfo);
     k->pepper = opt->pepper ? am_xstrdup(opt->pepper) : NULL;
     key_pepper_id(k->pepper_id, k->pepper);
+    key_hasher_init(&k->hasher, k->pepper);
     int ttl_ms = clamp(opt->ttl_ms, 1000, 10, 1000);
     int refresh_ms = clamp(opt->refresh_ms, ttl_ms / 4, 5, ttl_ms);
     if (refresh_ms >= ttl_ms)
@@ -603,6 +605,7 @@ void store_keys_free(store_keys_t *k)
     pthread_mutex_destroy(&k->qmu);
     pthread_cond_destroy(&k->qcond);
     free(k->sets);
+    key_hasher_dispose(&k->hasher);
     free(k->pepper);
     free(k->conninfo);
     free(k);

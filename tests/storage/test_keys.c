@@ -4,6 +4,7 @@
  * last_used_at written at most once per interval, and a database that is
  * not there answering UNAVAILABLE rather than "invalid". */
 #include "helpers.h"
+#include "keys_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,32 @@ static void test_scopes(void **state)
     assert_int_equal(store_key_http_status(STORE_KEY_NO_SOURCE), 403);
     assert_int_equal(store_key_http_status(STORE_KEY_UNAVAILABLE), 503);
     assert_string_equal(store_key_result_code(STORE_KEY_EXPIRED), "KEY_EXPIRED");
+}
+
+/* The verifier's precomputed HMAC equals the one-shot HMAC that made the
+ * stored hash, for short, empty-ish and long (> one block) peppers. */
+static void test_hasher_matches_hmac(void **state)
+{
+    (void)state;
+    char longp[200];
+    memset(longp, 'p', sizeof(longp) - 1);
+    longp[sizeof(longp) - 1] = '\0';
+    const char *peppers[] = {
+        NULL, "x", "0123456789012345678901234567890123456789012345678901234567890123", longp};
+    const char *msgs[] = {"", "amk_abcdefgh_",
+                          "a longer message that spans more than one block of "
+                          "sixty-four bytes of SHA-256 input"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(peppers); i++) {
+        key_hasher_t h;
+        key_hasher_init(&h, peppers[i]);
+        for (size_t j = 0; j < AM_ARRAY_LEN(msgs); j++) {
+            unsigned char a[KEY_HASH_LEN], b[KEY_HASH_LEN];
+            key_hmac(a, peppers[i], msgs[j], strlen(msgs[j]));
+            key_hasher_run(&h, b, msgs[j], strlen(msgs[j]));
+            assert_memory_equal(a, b, KEY_HASH_LEN);
+        }
+        key_hasher_dispose(&h);
+    }
 }
 
 static void test_create_rejects(void **state)
@@ -606,6 +633,7 @@ int main(void)
         /* first: the fork needs a process without other threads */
         cmocka_unit_test(test_revoke_other_process),
         cmocka_unit_test(test_scopes),
+        cmocka_unit_test(test_hasher_matches_hmac),
         cmocka_unit_test(test_create_rejects),
         cmocka_unit_test(test_create_and_verify),
         cmocka_unit_test(test_wrong_tokens),
