@@ -626,6 +626,60 @@ static void test_ttl_is_a_hard_bound(void **state)
     PQfinish(c);
 }
 
+/* Threads verify 16 keys through a cache of 8 (one set): entries are
+ * evicted and looked up again all the time. Every answer is OK, or
+ * UNAVAILABLE when all 8 ways wait for a lookup; never INVALID. */
+enum { ST_KEYS = 16, ST_THREADS = 4, ST_ROUNDS = 300 };
+static char st_tokens[ST_KEYS][STORE_KEY_TOKEN_LEN + 1];
+
+typedef struct st_arg {
+    store_keys_t *k;
+    int seed, ok, unavailable, other;
+} st_arg_t;
+
+static void *stress(void *p)
+{
+    st_arg_t *a = p;
+    for (int i = 0; i < ST_ROUNDS; i++) {
+        int idx = (a->seed * 7 + i * 5) % ST_KEYS;
+        store_key_result_t r = result(a->k, st_tokens[idx], STORE_SCOPE_READ, NULL);
+        if (r == STORE_KEY_OK)
+            a->ok++;
+        else if (r == STORE_KEY_UNAVAILABLE)
+            a->unavailable++;
+        else
+            a->other++;
+    }
+    return NULL;
+}
+
+static void test_threads_small_cache(void **state)
+{
+    (void)state;
+    for (int i = 0; i < ST_KEYS; i++)
+        create(st_tokens[i], NULL, "stress", STORE_SCOPE_READ, NULL, 0);
+    store_keys_options_t o = {.conninfo = g_ci, .max_entries = 8};
+    store_keys_t *k = store_keys_new(&o);
+    pthread_t t[ST_THREADS];
+    st_arg_t a[ST_THREADS];
+    for (int i = 0; i < ST_THREADS; i++) {
+        a[i] = (st_arg_t){.k = k, .seed = i};
+        assert_int_equal(pthread_create(&t[i], NULL, stress, &a[i]), 0);
+    }
+    int ok = 0, other = 0;
+    for (int i = 0; i < ST_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+        other += a[i].other;
+    }
+    assert_int_equal(other, 0);
+    assert_true(ok > 0);
+    store_keys_stats_t st;
+    store_keys_stats(k, &st);
+    assert_true(st.misses > ST_KEYS); /* evicted keys were looked up again */
+    store_keys_free(k);
+}
+
 int main(void)
 {
     g_ci = th_db_create("keys");
@@ -645,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_coalesced_lookups),
         cmocka_unit_test(test_unavailable),
         cmocka_unit_test(test_ttl_is_a_hard_bound),
+        cmocka_unit_test(test_threads_small_cache),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     th_db_drop();
