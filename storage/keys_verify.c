@@ -21,6 +21,7 @@
  * everywhere, and usually within refresh_ms. */
 #include "keys_internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -244,6 +245,7 @@ bool store_keys_verify(store_keys_t *k, const char *token, size_t len, unsigned 
         e->state = E_PENDING;
         new_lookup = true;
     }
+    assert(cb != NULL); /* only a malformed token or a cache hit may come without one */
     waiter_t *w = am_xcalloc(1, sizeof(*w));
     memcpy(w->hash, h, sizeof(h));
     w->scope = scope;

@@ -289,7 +289,8 @@ void store_keys_free(store_keys_t *k);
  * answer needs the database: cb(check, ctx) is then called exactly once on
  * the verifier's thread, possibly before this function returns. Never
  * blocks on the database; costs one HMAC and a short critical section.
- * Thread-safe. */
+ * cb must not be NULL (asserted when a lookup is needed). k, out: not NULL;
+ * token may be NULL when len is 0. Thread-safe. */
 bool store_keys_verify(store_keys_t *k, const char *token, size_t len, unsigned scope,
                        const char *source, store_key_check_t *out, store_key_cb cb, void *ctx);
 
