@@ -193,6 +193,46 @@ int64_t glue_ratelimit_take(glue_ratelimit_t *rl, const char *key, size_t len)
     return wait;
 }
 
+/* A positive finite decimal of s[0..n); false otherwise. */
+static bool parse_number(double *out, const char *s, size_t n)
+{
+    char buf[32];
+    if (n == 0 || n >= sizeof(buf) || strspn(s, "0123456789.") < n)
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end;
+    double v = strtod(buf, &end);
+    if (*end != '\0' || !isfinite(v) || !(v > 0) || v > 1e9)
+        return false;
+    *out = v;
+    return true;
+}
+
+int glue_ratelimit_parse(double *rate, double *burst, bool *off, const char *s)
+{
+    if (s == NULL)
+        return AM_EINVAL;
+    if (strcmp(s, "0") == 0 || strcmp(s, "off") == 0) {
+        *off = true;
+        return AM_OK;
+    }
+    const char *colon = strchr(s, ':');
+    double r, b;
+    if (!parse_number(&r, s, colon ? (size_t)(colon - s) : strlen(s)))
+        return AM_EINVAL;
+    if (colon != NULL) {
+        if (!parse_number(&b, colon + 1, strlen(colon + 1)) || b < 1)
+            return AM_EINVAL;
+    } else {
+        b = r * 10 < 1 ? 1 : r * 10;
+    }
+    *rate = r;
+    *burst = b;
+    *off = false;
+    return AM_OK;
+}
+
 void glue_ratelimit_stats(const glue_ratelimit_t *rl, glue_ratelimit_stats_t *out)
 {
     memset(out, 0, sizeof(*out));

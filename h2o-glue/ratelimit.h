@@ -24,6 +24,7 @@
 
 #include "am.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,12 @@ void glue_ratelimit_free(glue_ratelimit_t *rl);
  * Retry-After for a 429. Keys of any length; bytes after the 64th take part
  * through the hash only. Thread-safe, O(1), no allocation. */
 int64_t glue_ratelimit_take(glue_ratelimit_t *rl, const char *key, size_t len);
+
+/* Parses a limit setting "RATE[:BURST]" (e.g. "100:1000", "0.5", "20:20"):
+ * RATE requests per second (a positive decimal), BURST tokens (>= 1;
+ * default 10 x RATE, at least 1). "0" and "off" set *off (no limiter).
+ * Returns 0, or AM_EINVAL with nothing set. Pure. */
+int glue_ratelimit_parse(double *rate, double *burst, bool *off, const char *s);
 
 typedef struct glue_ratelimit_stats {
     uint64_t allowed, limited;

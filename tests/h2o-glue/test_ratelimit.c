@@ -224,10 +224,40 @@ static void test_threads_share_a_bucket(void **state)
     glue_ratelimit_free(rl);
 }
 
+static void test_parse(void **state)
+{
+    (void)state;
+    double r = -1, b = -1;
+    bool off = true;
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, "100:1000"), 0);
+    assert_true(r == 100 && b == 1000 && !off);
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, "0.5"), 0);
+    assert_true(r == 0.5 && b == 5 && !off);
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, "0.01"), 0);
+    assert_true(r == 0.01 && b == 1);
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, "20:20"), 0);
+    assert_true(r == 20 && b == 20);
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, "0"), 0);
+    assert_true(off);
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, "off"), 0);
+    assert_true(off);
+    const char *bad[] = {"",         ":",    "10:", ":10", "-1",  "1e3", "10:0.5", "abc",
+                         "10:20:30", "0:10", "nan", "inf", "10 ", " 10", "1.2.3",  "99999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = b = -1;
+        off = true;
+        if (glue_ratelimit_parse(&r, &b, &off, bad[i]) != AM_EINVAL)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_true(r == -1 && b == -1 && off); /* nothing set */
+    }
+    assert_int_equal(glue_ratelimit_parse(&r, &b, &off, NULL), AM_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_parse),
         cmocka_unit_test(test_burst_then_retry_after),
         cmocka_unit_test(test_slow_rate_retry_after),
         cmocka_unit_test(test_clock_backwards),
