@@ -215,8 +215,10 @@ static void test_create_and_verify(void **state)
     assert_int_equal(result(k, token, STORE_SCOPE_READ | STORE_SCOPE_WRITE, NULL),
                      STORE_KEY_NO_SCOPE);
 
-    /* a key in steady use is refreshed in the background: no waiting */
-    int64_t until = mono_us() + 1500000;
+    /* a key in steady use is refreshed in the background: no waiting. Over
+     * 4.5 s a cache that only expired rows would make 4 requests wait; a
+     * starved refresh thread on a loaded machine may cost one */
+    int64_t until = mono_us() + 4500000;
     int waited = 0, n = 0;
     while (mono_us() < until) {
         verify(k, token, STORE_SCOPE_READ, NULL, &sync);
@@ -225,10 +227,11 @@ static void test_create_and_verify(void **state)
         usleep(2000); /* a request rate, not an ordering */
     }
     assert_true(n > 0);
-    assert_true(waited <= 1);
+    if (waited > 1)
+        fail_msg("%d of %d requests waited for the database", waited, n);
     store_keys_stats_t st;
     store_keys_stats(k, &st);
-    assert_true(st.refreshes >= 1);
+    assert_true(st.refreshes >= 10);
     store_keys_free(k);
     PQfinish(c);
 }
