@@ -232,7 +232,8 @@ static int help(const char *topic)
             return CLI_OK;
         }
     }
-    fprintf(stderr, "alertmap: no help for '%s' (commands: check, test, normalize, extract)\n",
+    fprintf(stderr,
+            "alertmap: no help for '%s' (commands: check, test, normalize, extract, keys)\n",
             topic);
     return CLI_USAGE;
 }
@@ -255,9 +256,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < AM_ARRAY_LEN(commands); i++)
         if (strcmp(cmd, commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr,
-            "alertmap: unknown command '%s' (commands: check, test, normalize, extract, help)\n"
-            "Try 'alertmap --help'.\n",
-            cmd);
+    fprintf(
+        stderr,
+        "alertmap: unknown command '%s' (commands: check, test, normalize, extract, keys, help)\n"
+        "Try 'alertmap --help'.\n",
+        cmd);
     return CLI_USAGE;
 }

@@ -71,6 +71,10 @@ def test_usage():
         check(word in out, "keys --help mentions %s" % word, out)
     p = subprocess.run([ALERTMAP, "--help"], capture_output=True, text=True)
     check("keys create|list|revoke" in p.stdout, "alertmap --help lists keys", p.stdout)
+    p = subprocess.run([ALERTMAP, "help", "keys"], capture_output=True, text=True)
+    check(p.returncode == 0 and "alertmap keys create" in p.stdout, "alertmap help keys", p.stdout)
+    p = subprocess.run([ALERTMAP, "nope"], capture_output=True, text=True)
+    check("keys" in p.stderr, "an unknown command lists keys among the commands", p.stderr)
 
     rc, out, err = run("list")
     check(rc == 2 and "DATABASE_URL" in err, "no DATABASE_URL: exit 2 naming it", rc, err)
