@@ -163,6 +163,27 @@ bool key_hash_from_pg(unsigned char out[KEY_HASH_LEN], const char *s)
     return true;
 }
 
+size_t store_key_mask(char *s, size_t n)
+{
+    size_t count = 0;
+    const size_t head = KEY_TAG_LEN + KEY_PREFIX_LEN + 1;
+    for (size_t i = 0; s != NULL && i + head <= n; i++) {
+        if (memcmp(s + i, KEY_TAG, KEY_TAG_LEN) != 0 || s[i + head - 1] != '_')
+            continue;
+        bool prefix = true;
+        for (size_t j = 0; prefix && j < KEY_PREFIX_LEN; j++)
+            prefix = b32_value(s[i + KEY_TAG_LEN + j]) >= 0;
+        if (!prefix)
+            continue;
+        size_t j = i + head;
+        while (j < n && b32_value(s[j]) >= 0)
+            s[j++] = '*';
+        count += j > i + head;
+        i = j - 1;
+    }
+    return count;
+}
+
 const char *store_key_pepper(void)
 {
     const char *p = getenv(STORE_KEY_PEPPER_ENV);

@@ -203,6 +203,13 @@ void store_scopes_format(char buf[32], unsigned scopes);
  * default pepper). Call at start-up (getenv; not thread-safe with setenv). */
 const char *store_key_pepper(void);
 
+/* Masks the secret of every key token inside s[0..n) in place: after each
+ * "amk_" + 8 prefix characters + "_", the base32 characters that follow
+ * (the secret, or what is left of a truncated one) become '*'. The prefix
+ * stays readable. For log lines that carry a request's query string or
+ * headers. Returns the number of tokens masked. Pure. */
+size_t store_key_mask(char *s, size_t n);
+
 typedef struct store_key_spec {
     const char *name;           /* required, 1..200 bytes */
     unsigned scopes;            /* STORE_SCOPE_* bits, at least one */

@@ -147,6 +147,26 @@ static void test_hasher_matches_hmac(void **state)
     }
 }
 
+static void test_mask(void **state)
+{
+    (void)state;
+    char line[] =
+        "GET /v1/ingest/splunk?token=amk_abcdefgh_o3ebskkgbxzq6zkwg4ttv33424pa2qxmsryerktzq"
+        "mp6gnt6726q&x=1 and amk_zzzzzzzz_abc2 amk_short_x amk_ABCDEFGH_abc amk_";
+    assert_int_equal(store_key_mask(line, strlen(line)), 2);
+    assert_string_equal(line,
+                        "GET /v1/ingest/splunk?token=amk_abcdefgh_****************************"
+                        "************************&x=1 and amk_zzzzzzzz_**** amk_short_x "
+                        "amk_ABCDEFGH_abc amk_");
+    char tail[] = "amk_abcdefgh_";
+    assert_int_equal(store_key_mask(tail, strlen(tail)), 0);
+    /* the length bounds the scan: nothing past n is read or written */
+    char cut[] = "amk_abcdefgh_secret";
+    assert_int_equal(store_key_mask(cut, 15), 1);
+    assert_string_equal(cut, "amk_abcdefgh_**cret");
+    assert_int_equal(store_key_mask(NULL, 0), 0);
+}
+
 static void test_create_rejects(void **state)
 {
     (void)state;
@@ -691,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_revoke_other_process),
         cmocka_unit_test(test_scopes),
         cmocka_unit_test(test_hasher_matches_hmac),
+        cmocka_unit_test(test_mask),
         cmocka_unit_test(test_create_rejects),
         cmocka_unit_test(test_create_and_verify),
         cmocka_unit_test(test_wrong_tokens),
