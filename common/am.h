@@ -228,6 +228,41 @@ const char *am_default_path(am_path_kind_t kind, const char **origin);
  * A failure is logged (event notify_failed), never returned. (sdnotify.c) */
 void am_sd_notify(const char *state);
 
+/* ---- rate-limited logging (lograte.c) ---------------------------------- */
+
+/*
+ * A repeated event (a failed accept, a database outage answered with 503s)
+ * logged at most once per interval, the line carrying how many events it
+ * stands for:
+ *
+ *   static am_lograte_t lr = AM_LOGRATE_INIT(0);   // or am_lograte_init()
+ *   uint64_t n = am_lograte_hit(&lr, am_now_us());
+ *   if (n > 0)
+ *       am_log(AM_LOG_WARN, "accept_failed", "icount", (int64_t)n, NULL);
+ *
+ * The first event of an interval gets n >= 1: itself plus the events that
+ * were suppressed since the previous line; the others get 0. Events after
+ * the last line are reported by the next one, or by am_lograte_take() (e.g.
+ * at shutdown). Thread-safe (lock-free atomics); no allocation.
+ */
+#define AM_LOGRATE_DEFAULT_US ((int64_t)1000000)
+typedef struct am_lograte {
+    _Atomic int64_t next_us; /* first time the next line may be written */
+    _Atomic uint64_t count;  /* events not yet reported */
+    int64_t interval_us;
+} am_lograte_t;
+#define AM_LOGRATE_INIT(interval_us)                                                               \
+    {                                                                                              \
+        INT64_MIN, 0, (interval_us) > 0 ? (interval_us) : AM_LOGRATE_DEFAULT_US                    \
+    }
+/* interval_us <= 0 means AM_LOGRATE_DEFAULT_US (one second). */
+void am_lograte_init(am_lograte_t *lr, int64_t interval_us);
+/* Counts one event at now_us; returns 0 (do not log) or the number of
+ * events the line to write now stands for. */
+uint64_t am_lograte_hit(am_lograte_t *lr, int64_t now_us);
+/* The events counted but not reported yet (and resets the count). */
+uint64_t am_lograte_take(am_lograte_t *lr);
+
 /* Last: banned libc calls become compile errors from here on. */
 #include "am_poison.h"
 

@@ -31,6 +31,7 @@ static const char help_main[] =
     "                                  normalize one payload, print {\"alerts\":[...]}\n"
     "  extract [--rules FILE] [--types T,...] [FILE|-]\n"
     "                                  print the indicators the shared rules find in text\n"
+    "  keys create|list|revoke         API keys of alertmapd in DATABASE_URL\n"
     "  help [COMMAND]                  this text, or a command's full help\n"
     "\n"
     "Options:\n"
@@ -216,6 +217,7 @@ static const struct {
     {"test", cli_cmd_test, cli_help_test},
     {"normalize", cli_cmd_normalize, cli_help_normalize},
     {"extract", cli_cmd_extract, cli_help_extract},
+    {"keys", cli_cmd_keys, cli_help_keys},
 };
 
 static int help(const char *topic)
@@ -233,7 +235,8 @@ static int help(const char *topic)
             return CLI_OK;
         }
     }
-    fprintf(stderr, "alertmap: no help for '%s' (commands: check, test, normalize, extract)\n",
+    fprintf(stderr,
+            "alertmap: no help for '%s' (commands: check, test, normalize, extract, keys)\n",
             topic);
     return CLI_USAGE;
 }
@@ -256,9 +259,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < AM_ARRAY_LEN(commands); i++)
         if (strcmp(cmd, commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr,
-            "alertmap: unknown command '%s' (commands: check, test, normalize, extract, help)\n"
-            "Try 'alertmap --help'.\n",
-            cmd);
+    fprintf(
+        stderr,
+        "alertmap: unknown command '%s' (commands: check, test, normalize, extract, keys, help)\n"
+        "Try 'alertmap --help'.\n",
+        cmd);
     return CLI_USAGE;
 }

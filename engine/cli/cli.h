@@ -65,11 +65,13 @@ int cli_cmd_check(int argc, char **argv);
 int cli_cmd_test(int argc, char **argv);
 int cli_cmd_normalize(int argc, char **argv);
 int cli_cmd_extract(int argc, char **argv);
+int cli_cmd_keys(int argc, char **argv); /* keys.c: API keys, links storage/ */
 
 /* Help texts, printed by `alertmap help CMD` and `alertmap CMD --help`. */
 extern const char cli_help_check[];
 extern const char cli_help_test[];
 extern const char cli_help_normalize[];
 extern const char cli_help_extract[];
+extern const char cli_help_keys[];
 
 #endif
