@@ -9,10 +9,10 @@
  * that can be decided ahead is decided here: paths are split and their
  * dotted joins precomputed (path.c), templates split into literals and holes,
  * lookup tables hashed, patterns JIT-compiled, provenance strings built.
+ * Only the name of the samples folder is decided here; the loader lists it.
  */
 #include "compile.h"
 
-#include <dirent.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -31,7 +31,7 @@ void *cc_alloc(cc_t *c, size_t n)
 {
     void *p = am_arena_calloc(c->a, 1, n);
     if (p == NULL)
-        c->oom = true;
+        c->limit = true;
     return p;
 }
 
@@ -44,7 +44,7 @@ char *cc_printf(cc_t *c, const char *fmt, ...)
     va_end(ap);
     char *s = am_arena_strdup(c->a, buf);
     if (s == NULL)
-        c->oom = true;
+        c->limit = true;
     return s;
 }
 
@@ -151,8 +151,8 @@ epath_t *cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, int 
     size_t off = 0;
     const char *msg = NULL;
     int rc = path_compile(&p, s, len, c->a, &off, &msg);
-    if (rc == AM_ENOMEM) {
-        c->oom = true;
+    if (rc == AM_ELIMIT) {
+        c->limit = true;
         return NULL;
     }
     if (rc != 0) {
@@ -215,11 +215,9 @@ pcre2_code *cc_regex(cc_t *c, const yt_node_t *n, const char *what)
                "regex error at offset %zu in '%s': %s", (size_t)off, n->str, (char *)msg);
         return NULL;
     }
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
-    if (set_keep_code(c->set, re) != 0) {
-        c->oom = true;
-        return NULL;
-    }
+    if (c->jit)
+        (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
+    eng_set_keep_code(c->set, re);
     uint32_t groups = 0;
     pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups);
     if (groups + 1 > c->p->max_groups)
@@ -337,10 +335,7 @@ static void cfields(cc_t *c, const yt_node_t *n)
             p->tags = cc_expr(c, v, k->line, "tags", 0, NULL, 0);
             continue;
         }
-        int f;
-        for (f = 0; f < ENG_F__COUNT; f++)
-            if (strcmp(k->str, eng_field_name((eng_field_t)f)) == 0)
-                break;
+        int f = (int)eng_field_parse(k->str, k->len);
         if (f == ENG_F__COUNT) {
             char buf[512];
             const char *names[ENG_F__COUNT + 1];
@@ -511,19 +506,10 @@ static void cindicators(cc_t *c, const yt_node_t *n)
     c->p->nirules = n->nitems;
 }
 
-/* ---- samples -------------------------------------------------------------------------- */
+/* ---- samples ---------------------------------------------------------------------------- */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && strcmp(s + n - m, suf) == 0;
-}
-
+/* The samples folder: the `samples:` key relative to the mapping file, or
+ * samples/<source> beside it. Only the name: the loader opens it. */
 static void csamples(cc_t *c, const yt_node_t *n)
 {
     eng_program_t *p = c->p;
@@ -532,6 +518,9 @@ static void csamples(cc_t *c, const yt_node_t *n)
         if (!cc_is_kind(c, n, YT_SCALAR, "samples"))
             return;
         rel = n->str;
+        p->samples_declared = true;
+        p->samples_line = n->line;
+        p->samples_col = n->col;
     } else {
         if (p->source == NULL)
             return;
@@ -540,46 +529,10 @@ static void csamples(cc_t *c, const yt_node_t *n)
     if (rel == NULL)
         return;
     const char *slash = strrchr(c->file, '/');
-    if (rel[0] == '/')
-        p->samples_dir = rel;
-    else if (slash == NULL)
+    if (rel[0] == '/' || slash == NULL)
         p->samples_dir = rel;
     else
         p->samples_dir = cc_printf(c, "%.*s/%s", (int)(slash - c->file), c->file, rel);
-    DIR *d = p->samples_dir != NULL ? opendir(p->samples_dir) : NULL;
-    if (d == NULL) {
-        if (n != NULL)
-            CC_ERR(c, n, "samples folder '%s' cannot be opened", p->samples_dir);
-        p->samples_dir = NULL;
-        return;
-    }
-    size_t cap = 16, count = 0;
-    const char **names = cc_alloc(c, cap * sizeof(char *));
-    struct dirent *e;
-    while (names != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".json") ||
-            ends_with(e->d_name, ".expected.json"))
-            continue;
-        if (count == cap) {
-            const char **nn = cc_alloc(c, cap * 2 * sizeof(char *));
-            if (nn == NULL)
-                break;
-            memcpy(nn, names, cap * sizeof(char *));
-            names = nn;
-            cap *= 2;
-        }
-        names[count] = am_arena_strdup(c->a, e->d_name);
-        if (names[count] == NULL) {
-            c->oom = true;
-            break;
-        }
-        count++;
-    }
-    closedir(d);
-    if (names != NULL)
-        qsort(names, count, sizeof(char *), cmp_str);
-    p->samples = names;
-    p->nsamples = names != NULL ? count : 0;
 }
 
 /* ---- the file ---------------------------------------------------------------------------- */
@@ -623,9 +576,9 @@ static void ctop(cc_t *c, const yt_node_t *root)
         p->display_name = p->source != NULL ? p->source : "unnamed";
     p->untitled = cc_printf(c, "Untitled %s alert", p->display_name);
     if ((v = yt_get(root, "signature")) != NULL) {
-        int rc = sig_compile(&p->sig, v, c->file, c->a, c->d);
-        if (rc == AM_ENOMEM)
-            c->oom = true;
+        int rc = eng_sig_compile(&p->sig, v, c->file, c->a, c->d);
+        if (rc == AM_ELIMIT)
+            c->limit = true;
         else if (rc != 0)
             c->errors++;
     }
@@ -646,31 +599,36 @@ static void ctop(cc_t *c, const yt_node_t *root)
     csamples(c, yt_get(root, "samples"));
 }
 
-int prog_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
-                 am_diags_t *d)
+static int too_large(cc_t *c)
+{
+    am_diags_add(c->d, c->file, 0, 0, "mapping set larger than its memory bound");
+    return AM_ELIMIT;
+}
+
+int eng_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
+                am_diags_t *d)
 {
     *out = NULL;
-    cc_t c = {.set = s, .a = s->arena, .file = file, .d = d};
+    cc_t c = {.set = s, .a = s->arena, .file = file, .d = d, .jit = eng_pcre2_jit_enabled()};
     const char *slash = strrchr(file, '/');
     c.base = slash != NULL ? slash + 1 : file;
     c.p = cc_alloc(&c, sizeof(eng_program_t));
-    if (c.p == NULL)
-        return AM_ENOMEM;
-    c.p->file = am_arena_strdup(c.a, file);
-    c.p->basename = am_arena_strdup(c.a, c.base);
+    if (c.p == NULL || (c.p->file = am_arena_strdup(c.a, file)) == NULL ||
+        (c.p->basename = am_arena_strdup(c.a, c.base)) == NULL)
+        return too_large(&c);
     c.p->set = s;
     c.p->loaded_at_us = am_now_us();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        return AM_ENOMEM;
+        am_oom(0); /* SHA-256 fails only when OpenSSL cannot allocate */
     am_hex(c.p->content_sha256, md, 32);
 
     yt_node_t *root = NULL;
     bool whole = false;
     int rc = yt_parse_all(&root, &whole, c.a, file, text, len, d);
-    if (rc == AM_ENOMEM)
-        return AM_ENOMEM;
+    if (rc == AM_ELIMIT)
+        return too_large(&c);
     if (rc != 0 && !whole)
         return AM_EINVAL; /* the tree is partial: checking it would only add noise */
     if (rc != 0)
@@ -684,10 +642,8 @@ int prog_compile(eng_program_t **out, eng_set_t *s, const char *file, const char
         return AM_EINVAL;
     }
     ctop(&c, root);
-    if (c.oom)
-        return AM_ENOMEM;
-    if (c.errors > 0)
-        return AM_EINVAL;
+    if (c.limit)
+        return too_large(&c);
     *out = c.p;
-    return 0;
+    return c.errors > 0 ? AM_EINVAL : 0;
 }

@@ -1,12 +1,16 @@
 /*
- * engine/compile.h - the mapping compiler's shared state and helpers, used by
- * compile.c (the file, match rules, fields, indicator rules, samples) and
- * expr.c (value expressions). Internal to engine/.
+ * engine/compile.h - the mapping compiler: its entry point (eng_compile,
+ * called by the loader) and the state and helpers shared by compile.c (the
+ * file, match rules, fields, indicator rules, samples folder name), expr.c
+ * (value expressions) and sig_compile.c (signature blocks). Internal to
+ * engine/. The compiler works on bytes in memory: no file system, no
+ * environment (except the JIT switch, tables.h), and never runs a program.
  *
  * Every check reports into the diagnostics of the compile with the node's
  * line and column and counts the error; callers keep going so that all
- * errors of a file come out in one pass. Allocation failures set c->oom.
- * Not thread-safe: one cc_t per file being compiled.
+ * errors of a file come out in one pass. An allocation the set's arena
+ * refuses (its cap reached) sets c->limit. Not thread-safe: one cc_t per
+ * file being compiled.
  */
 #ifndef ENG_COMPILE_H
 #define ENG_COMPILE_H
@@ -21,9 +25,28 @@ typedef struct {
     const char *base; /* file name without folders, for provenance */
     am_diags_t *d;
     int errors;
-    bool oom;
+    bool limit; /* the set's arena is at its cap */
+    bool jit;   /* JIT-compile patterns (eng_pcre2_jit_enabled) */
     eng_program_t *p;
 } cc_t;
+
+/* Compiles one mapping file's text (len bytes, borrowed; file names it in
+ * diagnostics and provenance) into a program allocated in s's arena, its
+ * patterns kept by s (eng_set_keep_code). All problems go to d.
+ * Returns 0 with *out set; AM_EINVAL (diagnostics added), with *out still
+ * set when the text was a YAML mapping, so that the loader can also check
+ * what needs the file system (the samples folder) before discarding it;
+ * AM_ELIMIT (diagnostic added) when the set's arena is at its cap. */
+int eng_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
+                am_diags_t *d);
+
+/* sig_compile.c: compiles the value of a mapping's `signature:` key (see
+ * docs/mapping-language.md). Every problem is added to d as file:line:col.
+ * The spec is allocated in arena a (which outlives it); its secrets are
+ * resolved later, by the loader (eng_sig_resolve). Returns 0, AM_EINVAL
+ * (diagnostics added) or AM_ELIMIT (arena at its cap). */
+int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, am_arena_t *a,
+                    am_diags_t *d);
 
 void cc_err(cc_t *c, int line, int col, const char *fmt, ...) AM_PRINTF(4, 5);
 #define CC_ERR(c, n, ...) cc_err((c), (n)->line, (n)->col, __VA_ARGS__)

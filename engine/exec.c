@@ -18,7 +18,9 @@
 
 int ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...)
 {
-    if (r->err != NULL) {
+    /* The first error wins: a later failure while unwinding must not
+     * replace the message that explains the first one. */
+    if (r->err != NULL && r->err->code == NULL) {
         r->err->code = code;
         va_list ap;
         va_start(ap, fmt);
@@ -28,14 +30,17 @@ int ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...)
     return rc;
 }
 
+int ex_no_room(run_t *r)
+{
+    return ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED", "the request needs more memory than allowed");
+}
+
 static int fail_code(run_t *r, int rc)
 {
     switch (rc) {
     case AM_ELIMIT:
         return ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
                        ENG_MAX_INDICATORS);
-    case AM_ENOMEM:
-        return ex_fail(r, rc, "LIMIT_EXCEEDED", "the request needs more memory than allowed");
     default:
         return ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
     }
@@ -104,7 +109,7 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
     if (e->re != NULL) {
         pcre2_match_data *md = ex_match_data(r);
         if (md == NULL)
-            return AM_ENOMEM;
+            return ex_no_room(r);
         int rc = pcre2_match(e->re, (PCRE2_SPTR)v->s, v->len, 0, PCRE2_NO_UTF_CHECK, md,
                              ioc_match_context());
         if (rc < 0)
@@ -129,7 +134,7 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
     if (e->lower || e->upper) {
         char *c = am_arena_alloc(r->a, v->len + 1);
         if (c == NULL)
-            return AM_ENOMEM;
+            return ex_no_room(r);
         for (size_t i = 0; i < v->len; i++)
             c[i] = (char)(e->lower ? tolower((unsigned char)v->s[i])
                                    : toupper((unsigned char)v->s[i]));
@@ -138,7 +143,7 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
         v->j = NULL;
     }
     if (e->map != NULL) {
-        const map_slot_t *s = map_lookup(e->map, v->s, v->len);
+        const map_slot_t *s = eng_map_lookup(e->map, v->s, v->len);
         const char *to = v->s;
         if (s != NULL)
             to = s->value;
@@ -264,7 +269,7 @@ static int eval_template(ev_t *ev, const expr_t *e, const chain_t *ch, json_t *c
         txt = am_arena_alloc(r->a, e->nparts * sizeof(*txt));
         lens = am_arena_alloc(r->a, e->nparts * sizeof(*lens));
         if (txt == NULL || lens == NULL)
-            return AM_ENOMEM;
+            return ex_no_room(r);
     }
     size_t total = 0;
     for (size_t i = 0; i < e->nparts; i++) {
@@ -281,7 +286,7 @@ static int eval_template(ev_t *ev, const expr_t *e, const chain_t *ch, json_t *c
     }
     char *out = am_arena_alloc(r->a, total + 1);
     if (out == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     size_t off = 0;
     for (size_t i = 0; i < e->nparts; i++) {
         memcpy(out + off, txt[i], lens[i]);
@@ -350,7 +355,7 @@ int ex_take_one(run_t *r, const val_t *v, void *ctx)
     one_t *o = ctx;
     o->s = o->copy ? am_arena_strndup(r->a, v->s, v->len) : v->s;
     if (o->s == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     o->len = v->len;
     o->origin = v->origin;
     o->text = v->text;
@@ -374,7 +379,7 @@ static int take_time(run_t *r, const val_t *v, void *ctx)
     } else {
         json_t *tmp = json_stringn_nocheck(v->s, v->len);
         if (tmp == NULL)
-            return AM_ENOMEM;
+            am_oom(v->len); /* jansson allocates on the heap */
         rc = tp_parse_json(&t->us, tmp, t->fmt);
         json_decref(tmp);
     }
@@ -402,26 +407,15 @@ static int add_tag(run_t *r, const val_t *v, void *ctx)
         return AM_ELIMIT;
     const char **nt = am_arena_grow(r->a, al->tags, al->ntags, &t->cap, sizeof(*nt));
     if (nt == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     al->tags = nt;
     const char *s = am_arena_strndup(r->a, v->s, v->len);
     if (s == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     al->tags[al->ntags++] = s;
     if (t->origin == NULL)
         t->origin = v->origin;
     return EMIT_MORE;
-}
-
-static const char *const severities[] = {"Pending", "Informational", "Low",
-                                         "Medium",  "High",          "Critical"};
-
-static const char *canonical_severity(const char *s, size_t len)
-{
-    for (size_t i = 0; i < AM_ARRAY_LEN(severities); i++)
-        if (strlen(severities[i]) == len && strncasecmp(severities[i], s, len) == 0)
-            return severities[i];
-    return NULL;
 }
 
 static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
@@ -438,7 +432,7 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
         if (o.s == NULL)
             continue;
         if (f == ENG_F_SEVERITY) {
-            const char *canon = canonical_severity(o.s, o.len);
+            const char *canon = eng_severity_canonical(o.s, o.len);
             if (canon == NULL)
                 continue;
             o.s = canon;
@@ -472,7 +466,7 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
     char tb[32];
     am_format_time(tb, al->occurred_at_us);
     if ((al->field[ENG_F_OCCURRED_AT] = am_arena_strdup(r->a, tb)) == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     if (p->tags != NULL) {
         tags_ctx_t tc = {.al = al};
         if ((rc = ex_run_expr(r, p->tags, cur, add_tag, &tc)) != 0)
@@ -625,7 +619,7 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
     }
     eng_alert_t *alerts = am_arena_calloc(a, n, sizeof(*alerts));
     if (alerts == NULL)
-        return fail_code(&r, AM_ENOMEM);
+        return ex_no_room(&r);
     for (size_t i = 0; i < n; i++) {
         json_t *cur = payload;
         if (elems != NULL) {
@@ -637,7 +631,7 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
         }
         rc = run_alert(&r, &alerts[i], cur, now_us);
         if (rc != 0)
-            return err != NULL && err->code != NULL ? rc : fail_code(&r, rc);
+            return fail_code(&r, rc); /* keeps an error already recorded */
     }
     out->alerts = alerts;
     out->nalerts = n;

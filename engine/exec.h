@@ -44,8 +44,12 @@ typedef struct one {
     bool copy;
 } one_t;
 
-/* Sets err (code and message) when the caller gave one; returns rc. */
+/* Records err (code and message) when the caller gave one and no error is
+ * recorded yet (the first error wins); returns rc. */
 int ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...) AM_PRINTF(4, 5);
+/* The arena of the call refused an allocation (its cap reached): records
+ * LIMIT_EXCEEDED and returns AM_ELIMIT. */
+int ex_no_room(run_t *r);
 /* Match data for the program's patterns, created in the arena on first use. */
 pcre2_match_data *ex_match_data(run_t *r);
 /* Evaluates e at cur and calls fn for every value it yields. */

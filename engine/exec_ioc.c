@@ -3,7 +3,7 @@
  * declared values (path/each, fixed or computed type), scans of chosen
  * fields or of every string, per-mapping named-capture patterns, then the
  * auto-indicators of the optional fields. Values go through ioc_add_value()
- * and ioc_extract() (ioc.h), which canonicalize and de-duplicate.
+ * and the set's scanner (ioc_extract(), ioc.h), which canonicalize and de-duplicate.
  */
 #include "exec.h"
 
@@ -34,7 +34,7 @@ static int add_ioc(run_t *r, const val_t *v, void *ctx)
     ioc_ctx_t *ic = ctx;
     const char *sf = v->text;
     if (ic->prefix != NULL && (sf = each_source_field(r, ic->prefix, v->text)) == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     int rc = ioc_add_value(&r->iocs, r->a, ic->type, v->s, v->len, false, IOC_MASK_ALL, sf,
                            ic->rule->origin);
     return rc != 0 ? rc : EMIT_MORE;
@@ -90,10 +90,12 @@ static int visit_each(void *ctx, json_t *v)
 static int scan_string(run_t *r, const irule_t *rule, const char *s, size_t len, const char *sf)
 {
     if (rule->kind != IR_REGEX)
-        return ioc_extract(&r->iocs, r->a, r->p->set->rules, s, len, rule->mask, sf, rule->origin);
+        return r->p->set->scan != NULL ? r->p->set->scan(&r->iocs, r->a, r->p->set->rules, s, len,
+                                                         rule->mask, sf, rule->origin)
+                                        : 0;
     pcre2_match_data *md = ex_match_data(r);
     if (md == NULL)
-        return AM_ENOMEM;
+        return ex_no_room(r);
     size_t off = 0;
     while (off <= len) {
         int n = pcre2_match(rule->re, (PCRE2_SPTR)s, len, off, PCRE2_NO_UTF_CHECK, md,
@@ -147,7 +149,7 @@ static int scan_value(scan_ctx_t *sc, json_t *v, int depth)
         if (r->iocs.n > before) {
             const char *sf = am_arena_strdup(r->a, sc->len ? sc->buf : "$");
             if (sf == NULL)
-                return AM_ENOMEM;
+                return ex_no_room(r);
             for (size_t i = before; i < r->iocs.n; i++)
                 r->iocs.items[i].source_field = sf;
         }

@@ -2,41 +2,14 @@
  * engine/expr.c - compiling value expressions (docs/mapping-language.md,
  * "Value expressions"): fallback paths, constants, templates, first,
  * defaults, and the transforms (regex, trim, lower/upper, map, ranges,
- * time). Lookup tables are hashed here; map_lookup() is what the executor
- * calls at run time.
+ * time). Lookup tables are built here; tables.c holds their hash and the
+ * lookup the executor runs.
  */
 #include "compile.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
-
-uint32_t map_hash(const char *lower, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)lower[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
-const map_slot_t *map_lookup(const map_table_t *m, const char *key, size_t len)
-{
-    char buf[256];
-    if (len > m->maxkey || len > sizeof(buf))
-        return NULL;
-    for (size_t i = 0; i < len; i++)
-        buf[i] = (char)tolower((unsigned char)key[i]);
-    uint32_t h = map_hash(buf, len);
-    for (size_t i = h & m->mask;; i = (i + 1) & m->mask) {
-        const map_slot_t *s = &m->slots[i];
-        if (s->key == NULL)
-            return NULL;
-        if (s->hash == h && s->klen == len && memcmp(s->key, buf, len) == 0)
-            return s;
-    }
-}
 
 static map_table_t *cmap(cc_t *c, const yt_node_t *n)
 {
@@ -68,12 +41,12 @@ static map_table_t *cmap(cc_t *c, const yt_node_t *n)
         }
         char *low = am_arena_strndup(c->a, k->str, k->len);
         if (low == NULL) {
-            c->oom = true;
+            c->limit = true;
             return NULL;
         }
         for (size_t j = 0; j < k->len; j++)
             low[j] = (char)tolower((unsigned char)low[j]);
-        uint32_t h = map_hash(low, k->len);
+        uint32_t h = eng_map_hash(low, k->len);
         size_t j = h & m->mask;
         bool dup = false;
         for (; m->slots[j].key != NULL; j = (j + 1) & m->mask) {

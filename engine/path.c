@@ -62,7 +62,7 @@ static int parse_bracket(parser_t *ps, pseg_t *s)
         s->seg.klen = qe - p - 1;
         s->seg.key = am_arena_strndup(ps->a, t + p + 1, s->seg.klen);
         if (s->seg.key == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         ps->pos = qe + 2;
         return 0;
     }
@@ -127,7 +127,7 @@ static int parse_bracket(parser_t *ps, pseg_t *s)
         }
         s->seg.fval = am_arena_strndup(ps->a, t + v0, vlen);
         if (s->seg.fval == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         s->seg.fvlen = vlen;
         ps->pos = q + 1;
         return 0;
@@ -150,13 +150,13 @@ static int build_joins(am_arena_t *a, pseg_t *v, size_t n)
         s->join = am_arena_alloc(a, run * sizeof(char *));
         s->joinlen = am_arena_alloc(a, run * sizeof(size_t));
         if (s->join == NULL || s->joinlen == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         size_t total = s->klen;
         for (size_t k = 1; k <= run; k++) {
             total += 1 + v[i + k].seg.klen;
             char *j = am_arena_alloc(a, total + 1);
             if (j == NULL)
-                return AM_ENOMEM;
+                return AM_ELIMIT;
             size_t off = 0;
             for (size_t m = 0; m <= k; m++) {
                 if (m > 0)
@@ -183,10 +183,10 @@ int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, siz
     *out = NULL;
     epath_t *p = am_arena_calloc(a, 1, sizeof(*p));
     if (p == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     p->text = am_arena_strndup(a, text, len);
     if (p->text == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     if (len == 0) {
         rc = fail(&ps, 0, "empty path");
         goto done;
@@ -245,7 +245,7 @@ int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, siz
             s->seg.klen = ps.pos - b;
             s->seg.key = am_arena_strndup(a, text + b, s->seg.klen);
             if (s->seg.key == NULL) {
-                rc = AM_ENOMEM;
+                rc = AM_ELIMIT;
                 goto done;
             }
         }
@@ -276,7 +276,7 @@ int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, siz
     if (n > 0) {
         p->segs = am_arena_alloc(a, n * sizeof(path_seg_t));
         if (p->segs == NULL) {
-            rc = AM_ENOMEM;
+            rc = AM_ELIMIT;
             goto done;
         }
         for (size_t i = 0; i < n; i++)

@@ -57,7 +57,7 @@ struct epath {
 /*
  * Compiles the path text[0..len). On success *out is set and 0 returned. On
  * a syntax error returns AM_EINVAL with *err_off the byte offset of the
- * problem and *err_msg a static description. AM_ENOMEM when a is exhausted.
+ * problem and *err_msg a static description. AM_ELIMIT when a is at its cap.
  */
 int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
                  const char **err_msg);

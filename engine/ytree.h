@@ -39,7 +39,7 @@ struct yt_node {
  * Parses text (len bytes) of the file named file. On success *out is the
  * root (NULL for an empty document) and 0 is returned. On any error the
  * diagnostics are added to d and AM_EINVAL is returned (*out may still hold
- * a partial tree). AM_ENOMEM when the arena is exhausted.
+ * a partial tree). AM_ELIMIT when the arena is at its cap.
  */
 int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
              am_diags_t *d);

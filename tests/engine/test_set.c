@@ -1,7 +1,7 @@
 /* tests/engine/test_set.c - loading directories, lookup, metadata,
  * reference counting across threads, duplicate sources. */
 #include "engtest.h"
-#include "program.h"
+#include "load.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -94,7 +94,7 @@ static void test_load_texts(void **state)
     const char *texts[] = {good, "source: bad\nfields: [1]\n"};
     size_t lens[] = {strlen(good) - 2, strlen(texts[1])}; /* "XX" is not part of it */
     eng_set_t *s = NULL;
-    assert_int_equal(set_load_texts(&s, names, texts, lens, 1, rules, NULL, &d), 0);
+    assert_int_equal(eng_set_load_texts(&s, names, texts, lens, 1, rules, NULL, &d), 0);
     assert_int_equal(d.count, 0);
     assert_ptr_equal(eng_set_rules(s), rules);
     const eng_program_t *p = eng_set_find(s, "mem", 3);
@@ -107,7 +107,7 @@ static void test_load_texts(void **state)
     /* errors name the given file; the rules are loaded from opt when not lent */
     eng_load_options_t opt = {.rules_file = t_rules()};
     s = NULL;
-    assert_int_equal(set_load_texts(&s, names, texts, lens, 2, NULL, &opt, &d), AM_EINVAL);
+    assert_int_equal(eng_set_load_texts(&s, names, texts, lens, 2, NULL, &opt, &d), AM_EINVAL);
     assert_null(s);
     assert_true(d.count > 0);
     assert_string_equal(d.items[0].file, "/nowhere/bad.yaml");

@@ -1,5 +1,5 @@
 /*
- * engine/cli/alertmap.c - `alertmap`, the command line tool for mapping
+ * cli/alertmap.c - `alertmap`, the command line tool for mapping
  * authors: main(), the overall help, and helpers shared by the subcommands
  * (loading mapping paths, printing diagnostics and JSON, reading input).
  * The subcommands live in check.c (check, test), normalize.c and extract.c.

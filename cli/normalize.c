@@ -1,5 +1,5 @@
 /*
- * engine/cli/normalize.c - `alertmap normalize`: one payload through one
+ * cli/normalize.c - `alertmap normalize`: one payload through one
  * mapping, printed as the API would store it: {"alerts":[ALERT...]} or
  * {"error":{"code","message"}}.
  */

@@ -1,5 +1,5 @@
 /*
- * engine/cli/extract.c - `alertmap extract`: the indicators the shared rule
+ * cli/extract.c - `alertmap extract`: the indicators the shared rule
  * set finds in free text (strict mode, as for `scan` rules in a mapping).
  */
 #include "cli.h"
