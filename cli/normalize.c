@@ -4,7 +4,6 @@
  * {"error":{"code","message"}}.
  */
 #include "cli.h"
-#include "timeparse.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -81,7 +80,7 @@ static int parse_args(opts_t *o, int argc, char **argv)
             o->rules = optarg;
             break;
         case O_NOW:
-            if (tp_parse_iso8601(&o->now_us, optarg, strlen(optarg)) != AM_OK || o->now_us < 0)
+            if (eng_parse_iso8601(&o->now_us, optarg, strlen(optarg)) != AM_OK || o->now_us < 0)
                 return cli_usage_error(cmd,
                                        "--now needs an RFC 3339 time such as "
                                        "2024-05-01T10:00:00Z, got '%s'",

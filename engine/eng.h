@@ -226,6 +226,20 @@ json_t *eng_alert_json(const eng_alert_t *alert, int flags);
 void eng_fingerprint(char out[65], const char *title, const char *source,
                      const eng_indicator_t *iocs, size_t n);
 
+/* ---- time ---------------------------------------------------------------- */
+
+/*
+ * ISO-8601 date-time: YYYY-MM-DD[Tt ]hh:mm[:ss[.f{1,9}]][Z|z|±hh:mm|±hhmm|±hh];
+ * no offset means UTC. The whole of s..s+len must match (no surrounding
+ * space). Fields are range-checked (year 0001-9999, month 1-12, day valid
+ * for the month and year, hour ≤ 23, minute ≤ 59, second ≤ 60, offset hours
+ * ≤ 23 and minutes ≤ 59). A fraction is truncated to microseconds; a leap
+ * second (:60) counts as the first second of the next minute. Returns 0 with
+ * microseconds since the epoch (UTC, negative before 1970) in *out_us, or
+ * AM_EINVAL (*out_us untouched).
+ */
+int eng_parse_iso8601(int64_t *out_us, const char *s, size_t len);
+
 /* ---- samples (alertmap test, reload check) -------------------------------- */
 
 /* Runs every sample of p and compares with its expected file. Each mismatch

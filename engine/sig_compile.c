@@ -40,9 +40,9 @@ static void err(sc_t *c, const yt_node_t *at, const char *fmt, ...)
 static const char *string_value(sc_t *c, const yt_pair_t *p)
 {
     const yt_node_t *v = p->value;
-    if (v == NULL || v->kind != YT_SCALAR || yt_is_null(v)) {
+    if (v == NULL || v->kind != YT_SCALAR || eng_yt_is_null(v)) {
         err(c, v ? v : p->key, "'%s' must be a string, got %s", p->key->str,
-            v == NULL || yt_is_null(v) ? "nothing" : yt_kind_name(v));
+            v == NULL || eng_yt_is_null(v) ? "nothing" : eng_yt_kind_name(v));
         return NULL;
     }
     if (v->len == 0 || strlen(v->str) != v->len) {
@@ -92,7 +92,7 @@ static void compile_secret_env(sc_t *c, sig_spec_t *spec, const yt_pair_t *p)
     size_t n = 0;
     const yt_node_t *one[1];
 
-    if (v != NULL && v->kind == YT_SCALAR && !yt_is_null(v)) {
+    if (v != NULL && v->kind == YT_SCALAR && !eng_yt_is_null(v)) {
         one[0] = v;
         items = one;
         n = 1;
@@ -105,7 +105,7 @@ static void compile_secret_env(sc_t *c, sig_spec_t *spec, const yt_pair_t *p)
         }
     } else {
         err(c, v ? v : p->key, "'secret_env' must be a variable name or a list of them, got %s",
-            v == NULL || yt_is_null(v) ? "nothing" : yt_kind_name(v));
+            v == NULL || eng_yt_is_null(v) ? "nothing" : eng_yt_kind_name(v));
         return;
     }
     spec->secret_env = am_arena_calloc(c->a, n, sizeof(*spec->secret_env));
@@ -113,9 +113,9 @@ static void compile_secret_env(sc_t *c, sig_spec_t *spec, const yt_pair_t *p)
         return;
     for (size_t i = 0; i < n; i++) {
         const yt_node_t *it = items[i];
-        if (it->kind != YT_SCALAR || yt_is_null(it)) {
+        if (it->kind != YT_SCALAR || eng_yt_is_null(it)) {
             err(c, it, "'secret_env' entries must be variable names, got %s",
-                yt_is_null(it) ? "nothing" : yt_kind_name(it));
+                eng_yt_is_null(it) ? "nothing" : eng_yt_kind_name(it));
             continue;
         }
         /* The value is not echoed: an author may have pasted a secret here. */
@@ -187,7 +187,7 @@ int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, a
     *out = NULL;
     if (node == NULL || node->kind != YT_MAP) {
         err(&c, node, "'signature' must be a mapping, got %s",
-            node == NULL || yt_is_null(node) ? "nothing" : yt_kind_name(node));
+            node == NULL || eng_yt_is_null(node) ? "nothing" : eng_yt_kind_name(node));
         return AM_EINVAL;
     }
     sig_spec_t *spec = am_arena_calloc(a, 1, sizeof(*spec));

@@ -207,14 +207,14 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
     }
 }
 
-int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
+int eng_yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
              am_diags_t *d)
 {
     bool whole;
-    return yt_parse_all(out, &whole, a, file, text, len, d);
+    return eng_yt_parse_all(out, &whole, a, file, text, len, d);
 }
 
-int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
+int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
                  size_t len, am_diags_t *d)
 {
     loader_t l = {.arena = a, .file = file, .diags = d};
@@ -262,7 +262,7 @@ int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, 
     return l.errors > 0 ? AM_EINVAL : AM_OK;
 }
 
-yt_node_t *yt_get(const yt_node_t *map, const char *key)
+yt_node_t *eng_yt_get(const yt_node_t *map, const char *key)
 {
     if (map == NULL || map->kind != YT_MAP)
         return NULL;
@@ -275,7 +275,7 @@ yt_node_t *yt_get(const yt_node_t *map, const char *key)
     return NULL;
 }
 
-bool yt_is_null(const yt_node_t *n)
+bool eng_yt_is_null(const yt_node_t *n)
 {
     if (n == NULL)
         return true;
@@ -285,7 +285,7 @@ bool yt_is_null(const yt_node_t *n)
            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
 }
 
-const char *yt_kind_name(const yt_node_t *n)
+const char *eng_yt_kind_name(const yt_node_t *n)
 {
     if (n == NULL)
         return "nothing";

@@ -80,7 +80,7 @@ static int teardown(void **state)
 static int compile(fixture_t *f, sig_spec_t **spec, const char *yaml)
 {
     yt_node_t *root = NULL;
-    int rc = yt_parse(&root, f->arena, "m.yaml", yaml, strlen(yaml), &f->diags);
+    int rc = eng_yt_parse(&root, f->arena, "m.yaml", yaml, strlen(yaml), &f->diags);
     assert_int_equal(rc, AM_OK);
     return eng_sig_compile(spec, root, "m.yaml", f->arena, &f->diags);
 }
