@@ -612,12 +612,8 @@ int eng_compile(eng_program_t **out, eng_set_t *s, const char *file, const char 
     cc_t c = {.set = s, .a = s->arena, .file = file, .d = d, .jit = eng_pcre2_jit_enabled()};
     const char *slash = strrchr(file, '/');
     c.base = slash != NULL ? slash + 1 : file;
-    c.p = eng_cc_alloc(&c, sizeof(eng_program_t));
-    if (c.p == NULL || (c.p->file = am_arena_strdup(c.a, file)) == NULL ||
-        (c.p->basename = am_arena_strdup(c.a, c.base)) == NULL)
+    if ((c.p = eng_program_new(s, file)) == NULL)
         return too_large(&c);
-    c.p->set = s;
-    c.p->loaded_at_us = am_now_us();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)

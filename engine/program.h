@@ -181,6 +181,10 @@ struct eng_set {
 eng_set_t *eng_set_new(void);
 /* Keeps a compiled pattern so that the set frees it with itself. */
 void eng_set_keep_code(eng_set_t *s, pcre2_code *code);
+/* A new zeroed program of s named after file (copied; basename derived),
+ * loaded now; the caller fills in the rest. NULL when the set's arena is at
+ * its cap. */
+eng_program_t *eng_program_new(eng_set_t *s, const char *file);
 /* Makes progs[0..n) the programs of s: sorted by source, indexed for
  * eng_set_find(). Source names must be distinct. Returns 0, or AM_ELIMIT
  * when the set's arena is at its cap. */

@@ -29,6 +29,18 @@ void eng_set_keep_code(eng_set_t *s, pcre2_code *code)
     s->codes[s->ncodes++] = code;
 }
 
+eng_program_t *eng_program_new(eng_set_t *s, const char *file)
+{
+    eng_program_t *p = am_arena_calloc(s->arena, 1, sizeof(*p));
+    if (p == NULL || (p->file = am_arena_strdup(s->arena, file)) == NULL)
+        return NULL;
+    const char *slash = strrchr(p->file, '/');
+    p->basename = slash != NULL ? slash + 1 : p->file;
+    p->set = s;
+    p->loaded_at_us = am_now_us();
+    return p;
+}
+
 static void set_free(eng_set_t *s)
 {
     for (size_t i = 0; i < s->nprogs; i++)
