@@ -88,7 +88,7 @@ static void list_text(char *buf, size_t size, const char *const *list, size_t n)
 
 /* Reports every key of map not in allowed (extra: further allowed keys). */
 void eng_cc_check_keys(cc_t *c, const yt_node_t *map, const char *const *allowed, size_t n,
-                   const char *const *extra, size_t nextra)
+                       const char *const *extra, size_t nextra)
 {
     for (size_t i = 0; i < map->npairs; i++) {
         const yt_node_t *k = map->pairs[i].key;
@@ -156,8 +156,8 @@ epath_t *eng_cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, 
         return NULL;
     }
     if (rc != 0) {
-        eng_cc_err(c, n->line, col + (int)off, "bad path '%.*s': %s at offset %zu", (int)len, s, msg,
-               off);
+        eng_cc_err(c, n->line, col + (int)off, "bad path '%.*s': %s at offset %zu", (int)len, s,
+                   msg, off);
         return NULL;
     }
     return p;
@@ -212,7 +212,7 @@ pcre2_code *eng_cc_regex(cc_t *c, const yt_node_t *n, const char *what)
         if (pcre2_get_error_message(ec, msg, sizeof(msg)) < 0)
             snprintf((char *)msg, sizeof(msg), "error %d", ec);
         eng_cc_err(c, n->line, n->col + (n->quoted ? 1 : 0) + (int)off,
-               "regex error at offset %zu in '%s': %s", (size_t)off, n->str, (char *)msg);
+                   "regex error at offset %zu in '%s': %s", (size_t)off, n->str, (char *)msg);
         return NULL;
     }
     if (c->jit)
@@ -438,7 +438,7 @@ static void cregex_rule(cc_t *c, irule_t *r, const yt_node_t *n, const yt_node_t
         const char *at = strstr(rx->str, tag);
         at = at != NULL ? at + 1 : strstr(rx->str, name);
         eng_cc_err(c, rx->line, col0 + (at != NULL ? (int)(at - rx->str) : 0),
-               "named group '%s' is not an indicator type", name);
+                   "named group '%s' is not an indicator type", name);
     }
 }
 
@@ -570,7 +570,8 @@ static void ctop(cc_t *c, const yt_node_t *root)
         p->source_line = v->line;
         p->source_col = v->col;
     }
-    if ((v = eng_yt_get(root, "display_name")) != NULL && eng_cc_is_kind(c, v, YT_SCALAR, "display_name"))
+    if ((v = eng_yt_get(root, "display_name")) != NULL &&
+        eng_cc_is_kind(c, v, YT_SCALAR, "display_name"))
         p->display_name = v->str;
     if (p->display_name == NULL)
         p->display_name = p->source != NULL ? p->source : "unnamed";

@@ -62,7 +62,7 @@ bool eng_cc_is_kind(cc_t *c, const yt_node_t *n, yt_kind_t k, const char *what);
 bool eng_cc_key_in(const yt_node_t *k, const char *const *list, size_t n);
 /* Reports every key of map that is in neither allowed nor extra. */
 void eng_cc_check_keys(cc_t *c, const yt_node_t *map, const char *const *allowed, size_t n,
-                   const char *const *extra, size_t nextra);
+                       const char *const *extra, size_t nextra);
 const yt_node_t *eng_cc_key_node(const yt_node_t *map, const char *key);
 bool eng_cc_get_bool(cc_t *c, const yt_node_t *n, const char *what, bool *out);
 bool eng_cc_get_number(cc_t *c, const yt_node_t *n, const char *what, double *out);
@@ -84,6 +84,6 @@ pcre2_code *eng_cc_regex(cc_t *c, const yt_node_t *n, const char *what);
  * the caller handles itself. line: the line used in provenance. Returns
  * NULL after reporting an error. */
 expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, unsigned flags,
-                const char *const *extra, size_t nextra);
+                    const char *const *extra, size_t nextra);
 
 #endif

@@ -32,7 +32,8 @@ int eng_ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...)
 
 int eng_ex_no_room(run_t *r)
 {
-    return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED", "the request needs more memory than allowed");
+    return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                       "the request needs more memory than allowed");
 }
 
 static int fail_code(run_t *r, int rc)
@@ -40,7 +41,7 @@ static int fail_code(run_t *r, int rc)
     switch (rc) {
     case AM_ELIMIT:
         return eng_ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
-                       ENG_MAX_INDICATORS);
+                           ENG_MAX_INDICATORS);
     default:
         return eng_ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
     }
@@ -487,7 +488,7 @@ static int reject(run_t *r, const match_rule_t *m, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     return eng_ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD", "match rule '%s' (%s) failed: %s", m->name,
-                   m->where, m->message != NULL ? m->message : why);
+                       m->where, m->message != NULL ? m->message : why);
 }
 
 static bool value_equals(const match_rule_t *m, const json_t *x)
@@ -609,13 +610,13 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
         elems = eng_path_first(p->split, payload, payload);
         if (elems == NULL || !json_is_array(elems) || json_array_size(elems) == 0)
             return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
-                           "split (%s): %s is missing, empty or not an array", p->split_where,
-                           p->split->text);
+                               "split (%s): %s is missing, empty or not an array", p->split_where,
+                               p->split->text);
         n = json_array_size(elems);
         if (n > ENG_MAX_SPLIT)
             return eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
-                           "split (%s): %zu elements, at most %d alerts per request",
-                           p->split_where, n, ENG_MAX_SPLIT);
+                               "split (%s): %zu elements, at most %d alerts per request",
+                               p->split_where, n, ENG_MAX_SPLIT);
     }
     eng_alert_t *alerts = am_arena_calloc(a, n, sizeof(*alerts));
     if (alerts == NULL)
@@ -626,8 +627,8 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
             cur = json_array_get(elems, i);
             if (!json_is_object(cur))
                 return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
-                               "split (%s): element %zu of %s is not an object", p->split_where, i,
-                               p->split->text);
+                                   "split (%s): element %zu of %s is not an object", p->split_where,
+                                   i, p->split->text);
         }
         rc = run_alert(&r, &alerts[i], cur, now_us);
         if (rc != 0)

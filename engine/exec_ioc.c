@@ -92,7 +92,7 @@ static int scan_string(run_t *r, const irule_t *rule, const char *s, size_t len,
     if (rule->kind != IR_REGEX)
         return r->p->set->scan != NULL ? r->p->set->scan(&r->iocs, r->a, r->p->set->rules, s, len,
                                                          rule->mask, sf, rule->origin)
-                                        : 0;
+                                       : 0;
     pcre2_match_data *md = eng_ex_match_data(r);
     if (md == NULL)
         return eng_ex_no_room(r);
@@ -138,7 +138,7 @@ static int scan_value(scan_ctx_t *sc, json_t *v, int depth)
     run_t *r = sc->r;
     if (depth > ENG_MAX_DEPTH)
         return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED", "payload nested deeper than %d levels",
-                       ENG_MAX_DEPTH);
+                           ENG_MAX_DEPTH);
     if (json_is_string(v)) {
         if (sc->sf != NULL)
             return scan_string(r, sc->rule, json_string_value(v), json_string_length(v), sc->sf);

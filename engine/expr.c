@@ -22,7 +22,8 @@ static map_table_t *cmap(cc_t *c, const yt_node_t *n)
         cap *= 2;
     map_table_t *m = eng_cc_alloc(c, sizeof(*m));
     int *lines = eng_cc_alloc(c, cap * sizeof(int));
-    if (m == NULL || lines == NULL || (m->slots = eng_cc_alloc(c, cap * sizeof(map_slot_t))) == NULL)
+    if (m == NULL || lines == NULL ||
+        (m->slots = eng_cc_alloc(c, cap * sizeof(map_slot_t))) == NULL)
         return NULL;
     m->mask = cap - 1;
     bool ok = true;
@@ -89,7 +90,8 @@ static range_t *cranges(cc_t *c, const yt_node_t *n, size_t *count)
         }
         int before = c->errors;
         eng_cc_check_keys(c, it, keys, 3, NULL, 0);
-        const yt_node_t *mn = eng_yt_get(it, "min"), *mx = eng_yt_get(it, "max"), *v = eng_yt_get(it, "value");
+        const yt_node_t *mn = eng_yt_get(it, "min"), *mx = eng_yt_get(it, "max"),
+                        *v = eng_yt_get(it, "value");
         if (mn != NULL && eng_cc_get_number(c, mn, "min", &r[i].min))
             r[i].has_min = true;
         if (mx != NULL && eng_cc_get_number(c, mx, "max", &r[i].max))
@@ -129,7 +131,8 @@ static bool ctemplate(cc_t *c, expr_t *e, const yt_node_t *n)
             lit[litlen++] = '}';
             i += 2;
         } else if (s[i] == '}') {
-            eng_cc_err(c, n->line, col0 + (int)i, "unmatched '}' in template (write '}}' for a brace)");
+            eng_cc_err(c, n->line, col0 + (int)i,
+                       "unmatched '}' in template (write '}}' for a brace)");
             return false;
         } else if (s[i] == '{') {
             const char *close = memchr(s + i, '}', len - i);
@@ -235,7 +238,7 @@ static void expr_transforms(cc_t *c, expr_t *e, const yt_node_t *n, unsigned fla
 }
 
 expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, unsigned flags,
-                const char *const *extra, size_t nextra)
+                    const char *const *extra, size_t nextra)
 {
     expr_t *e = eng_cc_alloc(c, sizeof(*e));
     if (e == NULL)
@@ -308,7 +311,8 @@ expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, uns
             if (e->alts == NULL)
                 return NULL;
             for (size_t j = 0; j < v->nitems; j++)
-                e->alts[j] = eng_cc_expr(c, v->items[j], line, "first[]", flags & ~EXF_TIME, NULL, 0);
+                e->alts[j] =
+                    eng_cc_expr(c, v->items[j], line, "first[]", flags & ~EXF_TIME, NULL, 0);
             e->nalts = v->nitems;
         }
     }

@@ -174,7 +174,7 @@ static int build_joins(am_arena_t *a, pseg_t *v, size_t n)
 }
 
 int eng_path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
-                 const char **err_msg)
+                     const char **err_msg)
 {
     parser_t ps = {.t = text, .len = len, .a = a};
     pseg_t segs[MAX_SEGS];

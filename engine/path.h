@@ -60,7 +60,7 @@ struct epath {
  * problem and *err_msg a static description. AM_ELIMIT when a is at its cap.
  */
 int eng_path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
-                 const char **err_msg);
+                     const char **err_msg);
 
 /* Called for every value the path selects (never NULL or JSON null; arrays
  * selected without [*] are passed whole). Return 0 to continue, anything

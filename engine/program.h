@@ -143,13 +143,13 @@ struct eng_program {
     const char *untitled_origin;
     irule_t *irules;
     size_t nirules;
-    uint32_t max_groups;     /* largest capture count of any pattern, for match data */
+    uint32_t max_groups; /* largest capture count of any pattern, for match data */
     /* samples: the compiler resolves the folder's name (no file access);
      * the loader lists it and fills samples/nsamples */
-    const char *samples_dir;  /* folder, NULL when none */
-    bool samples_declared;    /* named by a `samples:` key (then it must exist) */
+    const char *samples_dir; /* folder, NULL when none */
+    bool samples_declared;   /* named by a `samples:` key (then it must exist) */
     int samples_line, samples_col;
-    const char **samples;     /* sample payload file names (sorted) */
+    const char **samples; /* sample payload file names (sorted) */
     size_t nsamples;
 };
 
@@ -157,8 +157,7 @@ struct eng_program {
  * signature). The loader supplies it with the rules, so the executor runs
  * scans without linking the code that compiles the rule file. */
 typedef int (*eng_scan_fn)(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *text,
-                           size_t len, unsigned mask, const char *source_field,
-                           const char *origin);
+                           size_t len, unsigned mask, const char *source_field, const char *origin);
 
 struct eng_set {
     atomic_int refs;
@@ -167,10 +166,10 @@ struct eng_set {
     size_t nprogs;
     eng_program_t **table; /* open addressing by source name */
     size_t tmask;
-    eng_rules_t *rules;                  /* NULL: no scan rules (scan finds nothing) */
+    eng_rules_t *rules;                 /* NULL: no scan rules (scan finds nothing) */
     void (*rules_free)(eng_rules_t *r); /* NULL when the rules are borrowed */
-    eng_scan_fn scan;                    /* NULL when rules is NULL */
-    pcre2_code **codes;  /* every compiled pattern, freed with the set */
+    eng_scan_fn scan;                   /* NULL when rules is NULL */
+    pcre2_code **codes;                 /* every compiled pattern, freed with the set */
     size_t ncodes, capcodes;
 };
 

@@ -179,7 +179,7 @@ static void check_applicable(sc_t *c, scheme_t scheme, const yt_node_t *node,
 }
 
 int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, am_arena_t *a,
-                am_diags_t *d)
+                    am_diags_t *d)
 {
     sc_t c = {.file = file, .d = d, .a = a};
     const yt_pair_t *seen[AM_ARRAY_LEN(known_keys)] = {0};
@@ -264,4 +264,3 @@ int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, a
     *out = spec;
     return AM_OK;
 }
-

@@ -26,7 +26,7 @@
 #define MAX_DIGEST 32
 
 const char *const eng_sig_scheme_names[ENG_SIG__SCHEMES] = {"hmac-sha256", "hmac-sha1", "token",
-                                                             "query-token"};
+                                                            "query-token"};
 
 /* ---- verifying ----------------------------------------------------------- */
 

@@ -208,14 +208,14 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
 }
 
 int eng_yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
-             am_diags_t *d)
+                 am_diags_t *d)
 {
     bool whole;
     return eng_yt_parse_all(out, &whole, a, file, text, len, d);
 }
 
-int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
-                 size_t len, am_diags_t *d)
+int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file,
+                     const char *text, size_t len, am_diags_t *d)
 {
     loader_t l = {.arena = a, .file = file, .diags = d};
     *out = NULL;

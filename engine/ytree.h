@@ -42,14 +42,14 @@ struct yt_node {
  * a partial tree). AM_ELIMIT when the arena is at its cap.
  */
 int eng_yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
-             am_diags_t *d);
+                 am_diags_t *d);
 /* Like eng_yt_parse(), and tells whether the tree is whole: *whole is true when
  * the only problems were duplicate keys or non-string keys (those pairs are
  * left out), so that the tree can still be checked for further errors;
  * false after a syntax error, an alias, too deep nesting or a second
  * document. */
-int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
-                 size_t len, am_diags_t *d);
+int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file,
+                     const char *text, size_t len, am_diags_t *d);
 
 /* Map lookup by key; NULL when absent or when map is not a map. */
 yt_node_t *eng_yt_get(const yt_node_t *map, const char *key);

@@ -43,8 +43,8 @@ static pcre2_code *regex(const char *pattern, uint32_t *groups)
 {
     int ec;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec,
-                                   &off, NULL);
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF, &ec, &off, NULL);
     if (re == NULL)
         abort();
     if (eng_pcre2_jit_enabled())
@@ -126,7 +126,7 @@ static void with_default(expr_t *e, const char *d)
 static map_table_t *severity_map(void)
 {
     static const char *const kv[][2] = {
-        {"high", "High"}, {"3", "High"}, {"med", "Medium"}, {"2", "Medium"},
+        {"high", "High"}, {"3", "High"}, {"med", "Medium"},    {"2", "Medium"},
         {"low", "Low"},   {"1", "Low"},  {"crit", "Critical"}, {"none", NULL},
     };
     map_table_t *m = zalloc(sizeof(*m));
@@ -182,8 +182,8 @@ static eng_program_t *program(const char *source, bool split)
     score->has_transform = true;
     score->ranges = zalloc(3 * sizeof(*score->ranges));
     score->ranges[0] = (range_t){.max = 3.9, .has_max = true, .value = "Low"};
-    score->ranges[1] = (range_t){.min = 4, .max = 6.9, .has_min = true, .has_max = true,
-                                 .value = "Medium"};
+    score->ranges[1] =
+        (range_t){.min = 4, .max = 6.9, .has_min = true, .has_max = true, .value = "Medium"};
     score->ranges[2] = (range_t){.min = 7, .has_min = true, .value = "High"};
     score->nranges = 3;
     expr_t *when = paths("time", "ts", "created", NULL);
@@ -218,8 +218,8 @@ static eng_program_t *program(const char *source, bool split)
     r[1].each_prefix = "entities[*].";
     r[1].type_expr = paths("kind", NULL);
     r[1].value = paths("value", "name", NULL);
-    r[2] = (irule_t){.kind = IR_REGEX, .origin = "fuzz.yaml:9", .in_all = true,
-                     .label = "regex:fuzz"};
+    r[2] =
+        (irule_t){.kind = IR_REGEX, .origin = "fuzz.yaml:9", .in_all = true, .label = "regex:fuzz"};
     uint32_t g2 = 0;
     r[2].re = regex("(?<ip>\\b\\d{1,3}(?:\\.\\d{1,3}){3}\\b)|(?<hash_md5>\\b[0-9a-f]{32}\\b)|"
                     "(?<domain>\\b[a-z0-9-]+\\.(?:com|net|org)\\b)",
@@ -276,8 +276,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
                 if (al->field[ENG_F_TITLE] == NULL || al->field[ENG_F_SEVERITY] == NULL ||
                     strlen(al->fingerprint) != 64 || al->nindicators > ENG_MAX_INDICATORS)
                     abort(); /* eng.h promises these */
-                json_t *j = eng_alert_json(al, ENG_JSON_INDICATORS | ENG_JSON_PROVENANCE |
-                                                   ENG_JSON_RAW);
+                json_t *j =
+                    eng_alert_json(al, ENG_JSON_INDICATORS | ENG_JSON_PROVENANCE | ENG_JSON_RAW);
                 if (j == NULL)
                     abort();
                 json_decref(j);
