@@ -326,7 +326,7 @@ class Bench:
                                "p99": r["p99_us"] / 1e3, "max": r["max_us"] / 1e3}}
 
     def loadgen(self, rate, seconds, connections=32, raw=None, method="POST", path=None,
-                paths=None, body=None, tag=None, background=False):
+                paths=None, body=None, tag=None, background=False, grace=None):
         cmd = [self.args.loadgen, "--port", str(self.port), "--rate", "%.2f" % rate,
                "--duration", "%.2f" % seconds, "--connections", str(connections),
                "--method", method]
@@ -340,6 +340,8 @@ class Bench:
             cmd += ["--tag", tag]
         if raw:
             cmd += ["--raw", raw]
+        if grace is not None:
+            cmd += ["--grace", str(grace)]
         for h in self.args.header:
             cmd += ["--header", h]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -431,7 +433,9 @@ class Bench:
                                          r["latency_ms"]["p99"], r["latency_ms"]["max"],
                                          r["non2xx"], r["errors"]))
         ref = self.res.get("reference", {})
-        e2e = {"full": full, "levels": levels, "rss_after_ordinary_load": self.rss()}
+        e2e = {"full": full, "levels": levels, "rss_after_ordinary_load": self.rss(),
+               "alerts_stored": int(self.sql("am_e2e", "select count(*) from alerts")),
+               "answered_2xx": 1 + full["ok"] + sum(l["ok"] for l in levels)}
         if ref:
             e2e["ratio_to_batched"] = round(full["rate"] / ref["batched"]["rate"], 3)
             e2e["ratio_to_naive"] = round(full["rate"] / ref["naive"]["rate"], 3)
@@ -439,43 +443,51 @@ class Bench:
         self.res["e2e"] = e2e
 
     def phase_heavy(self):
+        """Normal senders at 50 % of full speed; after a few seconds one heavy
+        Alertmanager request. The others' latency while it runs is compared
+        with the 50 % level measured alone (same rate, same senders)."""
         full = self.res["e2e"]["full"]["rate"]
         rate = max(1.0, 0.5 * full)
         body = heavy_alertmanager(self.m["heavy_alerts"], self.tag)
         raw = os.path.join(self.work, "heavy.raw")
-        lead, tail, cap = 3.0, 2.0, 120.0
+        lead, tail, cap = 3.0, 2.0, 180.0
         p = self.loadgen(rate, cap, body=self.template, path="/v1/ingest/elastic",
-                         tag=self.tag + "h", raw=raw, background=True)
+                         tag=self.tag + "h", raw=raw, background=True, grace=120)
         time.sleep(lead)
         t0 = time.monotonic_ns()
-        st, data = self.http("POST", "/v1/ingest/alertmanager", body, timeout=cap)
+        try:
+            st, data = self.http("POST", "/v1/ingest/alertmanager", body, timeout=cap)
+        except (OSError, http.client.HTTPException) as e:
+            st, data = 0, str(e).encode()
         t1 = time.monotonic_ns()
         time.sleep(tail)
+        # stop the schedule; the requests queued meanwhile are still sent and waited for
         p.send_signal(signal.SIGTERM)
-        summary = self.loadgen_result(p, 60)
+        summary = self.loadgen_result(p, 180)
+        t_end = time.monotonic_ns()
         recs = []
         with open(raw) as f:
             for line in f:
-                s, _, d, code = (int(x) for x in line.split())
-                if d:
-                    recs.append((s, d, code))
+                s_, _, d, code = (int(x) for x in line.split())
+                recs.append((s_, d or t_end, code if d else -1))
 
         def stats(sel):
-            lat = sorted((d - s) / 1e6 for s, d, _ in sel)
+            lat = sorted((d - s_) / 1e6 for s_, d, _ in sel)
             if not lat:
                 return {"requests": 0}
             q = lambda p_: lat[min(len(lat) - 1, int(p_ / 100 * len(lat)))]
             return {"requests": len(lat), "p50_ms": round(q(50), 2), "p99_ms": round(q(99), 2),
                     "max_ms": round(lat[-1], 2),
-                    "non2xx": sum(1 for _, _, c in sel if not 200 <= c < 300)}
-        before = [r for r in recs if r[0] < t0]
-        during = [r for r in recs if t0 <= r[0] <= t1 or (r[0] < t0 and r[1] > t0)]
+                    "non2xx": sum(1 for _, _, c in sel if c >= 0 and not 200 <= c < 300),
+                    "unfinished": sum(1 for _, _, c in sel if c < 0)}
+        before = [r for r in recs if r[1] <= t0]
+        during = [r for r in recs if r[1] > t0 and r[0] <= t1]
         alone = next((l for l in self.res["e2e"]["levels"] if l["fraction"] == 0.5), None)
         h = {"body_bytes": len(body), "alerts": self.m["heavy_alerts"], "ips_per_alert": 900,
              "status": st, "seconds": round((t1 - t0) / 1e9, 2), "others_rate": round(rate, 1),
              "others_before": stats(before), "others_during": stats(during),
-             "others_whole_run": {k: summary[k] for k in ("ok", "non2xx", "errors")},
-             "longest_wait_ms": round(max(((d - s) / 1e6 for s, d, _ in recs), default=0), 2),
+             "others_whole_run": {k: summary[k] for k in ("ok", "non2xx", "errors", "unfinished")},
+             "longest_wait_ms": round(max(((d - s_) / 1e6 for s_, d, _ in recs), default=0), 2),
              "rss_after": self.rss()}
         if st != 202:
             h["answer"] = data[:300].decode(errors="replace")
@@ -730,6 +742,42 @@ def report(res):
                                                  for k in kinds)))
 
 
+def checks(res):
+    """Sanity of a run (for --check and the test suite): every figure is
+    positive and every request was answered 2xx."""
+    bad = []
+    for name, r in res.get("reference", {}).items():
+        if not r["rate"] > 0:
+            bad.append("reference %s: no transactions" % name)
+    e = res.get("e2e")
+    if e:
+        if not e["full"]["rate"] > 0:
+            bad.append("end to end: no 2xx answers")
+        if e["non2xx_total"] or e["full"]["socket_errors"]:
+            bad.append("end to end: %d non-2xx, %d socket errors" % (e["non2xx_total"],
+                                                                    e["full"]["socket_errors"]))
+        # wrk does not count the requests in flight when it stops (committed all the same)
+        if e["alerts_stored"] < e["answered_2xx"]:
+            bad.append("end to end: %d alerts stored, fewer than the %d answered 2xx"
+                       % (e["alerts_stored"], e["answered_2xx"]))
+        for l in e["levels"]:
+            if l["unfinished"] or l["errors"] or l["non2xx"]:
+                bad.append("level %d %%: %d non-2xx, %d errors, %d unfinished" % (
+                    l["fraction"] * 100, l["non2xx"], l["errors"], l["unfinished"]))
+    h = res.get("heavy")
+    if h and (h["status"] != 202 or h["others_whole_run"]["non2xx"] or h["others_whole_run"]["errors"]):
+        bad.append("heavy request: answered %d, others %d non-2xx, %d errors" % (
+            h["status"], h["others_whole_run"]["non2xx"], h["others_whole_run"]["errors"]))
+    for st in res.get("growth", []):
+        if not st["ingest"]["rate"] > 0 or st["ingest"]["non2xx"]:
+            bad.append("growth %d: ingest failed" % st["stored_alerts"])
+        for k, v in st["read"].items():
+            if v["non2xx"] or not v["requests"]:
+                bad.append("growth %d: read %s: %d non-2xx of %d" % (st["stored_alerts"], k,
+                                                                    v["non2xx"], v["requests"]))
+    return bad
+
+
 def plot(res, png):
     e = res.get("e2e")
     if not e or not shutil.which("gnuplot"):
@@ -742,6 +790,9 @@ def plot(res, png):
             f.write("%.1f %.3f %.3f %.3f %.3f\n" % (l["offered_rate"], lm["p50"], lm["p90"],
                                                      lm["p99"], lm["max"]))
     full = e["full"]
+    fulldat = png[:-4] + "-full.dat"
+    with open(fulldat, "w") as f:
+        f.write("%.1f %.3f %.3f\n" % (full["rate"], full["latency_ms"]["p50"], full["latency_ms"]["p99"]))
     title = "alertmapd ingest latency vs offered load (%s, %d cores, load avg %.1f)" % (
         res["started_at"][:10], res["machine"]["cores"], res["machine"]["loadavg_at_end"][0])
     script = """set terminal png size 900,560
@@ -755,12 +806,14 @@ set grid
 set xrange [0:%(xmax).0f]
 set arrow from %(full).0f, graph 0 to %(full).0f, graph 1 nohead dt 2
 plot '%(data)s' using 1:2 with linespoints title 'p50', \\
+     '%(fulldat)s' using 1:2 with points pt 7 ps 1.5 title 'full speed p50 (wrk)', \\
+     '' using 1:3 with points pt 9 ps 1.5 title 'full speed p99 (wrk)', \\
      '' using 1:3 with linespoints title 'p90', \\
      '' using 1:4 with linespoints title 'p99', \\
      '' using 1:5 with linespoints title 'max', \\
      20 with lines dt 3 title 'p99 target 20 ms'
 """ % {"png": png, "title": title, "full": full["rate"], "xmax": full["rate"] * 1.1,
-       "data": data}
+       "data": data, "fulldat": fulldat}
     r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
     if r.returncode != 0:
         log("gnuplot failed: " + r.stderr)
@@ -784,6 +837,9 @@ def main():
                     help="extra request header, e.g. 'Authorization: Bearer KEY'")
     ap.add_argument("--env", help="JSON object of extra environment variables for alertmapd")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless every figure is positive and every answer 2xx")
+    ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args()
     mode = args.mode or "default"
     phases = set(args.phases.split(","))
@@ -816,9 +872,16 @@ def main():
     report(res)
     print("")
     print("  results: %s" % out)
-    if plot(res, png):
+    if not args.no_plot and plot(res, png):
         print("  plot:    %s" % png)
     print("  took %.0f s" % res["seconds"])
+    bad = checks(res)
+    for b_ in bad:
+        print("  check FAILED: " + b_)
+    if args.check:
+        if bad:
+            return 1
+        print("  checks: OK")
     return 0
 
 
