@@ -821,11 +821,11 @@ set grid
 set xrange [0:%(xmax).0f]
 set arrow from %(full).0f, graph 0 to %(full).0f, graph 1 nohead dt 2
 plot '%(data)s' using 1:2 with linespoints title 'p50', \\
+     '%(data)s' using 1:3 with linespoints title 'p90', \\
+     '%(data)s' using 1:4 with linespoints title 'p99', \\
+     '%(data)s' using 1:5 with linespoints title 'max', \\
      '%(fulldat)s' using 1:2 with points pt 7 ps 1.5 title 'full speed p50 (wrk)', \\
-     '' using 1:3 with points pt 9 ps 1.5 title 'full speed p99 (wrk)', \\
-     '' using 1:3 with linespoints title 'p90', \\
-     '' using 1:4 with linespoints title 'p99', \\
-     '' using 1:5 with linespoints title 'max', \\
+     '%(fulldat)s' using 1:3 with points pt 9 ps 1.5 title 'full speed p99 (wrk)', \\
      20 with lines dt 3 title 'p99 target 20 ms'
 """ % {"png": png, "title": title, "full": full["rate"], "xmax": full["rate"] * 1.1,
        "data": data, "fulldat": fulldat}
