@@ -27,8 +27,8 @@ HZ = os.sysconf("SC_CLK_TCK")
 # speed, each open-loop level, each read query, and the alerts stored
 # before the growth measurements.
 MODES = {
-    "smoke": dict(pgbench=2, full=2, warm=1, level=2, read=1, fills=[0, 20000],
-                  heavy_alerts=40),
+    "smoke": dict(pgbench=2, full=2, warm=1, level=1.5, read=1, fills=[0, 20000],
+                  heavy_alerts=40, heavy_lead=1.5, heavy_tail=0.5),
     "quick": dict(pgbench=5, full=5, warm=1, level=4, read=2, fills=[0, 200000],
                   heavy_alerts=400),
     "default": dict(pgbench=10, full=10, warm=2, level=10, read=3, fills=[0, 1000000],
@@ -450,7 +450,7 @@ class Bench:
         rate = max(1.0, 0.5 * full)
         body = heavy_alertmanager(self.m["heavy_alerts"], self.tag)
         raw = os.path.join(self.work, "heavy.raw")
-        lead, tail, cap = 3.0, 2.0, 180.0
+        lead, tail, cap = self.m.get("heavy_lead", 3.0), self.m.get("heavy_tail", 2.0), 180.0
         p = self.loadgen(rate, cap, body=self.template, path="/v1/ingest/elastic",
                          tag=self.tag + "h", raw=raw, background=True, grace=120)
         time.sleep(lead)
