@@ -757,6 +757,91 @@ def report(res):
                     v.get("service_p99_ms", 0), v.get("achieved_rate", 0)))
 
 
+def markdown(res):
+    """The figures of a result file as Markdown tables (for docs/performance.md)."""
+    p = print
+    mc, pg = res["machine"], res.get("postgres", {})
+    p("`bench/ingest/run%s`, %s, %d cores (%s), load average %s at the end; PostgreSQL %s "
+      "(fsync=%s, synchronous_commit=%s, shared_buffers=%s); Elastic alert of %d bytes; took %.0f s."
+      % ("" if res["mode"] == "default" else " --" + res["mode"], res["started_at"], mc["cores"],
+         mc["cpu"], " / ".join(str(x) for x in mc["loadavg_at_end"]),
+         pg.get("version", "?").split()[0], pg.get("fsync"), pg.get("synchronous_commit"),
+         pg.get("shared_buffers"), res["payload"]["bytes"], res["seconds"]))
+    ref, e = res.get("reference"), res.get("e2e")
+    p("")
+    p("| figure | alerts/s |")
+    p("|---|---:|")
+    if ref:
+        p("| PostgreSQL, reference rows, 100 alerts per transaction, 2 clients | %s |"
+          % "{:,.0f}".format(ref["batched"]["rate"]))
+        p("| PostgreSQL, reference rows, one transaction per alert, 32 clients | %s |"
+          % "{:,.0f}".format(ref["naive"]["rate"]))
+    if e:
+        f = e["full"]
+        p("| alertmapd end to end, wrk -t2 -c32 (p50 %.1f ms, p99 %.1f ms) | %s |"
+          % (f["latency_ms"]["p50"], f["latency_ms"]["p99"], "{:,.0f}".format(f["rate"])))
+        if ref:
+            p("")
+            p("End to end / batched limit **%.2f** (target ≥ 0.70); end to end / naive **%.2f** "
+              "(target ≥ 2); non-2xx answers: %d." % (e["ratio_to_batched"], e["ratio_to_naive"],
+                                                      e["non2xx_total"]))
+        p("")
+        p("| load | offered/s | done/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |")
+        p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for l in e["levels"]:
+            lm = l["latency_ms"]
+            p("| %d %% | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %d |" % (
+                l["fraction"] * 100, l["offered_rate"], l["achieved_rate"], lm["p50"], lm["p90"],
+                lm["p99"], lm["max"], l["non2xx"] + l["errors"]))
+        c = f["cpu"]
+        p("")
+        p("CPU at full speed (%.1f s): alertmapd %.2f cores = %s µs per alert; PostgreSQL (all "
+          "processes of the cluster) %.2f cores = %s µs per alert, %.0f %% of the two; whole "
+          "machine %.0f %% busy. alertmapd peak RSS %.1f MB after the ordinary load." % (
+              c["wall_s"], c["alertmapd_cores"], c["alertmapd_us_per_alert"], c["postgres_cores"],
+              c["postgres_us_per_alert"], 100 * (c["postgres_share"] or 0), 100 * c["machine_busy"],
+              e["rss_after_ordinary_load"]["peak_rss_mb"]))
+    h = res.get("heavy")
+    if h:
+        p("")
+        p("| heavy request | |")
+        p("|---|---:|")
+        p("| Alertmanager body, %d alerts × %d IPs | %s bytes |" % (
+            h["alerts"], h["ips_per_alert"], "{:,}".format(h["body_bytes"])))
+        p("| its answer, time | %d, %.1f s |" % (h["status"], h["seconds"]))
+        p("| other senders at 50 %% (%.0f/s): p99 without it | %.1f ms |" % (
+            h["others_rate"], h["others_p99_without_ms"]))
+        p("| their p50 / p99 while it ran (%d requests) | %s / %s ms (×%s) |" % (
+            h["others_during"]["requests"], h["others_during"].get("p50_ms"),
+            h["others_during"].get("p99_ms"), h.get("p99_ratio")))
+        p("| longest wait of another request | %.0f ms |" % h["longest_wait_ms"])
+        p("| alertmapd peak RSS after it | %.1f MB |" % h["rss_after"]["peak_rss_mb"])
+    g = res.get("growth")
+    if g:
+        p("")
+        p("| alerts stored | database | fill (SQL) | ingest alerts/s | vs empty | ingest p99 ms |")
+        p("|---:|---:|---:|---:|---:|---:|")
+        for s_ in g:
+            p("| %s | %s | %.0f s | %.0f | %.2f | %.1f |" % (
+                "{:,}".format(s_["stored_alerts"]), s_["database_size"], s_["fill_seconds"],
+                s_["ingest"]["rate"], s_["ingest_vs_empty"] or 0, s_["ingest"]["latency_ms"]["p99"]))
+        kinds = list(g[-1]["read"].keys())
+        p("")
+        p("Read API, 50 requests/s on 4 connections, p99 from the scheduled time "
+          "(service time p50 / p99 from the send in brackets), ms:")
+        p("")
+        p("| query | " + " | ".join("%s stored" % "{:,}".format(s_["stored_alerts_at_read"])
+                                    for s_ in g) + " |")
+        p("|---|" + "---:|" * len(g))
+        for k in kinds:
+            cells = []
+            for s_ in g:
+                v = s_["read"].get(k)
+                cells.append("%.1f (%.1f / %.1f)" % (v["p99_ms"], v.get("service_p50_ms", 0),
+                                                   v.get("service_p99_ms", 0)) if v else "–")
+            p("| %s | %s |" % (k, " | ".join(cells)))
+
+
 def checks(res):
     """Sanity of a run (for --check and the test suite): every figure is
     positive and every request was answered 2xx."""
@@ -845,8 +930,8 @@ def main():
     g.add_argument("--smoke", action="store_const", dest="mode", const="smoke")
     g.add_argument("--long", action="store_const", dest="mode", const="long")
     ap.add_argument("--phases", default="reference,e2e,heavy,growth")
-    ap.add_argument("--alertmapd", required=True)
-    ap.add_argument("--loadgen", required=True)
+    ap.add_argument("--alertmapd")
+    ap.add_argument("--loadgen")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--header", action="append", default=[],
                     help="extra request header, e.g. 'Authorization: Bearer KEY'")
@@ -855,15 +940,22 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless every figure is positive and every answer 2xx")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--markdown", metavar="JSON", help="print a result file as Markdown and exit")
     args = ap.parse_args()
+    if args.markdown:
+        with open(args.markdown) as f:
+            markdown(json.load(f))
+        return 0
     mode = args.mode or "default"
+    if not args.alertmapd or not args.loadgen:
+        ap.error("--alertmapd and --loadgen are required (bench/ingest/run passes them)")
     phases = set(args.phases.split(","))
     need = ["wrk", "psql"] + (["pgbench"] if "reference" in phases else [])
     missing = [t for t in need if not shutil.which(t)]
     if missing:
         print("bench/ingest: %s not installed (scripts/deps installs them)" % ", ".join(missing),
               file=sys.stderr)
-        return 77  # meson's "skipped"
+        return 1
     if "reference" in phases:
         for f in ("schema.sql", "batch.sql", "one.sql"):
             if not os.path.isfile(os.path.join(args.reference, f)):
