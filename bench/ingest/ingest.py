@@ -213,7 +213,7 @@ class Bench:
         self.daemon_log = None
         self.postmaster = None
         self.tag = "%x" % int(time.time())
-        self.res = {"mode": mode, "started_at": datetime.datetime.now(datetime.timezone.utc)
+        self.res = {"mode": mode, "argv": sys.argv[1:], "started_at": datetime.datetime.now(datetime.timezone.utc)
                     .strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     # -- PostgreSQL --
@@ -435,7 +435,10 @@ class Bench:
         ref = self.res.get("reference", {})
         e2e = {"full": full, "levels": levels, "rss_after_ordinary_load": self.rss(),
                "alerts_stored": int(self.sql("am_e2e", "select count(*) from alerts")),
-               "answered_2xx": 1 + full["ok"] + sum(l["ok"] for l in levels)}
+               "answered_2xx": 1 + full["ok"] + sum(l["ok"] for l in levels),
+               # every request is a new alert: none may have been deduplicated
+               "deduplicated": int(self.sql("am_e2e", "select coalesce(sum(duplicate_count), 0)"
+                                                      " from alerts"))}
         if ref:
             e2e["ratio_to_batched"] = round(full["rate"] / ref["batched"]["rate"], 3)
             e2e["ratio_to_naive"] = round(full["rate"] / ref["naive"]["rate"], 3)
@@ -860,6 +863,9 @@ def checks(res):
         if e["alerts_stored"] < e["answered_2xx"]:
             bad.append("end to end: %d alerts stored, fewer than the %d answered 2xx"
                        % (e["alerts_stored"], e["answered_2xx"]))
+        if e.get("deduplicated"):
+            bad.append("end to end: %d requests were deduplicated (titles not unique)"
+                       % e["deduplicated"])
         for l in e["levels"]:
             if l["unfinished"] or l["errors"] or l["non2xx"]:
                 bad.append("level %d %%: %d non-2xx, %d errors, %d unfinished" % (
