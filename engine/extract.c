@@ -509,7 +509,7 @@ static int add_url(ioc_vec_t *v, am_arena_t *a, const rule_t *rule, const char *
 {
     const char *c = s + st;
     if (rule->host_only)
-        return ioc_add_host_after_scheme(v, a, c - 3, cn + 3, mask, sf, origin);
+        return ioc_add_host_after_scheme(v, a, c, cn, mask, sf, origin);
     const char *url;
     int rc = ioc_canonical(&url, ENG_IOC_URL, c, cn, true, a);
     if (rc < 0)

@@ -589,9 +589,7 @@ int ioc_add_host_after_scheme(ioc_vec_t *v, am_arena_t *a, const char *s, size_t
                               const char *source_field, const char *origin)
 {
     const char *sep = memmem(s, n, "://", 3);
-    if (sep == NULL)
-        return 0;
-    const char *p = sep + 3, *end = s + n;
+    const char *p = sep ? sep + 3 : s, *end = s + n;
     /* the authority: up to a path, query, fragment or anything a host never holds */
     const char *e = p;
     while (e < end && *e != '/' && *e != '?' && *e != '#' && *e != '\\' && !is_space(*e))

@@ -96,11 +96,12 @@ int ioc_add_canonical(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char 
                       unsigned mask, const char *source_field, const char *origin);
 
 /*
- * The host after the first "://" of s[0..n) (any scheme, also one that is
- * no url: "tcp://", "h00ps://", or a url that failed validation), strictly
- * checked and added as an ip or a domain: userinfo and port skipped, an
- * IPv6 literal with or without brackets, else the longest run of host-name
- * bytes. Adds nothing when there is none. Returns 0 or AM_ELIMIT.
+ * The host of the authority after the first "://" of s[0..n), or at s
+ * when there is no "://" (any scheme, also one that is no url: "tcp://",
+ * "h00ps://", or a url that failed validation), strictly checked and added
+ * as an ip or a domain: userinfo and port skipped, an IPv6 literal with or
+ * without brackets, else the longest run of host-name bytes. Adds nothing
+ * when there is none. Returns 0 or AM_ELIMIT.
  */
 int ioc_add_host_after_scheme(ioc_vec_t *v, am_arena_t *a, const char *s, size_t n, unsigned mask,
                               const char *source_field, const char *origin);
