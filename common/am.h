@@ -23,7 +23,6 @@
 /* Error codes shared by all folders: 0 is success, failures are negative. */
 enum {
     AM_OK = 0,
-    AM_ENOMEM = -1,
     AM_EINVAL = -2, /* bad input */
     AM_ELIMIT = -3, /* a bound (size, depth, count) was exceeded */
     AM_EIO = -4,    /* file or socket error */

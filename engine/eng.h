@@ -262,7 +262,7 @@ int eng_program_check_samples(const eng_program_t *p, am_diags_t *diags);
 typedef struct eng_rules eng_rules_t;
 /* Compiles the shared indicator rule file. Returns 0 with *out (free it with
  * eng_rules_free), or AM_EINVAL (errors in the file, or larger than the
- * bound), AM_EIO (unreadable) or AM_ENOMEM, with *out NULL and the reasons
+ * bound) or AM_EIO (unreadable), with *out NULL and the reasons
  * added to diags. The result is immutable: any number of threads may scan
  * with it at once. */
 int eng_rules_load(eng_rules_t **out, const char *path, am_diags_t *diags);
@@ -277,7 +277,8 @@ const eng_rules_t *eng_set_rules(const eng_set_t *s);
  * start with *out NULL and *n 0, or pass back what a previous call on the
  * same arena returned). The values live in arena a; source_field is stored
  * as given (not copied). Returns 0, AM_ELIMIT when ENG_MAX_INDICATORS is
- * reached (what was found before stays), AM_ENOMEM. Reentrant. */
+ * reached or the arena is at its cap (what was found before stays).
+ * Reentrant. */
 int eng_extract_text(eng_indicator_t **out, size_t *n, const eng_rules_t *r, const char *text,
                      size_t len, unsigned mask, const char *source_field, am_arena_t *a);
 

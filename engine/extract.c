@@ -4,6 +4,7 @@
  * program, and scanning free text with it. See ioc.h and docs/indicators.md.
  */
 #include "ioc.h"
+#include "tables.h"
 #include "ytree.h"
 
 #include <errno.h>
@@ -91,7 +92,7 @@ static uint32_t parse_flags(loader_t *l, const yt_node_t *f)
     if (f == NULL)
         return 0;
     if (f->kind != YT_SEQ) {
-        err(l, f, "'flags' must be a list, got %s", yt_kind_name(f));
+        err(l, f, "'flags' must be a list, got %s", eng_yt_kind_name(f));
         return 0;
     }
     for (size_t i = 0; i < f->nitems; i++) {
@@ -137,7 +138,7 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
                       const rule_t *prev, size_t nprev)
 {
     if (m->kind != YT_MAP) {
-        err(l, m, "a rule must be a mapping, got %s", yt_kind_name(m));
+        err(l, m, "a rule must be a mapping, got %s", eng_yt_kind_name(m));
         return;
     }
     for (size_t i = 0; i < m->npairs; i++) {
@@ -150,10 +151,10 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
                 "description)",
                 k);
         else if (strcmp(k, "flags") && v->kind != YT_SCALAR)
-            err(l, v, "'%s' must be a string, got %s", k, yt_kind_name(v));
+            err(l, v, "'%s' must be a string, got %s", k, eng_yt_kind_name(v));
     }
-    const yt_node_t *name = yt_get(m, "name"), *type = yt_get(m, "type"),
-                    *pat = yt_get(m, "pattern");
+    const yt_node_t *name = eng_yt_get(m, "name"), *type = eng_yt_get(m, "type"),
+                    *pat = eng_yt_get(m, "pattern");
     if (name == NULL)
         err(l, m, "missing key '%s'", "name");
     else if (name->kind == YT_SCALAR && !valid_name(name))
@@ -171,7 +172,7 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
             type->str);
     if (pat == NULL)
         err(l, m, "missing key '%s'", "pattern");
-    const yt_node_t *ho = yt_get(m, "host_only");
+    const yt_node_t *ho = eng_yt_get(m, "host_only");
     if (ho != NULL && ho->kind == YT_SCALAR) {
         if (!ho->quoted && strcmp(ho->str, "true") == 0)
             r->host_only = true;
@@ -180,7 +181,7 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
         if (r->host_only && type != NULL && r->type != ENG_IOC_URL)
             err(l, ho, "'host_only' is for rules of type url");
     }
-    pend->opts = parse_flags(l, yt_get(m, "flags"));
+    pend->opts = parse_flags(l, eng_yt_get(m, "flags"));
     if (pat != NULL && pat->kind == YT_SCALAR) {
         pend->pattern = pat;
         check_pattern(l, pat, pend->opts);
@@ -223,7 +224,8 @@ static int combine(eng_rules_t *r, const pending_t *pend, loader_t *l, const yt_
         return AM_EINVAL;
     }
     /* JIT where the platform has it; the interpreter obeys the same limits. */
-    (void)pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);
+    if (eng_pcre2_jit_enabled())
+        (void)pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);
     return 0;
 }
 
@@ -239,20 +241,20 @@ static int load_tree(eng_rules_t *r, loader_t *l, const yt_node_t *root)
             err(l, root->pairs[i].key,
                 "unknown key '%s' (expected one of: rules, skip_after_alnum, description)", k);
     }
-    const yt_node_t *skip = yt_get(root, "skip_after_alnum");
+    const yt_node_t *skip = eng_yt_get(root, "skip_after_alnum");
     if (skip != NULL) {
         if (skip->kind == YT_SCALAR && !skip->quoted && strcmp(skip->str, "true") == 0)
             r->skip_after_alnum = true;
         else if (!(skip->kind == YT_SCALAR && !skip->quoted && strcmp(skip->str, "false") == 0))
             err(l, skip, "'skip_after_alnum' must be true or false");
     }
-    const yt_node_t *rules = yt_get(root, "rules");
+    const yt_node_t *rules = eng_yt_get(root, "rules");
     if (rules == NULL) {
         err(l, root, "missing key '%s'", "rules");
         return AM_EINVAL;
     }
     if (rules->kind != YT_SEQ || rules->nitems == 0) {
-        err(l, rules, "'rules' must be a non-empty list, got %s", yt_kind_name(rules));
+        err(l, rules, "'rules' must be a non-empty list, got %s", eng_yt_kind_name(rules));
         return AM_EINVAL;
     }
     if (rules->nitems > RULES_MAX) {
@@ -293,7 +295,7 @@ int eng_rules_load(eng_rules_t **out, const char *path, am_diags_t *diags)
     const char *slash = strrchr(path, '/');
     loader_t l = {.file = path, .base = slash ? slash + 1 : path, .diags = diags};
     yt_node_t *root = NULL;
-    rc = yt_parse(&root, a, path, text, len, diags);
+    rc = eng_yt_parse(&root, a, path, text, len, diags);
     if (rc == 0)
         rc = load_tree(r, &l, root);
     free(text);

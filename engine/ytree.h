@@ -58,9 +58,4 @@ bool eng_yt_is_null(const yt_node_t *n);
 /* Kind name for messages: "a string", "a list", "a mapping". */
 const char *eng_yt_kind_name(const yt_node_t *n);
 
-/* The names extract.c (the rule file) still uses. */
-#define yt_get       eng_yt_get
-#define yt_kind_name eng_yt_kind_name
-#define yt_parse     eng_yt_parse
-
 #endif
