@@ -537,9 +537,8 @@ static void csamples(cc_t *c, const yt_node_t *n)
 
 /* ---- the file ---------------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"source", "display_name", "signature",
-                                       "auth",   "match",        "split",
-                                       "fields", "indicators",   "samples"};
+static const char *const top_keys[] = {"source", "display_name", "signature",  "auth",   "match",
+                                       "split",  "fields",       "indicators", "samples"};
 
 /* `auth: {query_key: BOOL}`: how the server may authenticate this source's
  * requests beyond headers (an API key in the query string, for senders that

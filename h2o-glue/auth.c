@@ -478,9 +478,9 @@ void glue_auth_init(const glue_config_t *cfg)
     auth.unsigned_sources = cfg->unsigned_sources;
     am_log(AM_LOG_INFO, "auth_policy", "sunsigned_sources",
            cfg->unsigned_sources ? cfg->unsigned_sources : "", "smetrics_access",
-           metrics_name(cfg->metrics_access), "drate_per_key", cfg->rate_per_key,
-           "dburst_per_key", cfg->burst_per_key, "drate_per_source", cfg->rate_per_source,
-           "dburst_per_source", cfg->burst_per_source, "smessage",
+           metrics_name(cfg->metrics_access), "drate_per_key", cfg->rate_per_key, "dburst_per_key",
+           cfg->burst_per_key, "drate_per_source", cfg->rate_per_source, "dburst_per_source",
+           cfg->burst_per_source, "smessage",
            "every route but /healthz and /readyz needs a credential; ingest takes the "
            "mapping's signature or an ingest API key",
            NULL);

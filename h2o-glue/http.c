@@ -119,8 +119,8 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
     glue_metrics_request(route, status, code);
     double ms = started_us > 0 ? (double)(am_now_us() - started_us) / 1000.0 : 0.0;
     am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path, "ssource",
-           source, "skey", key && key[0] ? key : NULL, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode", code,
-           "dduration_ms", ms, NULL);
+           source, "skey", key && key[0] ? key : NULL, "salert_uuid", alert_uuid, "istatus",
+           (int64_t)status, "scode", code, "dduration_ms", ms, NULL);
 }
 
 void glue_respond(glue_reqctx_t *rc, int status, const char *content_type, const char *body,

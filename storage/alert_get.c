@@ -138,8 +138,8 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
         if (PQgetisnull(r, row, COL_UPDATED_BY_ID)) {
             am_buf_puts(b, "null");
         } else {
-            am_buf_printf(b, "{\"key_id\":%s,\"key_prefix\":",
-                          PQgetvalue(r, row, COL_UPDATED_BY_ID));
+            am_buf_printf(b,
+                          "{\"key_id\":%s,\"key_prefix\":", PQgetvalue(r, row, COL_UPDATED_BY_ID));
             store_json_put_str(b, val(r, row, COL_UPDATED_BY_PREFIX));
             am_buf_putc(b, '}');
         }

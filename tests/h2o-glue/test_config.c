@@ -10,12 +10,13 @@
 
 #include "glue.h"
 
-static const char *const env_names[] = {
-    "ALERTMAP_LISTEN",  "DATABASE_URL",      "ALERTMAP_MAPPINGS",
-    "ALERTMAP_THREADS", "ALERTMAP_MAX_BODY", "ALERTMAP_DEDUP_WINDOW",
-    "ALERTMAP_SQL_DIR", "ALERTMAP_DB_WAIT",  "ALERTMAP_LOG_LEVEL",
-    "ALERTMAP_RATE_PER_KEY", "ALERTMAP_RATE_PER_SOURCE", "ALERTMAP_UNSIGNED_SOURCES",
-    "ALERTMAP_METRICS_ACCESS"};
+static const char *const env_names[] = {"ALERTMAP_LISTEN",          "DATABASE_URL",
+                                        "ALERTMAP_MAPPINGS",        "ALERTMAP_THREADS",
+                                        "ALERTMAP_MAX_BODY",        "ALERTMAP_DEDUP_WINDOW",
+                                        "ALERTMAP_SQL_DIR",         "ALERTMAP_DB_WAIT",
+                                        "ALERTMAP_LOG_LEVEL",       "ALERTMAP_RATE_PER_KEY",
+                                        "ALERTMAP_RATE_PER_SOURCE", "ALERTMAP_UNSIGNED_SOURCES",
+                                        "ALERTMAP_METRICS_ACCESS"};
 
 static int clear_env(void **state)
 {

@@ -53,11 +53,11 @@ static void http_with(answer_t *a, int port, const char *method, const char *pat
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     char req[8192];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                     "Content-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
-                     method, path, headers ? headers : "", body ? strlen(body) : 0,
-                     body ? body : "");
+    int n =
+        snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                 "Content-Type: application/json\r\n%sContent-Length: %zu\r\n\r\n%s",
+                 method, path, headers ? headers : "", body ? strlen(body) : 0, body ? body : "");
     assert_true(n > 0 && (size_t)n < sizeof(req));
     assert_int_equal(write(fd, req, (size_t)n), n);
     char buf[16384];
@@ -191,10 +191,9 @@ static void row_path(char *out, size_t len, const glue_route_entry_t *r)
     size_t k = 0;
     for (const char *p = r->pattern; *p != '\0' && k + 40 < len;) {
         if (*p == '{') {
-            k += (size_t)snprintf(out + k, len - k, "%s",
-                                  strncmp(p, "{uuid}", 6) == 0
-                                      ? "6f1c1e7e-0000-4000-8000-000000000001"
-                                      : "generic");
+            k += (size_t)snprintf(
+                out + k, len - k, "%s",
+                strncmp(p, "{uuid}", 6) == 0 ? "6f1c1e7e-0000-4000-8000-000000000001" : "generic");
             p = strchr(p, '}') + 1;
         } else {
             out[k++] = *p++;
