@@ -293,19 +293,21 @@ static void every_protected_route_needs_a_key(void **state)
     glue_server_stop(srv);
     glue_server_free(srv);
 
-    /* --metrics-access key: a read key even from loopback */
+    /* --metrics-access key: a read key even from loopback; and a verifier
+     * whose database is unreachable (set before the loops start, as
+     * alertmapd does) */
     acfg.metrics_access = GLUE_METRICS_KEY;
     glue_auth_init(&acfg);
+    store_keys_options_t ko = {.conninfo = cfg.database_url};
+    store_keys_t *keys = store_keys_new(&ko);
+    glue_auth_set_keys(keys);
     config(1);
     assert_int_equal(glue_server_new(&srv, &cfg, err, sizeof(err)), AM_OK);
     assert_int_equal(glue_server_start(srv, NULL), AM_OK);
     port = port_of(srv);
     http(&a, port, "GET", "/metrics", NULL);
     assert_int_equal(a.status, 401);
-    /* with a verifier whose database is unreachable: 503, never 401 */
-    store_keys_options_t ko = {.conninfo = cfg.database_url};
-    store_keys_t *keys = store_keys_new(&ko);
-    glue_auth_set_keys(keys);
+    /* with a key but no database to check it: 503, never 401 */
     http_with(&a, port, "GET", "/metrics", apikey, NULL);
     if (a.status != 503)
         fail_msg("/metrics with a key, no database: %d %s", a.status, a.body);
