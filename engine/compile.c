@@ -537,8 +537,23 @@ static void csamples(cc_t *c, const yt_node_t *n)
 
 /* ---- the file ---------------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"source", "display_name", "signature",  "match",
+static const char *const top_keys[] = {"source", "display_name", "signature",  "auth",   "match",
                                        "split",  "fields",       "indicators", "samples"};
+
+/* `auth: {query_key: BOOL}`: how the server may authenticate this source's
+ * requests beyond headers (an API key in the query string, for senders that
+ * cannot set headers). */
+static void cauth(cc_t *c, const yt_node_t *n)
+{
+    static const char *const auth_keys[] = {"query_key"};
+    if (!eng_cc_is_kind(c, n, YT_MAP, "auth"))
+        return;
+    eng_cc_check_keys(c, n, auth_keys, AM_ARRAY_LEN(auth_keys), NULL, 0);
+    const yt_node_t *v = eng_yt_get(n, "query_key");
+    bool on = false;
+    if (v != NULL && eng_cc_get_bool(c, v, "auth.query_key", &on))
+        c->p->auth_query_key = on;
+}
 
 static bool valid_source(const char *s, size_t len)
 {
@@ -583,6 +598,8 @@ static void ctop(cc_t *c, const yt_node_t *root)
         else if (rc != 0)
             c->errors++;
     }
+    if ((v = eng_yt_get(root, "auth")) != NULL)
+        cauth(c, v);
     if ((v = eng_yt_get(root, "match")) != NULL)
         cmatch(c, v);
     if ((v = eng_yt_get(root, "split")) != NULL) {

@@ -160,6 +160,12 @@ typedef struct eng_program_info {
     char content_sha256[65]; /* of the file bytes */
     int64_t loaded_at_us;
     bool has_signature; /* a signature block is declared */
+    /* the signature block's secret variables (names only), and whether one
+     * of them was set when the set was loaded */
+    const char *const *secret_env;
+    size_t nsecret_env;
+    bool secret_set;
+    bool query_key; /* `auth: {query_key: true}`: an API key may come as ?api_key= */
     size_t nsamples;
 } eng_program_info_t;
 

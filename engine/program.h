@@ -132,6 +132,7 @@ struct eng_program {
     int64_t loaded_at_us;
     const struct eng_set *set;
     sig_spec_t *sig;
+    bool auth_query_key; /* `auth: {query_key: true}`: ?api_key= accepted for ingest */
     match_rule_t *match;
     size_t nmatch;
     epath_t *split;

@@ -136,5 +136,11 @@ void eng_program_info(eng_program_info_t *out, const eng_program_t *p)
     memcpy(out->content_sha256, p->content_sha256, sizeof(out->content_sha256));
     out->loaded_at_us = p->loaded_at_us;
     out->has_signature = p->sig != NULL;
+    if (p->sig != NULL) {
+        out->secret_env = (const char *const *)p->sig->secret_env;
+        out->nsecret_env = p->sig->nsecret_env;
+        out->secret_set = p->sig->nsecrets > 0;
+    }
+    out->query_key = p->auth_query_key;
     out->nsamples = p->nsamples;
 }

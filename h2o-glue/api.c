@@ -99,6 +99,7 @@ void glue_handle_alert(glue_reqctx_t *rc, const glue_route_params_t *params)
         q.kind = STORE_Q_GET_ALERT;
     } else {
         q.kind = STORE_Q_PATCH_ALERT;
+        q.key_id = rc->key_id; /* recorded as the alert's updated_by_key */
         q.body =
             req->entity.base ? am_arena_strndup(rc->arena, req->entity.base, req->entity.len) : "";
     }

@@ -1,5 +1,6 @@
 /* h2o-glue/config.c - alertmapd configuration: environment, then flags. */
 #include "glue.h"
+#include "ratelimit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -36,8 +37,30 @@ void glue_config_usage(FILE *out)
           "                                               unreachable database (default 30)\n"
           "  --log-level LEVEL     ALERTMAP_LOG_LEVEL     debug, info, warn or error\n"
           "                                               (default info)\n"
+          "  --rate-per-key R[:B]  ALERTMAP_RATE_PER_KEY  requests per second and burst of\n"
+          "                                               each API key (default 100:1000;\n"
+          "                                               0 or off: no limit); over it: 429\n"
+          "  --rate-per-source R[:B]\n"
+          "                        ALERTMAP_RATE_PER_SOURCE  the same per ingest source\n"
+          "                                               (default 500:5000)\n"
+          "  --unsigned-sources LIST\n"
+          "                        ALERTMAP_UNSIGNED_SOURCES  sources (comma-separated) whose\n"
+          "                                               signature secret may stay unset: they\n"
+          "                                               take ingest API keys only; any other\n"
+          "                                               source with an unset secret refuses\n"
+          "                                               every request (default: none)\n"
+          "  --metrics-access MODE ALERTMAP_METRICS_ACCESS  who reads GET /metrics without a\n"
+          "                                               key: loopback (default: clients on\n"
+          "                                               127.0.0.0/8 and ::1), public, or key\n"
+          "                                               (always a key with scope read)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
+          "\n"
+          "API keys (alertmap keys create) are checked on every route but /healthz\n"
+          "and /readyz: Authorization: Bearer KEY or X-API-Key: KEY. Their hashes are\n"
+          "keyed with ALERTMAP_KEY_PEPPER (the same for every alertmapd and the\n"
+          "alertmap tool; default: a documented constant). Ingest takes the\n"
+          "mapping's webhook signature or an ingest key (docs/security.md).\n"
           "\n"
           "Webhook secrets are read from the environment variables each mapping names\n"
           "(e.g. SENTINEL_WEBHOOK_SECRET). A mapping may list two variables so that\n"
@@ -230,6 +253,10 @@ typedef enum {
     OPT_SQL_DIR,
     OPT_DB_WAIT,
     OPT_LOG_LEVEL,
+    OPT_RATE_PER_KEY,
+    OPT_RATE_PER_SOURCE,
+    OPT_UNSIGNED_SOURCES,
+    OPT_METRICS_ACCESS,
     OPT__COUNT
 } opt_t;
 
@@ -246,6 +273,10 @@ static const struct {
     [OPT_SQL_DIR] = {"--sql-dir", "ALERTMAP_SQL_DIR"},
     [OPT_DB_WAIT] = {"--db-wait", "ALERTMAP_DB_WAIT"},
     [OPT_LOG_LEVEL] = {"--log-level", "ALERTMAP_LOG_LEVEL"},
+    [OPT_RATE_PER_KEY] = {"--rate-per-key", "ALERTMAP_RATE_PER_KEY"},
+    [OPT_RATE_PER_SOURCE] = {"--rate-per-source", "ALERTMAP_RATE_PER_SOURCE"},
+    [OPT_UNSIGNED_SOURCES] = {"--unsigned-sources", "ALERTMAP_UNSIGNED_SOURCES"},
+    [OPT_METRICS_ACCESS] = {"--metrics-access", "ALERTMAP_METRICS_ACCESS"},
 };
 
 /* Where a value came from, for error messages. */
@@ -306,6 +337,38 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         if (glue_parse_log_level(&cfg->log_level, v) != AM_OK)
             what = "expected debug, info, warn or error";
         break;
+    case OPT_RATE_PER_KEY:
+    case OPT_RATE_PER_SOURCE: {
+        double rate, burst;
+        bool off;
+        if (glue_ratelimit_parse(&rate, &burst, &off, v) != AM_OK) {
+            what = "expected RATE[:BURST] such as 100, 100:1000 or 0.5:5, or 0/off";
+            break;
+        }
+        if (off)
+            rate = burst = 0;
+        if (o == OPT_RATE_PER_KEY) {
+            cfg->rate_per_key = rate;
+            cfg->burst_per_key = burst;
+        } else {
+            cfg->rate_per_source = rate;
+            cfg->burst_per_source = burst;
+        }
+        break;
+    }
+    case OPT_UNSIGNED_SOURCES:
+        cfg->unsigned_sources = *v ? v : NULL;
+        break;
+    case OPT_METRICS_ACCESS:
+        if (strcmp(v, "loopback") == 0)
+            cfg->metrics_access = GLUE_METRICS_LOOPBACK;
+        else if (strcmp(v, "public") == 0)
+            cfg->metrics_access = GLUE_METRICS_PUBLIC;
+        else if (strcmp(v, "key") == 0)
+            cfg->metrics_access = GLUE_METRICS_KEY;
+        else
+            what = "expected loopback, public or key";
+        break;
     case OPT__COUNT:
         break;
     }
@@ -337,6 +400,11 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->dedup_window_s = GLUE_DEFAULT_DEDUP_S;
     cfg->db_wait_s = GLUE_DEFAULT_DB_WAIT_S;
     cfg->log_level = AM_LOG_INFO;
+    cfg->rate_per_key = GLUE_DEFAULT_RATE_PER_KEY;
+    cfg->burst_per_key = GLUE_DEFAULT_BURST_PER_KEY;
+    cfg->rate_per_source = GLUE_DEFAULT_RATE_PER_SOURCE;
+    cfg->burst_per_source = GLUE_DEFAULT_BURST_PER_SOURCE;
+    cfg->metrics_access = GLUE_METRICS_LOOPBACK;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;

@@ -4,7 +4,9 @@
  * Reading order: config.c (flags and environment), main.c (start-up, signals,
  * shutdown), reload.c (the current mapping set), server.c (listeners, one
  * h2o event loop per thread, store completions handed back to the loop),
- * route.c (the route table, path parameters, query strings), http.c (responses, headers, ids),
+ * route.c (the route table, path parameters, query strings), auth.c (API
+ * keys, signatures and rate limits, checked from each row's scope before
+ * its handler), http.c (responses, headers, ids),
  * ingest.c (POST /v1/ingest, dry run), api.c (read API, sources, /healthz),
  * ready.c (GET /readyz), metrics.c (counters and GET /metrics),
  * h2o_compat.c (everything that depends on libh2o's internals).
@@ -42,6 +44,20 @@
  * handler) before libh2o stops reading and closes the connection. */
 #define GLUE_BODY_SLACK ((size_t)1024 * 1024)
 
+/* Who may read GET /metrics (--metrics-access). */
+typedef enum {
+    GLUE_METRICS_LOOPBACK = 0, /* no key from 127.0.0.0/8 and ::1, a read key from elsewhere */
+    GLUE_METRICS_PUBLIC,       /* no key from anywhere */
+    GLUE_METRICS_KEY           /* a key with scope read from everywhere */
+} glue_metrics_access_t;
+
+/* Default rate limits (requests per second, burst) of --rate-per-key and
+ * --rate-per-source. */
+#define GLUE_DEFAULT_RATE_PER_KEY     100.0
+#define GLUE_DEFAULT_BURST_PER_KEY    1000.0
+#define GLUE_DEFAULT_RATE_PER_SOURCE  500.0
+#define GLUE_DEFAULT_BURST_PER_SOURCE 5000.0
+
 /* The resolved configuration. Strings are borrowed from argv or the
  * environment (both live as long as the process). */
 typedef struct glue_config {
@@ -57,6 +73,11 @@ typedef struct glue_config {
     int64_t dedup_window_s;
     int db_wait_s;
     am_log_level_t log_level;
+    /* authentication and rate limits (auth.c); a rate of 0 turns a limiter off */
+    double rate_per_key, burst_per_key;
+    double rate_per_source, burst_per_source;
+    glue_metrics_access_t metrics_access;
+    const char *unsigned_sources; /* "generic,splunk": sources that may go unsigned; NULL: none */
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;
@@ -100,15 +121,16 @@ typedef enum {
     GLUE_R__COUNT
 } glue_route_kind_t;
 
-/* The credential a route needs (checked by nobody yet: the table records
- * it so that authentication attaches to every route in one place, and a
- * test can walk the table). */
+/* The credential a route needs. glue_auth_dispatch() (auth.c) checks it
+ * from the row before the row's handler runs, the one place where it is
+ * checked; tests walk the table so that no route is left open. */
 typedef enum {
-    GLUE_SCOPE_PUBLIC = 0, /* no credential: liveness, readiness, metrics */
-    GLUE_SCOPE_INGEST,     /* post alerts */
+    GLUE_SCOPE_PUBLIC = 0, /* no credential: liveness, readiness */
+    GLUE_SCOPE_INGEST,     /* post alerts: an ingest key or the mapping's signature */
     GLUE_SCOPE_READ,       /* read alerts */
     GLUE_SCOPE_WRITE,      /* change alerts (PATCH) */
     GLUE_SCOPE_ADMIN,      /* sources and their dry run */
+    GLUE_SCOPE_METRICS,    /* public or a read key, as --metrics-access says */
     GLUE_SCOPE__COUNT
 } glue_scope_t;
 
@@ -234,7 +256,7 @@ eng_set_t *glue_mappings_acquire(void);
 int glue_mappings_reload(const char *dir);
 /* Drops the current set (at exit). */
 void glue_mappings_shutdown(void);
-/* Logs a warning for each mapping whose signature secrets are all unset. */
+/* Logs the ingest policy of each mapping (glue_auth_check_mappings). */
 void glue_mappings_warn_secrets(const eng_set_t *s);
 
 /* ---- server (server.c) ------------------------------------------------- */
@@ -278,6 +300,8 @@ typedef struct glue_reqctx {
     glue_pending_t *pending; /* an outstanding store call, or NULL */
     char request_id[40];
     const char *source;     /* for the log line, in the arena */
+    char key[16];           /* "amk_xxxxxxxx" of the request's API key for the log line, or "" */
+    int64_t key_id;         /* the verified key's id (0: none), recorded by a PATCH */
     const char *alert_uuid; /* for the log line, set before answering */
     int64_t started_us;
     glue_route_kind_t route; /* for the request counters; GLUE_R_NONE until routed */
@@ -335,8 +359,39 @@ void glue_send_error(glue_reqctx_t *rc, int status, const char *code, const char
 /* The request line (event "request") and the counters; glue_respond() and
  * the filter for libh2o's own 413 call it. alert_uuid and code may be NULL. */
 void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
-                      const char *source, int64_t started_us, int status, const char *alert_uuid,
-                      const char *code);
+                      const char *source, const char *key, int64_t started_us, int status,
+                      const char *alert_uuid, const char *code);
+
+/* ---- authentication and rate limits (auth.c) ---------------------------- */
+
+/* Reads the policy of cfg (the sources of --unsigned-sources, --metrics-access)
+ * and creates the rate limiters; logs "auth_policy". Start-up only, before
+ * the mappings are loaded. */
+void glue_auth_init(const glue_config_t *cfg);
+/* The key verifier the routes use (borrowed; NULL: every key check answers
+ * 503). Start-up only, before the loops start. */
+void glue_auth_set_keys(store_keys_t *keys);
+/* Frees the limiters and forgets the verifier (after the loops stopped). */
+void glue_auth_shutdown(void);
+/* Runs row's handler for the request if its credential satisfies the row's
+ * scope, now or after the key verifier answered; otherwise answers 401,
+ * 403, 429 (Retry-After) or 503 itself. The one place where scopes are
+ * enforced (server.c calls it for every routed request). Loop thread. */
+void glue_auth_dispatch(glue_reqctx_t *rc, const glue_route_entry_t *row,
+                        const glue_route_params_t *params);
+/* Logs, for each mapping of s, the ingest policy that follows from its
+ * signature block and the environment: an error for a source that refuses
+ * every request (signature secrets unset, not opted out), a warning for an
+ * opted-out source; and a warning for each opted-out name that is no
+ * source. At start-up and after each reload. */
+void glue_auth_check_mappings(const eng_set_t *s);
+/* The API key of a request's headers: X-API-Key, else the credentials of
+ * "Authorization: Bearer ..." (the scheme in any case), trimmed. Cookies
+ * are never read. Returns false when neither is there. Pure. */
+bool glue_auth_header_token(const h2o_headers_t *headers, const char **token, size_t *len);
+/* Whether name is one of the comma-separated names of list (spaces around
+ * a name ignored; list NULL: false). Pure. */
+bool glue_auth_list_has(const char *list, const char *name);
 
 /* Handlers of the route table (ingest.c, api.c, ready.c, metrics.c). */
 void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params);

@@ -18,6 +18,8 @@ const char *glue_reason(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -30,6 +32,8 @@ const char *glue_reason(int status)
         return "Unsupported Media Type";
     case 422:
         return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -92,8 +96,8 @@ const char *glue_header_find(const h2o_headers_t *headers, const char *name, siz
 /* ---- responses ---------------------------------------------------------- */
 
 void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
-                      const char *source, int64_t started_us, int status, const char *alert_uuid,
-                      const char *code)
+                      const char *source, const char *key, int64_t started_us, int status,
+                      const char *alert_uuid, const char *code)
 {
     char method[16] = "";
     char path[256] = "";
@@ -106,6 +110,8 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
     if (pl > 0)
         memcpy(path, req->path_normalized.base, pl);
     path[pl] = '\0';
+    /* a key pasted into the path itself: its secret never reaches the log */
+    store_key_mask(path, pl);
     am_log_level_t level = status >= 500 ? AM_LOG_WARN : AM_LOG_INFO;
     if (status == 200 &&
         (route == GLUE_R_HEALTHZ || route == GLUE_R_READYZ || route == GLUE_R_METRICS))
@@ -113,8 +119,8 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
     glue_metrics_request(route, status, code);
     double ms = started_us > 0 ? (double)(am_now_us() - started_us) / 1000.0 : 0.0;
     am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path, "ssource",
-           source, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode", code,
-           "dduration_ms", ms, NULL);
+           source, "skey", key && key[0] ? key : NULL, "salert_uuid", alert_uuid, "istatus",
+           (int64_t)status, "scode", code, "dduration_ms", ms, NULL);
 }
 
 void glue_respond(glue_reqctx_t *rc, int status, const char *content_type, const char *body,
@@ -136,7 +142,7 @@ void glue_respond(glue_reqctx_t *rc, int status, const char *content_type, const
     req->res.content_length = len;
     /* logged before sending: with a body in one piece h2o may complete and
      * release the request inside h2o_send_inline() */
-    glue_log_request(req, rc->route, rc->request_id, rc->source, rc->started_us, status,
+    glue_log_request(req, rc->route, rc->request_id, rc->source, rc->key, rc->started_us, status,
                      rc->alert_uuid, code);
     /* h2o_send_inline() copies body into the request's pool */
     h2o_send_inline(req, body, len);
@@ -208,7 +214,7 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
         path[pl] = '\0';
         glue_route_t r;
         glue_route_match(&r, path, pl);
-        glue_log_request(req, r.kind, NULL, NULL, 0, 413, NULL, "PAYLOAD_TOO_LARGE");
+        glue_log_request(req, r.kind, NULL, NULL, NULL, 0, 413, NULL, "PAYLOAD_TOO_LARGE");
     }
     h2o_setup_next_ostream(req, slot);
 }

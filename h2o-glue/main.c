@@ -4,8 +4,9 @@
  * Start-up, in order: options (exit 2 when invalid), mappings compiled with
  * their samples checked (exit 1 with file:line:col lines on stderr),
  * migrations applied (an unreachable database is retried once a second for
- * --db-wait seconds, then exit 1), the store started, the listening socket
- * bound (exit 1), the event loops started ("listening" logged).
+ * --db-wait seconds, then exit 1), the store and the API key verifier
+ * started, the listening socket bound (exit 1), the event loops started
+ * ("listening" logged).
  *
  * Signals are blocked in every thread and taken here with sigwait(): SIGHUP
  * reloads the mappings on this thread (the loops keep serving); SIGTERM and
@@ -130,13 +131,21 @@ int main(int argc, char **argv)
     am_log(AM_LOG_INFO, "starting", "sversion", ALERTMAP_VERSION, "slisten", cfg.listen,
            "smappings", cfg.mappings, "smappings_from", cfg.mappings_from, "ssql_dir", cfg.sql_dir,
            "ithreads", (int64_t)cfg.threads, "idedup_window_s", cfg.dedup_window_s, NULL);
-    if (load_mappings(&cfg) != AM_OK)
+    glue_auth_init(&cfg); /* the policy the mapping check below logs against */
+    if (load_mappings(&cfg) != AM_OK) {
+        glue_auth_shutdown();
         return 1;
+    }
 
     if (migrate(&cfg, &sigs) != AM_OK) {
         glue_mappings_shutdown();
+        glue_auth_shutdown();
         return 1;
     }
+    /* API keys: its own thread and connection; needs no database up */
+    store_keys_options_t kopt = {.conninfo = cfg.database_url, .pepper = store_key_pepper()};
+    store_keys_t *keys = store_keys_new(&kopt);
+    glue_auth_set_keys(keys);
     store_options_t sopt = {.conninfo = cfg.database_url,
                             .dedup_window_s = cfg.dedup_window_s,
                             .readers = 2,
@@ -144,6 +153,8 @@ int main(int argc, char **argv)
     store_t *store = store_new(&sopt);
     if (store == NULL) {
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start the store", NULL);
+        glue_auth_shutdown();
+        store_keys_free(keys);
         glue_mappings_shutdown();
         return 1;
     }
@@ -154,6 +165,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "alertmapd: %s\n", err);
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", err, NULL);
         store_free(store);
+        glue_auth_shutdown();
+        store_keys_free(keys);
         glue_mappings_shutdown();
         return 1;
     }
@@ -162,6 +175,8 @@ int main(int argc, char **argv)
         glue_server_stop(srv);
         store_free(store);
         glue_server_free(srv);
+        glue_auth_shutdown();
+        store_keys_free(keys);
         glue_mappings_shutdown();
         return 1;
     }
@@ -180,9 +195,11 @@ int main(int argc, char **argv)
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
            "closing listeners, finishing in-flight requests", NULL);
     am_sd_notify("STOPPING=1");
-    glue_server_stop(srv);
+    glue_server_stop(srv); /* waits for in-flight key checks too */
     store_free(store);
     glue_server_free(srv);
+    glue_auth_shutdown();
+    store_keys_free(keys);
     glue_mappings_shutdown();
     am_log(AM_LOG_INFO, "stopped", NULL);
     return 0;

@@ -5,7 +5,8 @@
  * The table is the one list of what alertmapd serves: the server registers
  * an h2o path per distinct prefix of it (server.c), the handler bound to a
  * prefix finds its row here, the 405 Allow header is derived from it, and
- * each row names the scope a credential needs for it.
+ * each row names the scope a credential needs for it (enforced by
+ * glue_auth_dispatch in auth.c before the row's handler runs).
  */
 #include "glue.h"
 
@@ -16,7 +17,7 @@
 static const glue_route_entry_t routes[] = {
     {GLUE_R_HEALTHZ, "GET", "/healthz", GLUE_SCOPE_PUBLIC, glue_handle_healthz},
     {GLUE_R_READYZ, "GET", "/readyz", GLUE_SCOPE_PUBLIC, glue_handle_readyz},
-    {GLUE_R_METRICS, "GET", "/metrics", GLUE_SCOPE_PUBLIC, glue_handle_metrics},
+    {GLUE_R_METRICS, "GET", "/metrics", GLUE_SCOPE_METRICS, glue_handle_metrics},
     {GLUE_R_INGEST, "POST", "/v1/ingest/{source_name}", GLUE_SCOPE_INGEST, glue_handle_ingest},
     {GLUE_R_SOURCES, "GET", "/v1/sources", GLUE_SCOPE_ADMIN, glue_handle_sources},
     {GLUE_R_SOURCE_TEST, "POST", "/v1/sources/{source_name}/test", GLUE_SCOPE_ADMIN,
@@ -45,6 +46,8 @@ const char *glue_scope_name(glue_scope_t scope)
         return "write";
     case GLUE_SCOPE_ADMIN:
         return "admin";
+    case GLUE_SCOPE_METRICS:
+        return "metrics";
     case GLUE_SCOPE__COUNT:
         break;
     }

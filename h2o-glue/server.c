@@ -256,7 +256,7 @@ static int on_route(h2o_handler_t *self, h2o_req_t *req)
         glue_send_error(rc, 413, "PAYLOAD_TOO_LARGE", msg);
         return 0;
     }
-    row->handle(rc, &params);
+    glue_auth_dispatch(rc, row, &params); /* the row's scope, then its handler */
     return 0;
 }
 

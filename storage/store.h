@@ -140,6 +140,7 @@ typedef struct store_query {
     const char *source_name, *severity, *status, *since, *cursor;
     int64_t limit;    /* 0 = default 50; max 500 */
     const char *body; /* PATCH body, JSON text */
+    int64_t key_id;   /* PATCH: the API key making the change (0: none) */
     /* the raw "limit" query-string value; when non-NULL it is parsed and
      * checked here (1..500, else 400 INVALID_PARAMETER) and limit is ignored */
     const char *limit_text;

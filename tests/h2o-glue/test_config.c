@@ -10,10 +10,13 @@
 
 #include "glue.h"
 
-static const char *const env_names[] = {
-    "ALERTMAP_LISTEN",  "DATABASE_URL",      "ALERTMAP_MAPPINGS",
-    "ALERTMAP_THREADS", "ALERTMAP_MAX_BODY", "ALERTMAP_DEDUP_WINDOW",
-    "ALERTMAP_SQL_DIR", "ALERTMAP_DB_WAIT",  "ALERTMAP_LOG_LEVEL"};
+static const char *const env_names[] = {"ALERTMAP_LISTEN",          "DATABASE_URL",
+                                        "ALERTMAP_MAPPINGS",        "ALERTMAP_THREADS",
+                                        "ALERTMAP_MAX_BODY",        "ALERTMAP_DEDUP_WINDOW",
+                                        "ALERTMAP_SQL_DIR",         "ALERTMAP_DB_WAIT",
+                                        "ALERTMAP_LOG_LEVEL",       "ALERTMAP_RATE_PER_KEY",
+                                        "ALERTMAP_RATE_PER_SOURCE", "ALERTMAP_UNSIGNED_SOURCES",
+                                        "ALERTMAP_METRICS_ACCESS"};
 
 static int clear_env(void **state)
 {
@@ -63,6 +66,47 @@ static void defaults(void **state)
     assert_int_equal(cfg.dedup_window_s, 86400);
     assert_int_equal(cfg.db_wait_s, 30);
     assert_int_equal(cfg.log_level, AM_LOG_INFO);
+    assert_true(cfg.rate_per_key == 100.0 && cfg.burst_per_key == 1000.0);
+    assert_true(cfg.rate_per_source == 500.0 && cfg.burst_per_source == 5000.0);
+    assert_int_equal(cfg.metrics_access, GLUE_METRICS_LOOPBACK);
+    assert_null(cfg.unsigned_sources);
+}
+
+/* The options of authentication and rate limits: environment, flags win,
+ * bad values named. */
+static void auth_options(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    setenv("DATABASE_URL", "postgresql:///x", 1);
+    setenv("ALERTMAP_RATE_PER_KEY", "5:7", 1);
+    setenv("ALERTMAP_UNSIGNED_SOURCES", "generic,splunk", 1);
+    setenv("ALERTMAP_METRICS_ACCESS", "key", 1);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--rate-per-source", "off", NULL), AM_OK);
+    assert_true(cfg.rate_per_key == 5.0 && cfg.burst_per_key == 7.0);
+    assert_true(cfg.rate_per_source == 0.0);
+    assert_string_equal(cfg.unsigned_sources, "generic,splunk");
+    assert_int_equal(cfg.metrics_access, GLUE_METRICS_KEY);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--rate-per-key=2", "--metrics-access",
+                           "public", "--unsigned-sources", "", NULL),
+                     AM_OK);
+    assert_true(cfg.rate_per_key == 2.0 && cfg.burst_per_key == 20.0);
+    assert_int_equal(cfg.metrics_access, GLUE_METRICS_PUBLIC);
+    assert_null(cfg.unsigned_sources);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--rate-per-key", "fast", NULL),
+                     AM_EINVAL);
+    assert_non_null(strstr(err, "--rate-per-key 'fast'"));
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--metrics-access", "open", NULL),
+                     AM_EINVAL);
+    assert_non_null(strstr(err, "loopback, public or key"));
+    /* the list helper the policy uses */
+    assert_true(glue_auth_list_has("generic, splunk ,x", "splunk"));
+    assert_true(glue_auth_list_has("generic", "generic"));
+    assert_false(glue_auth_list_has("generic2,xgeneric", "generic"));
+    assert_false(glue_auth_list_has(",,", ""));
+    assert_false(glue_auth_list_has(NULL, "generic"));
 }
 
 static void env_then_flags_win(void **state)
@@ -308,6 +352,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(defaults, clear_env),
+        cmocka_unit_test_setup(auth_options, clear_env),
         cmocka_unit_test_setup(env_then_flags_win, clear_env),
         cmocka_unit_test_setup(missing_database_url, clear_env),
         cmocka_unit_test_setup(help_and_version, clear_env),

@@ -135,9 +135,14 @@ static void table_walk(void **state)
         /* rows with one pattern share one kind, and the reverse */
         for (size_t j = 0; j < n; j++)
             assert_int_equal(strcmp(t[j].pattern, r->pattern) == 0, t[j].kind == r->kind);
-        bool public_route =
-            r->kind == GLUE_R_HEALTHZ || r->kind == GLUE_R_READYZ || r->kind == GLUE_R_METRICS;
+        /* exactly liveness and readiness need no credential; /metrics is
+         * public only as --metrics-access says; every other row names a
+         * scope a key must have */
+        bool public_route = r->kind == GLUE_R_HEALTHZ || r->kind == GLUE_R_READYZ;
         assert_int_equal(r->scope == GLUE_SCOPE_PUBLIC, public_route);
+        assert_int_equal(r->scope == GLUE_SCOPE_METRICS, r->kind == GLUE_R_METRICS);
+        assert_true(r->scope < GLUE_SCOPE__COUNT);
+        assert_string_not_equal(glue_scope_name(r->scope), "?");
     }
     assert_string_equal(glue_route_allow_header(GLUE_R_READYZ), "GET");
     assert_string_equal(glue_route_allow_header(GLUE_R_NONE), "");

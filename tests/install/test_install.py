@@ -231,17 +231,28 @@ class InstallTest(unittest.TestCase):
 
     # ---- the installed server ------------------------------------------------
 
-    def ingest_and_read_back(self, d):
+    def make_key(self, db):
+        """An ingest+read+admin key made by the installed alertmap (its migrations
+        from the DESTDIR, as the prefix does not hold them)."""
+        r = self.run_tool([self.alertmap, "keys", "create", "--name", "install-test",
+                           "--scope", "ingest,read,admin", "--database-url", db.url, "--sql-dir",
+                           os.path.join(self.d["datadir"], "schemas", "sql")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def ingest_and_read_back(self, d, key):
         """Posts the installed generic/rich.json sample and reads it back."""
         sdir = os.path.join(self.d["datadir"], "mappings", "samples", "generic")
         with open(os.path.join(sdir, "rich.json"), "rb") as f:
             payload = f.read()
         with open(os.path.join(sdir, "rich.expected.json")) as f:
             expected = json.load(f)["alerts"][0]
-        r = harness.request(d.port, "POST", "/v1/ingest/generic", payload)
+        r = harness.request(d.port, "POST", "/v1/ingest/generic", payload, key=None)
+        self.assertEqual(r.status, 401, "no key: %r" % r)
+        r = harness.request(d.port, "POST", "/v1/ingest/generic", payload, key=key)
         self.assertEqual(r.status, 202, r)
         uuid = r.json["data"]["alert_uuid"]
-        r = harness.request(d.port, "GET", "/v1/alerts/" + uuid)
+        r = harness.request(d.port, "GET", "/v1/alerts/" + uuid, key=key)
         self.assertEqual(r.status, 200, r)
         got = r.json["data"]
         for k in ("title", "severity", "source_name", "fingerprint", "occurred_at", "tags"):
@@ -262,8 +273,10 @@ class InstallTest(unittest.TestCase):
             notify.settimeout(30 * harness.SLOW)
             env = clean_env(ALERTMAP_SQL_DIR=os.path.join(self.d["datadir"], "schemas", "sql"),
                             NOTIFY_SOCKET=notify_path)
-            d = Daemon([self.alertmapd, "--database-url", db.url, "--mappings", mappings],
-                       self.work, env)
+            key = self.make_key(db)
+            # generic takes the key without its signature secret
+            d = Daemon([self.alertmapd, "--database-url", db.url, "--mappings", mappings,
+                        "--unsigned-sources", "generic"], self.work, env)
             try:
                 msg = notify.recv(4096)
             except socket.timeout:
@@ -275,7 +288,7 @@ class InstallTest(unittest.TestCase):
             self.assertEqual(start.get("mappings"), mappings)
             self.assertEqual(start.get("mappings_from"), "--mappings")
             self.assertEqual(start.get("sql_dir"), env["ALERTMAP_SQL_DIR"])
-            self.ingest_and_read_back(d)
+            self.ingest_and_read_back(d, key)
             d.stop()
             d = None
             self.assertEqual(notify.recv(4096), b"STOPPING=1")
@@ -299,7 +312,8 @@ class InstallTest(unittest.TestCase):
         exe = os.path.join(self.dirs["sbindir"], "alertmapd")
         script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                self.d["prefix"], self.dirs["prefix"], exe, "--database-url", db.url]
+                self.d["prefix"], self.dirs["prefix"], exe, "--database-url", db.url,
+                "--unsigned-sources", "generic"]
 
     def test_installed_defaults_shipped_then_operator(self):
         db = harness.TempDatabase("installdef")
@@ -307,6 +321,7 @@ class InstallTest(unittest.TestCase):
         operator = os.path.join(self.d["sysconfdir"], "mappings")
         try:
             argv = self.in_prefix(db)
+            key = self.make_key(db)
             d = Daemon(argv, self.work, clean_env())
             d.wait_ready()
             start = d.log("starting")
@@ -314,9 +329,9 @@ class InstallTest(unittest.TestCase):
             self.assertIn("shipped", start.get("mappings_from"))
             self.assertEqual(start.get("sql_dir"), self.dirs["datadir"] + "/schemas/sql")
             self.assertEqual(d.log("migrated").get("sql_dir"), start["sql_dir"])
-            self.ingest_and_read_back(d)
+            self.ingest_and_read_back(d, key)
             names = sorted(s["name"] for s in
-                           harness.request(d.port, "GET", "/v1/sources").json["data"])
+                           harness.request(d.port, "GET", "/v1/sources", key=key).json["data"])
             self.assertEqual(names, shipped_sources())
             d.stop()
             d = None
@@ -334,9 +349,9 @@ class InstallTest(unittest.TestCase):
             self.assertEqual(start.get("mappings"), self.dirs["sysconfdir"] + "/mappings")
             self.assertIn("operator", start.get("mappings_from"))
             names = [s["name"] for s in
-                     harness.request(d.port, "GET", "/v1/sources").json["data"]]
+                     harness.request(d.port, "GET", "/v1/sources", key=key).json["data"]]
             self.assertEqual(names, ["generic"])
-            self.ingest_and_read_back(d)
+            self.ingest_and_read_back(d, key)
         finally:
             if d:
                 d.stop()
