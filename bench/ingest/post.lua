@@ -29,7 +29,13 @@ function request()
    counter = counter + 1
    local n = tag .. "-" .. tostring(thread_id) .. "-" .. tostring(counter)
    local body = template:gsub("__N__", n):gsub("__IP__", tostring(counter % 250 + 1))
-   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
+   -- wrk.format() takes either the headers given here or wrk.headers (the
+   -- -H options, e.g. the API key), not both: merge them.
+   local headers = {["Content-Type"] = "application/json"}
+   for k, v in pairs(wrk.headers) do
+      headers[k] = v
+   end
+   return wrk.format("POST", path, headers, body)
 end
 
 function done(summary, latency, requests)
