@@ -7,11 +7,13 @@
 
 #include <stdlib.h>
 
-/* libh2o 2.2 keeps a context's HTTP/1 connections in the private list
- * ctx->http1._conns; there is no public count. */
+/* libh2o 2.2 keeps a context's HTTP/1 and HTTP/2 connections in the
+ * private lists ctx->http1._conns and ctx->http2._conns; there is no public
+ * count. */
 bool glue_compat_has_connections(h2o_context_t *ctx)
 {
-    return !h2o_linklist_is_empty(&ctx->http1._conns);
+    return !h2o_linklist_is_empty(&ctx->http1._conns) ||
+           !h2o_linklist_is_empty(&ctx->http2._conns);
 }
 
 /* libh2o 2.2: an idle keep-alive connection waits on the context's

@@ -22,8 +22,8 @@
 #error "h2o-glue/h2o_compat.c supports libh2o 2.2.5 and later 2.2.x releases only"
 #endif
 
-/* Whether the context still has HTTP/1 connections (idle keep-alive ones
- * included). Loop thread only. */
+/* Whether the context still has HTTP/1 or HTTP/2 connections (idle
+ * keep-alive ones included). Loop thread only. */
 bool glue_compat_has_connections(h2o_context_t *ctx);
 
 /* Lets idle keep-alive connections of a stopping context time out after
