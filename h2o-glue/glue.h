@@ -368,6 +368,14 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
                       const char *source, int64_t started_us, int status, const char *alert_uuid,
                       const char *code);
 
+/* The events an am_lograte_t counted since its last line, when its
+ * interval has passed (else 0): for a periodic flush, so that the count of
+ * the last burst is written even when no further event comes. Thread-safe. */
+uint64_t glue_lograte_due(am_lograte_t *lr, int64_t now_us);
+/* Writes the summary lines that are due (503 answers). Called by every
+ * loop about every 100 ms. Thread-safe. */
+void glue_log_flush(int64_t now_us);
+
 /* Handlers of the route table (ingest.c, api.c, ready.c, metrics.c). */
 void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_source_test(glue_reqctx_t *rc, const glue_route_params_t *params);

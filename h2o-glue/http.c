@@ -3,6 +3,7 @@
 #include "glue.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -91,6 +92,27 @@ const char *glue_header_find(const h2o_headers_t *headers, const char *name, siz
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* 503 answers: summarised (glue_log_request, glue_log_flush). */
+static am_lograte_t lr_503 = AM_LOGRATE_INIT(0);
+
+uint64_t glue_lograte_due(am_lograte_t *lr, int64_t now_us)
+{
+    int64_t next = atomic_load_explicit(&lr->next_us, memory_order_relaxed);
+    if (now_us < next || atomic_load_explicit(&lr->count, memory_order_relaxed) == 0)
+        return 0;
+    if (!atomic_compare_exchange_strong(&lr->next_us, &next, now_us + lr->interval_us))
+        return 0;
+    return am_lograte_take(lr);
+}
+
+void glue_log_flush(int64_t now_us)
+{
+    uint64_t n = glue_lograte_due(&lr_503, now_us);
+    if (n > 0)
+        am_log(AM_LOG_WARN, "request", "istatus", (int64_t)503, "irepeated", (int64_t)n,
+               "smessage", "503 answers since the last request line with status 503", NULL);
+}
+
 void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
                       const char *source, int64_t started_us, int status, const char *alert_uuid,
                       const char *code)
@@ -115,7 +137,6 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
     if (status == 503) {
         /* an outage answers every request 503: one line per second, with the
          * number of 503 answers it stands for (all are in the metrics) */
-        static am_lograte_t lr_503 = AM_LOGRATE_INIT(0);
         uint64_t n = am_lograte_hit(&lr_503, am_now_us());
         if (n > 0)
             am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path,

@@ -456,6 +456,25 @@ static void on_accept_resume(h2o_timeout_entry_t *entry)
         h2o_socket_read_start(w->listener, on_accept);
 }
 
+static void log_accept_failed(glue_worker_t *w, const char *error, uint64_t n)
+{
+    am_log(AM_LOG_ERROR, "accept_failed", "serror", error, "icount", (int64_t)n,
+           "iopen_connections", (int64_t)atomic_load(&w->srv->nconns), "ipause_ms",
+           (int64_t)GLUE_ACCEPT_PAUSE_MS, "smessage",
+           "cannot accept connections (out of descriptors): accepting paused; count is the "
+           "failed accepts since the last line",
+           NULL);
+}
+
+static void log_refused(glue_worker_t *w, uint64_t n)
+{
+    am_log(AM_LOG_ERROR, "connection_refused", "icount", (int64_t)n, "imax_connections",
+           (int64_t)max_connections(w->srv->cfg), "smessage",
+           "open connections at --max-connections: new ones are closed at once; count is the "
+           "refused connections since the last line",
+           NULL);
+}
+
 /* Out of descriptors (or kernel memory): the pending connection cannot be
  * taken, and polling the listener again would return at once. Stop
  * reading it for the pause and try again afterwards. */
@@ -466,12 +485,7 @@ static void pause_accepting(glue_worker_t *w, int e)
         h2o_timeout_link(w->ctx.loop, &w->accept_pause, &w->accept_resume);
     uint64_t n = am_lograte_hit(&lr_accept, am_now_us());
     if (n > 0)
-        am_log(AM_LOG_ERROR, "accept_failed", "serror", strerror(e), "icount", (int64_t)n,
-               "iopen_connections", (int64_t)atomic_load(&w->srv->nconns), "ipause_ms",
-               (int64_t)GLUE_ACCEPT_PAUSE_MS, "smessage",
-               "cannot accept connections: paused accepting; count is the failures since the "
-               "last line",
-               NULL);
+        log_accept_failed(w, strerror(e), n);
 }
 
 static void refuse_connection(glue_worker_t *w, int fd)
@@ -479,11 +493,21 @@ static void refuse_connection(glue_worker_t *w, int fd)
     close(fd);
     uint64_t n = am_lograte_hit(&lr_refused, am_now_us());
     if (n > 0)
-        am_log(AM_LOG_ERROR, "connection_refused", "icount", (int64_t)n, "imax_connections",
-               (int64_t)max_connections(w->srv->cfg), "smessage",
-               "open connections at --max-connections: new ones are closed at once; count is "
-               "the refused connections since the last line",
-               NULL);
+        log_refused(w, n);
+}
+
+/* The counts of the summarised events whose last burst has not been
+ * written yet. */
+static void flush_summaries(glue_worker_t *w)
+{
+    int64_t now = am_now_us();
+    uint64_t n = glue_lograte_due(&lr_refused, now);
+    if (n > 0)
+        log_refused(w, n);
+    n = glue_lograte_due(&lr_accept, now);
+    if (n > 0)
+        log_accept_failed(w, NULL, n);
+    glue_log_flush(now);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -615,8 +639,10 @@ static void *worker_main(void *arg)
     w->ready = true;
     pthread_cond_broadcast(&park_cond);
     pthread_mutex_unlock(&park_lock);
-    while (!worker_done(w))
+    while (!worker_done(w)) {
         h2o_evloop_run(w->ctx.loop, 100);
+        flush_summaries(w);
+    }
     if (!worker_has_connections(w))
         worker_dispose(w);
     /* The thread stays parked until the process exits: h2o keeps per-thread
