@@ -66,8 +66,8 @@ typedef struct glue_config {
     int64_t dedup_window_s;
     int db_wait_s;
     am_log_level_t log_level;
-    const char *tls_cert; /* PEM certificate chain; NULL: plain HTTP */
-    const char *tls_key;  /* PEM private key (set with tls_cert) */
+    const char *tls_cert;  /* PEM certificate chain; NULL: plain HTTP */
+    const char *tls_key;   /* PEM private key (set with tls_cert) */
     bool allow_plain_http; /* plain HTTP on an address that is not loopback */
     int max_connections;
     int deadline_s;       /* request deadline for database work, seconds */

@@ -12,8 +12,7 @@
  * count. */
 bool glue_compat_has_connections(h2o_context_t *ctx)
 {
-    return !h2o_linklist_is_empty(&ctx->http1._conns) ||
-           !h2o_linklist_is_empty(&ctx->http2._conns);
+    return !h2o_linklist_is_empty(&ctx->http1._conns) || !h2o_linklist_is_empty(&ctx->http2._conns);
 }
 
 /* libh2o 2.2: an idle keep-alive connection waits on the context's

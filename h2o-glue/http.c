@@ -109,8 +109,8 @@ void glue_log_flush(int64_t now_us)
 {
     uint64_t n = glue_lograte_due(&lr_503, now_us);
     if (n > 0)
-        am_log(AM_LOG_WARN, "request", "istatus", (int64_t)503, "irepeated", (int64_t)n,
-               "smessage", "503 answers since the last request line with status 503", NULL);
+        am_log(AM_LOG_WARN, "request", "istatus", (int64_t)503, "icount", (int64_t)n, "smessage",
+               "503 answers since the last request line with status 503", NULL);
 }
 
 void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
@@ -140,8 +140,8 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
         uint64_t n = am_lograte_hit(&lr_503, am_now_us());
         if (n > 0)
             am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path,
-                   "ssource", source, "istatus", (int64_t)status, "scode", code, "dduration_ms",
-                   ms, "irepeated", (int64_t)n, NULL);
+                   "ssource", source, "istatus", (int64_t)status, "scode", code, "dduration_ms", ms,
+                   "icount", (int64_t)n, NULL);
         return;
     }
     am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path, "ssource",

@@ -151,7 +151,7 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
         uint64_t n = p->message[0] ? am_lograte_hit(&lr_store, am_now_us()) : 0;
         if (n > 0) /* one line per second in an outage, with the count */
             am_log(AM_LOG_WARN, "store_failed", "srequest_id", rc->request_id, "smessage",
-                   p->message, "irepeated", (int64_t)n, NULL);
+                   p->message, "icount", (int64_t)n, NULL);
         glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
                         "the database is unavailable; nothing was stored, retry later");
         return;

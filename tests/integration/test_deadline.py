@@ -101,7 +101,7 @@ class Deadline(harness.ServerTestCase):
         lines503 = [l for l in lines if l.get("event") == "request" and l.get("status") == 503]
         span = released_at - locked_at + 2
         self.assertLessEqual(len(lines503), span + 2, "one warn line per 503")
-        counted = sum(l.get("repeated", 1) for l in lines503)
+        counted = sum(l.get("count", 1) for l in lines503)
         self.assertGreaterEqual(counted, len(answers))
         failed = [l for l in lines if l.get("event") == "store_failed"]
         self.assertLessEqual(len(failed), span + 2)
