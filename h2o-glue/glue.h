@@ -48,6 +48,8 @@
 /* How long a client has to complete a TLS handshake, to send a request's
  * headers and body, and how long an idle keep-alive connection stays. */
 #define GLUE_DEFAULT_CLIENT_TIMEOUT_S 10
+/* The client timeout while open connections are near the cap. */
+#define GLUE_PRESSURE_TIMEOUT_MS 1000
 /* How long a loop stops accepting after EMFILE/ENFILE. */
 #define GLUE_ACCEPT_PAUSE_MS 100
 

@@ -23,6 +23,16 @@ void glue_compat_shorten_idle_timeout(h2o_context_t *ctx, uint64_t ms)
     ctx->http1.req_timeout.timeout = ms;
 }
 
+/* libh2o 2.2: the TLS handshake, HTTP/1 request and HTTP/2 idle timers
+ * are h2o_timeout_t lists of the context with one duration each; entries
+ * already waiting fire by the new value at the next run. */
+void glue_compat_set_client_timeouts(h2o_context_t *ctx, uint64_t ms)
+{
+    ctx->handshake_timeout.timeout = ms;
+    ctx->http1.req_timeout.timeout = ms;
+    ctx->http2.idle_timeout.timeout = ms;
+}
+
 /* libh2o 2.2.5:
  * - h2o_context_request_shutdown() arms the private HTTP/2 graceful-shutdown
  *   timer even when there is no HTTP/2 connection; h2o_context_dispose()

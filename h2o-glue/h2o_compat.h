@@ -30,6 +30,11 @@ bool glue_compat_has_connections(h2o_context_t *ctx);
  * ms milliseconds instead of the configured request timeout. Loop thread. */
 void glue_compat_shorten_idle_timeout(h2o_context_t *ctx, uint64_t ms);
 
+/* Sets the context's TLS handshake timeout, HTTP/1 request (and idle
+ * keep-alive) timeout and HTTP/2 idle timeout to ms milliseconds, for the
+ * connections already waiting too. Loop thread. */
+void glue_compat_set_client_timeouts(h2o_context_t *ctx, uint64_t ms);
+
 /* Disposes of a context whose connections are all gone, its message queue
  * and then its loop (h2o_context_dispose() leaves both to the caller).
  * The receivers of the queue must be unregistered first. Loop thread. */

@@ -68,6 +68,7 @@ struct glue_worker {
     h2o_multithread_message_t ctl_msg;
     size_t inflight; /* pending store calls; loop thread only */
     size_t nconns;   /* open sockets of this loop, handshakes included; loop thread */
+    bool pressure;   /* this loop's client timeouts are the short ones */
     bool stopping;
     int64_t stop_deadline_us;
     uint64_t seq;
@@ -87,7 +88,8 @@ struct glue_server {
     int nworkers;
     char id_prefix[9];
     glue_ready_t *ready;
-    atomic_int nconns; /* open connections of all loops */
+    atomic_int nconns;    /* open connections of all loops */
+    atomic_bool pressure; /* near --max-connections: short client timeouts */
     /* the TLS context new handshakes use; swapped by glue_server_reload_tls() */
     pthread_mutex_t tls_lock;
     SSL_CTX *tls;
@@ -496,6 +498,45 @@ static void refuse_connection(glue_worker_t *w, int fd)
         log_refused(w, n);
 }
 
+/*
+ * Near the connection cap (90 %), every loop cuts its client timeouts to
+ * GLUE_PRESSURE_TIMEOUT_MS, so that idle and slow connections (which would
+ * otherwise hold their slots for --client-timeout) make room for new
+ * clients within about a second; below 75 % the configured timeout comes
+ * back. A request being handled or answered has no client timer and is not
+ * affected. Loop thread of w (the flag is shared; the loop that flips it
+ * logs the change).
+ */
+static void check_pressure(glue_worker_t *w)
+{
+    glue_server_t *srv = w->srv;
+    if (w->stopping)
+        return;
+    int open = atomic_load_explicit(&srv->nconns, memory_order_relaxed);
+    int cap = max_connections(srv->cfg);
+    uint64_t normal_ms = (uint64_t)client_timeout_s(srv->cfg) * 1000;
+    uint64_t short_ms = normal_ms < GLUE_PRESSURE_TIMEOUT_MS ? normal_ms : GLUE_PRESSURE_TIMEOUT_MS;
+    bool on = atomic_load(&srv->pressure);
+    if (!on && open >= cap - cap / 10) {
+        if (!atomic_exchange(&srv->pressure, true))
+            am_log(AM_LOG_WARN, "connection_pressure", "iopen_connections", (int64_t)open,
+                   "imax_connections", (int64_t)cap, "iclient_timeout_ms", (int64_t)short_ms,
+                   "smessage",
+                   "open connections near --max-connections: idle and slow clients now get a "
+                   "short timeout",
+                   NULL);
+    } else if (on && open < cap - cap / 4) {
+        if (atomic_exchange(&srv->pressure, false))
+            am_log(AM_LOG_INFO, "connection_pressure_over", "iopen_connections", (int64_t)open,
+                   "iclient_timeout_ms", (int64_t)normal_ms, NULL);
+    }
+    bool want = atomic_load(&srv->pressure);
+    if (want != w->pressure) {
+        w->pressure = want;
+        glue_compat_set_client_timeouts(&w->ctx, want ? short_ms : normal_ms);
+    }
+}
+
 /* The counts of the summarised events whose last burst has not been
  * written yet. */
 static void flush_summaries(glue_worker_t *w)
@@ -641,6 +682,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&park_lock);
     while (!worker_done(w)) {
         h2o_evloop_run(w->ctx.loop, 100);
+        check_pressure(w);
         flush_summaries(w);
     }
     if (!worker_has_connections(w))
