@@ -1,6 +1,6 @@
 /* tests/engine/test_compile.c - the mapping compiler: what compiles, and the
  * exact error (line, column, message) for what does not. The broader
- * catalogue of errors is in tests/golden/compile. */
+ * catalogue of errors is in tests/engine/golden/compile. */
 #include "engtest.h"
 
 static char diags[8192];

@@ -199,7 +199,7 @@ class InstallTest(unittest.TestCase):
         r = self.run_tool([os.path.join(BUILD, "h2o-glue", "alertmapd"), "--help"])
         self.assertIn("mappings  %s/mappings" % ROOT, r.stdout)
         self.assertIn("sql-dir   %s/schemas/sql" % ROOT, r.stdout)
-        r = self.run_tool([os.path.join(BUILD, "engine", "alertmap"), "check"])
+        r = self.run_tool([os.path.join(BUILD, "cli", "alertmap"), "check"])
         self.assertEqual(r.returncode, 0, r.stderr)
 
     def test_installed_cli_runs_installed_samples(self):

@@ -2,7 +2,7 @@
 """corpus_check.py - runs the shipped mappings over a corpus of real webhook
 payloads and reports, per source, how many normalize as their expect.json says.
 
-    tests/tools/corpus_check.py --alertmap build/engine/alertmap \\
+    tests/tools/corpus_check.py --alertmap build/cli/alertmap \\
         --mappings mappings --corpus ../shared/corpus/real [--verbose] [--min N]
 
 The corpus folder holds one sub-folder per source (README.md, SOURCE.md,

@@ -1,10 +1,9 @@
 /*
- * engine/cli/normalize.c - `alertmap normalize`: one payload through one
+ * cli/normalize.c - `alertmap normalize`: one payload through one
  * mapping, printed as the API would store it: {"alerts":[ALERT...]} or
  * {"error":{"code","message"}}.
  */
 #include "cli.h"
-#include "timeparse.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -81,7 +80,7 @@ static int parse_args(opts_t *o, int argc, char **argv)
             o->rules = optarg;
             break;
         case O_NOW:
-            if (tp_parse_iso8601(&o->now_us, optarg, strlen(optarg)) != AM_OK || o->now_us < 0)
+            if (eng_parse_iso8601(&o->now_us, optarg, strlen(optarg)) != AM_OK || o->now_us < 0)
                 return cli_usage_error(cmd,
                                        "--now needs an RFC 3339 time such as "
                                        "2024-05-01T10:00:00Z, got '%s'",
@@ -171,7 +170,7 @@ static int run(const opts_t *o, const eng_program_t *p, const char *text, size_t
     am_arena_t *a = am_arena_new(0, 0);
     eng_result_t res = {0};
     eng_error_t err = {0};
-    int rc = a == NULL ? AM_ENOMEM : eng_run(&res, p, payload, a, o->now_us, &err);
+    int rc = eng_run(&res, p, payload, a, o->now_us, &err);
     if (rc == AM_EINVAL || rc == AM_ELIMIT) {
         const char *code =
             err.code ? err.code : (rc == AM_ELIMIT ? "LIMIT_EXCEEDED" : "INVALID_PAYLOAD");
@@ -181,17 +180,16 @@ static int run(const opts_t *o, const eng_program_t *p, const char *text, size_t
     if (rc == AM_OK) {
         out = json_object();
         alerts = json_array();
-        rc = out && alerts && json_object_set(out, "alerts", alerts) == 0 ? AM_OK : AM_ENOMEM;
+        rc = json_object_set(out, "alerts", alerts) == 0 ? AM_OK : AM_EINVAL;
     }
     for (size_t i = 0; rc == AM_OK && i < res.nalerts; i++) {
         if (json_array_append_new(alerts, eng_alert_json(&res.alerts[i], o->flags)) != 0)
-            rc = AM_ENOMEM;
+            rc = AM_EINVAL; /* not valid UTF-8: cannot happen for engine output */
     }
     if (rc == AM_OK)
         status = cli_print_json(out, o->compact) == AM_OK ? CLI_OK : CLI_FAIL;
     else
-        fprintf(stderr, "alertmap normalize: %s\n",
-                rc == AM_ENOMEM ? "out of memory" : "the engine failed");
+        fprintf(stderr, "alertmap normalize: the engine failed (%d)\n", rc);
 done:
     json_decref(alerts);
     json_decref(out);

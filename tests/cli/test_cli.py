@@ -5,7 +5,7 @@ what a user would check (stdout, stderr, exit status).
 usage: test_cli.py GROUP PATH-TO-ALERTMAP
 GROUP is one of: usage, check, test, normalize, extract.
 Needs ALERTMAP_SOURCE_ROOT (set by meson) for the shipped mappings and the
-fixtures in tests/engine/cli/data.
+fixtures in tests/cli/data.
 """
 import hashlib
 import json
@@ -17,8 +17,8 @@ import sys
 import tempfile
 
 ROOT = os.environ.get("ALERTMAP_SOURCE_ROOT") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-DATA = os.path.join(ROOT, "tests", "engine", "cli", "data")
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+DATA = os.path.join(ROOT, "tests", "cli", "data")
 GOOD = os.path.join(DATA, "good")
 BROKEN = os.path.join(DATA, "broken")
 SHIPPED = os.path.join(ROOT, "mappings")

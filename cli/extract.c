@@ -1,5 +1,5 @@
 /*
- * engine/cli/extract.c - `alertmap extract`: the indicators the shared rule
+ * cli/extract.c - `alertmap extract`: the indicators the shared rule
  * set finds in free text (strict mode, as for `scan` rules in a mapping).
  */
 #include "cli.h"
@@ -129,7 +129,7 @@ int cli_cmd_extract(int argc, char **argv)
     a = am_arena_new(0, 0);
     eng_indicator_t *found = NULL;
     size_t n = 0;
-    rc = a ? eng_extract_text(&found, &n, rules, text, len, mask, "text", a) : AM_ENOMEM;
+    rc = eng_extract_text(&found, &n, rules, text, len, mask, "text", a);
     if (rc != AM_OK && rc != AM_ELIMIT) {
         fprintf(stderr, "alertmap extract: out of memory\n");
         goto done;

@@ -1,5 +1,5 @@
 /*
- * engine/cli/alertmap.c - `alertmap`, the command line tool for mapping
+ * cli/alertmap.c - `alertmap`, the command line tool for mapping
  * authors: main(), the overall help, and helpers shared by the subcommands
  * (loading mapping paths, printing diagnostics and JSON, reading input).
  * The subcommands live in check.c (check, test), normalize.c and extract.c.
@@ -57,12 +57,7 @@ const char *cli_default_mappings(void)
 
 static int push_set(cli_sets_t *s, eng_set_t *set)
 {
-    eng_set_t **p = realloc(s->sets, (s->n + 1) * sizeof(*p));
-    if (p == NULL) {
-        eng_set_unref(set);
-        return AM_ENOMEM;
-    }
-    s->sets = p;
+    s->sets = am_xrealloc(s->sets, (s->n + 1) * sizeof(*s->sets));
     s->sets[s->n++] = set;
     return AM_OK;
 }
@@ -70,14 +65,12 @@ static int push_set(cli_sets_t *s, eng_set_t *set)
 int cli_load(cli_sets_t *out, char *const *paths, size_t npaths, const char *rules, am_diags_t *d)
 {
     eng_load_options_t opt = {.rules_file = rules, .check_samples = false};
-    const char **files = calloc(npaths ? npaths : 1, sizeof(*files));
+    const char **files = am_xcalloc(npaths ? npaths : 1, sizeof(*files));
     size_t nfiles = 0;
     int rc = AM_OK;
 
     out->sets = NULL;
     out->n = 0;
-    if (files == NULL)
-        return AM_ENOMEM;
     for (size_t i = 0; i < npaths; i++) {
         struct stat st;
         if (stat(paths[i], &st) != 0) {
@@ -166,7 +159,7 @@ int cli_read_input(char **out, size_t *len, const char *path)
         } else {
             *len = b.len;
             *out = am_buf_steal(&b);
-            rc = *out ? AM_OK : AM_ENOMEM;
+            rc = AM_OK;
         }
     }
     if (rc == AM_ELIMIT)
@@ -247,6 +240,7 @@ int main(int argc, char **argv)
         fputs(help_main, stderr);
         return CLI_USAGE;
     }
+    json_set_alloc_funcs(am_xmalloc, free); /* out of memory aborts (am.h) */
     const char *cmd = argv[1];
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0)
         return help(NULL);

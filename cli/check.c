@@ -1,5 +1,5 @@
 /*
- * engine/cli/check.c - `alertmap check` (compile and report) and
+ * cli/check.c - `alertmap check` (compile and report) and
  * `alertmap test` (run every mapping's samples against their expected output).
  */
 #include "cli.h"

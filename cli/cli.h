@@ -1,5 +1,5 @@
 /*
- * engine/cli/cli.h - internals shared by the files of the `alertmap` command
+ * cli/cli.h - internals shared by the files of the `alertmap` command
  * line tool. Not a library interface: single-threaded, exits on usage errors.
  */
 #ifndef ALERTMAP_CLI_H

@@ -1,5 +1,5 @@
 /*
- * engine/cli/keys.c - `alertmap keys create|list|revoke`: API keys in the
+ * cli/keys.c - `alertmap keys create|list|revoke`: API keys in the
  * database named by DATABASE_URL (see docs/security.md). Uses storage/'s
  * public header only; every call is one blocking connection.
  */
