@@ -36,8 +36,10 @@ void glue_config_usage(FILE *out)
           "  --db-wait SECONDS     ALERTMAP_DB_WAIT       how long start-up retries an\n"
           "                                               unreachable database (default 30)\n"
           "  --log-level LEVEL     ALERTMAP_LOG_LEVEL     debug, info, warn or error\n"
-          "                                               (default info)\n"
-          "  --rate-per-key R[:B]  ALERTMAP_RATE_PER_KEY  requests per second and burst of\n"
+          "                                               (default info)\n",
+          out);
+    /* two strings: C11 compilers need support only 4095 bytes in one */
+    fputs("  --rate-per-key R[:B]  ALERTMAP_RATE_PER_KEY  requests per second and burst of\n"
           "                                               each API key (default 100:1000;\n"
           "                                               0 or off: no limit); over it: 429\n"
           "  --rate-per-source R[:B]\n"
@@ -53,6 +55,24 @@ void glue_config_usage(FILE *out)
           "                                               key: loopback (default: clients on\n"
           "                                               127.0.0.0/8 and ::1), public, or key\n"
           "                                               (always a key with scope read)\n"
+          "  --tls-cert FILE       ALERTMAP_TLS_CERT      PEM certificate chain: serve HTTPS\n"
+          "                                               (TLS 1.2 and 1.3, ALPN h2, http/1.1)\n"
+          "  --tls-key FILE        ALERTMAP_TLS_KEY       PEM private key of --tls-cert; both\n"
+          "                                               are re-read on SIGHUP\n"
+          "  --allow-plain-http    ALERTMAP_ALLOW_PLAIN_HTTP=1\n"
+          "                                               serve plain HTTP on an address that\n"
+          "                                               is not loopback (default: refused)\n"
+          "  --max-connections N   ALERTMAP_MAX_CONNECTIONS\n"
+          "                                               open connections before new ones are\n"
+          "                                               closed at once (default 4096)\n"
+          "  --request-deadline DUR ALERTMAP_REQUEST_DEADLINE\n"
+          "                                               how long a request waits for the\n"
+          "                                               database before 503 (default 5s);\n"
+          "                                               also the statement_timeout\n"
+          "  --client-timeout DUR  ALERTMAP_CLIENT_TIMEOUT\n"
+          "                                               time a client has for the TLS\n"
+          "                                               handshake and for sending a request;\n"
+          "                                               idle keep-alive time (default 10s)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
           "\n"
@@ -67,7 +87,8 @@ void glue_config_usage(FILE *out)
           "an old and a new secret are valid at once while senders switch; a new\n"
           "value takes effect at the next start (see docs/operations.md, Secrets).\n"
           "\n"
-          "Signals: SIGHUP reloads the mappings (kept unchanged if any file fails);\n"
+          "Signals: SIGHUP reloads the mappings (kept unchanged if any file fails)\n"
+          "and the TLS certificate and key (the old pair stays if the new one fails);\n"
           "SIGTERM or SIGINT stop accepting, finish in-flight requests and exit 0.\n"
           "\n"
           "Exit status: 0 after a clean shutdown, 1 when start-up fails (mappings,\n"
@@ -257,12 +278,19 @@ typedef enum {
     OPT_RATE_PER_SOURCE,
     OPT_UNSIGNED_SOURCES,
     OPT_METRICS_ACCESS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_ALLOW_PLAIN_HTTP,
+    OPT_MAX_CONNECTIONS,
+    OPT_REQUEST_DEADLINE,
+    OPT_CLIENT_TIMEOUT,
     OPT__COUNT
 } opt_t;
 
 static const struct {
     const char *flag;
     const char *env;
+    bool is_switch; /* a flag without value; its variable takes 1/0 */
 } options[OPT__COUNT] = {
     [OPT_LISTEN] = {"--listen", "ALERTMAP_LISTEN"},
     [OPT_DATABASE_URL] = {"--database-url", "DATABASE_URL"},
@@ -277,7 +305,41 @@ static const struct {
     [OPT_RATE_PER_SOURCE] = {"--rate-per-source", "ALERTMAP_RATE_PER_SOURCE"},
     [OPT_UNSIGNED_SOURCES] = {"--unsigned-sources", "ALERTMAP_UNSIGNED_SOURCES"},
     [OPT_METRICS_ACCESS] = {"--metrics-access", "ALERTMAP_METRICS_ACCESS"},
+    [OPT_TLS_CERT] = {"--tls-cert", "ALERTMAP_TLS_CERT"},
+    [OPT_TLS_KEY] = {"--tls-key", "ALERTMAP_TLS_KEY"},
+    [OPT_ALLOW_PLAIN_HTTP] = {"--allow-plain-http", "ALERTMAP_ALLOW_PLAIN_HTTP", true},
+    [OPT_MAX_CONNECTIONS] = {"--max-connections", "ALERTMAP_MAX_CONNECTIONS"},
+    [OPT_REQUEST_DEADLINE] = {"--request-deadline", "ALERTMAP_REQUEST_DEADLINE"},
+    [OPT_CLIENT_TIMEOUT] = {"--client-timeout", "ALERTMAP_CLIENT_TIMEOUT"},
 };
+
+/* "1", "true", "yes", "on" or "0", "false", "no", "off" (any case). */
+static int parse_bool(bool *out, const char *s)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return AM_OK;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return AM_OK;
+        }
+    }
+    return AM_EINVAL;
+}
+
+/* A duration of 1 s to 1 h, as glue_parse_duration() reads it. */
+static int parse_seconds(int *out, const char *s)
+{
+    int64_t v;
+    if (glue_parse_duration(&v, s) != AM_OK || v < 1 || v > 3600)
+        return AM_EINVAL;
+    *out = (int)v;
+    return AM_OK;
+}
 
 /* Where a value came from, for error messages. */
 static const char *origin_of(opt_t o, bool from_flag)
@@ -369,6 +431,31 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         else
             what = "expected loopback, public or key";
         break;
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY:
+        if (*v == '\0')
+            what = "must not be empty";
+        else if (o == OPT_TLS_CERT)
+            cfg->tls_cert = v;
+        else
+            cfg->tls_key = v;
+        break;
+    case OPT_ALLOW_PLAIN_HTTP:
+        if (parse_bool(&cfg->allow_plain_http, v) != AM_OK)
+            what = "expected 1 or 0 (true/false, yes/no)";
+        break;
+    case OPT_MAX_CONNECTIONS:
+        if (parse_int_range(&cfg->max_connections, v, 1, 1000000) != AM_OK)
+            what = "expected a whole number from 1 to 1000000";
+        break;
+    case OPT_REQUEST_DEADLINE:
+        if (parse_seconds(&cfg->deadline_s, v) != AM_OK)
+            what = "expected a duration from 1s to 1h, e.g. 5, 5s or 2m";
+        break;
+    case OPT_CLIENT_TIMEOUT:
+        if (parse_seconds(&cfg->client_timeout_s, v) != AM_OK)
+            what = "expected a duration from 1s to 1h, e.g. 10, 10s or 1m";
+        break;
     case OPT__COUNT:
         break;
     }
@@ -405,6 +492,9 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->rate_per_source = GLUE_DEFAULT_RATE_PER_SOURCE;
     cfg->burst_per_source = GLUE_DEFAULT_BURST_PER_SOURCE;
     cfg->metrics_access = GLUE_METRICS_LOOPBACK;
+    cfg->max_connections = GLUE_DEFAULT_MAX_CONNECTIONS;
+    cfg->deadline_s = GLUE_DEFAULT_DEADLINE_S;
+    cfg->client_timeout_s = GLUE_DEFAULT_CLIENT_TIMEOUT_S;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;
@@ -434,6 +524,9 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
             if (arg[fl] == '=') {
                 found = o;
                 value = arg + fl + 1;
+            } else if (arg[fl] == '\0' && options[o].is_switch) {
+                found = o;
+                value = "1";
             } else if (arg[fl] == '\0') {
                 found = o;
                 if (i + 1 >= argc) {
@@ -454,6 +547,12 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
             return rc;
     }
 
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, errlen, "%s",
+                 cfg->tls_cert ? "--tls-cert needs --tls-key (ALERTMAP_TLS_KEY) as well"
+                               : "--tls-key needs --tls-cert (ALERTMAP_TLS_CERT) as well");
+        return AM_EINVAL;
+    }
     if (cfg->database_url == NULL) {
         snprintf(err, errlen,
                  "no database: set DATABASE_URL or pass --database-url "

@@ -43,6 +43,17 @@
 /* Bytes past --max-body that are still read (and answered 413 by the
  * handler) before libh2o stops reading and closes the connection. */
 #define GLUE_BODY_SLACK ((size_t)1024 * 1024)
+/* Open connections (all loops together) before new ones are refused. */
+#define GLUE_DEFAULT_MAX_CONNECTIONS 4096
+/* How long a request may wait for the database before 503. */
+#define GLUE_DEFAULT_DEADLINE_S 5
+/* How long a client has to complete a TLS handshake, to send a request's
+ * headers and body, and how long an idle keep-alive connection stays. */
+#define GLUE_DEFAULT_CLIENT_TIMEOUT_S 10
+/* The client timeout while open connections are near the cap. */
+#define GLUE_PRESSURE_TIMEOUT_MS 1000
+/* How long a loop stops accepting after EMFILE/ENFILE. */
+#define GLUE_ACCEPT_PAUSE_MS 100
 
 /* Who may read GET /metrics (--metrics-access). */
 typedef enum {
@@ -78,6 +89,12 @@ typedef struct glue_config {
     double rate_per_source, burst_per_source;
     glue_metrics_access_t metrics_access;
     const char *unsigned_sources; /* "generic,splunk": sources that may go unsigned; NULL: none */
+    const char *tls_cert;         /* PEM certificate chain; NULL: plain HTTP */
+    const char *tls_key;          /* PEM private key (set with tls_cert) */
+    bool allow_plain_http;        /* plain HTTP on an address that is not loopback */
+    int max_connections;
+    int deadline_s;       /* request deadline for database work, seconds */
+    int client_timeout_s; /* handshake, request headers and body, idle */
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;
@@ -232,8 +249,9 @@ char *glue_error_json(const char *code, const char *message);
  * "duplicate_count"}} for the first alert, plus "alerts":[...] for each one
  * when with_list. New reference; NULL only when n is 0. */
 json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_list);
-/* Adds the output filter that turns libh2o's own plain-text 413 into the
- * JSON error body. */
+/* Adds the output filter that turns libh2o's own plain-text errors (413,
+ * 400, 417, any other status >= 400 not sent by glue_respond) into the JSON
+ * error body. */
 void glue_install_filters(h2o_pathconf_t *path);
 /* Reason phrase of an HTTP status ("Accepted", ...). */
 const char *glue_reason(int status);
@@ -264,7 +282,10 @@ void glue_mappings_warn_secrets(const eng_set_t *s);
 typedef struct glue_server glue_server_t;
 
 /* Binds the listening socket (host:port of cfg; cfg must outlive the
- * server) and registers one h2o path per route prefix. Returns 0 or AM_EIO
+ * server), loads the TLS certificate and key when cfg has them, and
+ * registers one h2o path per route prefix. Returns 0, AM_EIO (cannot
+ * listen) or AM_EINVAL (plain HTTP on an address that is not loopback
+ * without cfg->allow_plain_http; a certificate or key that does not load),
  * with a message in err. */
 int glue_server_new(glue_server_t **out, const glue_config_t *cfg, char *err, size_t errlen);
 /* Starts cfg->threads event loops answering with store (borrowed; it must
@@ -279,6 +300,12 @@ int glue_server_start(glue_server_t *srv, store_t *store);
  * NULL. Call from the main thread. */
 void glue_server_stop(glue_server_t *srv);
 void glue_server_free(glue_server_t *srv);
+/* Re-reads cfg's TLS certificate and key (SIGHUP): on success new
+ * handshakes use the new pair (open connections keep theirs) and
+ * "tls_reloaded" is logged; on failure the pair in use stays and
+ * "tls_reload_failed" is logged with OpenSSL's reason (AM_EINVAL). A no-op
+ * without TLS. Thread-safe. */
+int glue_server_reload_tls(glue_server_t *srv);
 /* The bound address as "host:port" (port 0 resolved). */
 const char *glue_server_address(const glue_server_t *srv);
 /* Tests only: glue_server_start() fails as if the thread of worker i (and
@@ -324,6 +351,11 @@ struct glue_pending {
     glue_reqctx_t *rc; /* NULL once the request is gone (client left) */
     glue_pending_fn complete;
     void (*dispose)(glue_pending_t *p); /* frees what the record holds; may be NULL */
+    /* the request deadline (--request-deadline): when it passes first, the
+     * request is answered 503 and detached (rc NULL, timed_out true); the
+     * late answer of the other thread is then dropped */
+    h2o_timeout_entry_t deadline;
+    bool timed_out;
 };
 
 store_t *glue_server_store(const glue_server_t *srv);
@@ -392,6 +424,14 @@ bool glue_auth_header_token(const h2o_headers_t *headers, const char **token, si
 /* Whether name is one of the comma-separated names of list (spaces around
  * a name ignored; list NULL: false). Pure. */
 bool glue_auth_list_has(const char *list, const char *name);
+
+/* The events an am_lograte_t counted since its last line, when its
+ * interval has passed (else 0): for a periodic flush, so that the count of
+ * the last burst is written even when no further event comes. Thread-safe. */
+uint64_t glue_lograte_due(am_lograte_t *lr, int64_t now_us);
+/* Writes the summary lines that are due (503 answers). Called by every
+ * loop about every 100 ms. Thread-safe. */
+void glue_log_flush(int64_t now_us);
 
 /* Handlers of the route table (ingest.c, api.c, ready.c, metrics.c). */
 void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params);

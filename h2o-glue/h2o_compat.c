@@ -7,11 +7,12 @@
 
 #include <stdlib.h>
 
-/* libh2o 2.2 keeps a context's HTTP/1 connections in the private list
- * ctx->http1._conns; there is no public count. */
+/* libh2o 2.2 keeps a context's HTTP/1 and HTTP/2 connections in the
+ * private lists ctx->http1._conns and ctx->http2._conns; there is no public
+ * count. */
 bool glue_compat_has_connections(h2o_context_t *ctx)
 {
-    return !h2o_linklist_is_empty(&ctx->http1._conns);
+    return !h2o_linklist_is_empty(&ctx->http1._conns) || !h2o_linklist_is_empty(&ctx->http2._conns);
 }
 
 /* libh2o 2.2: an idle keep-alive connection waits on the context's
@@ -20,6 +21,16 @@ bool glue_compat_has_connections(h2o_context_t *ctx)
 void glue_compat_shorten_idle_timeout(h2o_context_t *ctx, uint64_t ms)
 {
     ctx->http1.req_timeout.timeout = ms;
+}
+
+/* libh2o 2.2: the TLS handshake, HTTP/1 request and HTTP/2 idle timers
+ * are h2o_timeout_t lists of the context with one duration each; entries
+ * already waiting fire by the new value at the next run. */
+void glue_compat_set_client_timeouts(h2o_context_t *ctx, uint64_t ms)
+{
+    ctx->handshake_timeout.timeout = ms;
+    ctx->http1.req_timeout.timeout = ms;
+    ctx->http2.idle_timeout.timeout = ms;
 }
 
 /* libh2o 2.2.5:

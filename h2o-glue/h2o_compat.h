@@ -22,13 +22,18 @@
 #error "h2o-glue/h2o_compat.c supports libh2o 2.2.5 and later 2.2.x releases only"
 #endif
 
-/* Whether the context still has HTTP/1 connections (idle keep-alive ones
- * included). Loop thread only. */
+/* Whether the context still has HTTP/1 or HTTP/2 connections (idle
+ * keep-alive ones included). Loop thread only. */
 bool glue_compat_has_connections(h2o_context_t *ctx);
 
 /* Lets idle keep-alive connections of a stopping context time out after
  * ms milliseconds instead of the configured request timeout. Loop thread. */
 void glue_compat_shorten_idle_timeout(h2o_context_t *ctx, uint64_t ms);
+
+/* Sets the context's TLS handshake timeout, HTTP/1 request (and idle
+ * keep-alive) timeout and HTTP/2 idle timeout to ms milliseconds, for the
+ * connections already waiting too. Loop thread. */
+void glue_compat_set_client_timeouts(h2o_context_t *ctx, uint64_t ms);
 
 /* Disposes of a context whose connections are all gone, its message queue
  * and then its loop (h2o_context_dispose() leaves both to the caller).

@@ -3,6 +3,7 @@
 #include "glue.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -95,6 +96,27 @@ const char *glue_header_find(const h2o_headers_t *headers, const char *name, siz
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* 503 answers: summarised (glue_log_request, glue_log_flush). */
+static am_lograte_t lr_503 = AM_LOGRATE_INIT(0);
+
+uint64_t glue_lograte_due(am_lograte_t *lr, int64_t now_us)
+{
+    int64_t next = atomic_load_explicit(&lr->next_us, memory_order_relaxed);
+    if (now_us < next || atomic_load_explicit(&lr->count, memory_order_relaxed) == 0)
+        return 0;
+    if (!atomic_compare_exchange_strong(&lr->next_us, &next, now_us + lr->interval_us))
+        return 0;
+    return am_lograte_take(lr);
+}
+
+void glue_log_flush(int64_t now_us)
+{
+    uint64_t n = glue_lograte_due(&lr_503, now_us);
+    if (n > 0)
+        am_log(AM_LOG_WARN, "request", "istatus", (int64_t)503, "icount", (int64_t)n, "smessage",
+               "503 answers since the last request line with status 503", NULL);
+}
+
 void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
                       const char *source, const char *key, int64_t started_us, int status,
                       const char *alert_uuid, const char *code)
@@ -118,6 +140,16 @@ void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *reque
         level = AM_LOG_DEBUG;
     glue_metrics_request(route, status, code);
     double ms = started_us > 0 ? (double)(am_now_us() - started_us) / 1000.0 : 0.0;
+    if (status == 503) {
+        /* an outage answers every request 503: one line per second, with the
+         * number of 503 answers it stands for (all are in the metrics) */
+        uint64_t n = am_lograte_hit(&lr_503, am_now_us());
+        if (n > 0)
+            am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path,
+                   "ssource", source, "istatus", (int64_t)status, "scode", code, "dduration_ms", ms,
+                   "icount", (int64_t)n, NULL);
+        return;
+    }
     am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path, "ssource",
            source, "skey", key && key[0] ? key : NULL, "salert_uuid", alert_uuid, "istatus",
            (int64_t)status, "scode", code, "dduration_ms", ms, NULL);
@@ -174,47 +206,79 @@ void glue_send_error(glue_reqctx_t *rc, int status, const char *code, const char
     free(s);
 }
 
-/* ---- h2o's own 413 as a JSON error -------------------------------------- */
+/* ---- libh2o's own errors as JSON ---------------------------------------- */
 
 /*
- * libh2o answers a body over max_request_entity_size itself (before any
- * handler runs, for Content-Length and chunked bodies alike) with a plain
- * text 413. This output filter swaps that body for the API's JSON error.
+ * libh2o answers some requests itself, before any handler runs, with a
+ * plain-text body (h2o_send_error_generic() in lib/http1.c): 413 for a body
+ * over max_request_entity_size, 400 for a broken chunked encoding, an
+ * unknown Transfer-Encoding or a broken Content-Length, 417 for an Expect
+ * other than 100-continue. Those answers go through the output filters of
+ * the fallback path, so this filter swaps the body for the API's JSON error
+ * (and logs and counts it). What libh2o 2.2 closes without any answer
+ * (a request line or headers it cannot parse, more than 100 headers, a
+ * header block over its maximum, a request timeout) is listed in
+ * docs/operations.md.
  */
-static const char too_large_json[] =
-    "{\"error\":{\"code\":\"PAYLOAD_TOO_LARGE\",\"message\":\"request body larger than the "
-    "configured maximum (--max-body)\"}}";
+static const struct {
+    int status;
+    const char *code;
+    const char *message;
+} own_errors[] = {
+    {400, "BAD_REQUEST",
+     "malformed HTTP request (broken chunked encoding, unknown Transfer-Encoding or invalid "
+     "Content-Length)"},
+    {413, "PAYLOAD_TOO_LARGE", "request body larger than the configured maximum (--max-body)"},
+    {417, "EXPECTATION_FAILED", "unsupported Expect header (only 100-continue is)"},
+};
 
-static void too_large_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+typedef struct own_error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} own_error_ostream_t;
+
+static void own_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
                            h2o_send_state_t state)
 {
     (void)bufs;
     (void)bufcnt;
+    own_error_ostream_t *os = (own_error_ostream_t *)self;
     /* h2o_send_inline() delivers its body in one final call */
-    h2o_iovec_t b = h2o_iovec_init(too_large_json, sizeof(too_large_json) - 1);
-    h2o_ostream_send_next(self, req, &b, 1, state);
+    h2o_ostream_send_next(self, req, &os->body, 1, state);
 }
 
-static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+static void own_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
     size_t ct_len = 0;
     const char *ct = glue_header_find(&req->res.headers, "content-type", &ct_len);
     bool ours = ct != NULL && ct_len >= 16 && memcmp(ct, "application/json", 16) == 0;
-    if (req->res.status == 413 && !ours) {
+    if (req->res.status >= 400 && !ours) {
+        const char *code = "HTTP_ERROR";
+        const char *message = "the request was refused by the HTTP layer";
+        for (size_t i = 0; i < AM_ARRAY_LEN(own_errors); i++) {
+            if (own_errors[i].status == req->res.status) {
+                code = own_errors[i].code;
+                message = own_errors[i].message;
+            }
+        }
+        char *json = glue_error_json(code, message);
+        own_error_ostream_t *os = (own_error_ostream_t *)h2o_add_ostream(req, sizeof(*os), slot);
+        os->body = h2o_strdup(&req->pool, json, strlen(json));
+        free(json);
+        os->super.do_send = own_error_send;
         h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
                        H2O_STRLIT("application/json"), 1);
-        req->res.content_length = sizeof(too_large_json) - 1;
-        h2o_ostream_t *os = h2o_add_ostream(req, sizeof(*os), slot);
-        os->do_send = too_large_send;
+        req->res.content_length = os->body.len;
         char path[256];
         size_t pl = req->path_normalized.len < sizeof(path) - 1 ? req->path_normalized.len
                                                                 : sizeof(path) - 1;
-        memcpy(path, req->path_normalized.base, pl);
+        if (pl > 0)
+            memcpy(path, req->path_normalized.base, pl);
         path[pl] = '\0';
         glue_route_t r;
         glue_route_match(&r, path, pl);
-        glue_log_request(req, r.kind, NULL, NULL, NULL, 0, 413, NULL, "PAYLOAD_TOO_LARGE");
+        glue_log_request(req, r.kind, NULL, NULL, NULL, 0, req->res.status, NULL, code);
     }
     h2o_setup_next_ostream(req, slot);
 }
@@ -222,5 +286,5 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
 void glue_install_filters(h2o_pathconf_t *path)
 {
     h2o_filter_t *f = h2o_create_filter(path, sizeof(*f));
-    f->on_setup_ostream = too_large_setup;
+    f->on_setup_ostream = own_error_setup;
 }

@@ -143,9 +143,11 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
         return;
     }
     if (p->status != STORE_OK || p->nalerts == 0) {
-        if (p->message[0])
+        static am_lograte_t lr_store = AM_LOGRATE_INIT(0);
+        uint64_t n = p->message[0] ? am_lograte_hit(&lr_store, am_now_us()) : 0;
+        if (n > 0) /* one line per second in an outage, with the count */
             am_log(AM_LOG_WARN, "store_failed", "srequest_id", rc->request_id, "smessage",
-                   p->message, NULL);
+                   p->message, "icount", (int64_t)n, NULL);
         glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
                         "the database is unavailable; nothing was stored, retry later");
         return;

@@ -9,7 +9,8 @@
  * ("listening" logged).
  *
  * Signals are blocked in every thread and taken here with sigwait(): SIGHUP
- * reloads the mappings on this thread (the loops keep serving); SIGTERM and
+ * reloads the mappings and the TLS certificate on this thread (the loops
+ * keep serving); SIGTERM and
  * SIGINT stop the listeners, wait for in-flight requests and their commits,
  * drain the store and exit 0.
  */
@@ -20,6 +21,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static int load_mappings(const glue_config_t *cfg)
@@ -82,6 +84,31 @@ static int migrate(const glue_config_t *cfg, const sigset_t *sigs)
     }
 }
 
+/* Raises the descriptor soft limit to the hard limit (every connection is
+ * a descriptor; --max-connections should stay below it) and logs both. */
+static void raise_fd_limit(const glue_config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t before = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = before;
+    }
+    int64_t soft = rl.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_cur;
+    int64_t hard = rl.rlim_max == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_max;
+    am_log(AM_LOG_INFO, "fd_limit", "isoft_before", (int64_t)before, "isoft", soft, "ihard", hard,
+           "imax_connections", (int64_t)cfg->max_connections, NULL);
+    if (soft >= 0 && (int64_t)cfg->max_connections + 64 > soft)
+        am_log(AM_LOG_WARN, "fd_limit_low", "isoft", soft, "imax_connections",
+               (int64_t)cfg->max_connections, "smessage",
+               "the descriptor limit is below --max-connections (plus the server's own "
+               "descriptors): accepting pauses when descriptors run out",
+               NULL);
+}
+
 static const char *signal_name(int sig)
 {
     switch (sig) {
@@ -118,6 +145,9 @@ int main(int argc, char **argv)
     }
     am_log_set_level(cfg.log_level);
     glue_metrics_start(am_now_us());
+    raise_fd_limit(&cfg);
+    /* the writer's and readers' statements end at the request deadline */
+    store_set_statement_timeout(cfg.deadline_s * 1000);
 
     /* Every thread created from here on inherits the blocked set. */
     sigset_t sigs;
@@ -190,6 +220,7 @@ int main(int argc, char **argv)
             break;
         am_log(AM_LOG_INFO, "reload", "smappings", cfg.mappings, NULL);
         glue_mappings_reload(cfg.mappings);
+        glue_server_reload_tls(srv);
     }
 
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",

@@ -34,6 +34,10 @@ typedef struct store_options {
     int max_queue;
 } store_options_t;
 
+/* Every connection the writer and the readers open from now on runs
+ * "SET statement_timeout" to ms (0: the server's default). Start-up only. */
+void store_set_statement_timeout(int ms);
+
 /* Applies the migrations found in sql_dir (files NNN_name.sql). Blocking;
  * for start-up only; uses its own connection, so concurrent calls (threads or
  * processes) are safe. Returns 0, or AM_EUNAVAIL (cannot connect) / AM_EINVAL
