@@ -138,8 +138,9 @@ class TlsServer(harness.ServerTestCase):
         code, version, body = self.curl("--http2", "https://localhost:%d/healthz" % self.srv.port)
         self.assertEqual((code, version), (200, "2"), "ALPN should select h2")
         payload = json.dumps(harness.generic_payload("over https"))
-        code, _, body = self.curl("-H", "Content-Type: application/json", "--data-binary",
-                                  payload, base + "/v1/ingest/generic")
+        code, _, body = self.curl("-H", "Content-Type: application/json",
+                                  "-H", "Authorization: Bearer " + self.srv.key,
+                                  "--data-binary", payload, base + "/v1/ingest/generic")
         self.assertEqual(code, 202, body)
         uuid = json.loads(body)["data"]["alert_uuid"]
         self.assertIn(uuid, harness.alert_uuids_in_db(self.db.url))
