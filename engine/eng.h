@@ -196,6 +196,15 @@ typedef struct eng_sig_request {
 int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, bool *secret_set,
                          eng_error_t *err);
 
+/*
+ * The request header that names a delivery for replay protection (the
+ * signature block's `delivery_id`, e.g. X-GitHub-Delivery), or NULL when the
+ * mapping names none. *window_s gets the block's `replay_window` in seconds,
+ * 0 when it leaves the server's default. Borrowed from the program.
+ * Thread-safe.
+ */
+const char *eng_program_delivery_header(const eng_program_t *p, int64_t *window_s);
+
 /* ---- running ------------------------------------------------------------- */
 
 #define ENG_MAX_DEPTH      64   /* payload nesting bound */
