@@ -36,6 +36,13 @@
 #define GLUE_DEFAULT_MAX_BODY  ((size_t)5 * 1024 * 1024)
 #define GLUE_DEFAULT_DEDUP_S   ((int64_t)86400)
 #define GLUE_DEFAULT_DB_WAIT_S 30
+/* Per-request cost bounds (docs/operations.md, "Limits") */
+#define GLUE_DEFAULT_MAX_ALERTS        1000
+#define GLUE_DEFAULT_MAX_INDICATORS    10000
+#define GLUE_DEFAULT_MAX_JSON_VALUES   200000
+#define GLUE_DEFAULT_MAX_SCAN_BYTES    ((size_t)16 << 20)
+#define GLUE_DEFAULT_MAX_DRY_RUN_BYTES ((size_t)4 << 20)
+#define GLUE_DEFAULT_REPLAY_S          ((int64_t)86400)
 #define GLUE_MAX_THREADS       256
 #define GLUE_MAX_BODY_LIMIT    ((size_t)1024 * 1024 * 1024)
 /* Bytes past --max-body that are still read (and answered 413 by the
@@ -57,6 +64,12 @@ typedef struct glue_config {
     int64_t dedup_window_s;
     int db_wait_s;
     am_log_level_t log_level;
+    int max_alerts;
+    int max_indicators;
+    int max_json_values;
+    size_t max_scan_bytes;
+    size_t max_dry_run_bytes;
+    int64_t replay_window_s;
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;

@@ -141,9 +141,13 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
 {
     ingest_pending_t *p = (ingest_pending_t *)base;
     if (p->status == STORE_REJECTED) {
-        /* the database refused this payload's data; a retry fails too */
+        /* the database refused this payload's data; a retry fails too. Its
+         * error text is for the log only, never for the client. */
+        if (p->message[0])
+            am_log(AM_LOG_WARN, "store_rejected", "srequest_id", rc->request_id, "smessage",
+                   p->message, NULL);
         glue_send_error(rc, 422, "INVALID_PAYLOAD",
-                        p->message[0] ? p->message : "the database refused the payload");
+                        "the database refused the payload's data; nothing was stored");
         return;
     }
     if (p->status != STORE_OK || p->nalerts == 0) {
@@ -174,7 +178,18 @@ static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
         }
     }
     /* alerts NULL: an alert the engine could not encode; answered 500 */
-    glue_send_value(rc, 200, alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL);
+    json_t *answer = alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL;
+    size_t max = glue_server_config(rc->srv)->max_dry_run_bytes;
+    size_t size = answer ? json_dumpb(answer, NULL, 0, JSON_COMPACT) : 0;
+    if (size > max) {
+        json_decref(answer);
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "the dry-run answer would be %zu bytes (limit max_dry_run_bytes: %zu)", size, max);
+        glue_send_error(rc, 422, "LIMIT_EXCEEDED", msg);
+        return;
+    }
+    glue_send_value(rc, 200, answer);
 }
 
 /* The part of the source name we print: bounded, as it comes from the URL. */
@@ -232,13 +247,13 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
         }
     }
 
-    /* Duplicate keys are refused: the signed bytes must mean one thing. */
-    json_error_t jerr;
-    json_t *payload = json_loadb(body, blen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-    if (payload == NULL) {
-        snprintf(msg, sizeof(msg), "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                 jerr.column);
-        glue_send_error(rc, 400, "INVALID_JSON", msg);
+    const glue_config_t *cfg = glue_server_config(rc->srv);
+    json_t *payload = NULL;
+    eng_error_t perr = {0};
+    int prc = eng_json_parse(&payload, body, blen, (size_t)cfg->max_json_values, rc->arena, &perr);
+    if (prc != AM_OK) {
+        int status = prc == AM_ELIMIT ? 413 : strcmp(perr.code, "INVALID_JSON") == 0 ? 400 : 422;
+        glue_send_error(rc, status, perr.code, perr.message);
         return;
     }
     if (!json_is_object(payload)) {
@@ -249,7 +264,10 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
 
     eng_result_t res = {0};
     eng_error_t err = {0};
-    int erc = eng_run(&res, prog, payload, rc->arena, am_now_us(), &err);
+    eng_limits_t lim = {.max_alerts = (size_t)cfg->max_alerts,
+                        .max_indicators = (size_t)cfg->max_indicators,
+                        .max_scan_bytes = cfg->max_scan_bytes};
+    int erc = eng_run_limited(&res, prog, payload, &lim, rc->arena, am_now_us(), &err);
     if (erc != AM_OK || res.nalerts == 0) {
         json_decref(payload);
         send_engine_error(rc, erc, &err);
