@@ -243,8 +243,8 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
 /* Per-request bounds of a run (docs/operations.md, "Limits"); 0 in a field
  * means its default. Past one: AM_ELIMIT, LIMIT_EXCEEDED, the message
  * naming the limit and its value. */
-#define ENG_DEFAULT_MAX_INDICATORS_REQ 10000               /* all alerts together */
-#define ENG_DEFAULT_MAX_SCAN_BYTES     ((size_t)16 << 20)  /* free-text rules, all together */
+#define ENG_DEFAULT_MAX_INDICATORS_REQ 10000              /* all alerts together */
+#define ENG_DEFAULT_MAX_SCAN_BYTES     ((size_t)16 << 20) /* free-text rules, all together */
 typedef struct eng_limits {
     size_t max_alerts;     /* split elements (default and ceiling ENG_MAX_SPLIT) */
     size_t max_indicators; /* indicators of all alerts together */

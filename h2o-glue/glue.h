@@ -43,8 +43,12 @@
 #define GLUE_DEFAULT_MAX_SCAN_BYTES    ((size_t)16 << 20)
 #define GLUE_DEFAULT_MAX_DRY_RUN_BYTES ((size_t)4 << 20)
 #define GLUE_DEFAULT_REPLAY_S          ((int64_t)86400)
-#define GLUE_MAX_THREADS       256
-#define GLUE_MAX_BODY_LIMIT    ((size_t)1024 * 1024 * 1024)
+/* Replay protection: the longest delivery id / Idempotency-Key, and how old
+ * an unfinished claim must be before a retry may take it over. */
+#define GLUE_DELIVERY_KEY_MAX    200
+#define GLUE_DELIVERY_TAKEOVER_S ((int64_t)60)
+#define GLUE_MAX_THREADS         256
+#define GLUE_MAX_BODY_LIMIT      ((size_t)1024 * 1024 * 1024)
 /* Bytes past --max-body that are still read (and answered 413 by the
  * handler) before libh2o stops reading and closes the connection. */
 #define GLUE_BODY_SLACK ((size_t)1024 * 1024)
@@ -222,6 +226,9 @@ char *glue_error_json(const char *code, const char *message);
 /* The 202 body of an ingest: {"data":{"alert_uuid","status","is_duplicate",
  * "duplicate_count"}} for the first alert, plus "alerts":[...] for each one
  * when with_list. New reference; NULL only when n is 0. */
+/* The replay-protection store of ingest (ingest.c); NULL: none. Start-up
+ * only (before the loops run). */
+void glue_ingest_set_deliveries(store_deliveries_t *d);
 json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_list);
 /* Adds the output filter that turns libh2o's own plain-text 413 into the
  * JSON error body. */

@@ -147,6 +147,8 @@ int main(int argc, char **argv)
         glue_mappings_shutdown();
         return 1;
     }
+    store_deliveries_t *deliveries = store_deliveries_new(cfg.database_url);
+    glue_ingest_set_deliveries(deliveries);
     /* Bound only now: a client never waits in the backlog of a server that
      * is still looking for its database. */
     glue_server_t *srv = NULL;
@@ -154,6 +156,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "alertmapd: %s\n", err);
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", err, NULL);
         store_free(store);
+        store_deliveries_free(deliveries);
         glue_mappings_shutdown();
         return 1;
     }
@@ -161,6 +164,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "alertmapd: cannot start the event loops (see the startup_failed line)\n");
         glue_server_stop(srv);
         store_free(store);
+        store_deliveries_free(deliveries);
         glue_server_free(srv);
         glue_mappings_shutdown();
         return 1;
@@ -182,6 +186,7 @@ int main(int argc, char **argv)
     am_sd_notify("STOPPING=1");
     glue_server_stop(srv);
     store_free(store);
+    store_deliveries_free(deliveries);
     glue_server_free(srv);
     glue_mappings_shutdown();
     am_log(AM_LOG_INFO, "stopped", NULL);
