@@ -42,6 +42,8 @@ static int fail_code(run_t *r, int rc)
     case AM_ELIMIT:
         return eng_ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
                            ENG_MAX_INDICATORS);
+    case AM_ENOMEM: /* an indicator helper found the arena at its cap */
+        return eng_ex_no_room(r);
     default:
         return eng_ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
     }

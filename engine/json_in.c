@@ -2,8 +2,8 @@
  * engine/json_in.c - reading a request body as JSON (eng_json_parse).
  *
  * A pre-scan walks the text once before jansson builds a tree:
- * - it counts the values, so a body that would build more than max_values
- *   json_t nodes is refused before any is allocated (the tree's memory is
+ * - it counts the values (object keys too: jansson allocates for them), so a body that would build
+ * more than max_values json_t nodes is refused before any is allocated (the tree's memory is
  *   bounded by the count, docs/operations.md "Limits");
  * - it refuses numbers PostgreSQL's numeric (and so jsonb) cannot hold:
  *   more than 131072 digits before the decimal point or 16383 after it, the
