@@ -4,10 +4,13 @@ before inside the window is answered like the first delivery, with the same
 alert uuid(s), and nothing new is stored: not on the same process, not after
 a restart, not on a second alertmapd sharing the database."""
 
+import hashlib
+import hmac
 import json
 import os
 import sys
 import threading
+import time
 import uuid
 
 sys.dont_write_bytecode = True
@@ -147,6 +150,132 @@ class ReplayTest(harness.ServerTestCase):
         self.assertIsNone(r.header("Idempotent-Replayed"))
         r = self.post_key(self.srv, "x" * 201, "replay key too long")
         self.assertError(r, 400, "INVALID_DELIVERY_ID")
+
+
+STRIPE_MAPPING = """source: stripedemo
+display_name: Stripe-style signed demo
+signature:
+  scheme: hmac-sha256
+  header: Demo-Signature
+  timestamp_param: t
+  signature_param: v1
+  delivery_id: Demo-Event-Id
+  secret_env: [STRIPEDEMO_WEBHOOK_SECRET, STRIPEDEMO_WEBHOOK_SECRET_OLD]
+match:
+  - object: alert
+    name: alert
+fields:
+  title: {path: alert.title, default: Untitled demo alert}
+"""
+
+SLACK_MAPPING = """source: slackdemo
+display_name: Slack-style signed demo
+signature:
+  scheme: hmac-sha256
+  header: X-Demo-Signature
+  prefix: "v0="
+  timestamp_header: X-Demo-Timestamp
+  signed_text: "v0:{timestamp}:{header:X-Demo-Event}:{body}"
+  delivery_id: X-Demo-Event
+  secret_env: SLACKDEMO_WEBHOOK_SECRET
+match:
+  - object: alert
+    name: alert
+fields:
+  title: {path: alert.title, default: Untitled demo alert}
+"""
+
+SECRET, OLD = "s3cret-now", "s3cret-before"
+
+
+def mac(secret, text):
+    return hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
+
+
+class SignedSchemesOverHttpTest(harness.ServerTestCase):
+    """The new schemes end to end: accepted when valid, 401 with the reason
+    and no row otherwise, and a signed delivery replayed gets the first
+    answer."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = harness.TempDatabase(cls.__name__)
+        cls.servers = []
+        try:
+            s = harness.Server(cls.db.url, env={"STRIPEDEMO_WEBHOOK_SECRET": SECRET,
+                                                "STRIPEDEMO_WEBHOOK_SECRET_OLD": OLD,
+                                                "SLACKDEMO_WEBHOOK_SECRET": SECRET})
+            for name, text in (("stripedemo.yaml", STRIPE_MAPPING),
+                               ("slackdemo.yaml", SLACK_MAPPING)):
+                with open(os.path.join(s.mappings, name), "w") as f:
+                    f.write(text)
+            cls.servers.append(s)
+            cls.srv = s.start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    def refused(self, path, body, headers, reason):
+        before = harness.count_rows(self.db.url)
+        r = self.srv.post(path, body, headers=headers)
+        err = self.assertError(r, 401, "INVALID_SIGNATURE")
+        self.assertIn(reason, err["message"])
+        self.assertEqual(harness.count_rows(self.db.url), before, "a refused request wrote")
+
+    def test_stripe_style(self):
+        body = json.dumps({"alert": {"title": "stripe-style " + uuid.uuid4().hex}}).encode()
+        now = int(time.time())
+
+        def hdr(ts, *sigs, event=None):
+            h = {"Demo-Signature": ",".join(["t=%d" % ts] + ["v1=" + x for x in sigs])}
+            if event:
+                h["Demo-Event-Id"] = event
+            return h
+
+        p = "/v1/ingest/stripedemo"
+        good = mac(SECRET, b"%d." % now + body)
+        self.refused(p, body, hdr(now - 400, mac(SECRET, b"%d." % (now - 400) + body)),
+                     "is too old")
+        self.refused(p, body, hdr(now + 400, mac(SECRET, b"%d." % (now + 400) + body)),
+                     "is in the future")
+        self.refused(p, body, hdr(now, mac("wrong", b"%d." % now + body)), "does not match")
+        self.refused(p, body, hdr(now, good[:-2]), "is not a hex hmac-sha256 digest")
+        self.refused(p, body + b" ", hdr(now, good), "does not match")
+        self.refused(p, body, {}, "missing signature header 'Demo-Signature'")
+        self.refused(p, body, {"Demo-Signature": "v1=" + good}, "has no 't=' timestamp")
+        event = "evt_" + uuid.uuid4().hex
+        # during a rotation: the old secret's signature and the new one's
+        r1 = self.srv.post(p, body, headers=hdr(now, mac(OLD, b"%d." % now + body), good,
+                                                 event=event))
+        self.assertEqual(r1.status, 202, r1)
+        before = stored(self.db.url)
+        r2 = self.srv.post(p, body, headers=hdr(now, good, event=event))
+        self.assertEqual((r2.status, r2.raw), (202, r1.raw))
+        self.assertEqual(r2.header("Idempotent-Replayed"), "true")
+        self.assertEqual(stored(self.db.url), before)
+        # a replay still has to be signed: the signature is checked first
+        self.refused(p, body, hdr(now, mac("wrong", b"%d." % now + body), event=event),
+                     "does not match")
+
+    def test_slack_style_with_a_signed_header(self):
+        body = json.dumps({"alert": {"title": "slack-style " + uuid.uuid4().hex}}).encode()
+        now = str(int(time.time()))
+        event = uuid.uuid4().hex
+        text = ("v0:%s:%s:" % (now, event)).encode() + body
+        h = {"X-Demo-Signature": "v0=" + mac(SECRET, text), "X-Demo-Timestamp": now,
+             "X-Demo-Event": event}
+        p = "/v1/ingest/slackdemo"
+        self.refused(p, body, dict(h, **{"X-Demo-Event": event + "x"}), "does not match")
+        self.refused(p, body, {k: v for k, v in h.items() if k != "X-Demo-Event"},
+                     "missing header 'X-Demo-Event' (part of the signed text)")
+        self.refused(p, body, {k: v for k, v in h.items() if k != "X-Demo-Timestamp"},
+                     "missing timestamp header 'X-Demo-Timestamp'")
+        self.refused(p, body, dict(h, **{"X-Demo-Timestamp": str(int(now) - 1000)}),
+                     "is too old")
+        r = self.srv.post(p, body, headers=h)
+        self.assertEqual(r.status, 202, r)
+        r2 = self.srv.post(p, body, headers=h)
+        self.assertEqual((r2.status, r2.raw), (202, r.raw))
 
 
 if __name__ == "__main__":
