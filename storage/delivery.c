@@ -19,7 +19,8 @@
  *   release   deletes our unfinished claim (the ingest failed: the sender's
  *             retry must be ingested, not answered from memory).
  * Once a minute the thread also deletes rows older than twice the longest
- * window seen, in bounded slices. Callbacks run on this thread.
+ * window seen, in bounded slices. Callbacks run on this thread; jobs still
+ * queued when the thread has stopped are answered UNAVAILABLE.
  */
 #include "store_internal.h"
 
@@ -201,9 +202,12 @@ static void *deliveries_main(void *arg)
         d->queued = 0;
         bool stop = d->stop;
         pthread_mutex_unlock(&d->mu);
+        /* queued jobs run even when stopping: a completion recorded now
+         * saves a retry the takeover (each statement is bounded by
+         * statement_timeout) */
         while (jobs != NULL) {
             djob_t *next = jobs->next;
-            run_job(stop ? NULL : &pc, jobs);
+            run_job(&pc, jobs);
             job_free(jobs);
             jobs = next;
         }
