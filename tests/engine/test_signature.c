@@ -656,6 +656,13 @@ static void slack_version_prefixed(void **state)
     refused(spec, &h, "{}", NOW, "does not match");
     h.value[1] = "1714557599";
     refused(spec, &h, BODY, NOW, "does not match");
+    h.value[1] = "1714557600";
+    h.value[0] = "v0=1e8d6e5fe05c3c75151c3464f1a24c1f108c77440d0d3545ea542719a3172c";
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest"); /* truncated */
+    h.value[0] = "v0=Ho1uX+BcPHUVHDRk8aJMHxCMd0QNDTVF6lQnGaMXLNs=";  /* base64, not hex */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    headers_t no_sig = {{"X-Slack-Request-Timestamp"}, {"1714557600"}};
+    refused(spec, &no_sig, BODY, NOW, "missing signature header 'X-Slack-Signature'");
     headers_t no_ts = {{"X-Slack-Signature"}, {"v0=" SLACK_K1}};
     refused(spec, &no_ts, BODY, NOW, "missing timestamp header 'X-Slack-Request-Timestamp'");
 }
@@ -682,6 +689,13 @@ static void pagerduty_rotation(void **state)
     refused(spec, &h, BODY, NOW, "has no 'v1=' signature");
     h.value[0] = "v1=" S256_K1;
     refused(spec, &h, BODY "\n", NOW, "does not match");
+    h.value[0] =
+        "v1=a18394ca5ffdc04d86e3f2ea7bfd3cfdadbb3962522d7665db4da2cc6753a8"; /* truncated */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    h.value[0] = "v1=" S256_K1_B64; /* base64 where hex is declared */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    headers_t none = {{NULL}, {NULL}};
+    refused(spec, &none, BODY, NOW, "missing signature header 'X-PagerDuty-Signature'");
 }
 
 static void headers_plus_body(void **state)
@@ -699,6 +713,16 @@ static void headers_plus_body(void **state)
     refused(spec, &h, BODY, NOW, "does not match");
     headers_t no_id = {{"X-Sig", "X-Timestamp"}, {HDR_K1, "1714557600"}};
     refused(spec, &no_id, BODY, NOW, "missing header 'X-Event-Id' (part of the signed text)");
+    refused(spec, &h, BODY " ", NOW, "does not match"); /* modified body */
+    refused(spec, &h, BODY, NOW + 301, "is too old");
+    refused(spec, &h, BODY, NOW - 301, "is in the future");
+    h.value[0] = "76894c40c3f3684cc12b5ca80a41132e4cbe9e820f2d010b742a1e747e8cf6"; /* truncated */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    h.value[0] = HDR_K1;
+    h.value[1] = "later";
+    refused(spec, &h, BODY, NOW, "is not an integer");
+    headers_t no_sig = {{"X-Timestamp", "X-Event-Id"}, {"1714557600", "evt-42"}};
+    refused(spec, &no_sig, BODY, NOW, "missing signature header 'X-Sig'");
 
     /* Grafana-style "{timestamp}:{body}", base64 of the default text too */
     sig_spec_t *colon = compile_ok(f, "scheme: hmac-sha256\nheader: X-Sig\n"
