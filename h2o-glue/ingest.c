@@ -5,10 +5,16 @@
  *     body over --max-body      413 PAYLOAD_TOO_LARGE (server.c, before the handler)
  *   0 find the program          404 UNKNOWN_SOURCE
  *   1 signature (ingest only)   401 INVALID_SIGNATURE
- *   2 parse JSON                400 INVALID_JSON, 422 INVALID_PAYLOAD (not an object)
+ *   2 parse JSON                400 INVALID_JSON, 413 LIMIT_EXCEEDED (JSON values),
+ *                               422 INVALID_PAYLOAD (not an object, a number
+ *                               PostgreSQL cannot store)
  *   3-5 eng_run                 422 INVALID_PAYLOAD / LIMIT_EXCEEDED
  *     the request's arena full  413 LIMIT_EXCEEDED (copy of the body) or
  *                               422 LIMIT_EXCEEDED (the rows for the store)
+ *     a delivery id (the mapping's delivery_id header, else Idempotency-Key):
+ *     claimed first (storage/delivery.c): a known one is answered with the
+ *     first delivery's recorded answer, one in flight 409 DELIVERY_IN_PROGRESS
+ *     (Retry-After: 1), an id over 200 bytes 400 INVALID_DELIVERY_ID
  *   6 store_ingest              503 DATABASE_UNAVAILABLE (Retry-After: 5)
  *   7 the store's answer, on the request's own loop (ingest_complete):
  *     202 after commit, 422 INVALID_PAYLOAD (the database refused the data),
