@@ -202,6 +202,32 @@ typedef struct eng_sig_request {
 int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, bool *secret_set,
                          eng_error_t *err);
 
+/*
+ * The request header that names a delivery for replay protection (the
+ * signature block's `delivery_id`, e.g. X-GitHub-Delivery), or NULL when the
+ * mapping names none. *window_s gets the block's `replay_window` in seconds,
+ * 0 when it leaves the server's default. Borrowed from the program.
+ * Thread-safe.
+ */
+const char *eng_program_delivery_header(const eng_program_t *p, int64_t *window_s);
+
+/* ---- reading a body --------------------------------------------------------- */
+
+/*
+ * Parses a request body (any JSON value; duplicate keys refused) into *out
+ * (a new reference). Before jansson allocates anything, one pass over the
+ * text counts the values (more than max_values, 0 = no limit: AM_ELIMIT,
+ * LIMIT_EXCEEDED) and checks every number: one PostgreSQL cannot store
+ * (1e999999, 1e-999999) is AM_EINVAL with code INVALID_PAYLOAD; one jansson
+ * cannot hold but PostgreSQL can (an integer beyond 64 bits, a real beyond
+ * a double) becomes a JSON string of its exact digits. Invalid JSON:
+ * AM_EINVAL with code INVALID_JSON and jansson's line and column. Arena a
+ * holds a rewritten copy when numbers are quoted. *out is NULL on failure.
+ * Reentrant.
+ */
+int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values, am_arena_t *a,
+                   eng_error_t *err);
+
 /* ---- running ------------------------------------------------------------- */
 
 #define ENG_MAX_DEPTH      64   /* payload nesting bound */
@@ -219,6 +245,22 @@ int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, b
  */
 int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena_t *a,
             int64_t now_us, eng_error_t *err);
+
+/* Per-request bounds of a run (docs/operations.md, "Limits"); 0 in a field
+ * means its default. Past one: AM_ELIMIT, LIMIT_EXCEEDED, the message
+ * naming the limit and its value. */
+#define ENG_DEFAULT_MAX_INDICATORS_REQ 10000              /* all alerts together */
+#define ENG_DEFAULT_MAX_SCAN_BYTES     ((size_t)16 << 20) /* free-text rules, all together */
+typedef struct eng_limits {
+    size_t max_alerts;     /* split elements (default and ceiling ENG_MAX_SPLIT) */
+    size_t max_indicators; /* indicators of all alerts together */
+    size_t max_scan_bytes; /* bytes handed to scan/regex rules, all together */
+} eng_limits_t;
+
+/* eng_run() with explicit limits (lim NULL: the defaults). Thread-safe on
+ * a shared program, like eng_run(). */
+int eng_run_limited(eng_result_t *out, const eng_program_t *p, json_t *payload,
+                    const eng_limits_t *lim, am_arena_t *a, int64_t now_us, eng_error_t *err);
 
 /* JSON of an alert as the CLI and the API print it (schemas/alert.schema.json).
  * flags: ENG_JSON_INDICATORS adds "indicators":[{"type","value","source_field"}];

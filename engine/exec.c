@@ -39,8 +39,10 @@ int eng_ex_no_room(run_t *r)
 static int fail_code(run_t *r, int rc)
 {
     switch (rc) {
-    case AM_ELIMIT:
-        return eng_ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
+    case AM_ELIMIT: /* the vector full, or the request's arena at its cap */
+        return eng_ex_fail(r, rc, "LIMIT_EXCEEDED",
+                           "more than %d indicators or tags in one alert, or the request's "
+                           "memory limit reached",
                            ENG_MAX_INDICATORS);
     default:
         return eng_ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
@@ -592,7 +594,21 @@ static int run_alert(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
 int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena_t *a,
             int64_t now_us, eng_error_t *err)
 {
+    return eng_run_limited(out, p, payload, NULL, a, now_us, err);
+}
+
+int eng_run_limited(eng_result_t *out, const eng_program_t *p, json_t *payload,
+                    const eng_limits_t *lim, am_arena_t *a, int64_t now_us, eng_error_t *err)
+{
     run_t r = {.p = p, .a = a, .root = payload, .err = err};
+    if (lim != NULL)
+        r.lim = *lim;
+    if (r.lim.max_alerts == 0 || r.lim.max_alerts > ENG_MAX_SPLIT)
+        r.lim.max_alerts = ENG_MAX_SPLIT;
+    if (r.lim.max_indicators == 0)
+        r.lim.max_indicators = ENG_DEFAULT_MAX_INDICATORS_REQ;
+    if (r.lim.max_scan_bytes == 0)
+        r.lim.max_scan_bytes = ENG_DEFAULT_MAX_SCAN_BYTES;
     out->alerts = NULL;
     out->nalerts = 0;
     if (err != NULL) {
@@ -613,14 +629,16 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
                                "split (%s): %s is missing, empty or not an array", p->split_where,
                                p->split->text);
         n = json_array_size(elems);
-        if (n > ENG_MAX_SPLIT)
+        if (n > r.lim.max_alerts)
             return eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
-                               "split (%s): %zu elements, at most %d alerts per request",
-                               p->split_where, n, ENG_MAX_SPLIT);
+                               "split (%s): %zu elements, over the limit max_alerts: %zu alerts "
+                               "per request",
+                               p->split_where, n, r.lim.max_alerts);
     }
     eng_alert_t *alerts = am_arena_calloc(a, n, sizeof(*alerts));
     if (alerts == NULL)
         return eng_ex_no_room(&r);
+    size_t total = 0; /* indicators of all alerts so far */
     for (size_t i = 0; i < n; i++) {
         json_t *cur = payload;
         if (elems != NULL) {
@@ -633,6 +651,12 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
         rc = run_alert(&r, &alerts[i], cur, now_us);
         if (rc != 0)
             return fail_code(&r, rc); /* keeps an error already recorded */
+        total += alerts[i].nindicators;
+        if (total > r.lim.max_indicators)
+            return eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                               "more than %zu indicators in one request (limit max_indicators: "
+                               "%zu; reached at alert %zu of %zu)",
+                               r.lim.max_indicators, r.lim.max_indicators, i + 1, n);
     }
     out->alerts = alerts;
     out->nalerts = n;

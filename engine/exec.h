@@ -20,6 +20,9 @@ typedef struct run {
     /* source_field cache for 'each' rules: prefix + value text */
     const char *sf_text;
     const char *sf_val;
+    /* per-request limits (resolved, never 0) and what counts against them */
+    eng_limits_t lim;
+    size_t scanned;
 } run_t;
 
 typedef struct val {

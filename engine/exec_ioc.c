@@ -89,6 +89,12 @@ static int visit_each(void *ctx, json_t *v)
 /* Runs a scan or regex rule over one string. */
 static int scan_string(run_t *r, const irule_t *rule, const char *s, size_t len, const char *sf)
 {
+    r->scanned += len;
+    if (r->scanned > r->lim.max_scan_bytes)
+        return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                           "free-text rules would scan more than %zu bytes of this request "
+                           "(limit max_scan_bytes: %zu)",
+                           r->lim.max_scan_bytes, r->lim.max_scan_bytes);
     if (rule->kind != IR_REGEX)
         return r->p->set->scan != NULL ? r->p->set->scan(&r->iocs, r->a, r->p->set->rules, s, len,
                                                          rule->mask, sf, rule->origin)

@@ -12,10 +12,15 @@
 
 #define MAX_SKEW_LIMIT 86400
 
-static const char *const known_keys[] = {"scheme", "header",     "query_param",      "encoding",
-                                         "prefix", "secret_env", "timestamp_header", "max_skew"};
+#define MAX_REPLAY_WINDOW (30 * 86400)
+
+static const char *const known_keys[] = {
+    "scheme",      "header",           "query_param",  "encoding",        "prefix",
+    "secret_env",  "timestamp_header", "max_skew",     "timestamp_param", "signature_param",
+    "signed_text", "delivery_id",      "replay_window"};
 #define KNOWN_KEYS_TEXT                                                                            \
-    "scheme, header, query_param, encoding, prefix, secret_env, timestamp_header, max_skew"
+    "scheme, header, query_param, encoding, prefix, secret_env, timestamp_header, max_skew, "      \
+    "timestamp_param, signature_param, signed_text, delivery_id, replay_window"
 
 /* ---- compiling ----------------------------------------------------------- */
 
@@ -129,23 +134,167 @@ static void compile_secret_env(sc_t *c, sig_spec_t *spec, const yt_pair_t *p)
     }
 }
 
-static void compile_max_skew(sc_t *c, sig_spec_t *spec, const yt_pair_t *p)
+/* A whole number of seconds from 1 to max, else an error. */
+static int64_t seconds_value(sc_t *c, const yt_pair_t *p, int64_t max)
 {
     const yt_node_t *v = p->value;
     int64_t x = 0;
-    bool ok = v != NULL && v->kind == YT_SCALAR && !v->quoted && v->len > 0 && v->len <= 6;
+    bool ok = v != NULL && v->kind == YT_SCALAR && !v->quoted && v->len > 0 && v->len <= 8;
     for (size_t i = 0; ok && i < v->len; i++) {
         if (v->str[i] < '0' || v->str[i] > '9')
             ok = false;
         else
             x = x * 10 + (v->str[i] - '0');
     }
-    if (!ok || x < 1 || x > MAX_SKEW_LIMIT) {
-        err(c, v ? v : p->key, "'max_skew' must be a whole number of seconds from 1 to %d",
-            MAX_SKEW_LIMIT);
+    if (!ok || x < 1 || x > max) {
+        err(c, v ? v : p->key, "'%s' must be a whole number of seconds from 1 to %lld", p->key->str,
+            (long long)max);
+        return 0;
+    }
+    return x;
+}
+
+/* A signature_param / timestamp_param: a key of a "k=v,k=v" header. */
+static const char *param_value(sc_t *c, const yt_pair_t *p)
+{
+    const char *s = string_value(c, p);
+    if (s == NULL)
+        return NULL;
+    for (const char *q = s; *q; q++) {
+        if (!is_token_char((unsigned char)*q) || *q == '=' || *q == ',') {
+            err(c, p->value, "'%s' is not a valid item key: '%s'", p->key->str, s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+static bool add_part(sc_t *c, sig_part_t *parts, size_t *n, part_kind_t kind, const char *text,
+                     size_t len, const yt_node_t *at)
+{
+    if (*n == ENG_SIG_MAX_PARTS) {
+        err(c, at, "'signed_text' has more than %d pieces", ENG_SIG_MAX_PARTS);
+        return false;
+    }
+    parts[*n] = (sig_part_t){.kind = kind, .text = text, .len = len};
+    (*n)++;
+    return true;
+}
+
+/* "v0:{timestamp}:{body}", "{header:X-Timestamp}:{body}": literal text and
+ * holes {body}, {timestamp}, {header:NAME}; "{{" and "}}" are braces. */
+static void compile_signed_text(sc_t *c, sig_spec_t *spec, const yt_pair_t *p)
+{
+    const char *s = string_value(c, p);
+    if (s == NULL)
+        return;
+    sig_part_t parts[ENG_SIG_MAX_PARTS];
+    size_t n = 0, len = strlen(s);
+    char *lit = am_arena_alloc(c->a, len + 1);
+    if (lit == NULL)
+        return;
+    size_t litlen = 0;
+    bool body = false;
+    for (size_t i = 0; i < len;) {
+        if ((s[i] == '{' && i + 1 < len && s[i + 1] == '{') ||
+            (s[i] == '}' && i + 1 < len && s[i + 1] == '}')) {
+            lit[litlen++] = s[i];
+            i += 2;
+            continue;
+        }
+        if (s[i] == '}') {
+            err(c, p->value, "'signed_text': unbalanced '}' at offset %zu (write '}}' for a brace)",
+                i);
+            return;
+        }
+        if (s[i] != '{') {
+            lit[litlen++] = s[i++];
+            continue;
+        }
+        const char *close = memchr(s + i, '}', len - i);
+        if (close == NULL) {
+            err(c, p->value, "'signed_text': '{' at offset %zu is not closed", i);
+            return;
+        }
+        if (litlen > 0) {
+            if (!add_part(c, parts, &n, PART_LITERAL, lit, litlen, p->value))
+                return;
+            lit += litlen + 1;
+            litlen = 0;
+        }
+        const char *h = s + i + 1;
+        size_t hl = (size_t)(close - h);
+        bool ok = true;
+        if (hl == 4 && memcmp(h, "body", 4) == 0) {
+            ok = add_part(c, parts, &n, PART_BODY, NULL, 0, p->value);
+            body = true;
+        } else if (hl == 9 && memcmp(h, "timestamp", 9) == 0) {
+            if (spec->timestamp_header == NULL && spec->timestamp_param == NULL) {
+                err(c, p->value,
+                    "'signed_text' uses {timestamp}: it needs 'timestamp_header' or "
+                    "'timestamp_param'");
+                return;
+            }
+            ok = add_part(c, parts, &n, PART_TIMESTAMP, NULL, 0, p->value);
+        } else if (hl > 7 && memcmp(h, "header:", 7) == 0) {
+            char *name = am_arena_strndup(c->a, h + 7, hl - 7);
+            if (name == NULL)
+                return;
+            for (const char *q = name; *q; q++) {
+                if (!is_token_char((unsigned char)*q)) {
+                    err(c, p->value, "'signed_text': bad header name '%s'", name);
+                    return;
+                }
+            }
+            ok = add_part(c, parts, &n, PART_HEADER, name, strlen(name), p->value);
+        } else {
+            err(c, p->value,
+                "'signed_text': unknown hole '{%.*s}' (expected {body}, {timestamp} or "
+                "{header:NAME})",
+                (int)(hl > 40 ? 40 : hl), h);
+            return;
+        }
+        if (!ok)
+            return;
+        i += hl + 2;
+    }
+    if (litlen > 0 && !add_part(c, parts, &n, PART_LITERAL, lit, litlen, p->value))
+        return;
+    if (!body) {
+        err(c, p->value, "'signed_text' must contain {body}: an unsigned body proves nothing");
         return;
     }
-    spec->max_skew = x;
+    bool has_ts = false;
+    for (size_t i = 0; i < n; i++)
+        has_ts |= parts[i].kind == PART_TIMESTAMP;
+    if (!has_ts && (spec->timestamp_header != NULL || spec->timestamp_param != NULL)) {
+        err(c, p->value,
+            "'signed_text' must contain {timestamp} when a timestamp is checked (an unsigned "
+            "timestamp can be changed by anyone)");
+        return;
+    }
+    sig_part_t *keep = am_arena_calloc(c->a, n, sizeof(*keep));
+    if (keep == NULL)
+        return;
+    memcpy(keep, parts, n * sizeof(*keep));
+    spec->parts = keep;
+    spec->nparts = n;
+}
+
+/* {body}, or {timestamp}.{body} when a timestamp is declared. */
+static void default_signed_text(sc_t *c, sig_spec_t *spec)
+{
+    static const sig_part_t plain[] = {{PART_BODY, NULL, 0}};
+    static const sig_part_t stamped[] = {
+        {PART_TIMESTAMP, NULL, 0}, {PART_LITERAL, ".", 1}, {PART_BODY, NULL, 0}};
+    (void)c;
+    if (spec->timestamp_header != NULL || spec->timestamp_param != NULL) {
+        spec->parts = stamped;
+        spec->nparts = AM_ARRAY_LEN(stamped);
+    } else {
+        spec->parts = plain;
+        spec->nparts = AM_ARRAY_LEN(plain);
+    }
 }
 
 static int parse_enum(const char *s, const char *const *names, size_t n)
@@ -156,7 +305,21 @@ static int parse_enum(const char *s, const char *const *names, size_t n)
     return -1;
 }
 
-enum { K_SCHEME, K_HEADER, K_QUERY_PARAM, K_ENCODING, K_PREFIX, K_SECRET_ENV, K_TS, K_SKEW };
+enum {
+    K_SCHEME,
+    K_HEADER,
+    K_QUERY_PARAM,
+    K_ENCODING,
+    K_PREFIX,
+    K_SECRET_ENV,
+    K_TS,
+    K_SKEW,
+    K_TS_PARAM,
+    K_SIG_PARAM,
+    K_SIGNED_TEXT,
+    K_DELIVERY,
+    K_WINDOW
+};
 
 /* Keys required by, or not applying to, the scheme. seen[] is indexed by K_*. */
 static void check_applicable(sc_t *c, scheme_t scheme, const yt_node_t *node,
@@ -174,8 +337,17 @@ static void check_applicable(sc_t *c, scheme_t scheme, const yt_node_t *node,
         err(c, seen[K_QUERY_PARAM]->key, "'query_param' applies only to scheme query-token");
     if (!hmac && seen[K_ENCODING] != NULL)
         err(c, seen[K_ENCODING]->key, "'encoding' applies only to hmac schemes");
-    if (!hmac && seen[K_TS] != NULL)
-        err(c, seen[K_TS]->key, "'timestamp_header' applies only to hmac schemes");
+    static const int hmac_only[] = {K_TS, K_TS_PARAM, K_SIG_PARAM, K_SIGNED_TEXT};
+    for (size_t i = 0; i < AM_ARRAY_LEN(hmac_only); i++)
+        if (!hmac && seen[hmac_only[i]] != NULL)
+            err(c, seen[hmac_only[i]]->key, "'%s' applies only to hmac schemes",
+                known_keys[hmac_only[i]]);
+    if (seen[K_TS] != NULL && seen[K_TS_PARAM] != NULL)
+        err(c, seen[K_TS_PARAM]->key,
+            "'timestamp_param' and 'timestamp_header' exclude each other (one timestamp)");
+    if (seen[K_TS_PARAM] != NULL && seen[K_SIG_PARAM] == NULL)
+        err(c, seen[K_TS_PARAM]->key,
+            "'timestamp_param' needs 'signature_param' (the header is read as k=v items)");
 }
 
 int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, am_arena_t *a,
@@ -226,12 +398,26 @@ int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, a
             check_applicable(&c, spec->scheme, node, seen);
         }
     }
-    if (seen[K_SKEW] != NULL && seen[K_TS] == NULL)
-        err(&c, seen[K_SKEW]->key, "'max_skew' needs 'timestamp_header'");
+    if (seen[K_SKEW] != NULL && seen[K_TS] == NULL && seen[K_TS_PARAM] == NULL)
+        err(&c, seen[K_SKEW]->key, "'max_skew' needs 'timestamp_header' or 'timestamp_param'");
     if (seen[K_HEADER] != NULL)
         spec->header = header_value(&c, seen[K_HEADER]);
     if (seen[K_TS] != NULL)
         spec->timestamp_header = header_value(&c, seen[K_TS]);
+    if (seen[K_TS_PARAM] != NULL)
+        spec->timestamp_param = param_value(&c, seen[K_TS_PARAM]);
+    if (seen[K_SIG_PARAM] != NULL)
+        spec->signature_param = param_value(&c, seen[K_SIG_PARAM]);
+    if (seen[K_DELIVERY] != NULL)
+        spec->delivery_id = header_value(&c, seen[K_DELIVERY]);
+    if (seen[K_WINDOW] != NULL)
+        spec->replay_window = seconds_value(&c, seen[K_WINDOW], MAX_REPLAY_WINDOW);
+    if (seen[K_WINDOW] != NULL && seen[K_DELIVERY] == NULL)
+        err(&c, seen[K_WINDOW]->key, "'replay_window' needs 'delivery_id'");
+    if (seen[K_SIGNED_TEXT] != NULL)
+        compile_signed_text(&c, spec, seen[K_SIGNED_TEXT]);
+    else
+        default_signed_text(&c, spec);
     if (seen[K_QUERY_PARAM] != NULL)
         spec->query_param = string_value(&c, seen[K_QUERY_PARAM]);
     else
@@ -255,7 +441,7 @@ int eng_sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, a
     else
         compile_secret_env(&c, spec, seen[K_SECRET_ENV]);
     if (seen[K_SKEW] != NULL)
-        compile_max_skew(&c, spec, seen[K_SKEW]);
+        spec->max_skew = seconds_value(&c, seen[K_SKEW], MAX_SKEW_LIMIT);
 
     if (c.errors > 0)
         return AM_EINVAL;

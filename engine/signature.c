@@ -141,10 +141,18 @@ static void hmac_fetch(void)
     hmac_algo = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
-/* HMAC over [ts "."] body; *ok false on a library failure. */
-static bool compute_hmac(unsigned char *out, size_t *outlen, scheme_t scheme, const char *key,
-                         size_t keylen, const char *ts, size_t tslen, const char *body,
-                         size_t bodylen)
+/* The values of the signed text's pieces for one request. */
+typedef struct signed_text {
+    const char *ts;
+    size_t tslen;
+    const char *hv[ENG_SIG_MAX_PARTS]; /* PART_HEADER values, by part index */
+    size_t hlen[ENG_SIG_MAX_PARTS];
+} signed_text_t;
+
+/* HMAC over the spec's signed text; false on a library failure. */
+static bool compute_hmac(unsigned char *out, size_t *outlen, const sig_spec_t *spec,
+                         const char *key, size_t keylen, const signed_text_t *st,
+                         const eng_sig_request_t *req)
 {
     pthread_once(&hmac_once, hmac_fetch);
     if (hmac_algo == NULL)
@@ -153,17 +161,29 @@ static bool compute_hmac(unsigned char *out, size_t *outlen, scheme_t scheme, co
     if (ctx == NULL)
         return false;
     char digest[16];
-    snprintf(digest, sizeof(digest), "%s", scheme == SCHEME_HMAC_SHA1 ? "SHA1" : "SHA256");
+    snprintf(digest, sizeof(digest), "%s", spec->scheme == SCHEME_HMAC_SHA1 ? "SHA1" : "SHA256");
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
         OSSL_PARAM_construct_end(),
     };
     bool ok = EVP_MAC_init(ctx, (const unsigned char *)key, keylen, params) == 1;
-    if (ok && ts != NULL)
-        ok = EVP_MAC_update(ctx, (const unsigned char *)ts, tslen) == 1 &&
-             EVP_MAC_update(ctx, (const unsigned char *)".", 1) == 1;
-    if (ok && bodylen > 0)
-        ok = EVP_MAC_update(ctx, (const unsigned char *)body, bodylen) == 1;
+    for (size_t i = 0; ok && i < spec->nparts; i++) {
+        const sig_part_t *pt = &spec->parts[i];
+        const char *b = pt->text;
+        size_t n = pt->len;
+        if (pt->kind == PART_BODY) {
+            b = req->body;
+            n = req->body_len;
+        } else if (pt->kind == PART_TIMESTAMP) {
+            b = st->ts;
+            n = st->tslen;
+        } else if (pt->kind == PART_HEADER) {
+            b = st->hv[i];
+            n = st->hlen[i];
+        }
+        if (n > 0)
+            ok = EVP_MAC_update(ctx, (const unsigned char *)b, n) == 1;
+    }
     if (ok)
         ok = EVP_MAC_final(ctx, out, outlen, MAX_DIGEST) == 1;
     EVP_MAC_CTX_free(ctx);
@@ -195,6 +215,102 @@ static bool parse_ts(int64_t *out, const char *s, size_t len)
     return true;
 }
 
+static bool is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+bool eng_sig_items(const char *s, size_t len, size_t max, eng_sig_item_fn fn, void *ctx)
+{
+    size_t i = 0, count = 0;
+    while (i < len) {
+        size_t b = i;
+        while (i < len && s[i] != ',')
+            i++;
+        size_t e = i;
+        if (i < len)
+            i++; /* the comma */
+        while (b < e && is_blank(s[b]))
+            b++;
+        while (e > b && is_blank(s[e - 1]))
+            e--;
+        if (b == e)
+            continue; /* empty item: "a=1,,b=2" */
+        if (++count > max)
+            return false;
+        const char *eq = memchr(s + b, '=', e - b);
+        bool more = eq != NULL
+                        ? fn(ctx, s + b, (size_t)(eq - (s + b)), eq + 1, (size_t)(s + e - (eq + 1)))
+                        : fn(ctx, NULL, 0, s + b, e - b);
+        if (!more)
+            return true;
+    }
+    return true;
+}
+
+/* Collects the candidates and the timestamp of a k=v signature header. */
+typedef struct items_ctx {
+    const sig_spec_t *spec;
+    const char *cand[ENG_SIG_MAX_CANDIDATES];
+    size_t clen[ENG_SIG_MAX_CANDIDATES];
+    size_t ncand;
+    bool too_many;
+    const char *ts;
+    size_t tslen;
+    bool ts_twice;
+} items_ctx_t;
+
+static bool key_is(const char *k, size_t klen, const char *want)
+{
+    size_t n = strlen(want);
+    return k != NULL && klen == n && ieq_prefix(k, klen, want, n);
+}
+
+static bool on_item(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    items_ctx_t *ic = ctx;
+    while (vlen > 0 && is_blank(*val)) {
+        val++;
+        vlen--;
+    }
+    if (ic->spec->timestamp_param != NULL && key_is(key, klen, ic->spec->timestamp_param)) {
+        if (ic->ts != NULL)
+            ic->ts_twice = true;
+        ic->ts = val;
+        ic->tslen = vlen;
+    } else if (key_is(key, klen, ic->spec->signature_param)) {
+        if (ic->ncand == ENG_SIG_MAX_CANDIDATES) {
+            ic->too_many = true;
+            return false;
+        }
+        ic->cand[ic->ncand] = val;
+        ic->clen[ic->ncand++] = vlen;
+    }
+    return true; /* other keys (Stripe's v0, ...) are ignored */
+}
+
+/* The timestamp against the window: a reason naming where it came from. */
+static int check_window(const sig_spec_t *spec, const eng_sig_request_t *req, const char *ts,
+                        size_t tslen, eng_error_t *e)
+{
+    char where[160];
+    if (spec->timestamp_param != NULL)
+        snprintf(where, sizeof(where), "timestamp '%s' in header '%s'", spec->timestamp_param,
+                 spec->header);
+    else
+        snprintf(where, sizeof(where), "timestamp in header '%s'", spec->timestamp_header);
+    int64_t t;
+    if (!parse_ts(&t, ts, tslen))
+        return fail(e, "%s is not an integer (seconds since the epoch)", where);
+    if (req->now_s - t > spec->max_skew)
+        return fail(e, "%s is too old: %lld s before the server clock (window %lld s)", where,
+                    (long long)(req->now_s - t), (long long)spec->max_skew);
+    if (t - req->now_s > spec->max_skew)
+        return fail(e, "%s is in the future: %lld s after the server clock (window %lld s)", where,
+                    (long long)(t - req->now_s), (long long)spec->max_skew);
+    return AM_OK;
+}
+
 static int verify_hmac(const sig_spec_t *spec, const eng_sig_request_t *req,
                        const char *const *secrets, size_t nsecrets, eng_error_t *e)
 {
@@ -204,49 +320,83 @@ static int verify_hmac(const sig_spec_t *spec, const eng_sig_request_t *req,
     const char *v = get_header(req, spec->header, &len);
     if (v == NULL)
         return fail(e, "missing signature header '%s'", spec->header);
-    strip(&v, &len, spec);
-    unsigned char want[MAX_DIGEST];
-    bool decoded =
-        spec->encoding == ENC_HEX ? decode_hex(want, dlen, v, len) : decode_b64(want, dlen, v, len);
-    if (!decoded)
+
+    items_ctx_t ic = {.spec = spec};
+    if (spec->signature_param != NULL) {
+        if (!eng_sig_items(v, len, 4 * ENG_SIG_MAX_CANDIDATES, on_item, &ic) || ic.too_many)
+            return fail(e, "signature header '%s' has more than %d items", spec->header,
+                        ENG_SIG_MAX_CANDIDATES);
+        if (ic.ncand == 0)
+            return fail(e, "signature header '%s' has no '%s=' signature", spec->header,
+                        spec->signature_param);
+    } else {
+        strip(&v, &len, spec);
+        ic.cand[0] = v;
+        ic.clen[0] = len;
+        ic.ncand = 1;
+    }
+
+    unsigned char want[ENG_SIG_MAX_CANDIDATES][MAX_DIGEST];
+    bool usable[ENG_SIG_MAX_CANDIDATES] = {false};
+    size_t nusable = 0;
+    for (size_t i = 0; i < ic.ncand; i++) {
+        const char *c = ic.cand[i];
+        size_t cl = ic.clen[i];
+        if (spec->signature_param != NULL && spec->prefix != NULL)
+            strip(&c, &cl, spec);
+        usable[i] = spec->encoding == ENC_HEX ? decode_hex(want[i], dlen, c, cl)
+                                              : decode_b64(want[i], dlen, c, cl);
+        nusable += usable[i];
+    }
+    if (nusable == 0)
         return fail(e, "signature in header '%s' is not a %s %s digest (%zu bytes)", spec->header,
                     spec->encoding == ENC_HEX ? "hex" : "base64", sname, dlen);
 
-    const char *ts = NULL;
-    size_t tslen = 0;
-    if (spec->timestamp_header != NULL) {
-        ts = get_header(req, spec->timestamp_header, &tslen);
-        if (ts == NULL)
+    signed_text_t st = {0};
+    if (spec->timestamp_param != NULL) {
+        if (ic.ts == NULL)
+            return fail(e, "signature header '%s' has no '%s=' timestamp", spec->header,
+                        spec->timestamp_param);
+        if (ic.ts_twice)
+            return fail(e, "signature header '%s' has more than one '%s=' timestamp", spec->header,
+                        spec->timestamp_param);
+        st.ts = ic.ts;
+        st.tslen = ic.tslen;
+    } else if (spec->timestamp_header != NULL) {
+        st.ts = get_header(req, spec->timestamp_header, &st.tslen);
+        if (st.ts == NULL)
             return fail(e, "missing timestamp header '%s'", spec->timestamp_header);
-        int64_t t;
-        if (!parse_ts(&t, ts, tslen))
-            return fail(e, "timestamp header '%s' is not an integer (seconds since the epoch)",
-                        spec->timestamp_header);
-        int64_t diff = req->now_s > t ? req->now_s - t : t - req->now_s;
-        if (diff > spec->max_skew)
-            return fail(e,
-                        "timestamp in header '%s' is %lld s away from the server clock "
-                        "(allowed skew %lld s)",
-                        spec->timestamp_header, (long long)diff, (long long)spec->max_skew);
+    }
+    if (st.ts != NULL) {
+        int rc = check_window(spec, req, st.ts, st.tslen, e);
+        if (rc != AM_OK)
+            return rc;
+    }
+    for (size_t i = 0; i < spec->nparts; i++) {
+        if (spec->parts[i].kind != PART_HEADER)
+            continue;
+        st.hv[i] = get_header(req, spec->parts[i].text, &st.hlen[i]);
+        if (st.hv[i] == NULL)
+            return fail(e, "missing header '%s' (part of the signed text)", spec->parts[i].text);
     }
 
     int matched = 0;
     for (size_t i = 0; i < nsecrets; i++) {
         unsigned char got[MAX_DIGEST];
         size_t glen = 0;
-        if (!compute_hmac(got, &glen, spec->scheme, secrets[i], strlen(secrets[i]), ts, tslen,
-                          req->body, req->body_len) ||
+        if (!compute_hmac(got, &glen, spec, secrets[i], strlen(secrets[i]), &st, req) ||
             glen != dlen) {
             /* HMAC fails only when OpenSSL cannot allocate: as for the heap */
             fputs("alertmap: HMAC unavailable from OpenSSL\n", stderr);
             abort();
         }
-        matched |= CRYPTO_memcmp(got, want, dlen) == 0;
+        for (size_t k = 0; k < ic.ncand; k++)
+            matched |= usable[k] & (CRYPTO_memcmp(got, want[k], dlen) == 0);
         OPENSSL_cleanse(got, sizeof(got));
     }
     if (!matched)
         return fail(e, "%s signature in header '%s' does not match%s", sname, spec->header,
-                    ts != NULL ? " (signed text: timestamp \".\" body)" : "");
+                    ic.ncand > 1 ? " (none of its signatures)" : "");
     return AM_OK;
 }
 
@@ -399,4 +549,13 @@ int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, b
                          eng_error_t *err)
 {
     return eng_sig_verify(p->sig, req, secret_set, err);
+}
+
+const char *eng_program_delivery_header(const eng_program_t *p, int64_t *window_s)
+{
+    *window_s = 0;
+    if (p->sig == NULL || p->sig->delivery_id == NULL)
+        return NULL;
+    *window_s = p->sig->replay_window;
+    return p->sig->delivery_id;
 }

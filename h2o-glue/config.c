@@ -31,6 +31,19 @@ void glue_config_usage(FILE *out)
           "                                               fingerprint is a duplicate: seconds or\n"
           "                                               with suffix s/m/h/d; 0 disables\n"
           "                                               (default 24h)\n"
+          "  --max-alerts N        ALERTMAP_MAX_ALERTS    alerts one request may split into\n"
+          "                                               (default 1000, at most 1000)\n"
+          "  --max-indicators N    ALERTMAP_MAX_INDICATORS  indicators of all the alerts of one\n"
+          "                                               request together (default 10000)\n"
+          "  --max-scan-bytes SIZE ALERTMAP_MAX_SCAN_BYTES  bytes free-text rules may scan in one\n"
+          "                                               request (default 16M)\n"
+          "  --max-json-values N   ALERTMAP_MAX_JSON_VALUES  JSON values one body may hold\n"
+          "                                               (default 200000)\n"
+          "  --max-dry-run-bytes SIZE ALERTMAP_MAX_DRY_RUN_BYTES  largest dry-run answer\n"
+          "                                               (default 4M)\n"
+          "  --replay-window DUR   ALERTMAP_REPLAY_WINDOW how long a delivery id or\n"
+          "                                               Idempotency-Key is remembered\n"
+          "                                               (default 24h)\n"
           "  --sql-dir DIR         ALERTMAP_SQL_DIR       SQL migrations applied at start-up\n"
           "                                               (default below)\n"
           "  --db-wait SECONDS     ALERTMAP_DB_WAIT       how long start-up retries an\n"
@@ -284,6 +297,12 @@ typedef enum {
     OPT_MAX_CONNECTIONS,
     OPT_REQUEST_DEADLINE,
     OPT_CLIENT_TIMEOUT,
+    OPT_MAX_ALERTS,
+    OPT_MAX_INDICATORS,
+    OPT_MAX_SCAN_BYTES,
+    OPT_MAX_JSON_VALUES,
+    OPT_MAX_DRY_RUN_BYTES,
+    OPT_REPLAY_WINDOW,
     OPT__COUNT
 } opt_t;
 
@@ -311,6 +330,12 @@ static const struct {
     [OPT_MAX_CONNECTIONS] = {"--max-connections", "ALERTMAP_MAX_CONNECTIONS"},
     [OPT_REQUEST_DEADLINE] = {"--request-deadline", "ALERTMAP_REQUEST_DEADLINE"},
     [OPT_CLIENT_TIMEOUT] = {"--client-timeout", "ALERTMAP_CLIENT_TIMEOUT"},
+    [OPT_MAX_ALERTS] = {"--max-alerts", "ALERTMAP_MAX_ALERTS"},
+    [OPT_MAX_INDICATORS] = {"--max-indicators", "ALERTMAP_MAX_INDICATORS"},
+    [OPT_MAX_SCAN_BYTES] = {"--max-scan-bytes", "ALERTMAP_MAX_SCAN_BYTES"},
+    [OPT_MAX_JSON_VALUES] = {"--max-json-values", "ALERTMAP_MAX_JSON_VALUES"},
+    [OPT_MAX_DRY_RUN_BYTES] = {"--max-dry-run-bytes", "ALERTMAP_MAX_DRY_RUN_BYTES"},
+    [OPT_REPLAY_WINDOW] = {"--replay-window", "ALERTMAP_REPLAY_WINDOW"},
 };
 
 /* "1", "true", "yes", "on" or "0", "false", "no", "off" (any case). */
@@ -456,6 +481,30 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         if (parse_seconds(&cfg->client_timeout_s, v) != AM_OK)
             what = "expected a duration from 1s to 1h, e.g. 10, 10s or 1m";
         break;
+    case OPT_MAX_ALERTS:
+        if (parse_int_range(&cfg->max_alerts, v, 1, 1000) != AM_OK)
+            what = "expected a whole number from 1 to 1000";
+        break;
+    case OPT_MAX_INDICATORS:
+        if (parse_int_range(&cfg->max_indicators, v, 1, 1000000) != AM_OK)
+            what = "expected a whole number from 1 to 1000000";
+        break;
+    case OPT_MAX_JSON_VALUES:
+        if (parse_int_range(&cfg->max_json_values, v, 1, 100000000) != AM_OK)
+            what = "expected a whole number from 1 to 100000000";
+        break;
+    case OPT_MAX_SCAN_BYTES:
+        if (glue_parse_size(&cfg->max_scan_bytes, v) != AM_OK)
+            what = "expected a size such as 16M, 512k or 1048576";
+        break;
+    case OPT_MAX_DRY_RUN_BYTES:
+        if (glue_parse_size(&cfg->max_dry_run_bytes, v) != AM_OK)
+            what = "expected a size such as 4M, 512k or 1048576";
+        break;
+    case OPT_REPLAY_WINDOW:
+        if (glue_parse_duration(&cfg->replay_window_s, v) != AM_OK || cfg->replay_window_s < 1)
+            what = "expected a duration such as 3600, 30m, 24h or 7d (at least 1 s)";
+        break;
     case OPT__COUNT:
         break;
     }
@@ -495,6 +544,12 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->max_connections = GLUE_DEFAULT_MAX_CONNECTIONS;
     cfg->deadline_s = GLUE_DEFAULT_DEADLINE_S;
     cfg->client_timeout_s = GLUE_DEFAULT_CLIENT_TIMEOUT_S;
+    cfg->max_alerts = GLUE_DEFAULT_MAX_ALERTS;
+    cfg->max_indicators = GLUE_DEFAULT_MAX_INDICATORS;
+    cfg->max_json_values = GLUE_DEFAULT_MAX_JSON_VALUES;
+    cfg->max_scan_bytes = GLUE_DEFAULT_MAX_SCAN_BYTES;
+    cfg->max_dry_run_bytes = GLUE_DEFAULT_MAX_DRY_RUN_BYTES;
+    cfg->replay_window_s = GLUE_DEFAULT_REPLAY_S;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;

@@ -38,8 +38,19 @@
 #define GLUE_DEFAULT_MAX_BODY  ((size_t)5 * 1024 * 1024)
 #define GLUE_DEFAULT_DEDUP_S   ((int64_t)86400)
 #define GLUE_DEFAULT_DB_WAIT_S 30
-#define GLUE_MAX_THREADS       256
-#define GLUE_MAX_BODY_LIMIT    ((size_t)1024 * 1024 * 1024)
+/* Per-request cost bounds (docs/operations.md, "Limits") */
+#define GLUE_DEFAULT_MAX_ALERTS        1000
+#define GLUE_DEFAULT_MAX_INDICATORS    10000
+#define GLUE_DEFAULT_MAX_JSON_VALUES   200000
+#define GLUE_DEFAULT_MAX_SCAN_BYTES    ((size_t)16 << 20)
+#define GLUE_DEFAULT_MAX_DRY_RUN_BYTES ((size_t)4 << 20)
+#define GLUE_DEFAULT_REPLAY_S          ((int64_t)86400)
+/* Replay protection: the longest delivery id / Idempotency-Key, and how old
+ * an unfinished claim must be before a retry may take it over. */
+#define GLUE_DELIVERY_KEY_MAX    200
+#define GLUE_DELIVERY_TAKEOVER_S ((int64_t)60)
+#define GLUE_MAX_THREADS         256
+#define GLUE_MAX_BODY_LIMIT      ((size_t)1024 * 1024 * 1024)
 /* Bytes past --max-body that are still read (and answered 413 by the
  * handler) before libh2o stops reading and closes the connection. */
 #define GLUE_BODY_SLACK ((size_t)1024 * 1024)
@@ -95,6 +106,12 @@ typedef struct glue_config {
     int max_connections;
     int deadline_s;       /* request deadline for database work, seconds */
     int client_timeout_s; /* handshake, request headers and body, idle */
+    int max_alerts;
+    int max_indicators;
+    int max_json_values;
+    size_t max_scan_bytes;
+    size_t max_dry_run_bytes;
+    int64_t replay_window_s;
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;
@@ -248,6 +265,9 @@ char *glue_error_json(const char *code, const char *message);
 /* The 202 body of an ingest: {"data":{"alert_uuid","status","is_duplicate",
  * "duplicate_count"}} for the first alert, plus "alerts":[...] for each one
  * when with_list. New reference; NULL only when n is 0. */
+/* The replay-protection store of ingest (ingest.c); NULL: none. Start-up
+ * only (before the loops run). */
+void glue_ingest_set_deliveries(store_deliveries_t *d);
 json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_list);
 /* Adds the output filter that turns libh2o's own plain-text errors (413,
  * 400, 417, any other status >= 400 not sent by glue_respond) into the JSON

@@ -171,6 +171,8 @@ void glue_respond(glue_reqctx_t *rc, int status, const char *content_type, const
                           "X-Request-Id", rc->request_id, strlen(rc->request_id));
     if (status == 503)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+    else if (status == 409) /* a duplicate delivery in flight (ingest.c) */
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
     req->res.content_length = len;
     /* logged before sending: with a body in one piece h2o may complete and
      * release the request inside h2o_send_inline() */

@@ -7,10 +7,16 @@
  *                               mapping's signature or an ingest key for
  *                               ingest, an admin key for the dry run)
  *   0 find the program          404 UNKNOWN_SOURCE
- *   2 parse JSON                400 INVALID_JSON, 422 INVALID_PAYLOAD (not an object)
+ *   2 parse JSON                400 INVALID_JSON, 413 LIMIT_EXCEEDED (JSON values),
+ *                               422 INVALID_PAYLOAD (not an object, a number
+ *                               PostgreSQL cannot store)
  *   3-5 eng_run                 422 INVALID_PAYLOAD / LIMIT_EXCEEDED
  *     the request's arena full  413 LIMIT_EXCEEDED (copy of the body) or
  *                               422 LIMIT_EXCEEDED (the rows for the store)
+ *     a delivery id (the mapping's delivery_id header, else Idempotency-Key):
+ *     claimed first (storage/delivery.c): a known one is answered with the
+ *     first delivery's recorded answer, one in flight 409 DELIVERY_IN_PROGRESS
+ *     (Retry-After: 1), an id over 200 bytes 400 INVALID_DELIVERY_ID
  *   6 store_ingest              503 DATABASE_UNAVAILABLE (Retry-After: 5)
  *   7 the store's answer, on the request's own loop (ingest_complete):
  *     202 after commit, 422 INVALID_PAYLOAD (the database refused the data),
@@ -24,15 +30,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Replay protection (docs/security.md): the claim names one delivery. */
+typedef struct delivery_ref {
+    char source[128];
+    char key[GLUE_DELIVERY_KEY_MAX + 3]; /* "d:" or "k:" + the sender's id; "" when none */
+    char token[33];
+    int64_t window_s;
+} delivery_ref_t;
+
+static store_deliveries_t *deliveries; /* set once at start-up */
+
+void glue_ingest_set_deliveries(store_deliveries_t *d)
+{
+    deliveries = d;
+}
+
 /* An ingest waiting for the writer. */
 typedef struct ingest_pending {
     glue_pending_t base;
     bool with_list;
+    delivery_ref_t dl;
     /* filled on the writer thread */
     store_status_t status;
     char message[256]; /* the store's reason when not STORE_OK */
     size_t nalerts;
     store_alert_outcome_t *outcomes; /* heap */
+    char *answer;                    /* heap: the 202 body recorded for the delivery */
 } ingest_pending_t;
 
 /* A JSON text of v copied into the arena (NULL when the arena's cap is
@@ -111,6 +134,18 @@ int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payl
     return AM_OK;
 }
 
+/* Runs on the delivery thread: the answer is recorded (or could not be:
+ * the alert is committed all the same, and a replay inside the takeover
+ * timeout gets 409, after it the fingerprint dedup). */
+static void on_recorded(const store_delivery_result_t *res, void *ctx)
+{
+    ingest_pending_t *p = ctx;
+    if (res->state != STORE_DELIVERY_DONE)
+        am_log(AM_LOG_WARN, "delivery_not_recorded", "ssource", p->dl.source, "sstate",
+               res->state == STORE_DELIVERY_LOST ? "taken_over" : "unavailable", NULL);
+    glue_pending_post(&p->base);
+}
+
 /* Runs on the store's writer thread: copy the outcome and hand it back. */
 static void on_ingested(const store_ingest_result_t *res, void *ctx)
 {
@@ -129,6 +164,21 @@ static void on_ingested(const store_ingest_result_t *res, void *ctx)
         memcpy(p->outcomes, res->alerts, res->nalerts * sizeof(*p->outcomes));
         p->nalerts = res->nalerts;
     }
+    if (p->dl.key[0] != '\0') {
+        if (p->nalerts > 0) {
+            /* the answer is recorded before it is sent: a replay that sees
+             * the row completed gets exactly these bytes */
+            json_t *v = glue_ingest_json(p->outcomes, p->nalerts, p->with_list);
+            p->answer = v ? json_dumps(v, JSON_COMPACT) : NULL;
+            json_decref(v);
+            if (p->answer != NULL &&
+                store_delivery_complete(deliveries, p->dl.source, p->dl.key, p->dl.token, 202,
+                                        p->answer, on_recorded, p) == AM_OK)
+                return;
+        } else {
+            store_delivery_release(deliveries, p->dl.source, p->dl.key, p->dl.token);
+        }
+    }
     glue_pending_post(&p->base);
 }
 
@@ -137,9 +187,13 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
 {
     ingest_pending_t *p = (ingest_pending_t *)base;
     if (p->status == STORE_REJECTED) {
-        /* the database refused this payload's data; a retry fails too */
+        /* the database refused this payload's data; a retry fails too. Its
+         * error text is for the log only, never for the client. */
+        if (p->message[0])
+            am_log(AM_LOG_WARN, "store_rejected", "srequest_id", rc->request_id, "smessage",
+                   p->message, NULL);
         glue_send_error(rc, 422, "INVALID_PAYLOAD",
-                        p->message[0] ? p->message : "the database refused the payload");
+                        "the database refused the payload's data; nothing was stored");
         return;
     }
     if (p->status != STORE_OK || p->nalerts == 0) {
@@ -153,12 +207,138 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
         return;
     }
     rc->alert_uuid = am_arena_strdup(rc->arena, p->outcomes[0].uuid);
-    glue_send_value(rc, 202, glue_ingest_json(p->outcomes, p->nalerts, p->with_list));
+    if (p->answer != NULL)
+        glue_send_json(rc, 202, p->answer, strlen(p->answer));
+    else
+        glue_send_value(rc, 202, glue_ingest_json(p->outcomes, p->nalerts, p->with_list));
 }
 
 static void ingest_dispose(glue_pending_t *base)
 {
     free(((ingest_pending_t *)base)->outcomes);
+    free(((ingest_pending_t *)base)->answer);
+}
+
+/* Queues the alerts with the store (dl NULL or with an empty key: no
+ * delivery claimed). Answers the request itself when the store refuses. */
+static void start_ingest(glue_reqctx_t *rc, const store_alert_t *alerts, size_t n, bool split,
+                         const delivery_ref_t *dl)
+{
+    store_t *store = glue_server_store(rc->srv);
+    if (store == NULL) {
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE", "no store is configured");
+        return;
+    }
+    ingest_pending_t *p = glue_pending_new(rc, sizeof(*p), ingest_complete, ingest_dispose);
+    p->with_list = split;
+    if (dl != NULL)
+        p->dl = *dl;
+    int sr = store_ingest(store, alerts, n, on_ingested, p);
+    if (sr == AM_OK)
+        return;
+    if (dl != NULL && dl->key[0] != '\0')
+        store_delivery_release(deliveries, dl->source, dl->key, dl->token);
+    glue_pending_cancel(&p->base);
+    if (sr == AM_EINVAL) /* the engine produced an alert the store refuses */
+        glue_send_error(rc, 500, "INTERNAL", "the normalized alert was refused by the store");
+    else
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
+                        "the store is not accepting alerts; nothing was stored, retry later");
+}
+
+/* A delivery claim waiting for the delivery thread; the alerts stay in the
+ * request's arena meanwhile. */
+typedef struct claim_pending {
+    glue_pending_t base;
+    const store_alert_t *alerts;
+    size_t nalerts;
+    bool with_list;
+    delivery_ref_t dl;
+    /* filled on the delivery thread */
+    store_delivery_state_t state;
+    int status;
+    char *answer; /* heap */
+    bool started; /* the ingest was queued (loop thread) */
+} claim_pending_t;
+
+static void on_claimed(const store_delivery_result_t *res, void *ctx)
+{
+    claim_pending_t *p = ctx;
+    p->state = res->state;
+    p->status = res->status;
+    if (res->answer != NULL)
+        p->answer = am_xstrdup(res->answer);
+    glue_pending_post(&p->base);
+}
+
+static void claim_dispose(glue_pending_t *base)
+{
+    claim_pending_t *p = (claim_pending_t *)base;
+    /* the client left before its claim came back: free the claim for its retry */
+    if (p->state == STORE_DELIVERY_CLAIMED && !p->started)
+        store_delivery_release(deliveries, p->dl.source, p->dl.key, p->dl.token);
+    free(p->answer);
+}
+
+static void claim_complete(glue_reqctx_t *rc, glue_pending_t *base)
+{
+    claim_pending_t *p = (claim_pending_t *)base;
+    switch (p->state) {
+    case STORE_DELIVERY_CLAIMED:
+        p->started = true;
+        start_ingest(rc, p->alerts, p->nalerts, p->with_list, &p->dl);
+        return;
+    case STORE_DELIVERY_DONE:
+        /* a replay: the first delivery's answer, nothing stored again */
+        h2o_add_header_by_str(&rc->req->pool, &rc->req->res.headers,
+                              H2O_STRLIT("idempotent-replayed"), 0, "Idempotent-Replayed",
+                              H2O_STRLIT("true"));
+        glue_send_json(rc, p->status > 0 ? p->status : 202, p->answer ? p->answer : "{}",
+                       p->answer ? strlen(p->answer) : 2);
+        return;
+    case STORE_DELIVERY_IN_FLIGHT:
+        glue_send_error(rc, 409, "DELIVERY_IN_PROGRESS",
+                        "a request with the same delivery id is being processed; retry later");
+        return;
+    default:
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
+                        "the delivery id could not be checked; nothing was stored, retry later");
+        return;
+    }
+}
+
+/* The delivery key of the request: the mapping's delivery-id header, else
+ * an Idempotency-Key header. 0 with dl->key "" when there is none; 400
+ * answered (-1) when the id is empty or too long. */
+static int delivery_of(glue_reqctx_t *rc, const eng_program_t *prog, delivery_ref_t *dl)
+{
+    int64_t window = 0;
+    const char *hname = eng_program_delivery_header(prog, &window);
+    const char *v = NULL, *kind = "d:";
+    size_t len = 0;
+    if (hname != NULL)
+        v = glue_header_find(&rc->req->headers, hname, &len);
+    if (v == NULL) {
+        hname = "Idempotency-Key";
+        kind = "k:";
+        v = glue_header_find(&rc->req->headers, hname, &len);
+    }
+    dl->key[0] = '\0';
+    if (v == NULL || deliveries == NULL)
+        return 0;
+    if (len == 0 || len > GLUE_DELIVERY_KEY_MAX) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "header '%s' must be 1 to %d bytes", hname,
+                 GLUE_DELIVERY_KEY_MAX);
+        glue_send_error(rc, 400, "INVALID_DELIVERY_ID", msg);
+        return -1;
+    }
+    eng_program_info_t info;
+    eng_program_info(&info, prog);
+    snprintf(dl->source, sizeof(dl->source), "%s", info.source);
+    snprintf(dl->key, sizeof(dl->key), "%s%.*s", kind, (int)len, v);
+    dl->window_s = window > 0 ? window : glue_server_config(rc->srv)->replay_window_s;
+    return 0;
 }
 
 static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
@@ -172,7 +352,18 @@ static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
         }
     }
     /* alerts NULL: an alert the engine could not encode; answered 500 */
-    glue_send_value(rc, 200, alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL);
+    json_t *answer = alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL;
+    size_t max = glue_server_config(rc->srv)->max_dry_run_bytes;
+    size_t size = answer ? json_dumpb(answer, NULL, 0, JSON_COMPACT) : 0;
+    if (size > max) {
+        json_decref(answer);
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "the dry-run answer would be %zu bytes (limit max_dry_run_bytes: %zu)", size, max);
+        glue_send_error(rc, 422, "LIMIT_EXCEEDED", msg);
+        return;
+    }
+    glue_send_value(rc, 200, answer);
 }
 
 /* The part of the source name we print: bounded, as it comes from the URL. */
@@ -212,13 +403,13 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
     const char *body = req->entity.base ? req->entity.base : "";
     size_t blen = req->entity.base ? req->entity.len : 0;
 
-    /* Duplicate keys are refused: the signed bytes must mean one thing. */
-    json_error_t jerr;
-    json_t *payload = json_loadb(body, blen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-    if (payload == NULL) {
-        snprintf(msg, sizeof(msg), "invalid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                 jerr.column);
-        glue_send_error(rc, 400, "INVALID_JSON", msg);
+    const glue_config_t *cfg = glue_server_config(rc->srv);
+    json_t *payload = NULL;
+    eng_error_t perr = {0};
+    int prc = eng_json_parse(&payload, body, blen, (size_t)cfg->max_json_values, rc->arena, &perr);
+    if (prc != AM_OK) {
+        int status = prc == AM_ELIMIT ? 413 : strcmp(perr.code, "INVALID_JSON") == 0 ? 400 : 422;
+        glue_send_error(rc, status, perr.code, perr.message);
         return;
     }
     if (!json_is_object(payload)) {
@@ -229,7 +420,10 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
 
     eng_result_t res = {0};
     eng_error_t err = {0};
-    int erc = eng_run(&res, prog, payload, rc->arena, am_now_us(), &err);
+    eng_limits_t lim = {.max_alerts = (size_t)cfg->max_alerts,
+                        .max_indicators = (size_t)cfg->max_indicators,
+                        .max_scan_bytes = cfg->max_scan_bytes};
+    int erc = eng_run_limited(&res, prog, payload, &lim, rc->arena, am_now_us(), &err);
     if (erc != AM_OK || res.nalerts == 0) {
         json_decref(payload);
         send_engine_error(rc, erc, &err);
@@ -258,22 +452,24 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
                         "the normalized alerts do not fit in the per-request memory limit");
         return;
     }
-    store_t *store = glue_server_store(rc->srv);
-    if (store == NULL) {
-        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE", "no store is configured");
+    delivery_ref_t dl;
+    if (delivery_of(rc, prog, &dl) != 0)
+        return;
+    if (dl.key[0] == '\0') {
+        start_ingest(rc, alerts, res.nalerts, split, NULL);
         return;
     }
-    ingest_pending_t *p = glue_pending_new(rc, sizeof(*p), ingest_complete, ingest_dispose);
-    p->with_list = split;
-    int sr = store_ingest(store, alerts, res.nalerts, on_ingested, p);
-    if (sr == AM_OK)
-        return;
-    glue_pending_cancel(&p->base);
-    if (sr == AM_EINVAL) /* the engine produced an alert the store refuses */
-        glue_send_error(rc, 500, "INTERNAL", "the normalized alert was refused by the store");
-    else
+    claim_pending_t *cp = glue_pending_new(rc, sizeof(*cp), claim_complete, claim_dispose);
+    cp->alerts = alerts;
+    cp->nalerts = res.nalerts;
+    cp->with_list = split;
+    cp->dl = dl;
+    if (store_delivery_claim(deliveries, cp->dl.token, dl.source, dl.key, dl.window_s,
+                             GLUE_DELIVERY_TAKEOVER_S, on_claimed, cp) != AM_OK) {
+        glue_pending_cancel(&cp->base);
         glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
-                        "the store is not accepting alerts; nothing was stored, retry later");
+                        "the delivery id could not be checked; nothing was stored, retry later");
+    }
 }
 
 void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params)

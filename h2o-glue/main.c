@@ -188,6 +188,8 @@ int main(int argc, char **argv)
         glue_mappings_shutdown();
         return 1;
     }
+    store_deliveries_t *deliveries = store_deliveries_new(cfg.database_url);
+    glue_ingest_set_deliveries(deliveries);
     /* Bound only now: a client never waits in the backlog of a server that
      * is still looking for its database. */
     glue_server_t *srv = NULL;
@@ -197,6 +199,7 @@ int main(int argc, char **argv)
         store_free(store);
         glue_auth_shutdown();
         store_keys_free(keys);
+        store_deliveries_free(deliveries);
         glue_mappings_shutdown();
         return 1;
     }
@@ -204,6 +207,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "alertmapd: cannot start the event loops (see the startup_failed line)\n");
         glue_server_stop(srv);
         store_free(store);
+        store_deliveries_free(deliveries);
         glue_server_free(srv);
         glue_auth_shutdown();
         store_keys_free(keys);
@@ -228,6 +232,7 @@ int main(int argc, char **argv)
     am_sd_notify("STOPPING=1");
     glue_server_stop(srv); /* waits for in-flight key checks too */
     store_free(store);
+    store_deliveries_free(deliveries);
     glue_server_free(srv);
     glue_auth_shutdown();
     store_keys_free(keys);

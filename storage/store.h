@@ -332,4 +332,52 @@ typedef struct store_keys_stats {
 } store_keys_stats_t;
 void store_keys_stats(const store_keys_t *k, store_keys_stats_t *out);
 
+/* ---- replay protection (delivery.c; docs/security.md) ----------------------
+ *
+ * A claim/complete protocol around an ingest, keyed by (source, delivery
+ * key): claim before store_ingest(), complete with the answer after the
+ * commit, release when the ingest failed. One thread with its own
+ * connection runs the statements in order and calls back on that thread. */
+typedef struct store_deliveries store_deliveries_t;
+
+#define STORE_DELIVERY_MAX_QUEUE 10000 /* jobs waiting; more: AM_EUNAVAIL */
+
+typedef enum {
+    STORE_DELIVERY_CLAIMED,    /* claim: ours, go on and ingest */
+    STORE_DELIVERY_DONE,       /* claim: answered before (status, answer); complete: recorded */
+    STORE_DELIVERY_IN_FLIGHT,  /* claim: another request holds it now */
+    STORE_DELIVERY_LOST,       /* complete: a retry took the claim over meanwhile */
+    STORE_DELIVERY_UNAVAILABLE /* the database could not say */
+} store_delivery_state_t;
+
+typedef struct store_delivery_result {
+    store_delivery_state_t state;
+    int status;         /* DONE after a claim: the recorded HTTP status */
+    const char *answer; /* DONE after a claim: the recorded body (valid during the call) */
+} store_delivery_result_t;
+typedef void (*store_delivery_cb)(const store_delivery_result_t *res, void *ctx);
+
+/* Starts the thread (it connects on first use). NULL when conninfo is NULL
+ * or the thread cannot start. */
+store_deliveries_t *store_deliveries_new(const char *conninfo);
+/* Stops the thread; queued jobs are answered UNAVAILABLE. NULL: no-op. */
+void store_deliveries_free(store_deliveries_t *d);
+/* Claims key for source: a new claim token (32 hex characters) goes to
+ * token; cb gets CLAIMED, DONE (with the first answer), IN_FLIGHT or
+ * UNAVAILABLE. A row older than window_s is a new delivery; an unfinished
+ * claim older than takeover_s is taken over. Returns 0, AM_EUNAVAIL (queue
+ * full or stopping; cb not called) or AM_EIO (no randomness). Thread-safe. */
+int store_delivery_claim(store_deliveries_t *d, char token[33], const char *source, const char *key,
+                         int64_t window_s, int64_t takeover_s, store_delivery_cb cb, void *ctx);
+/* Records the answer of the claim token's request; cb (may be NULL) gets
+ * DONE, LOST or UNAVAILABLE. Returns 0 or AM_EUNAVAIL (cb not called).
+ * Thread-safe. */
+int store_delivery_complete(store_deliveries_t *d, const char *source, const char *key,
+                            const char *token, int status, const char *answer, store_delivery_cb cb,
+                            void *ctx);
+/* Deletes the claim token's unfinished claim. Returns 0 or AM_EUNAVAIL.
+ * Thread-safe. */
+int store_delivery_release(store_deliveries_t *d, const char *source, const char *key,
+                           const char *token);
+
 #endif

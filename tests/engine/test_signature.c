@@ -25,8 +25,14 @@
 #define S1_K1          "e0954536202d07607edc808b9c7f5ca2f1aee848"
 #define S1_K1_B64      "4JVFNiAtB2B+3ICLnH9covGu6Eg="
 /* HMAC-SHA256("1714557600." BODY) */
-#define TS_K1 "84236b7052340012dd81452e1b1d6c96e14c7afe06317cee867bd5f949bfbb17"
-#define TS_K2 "e0bb7486cc798c8201bec6ed4e6bbd548df45922c03c2dc9132b9652fed957cc"
+#define TS_K1     "84236b7052340012dd81452e1b1d6c96e14c7afe06317cee867bd5f949bfbb17"
+#define TS_K2     "e0bb7486cc798c8201bec6ed4e6bbd548df45922c03c2dc9132b9652fed957cc"
+#define TS_K1_B64 "hCNrcFI0ABLdgUUuGx1sluFMev4GMXzuhnvV+Um/uxc="
+/* HMAC-SHA256 with "topsecret-1" of "v0:1714557600:" BODY (Slack), of
+ * "1714557600:" BODY, and of "evt-42|" BODY "|1714557600" */
+#define SLACK_K1 "1e8d6e5fe05c3c75151c3464f1a24c1f108c77440d0d3545ea542719a3172cdb"
+#define COLON_K1 "c3e72e8185e24d1887e3b8154201a6f003fa4bb236477043b3e0ff4e76046b00"
+#define HDR_K1   "76894c40c3f3684cc12b5ca80a41132e4cbe9e820f2d010b742a1e747e8cf6a9"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -319,8 +325,11 @@ static void timestamp_signed_text(void **state)
     assert_int_equal(verify(spec, &h, NULL, NOW + 300, &set, &err), AM_OK);
     assert_int_equal(verify(spec, &h, NULL, NOW - 300, &set, &err), AM_OK);
     assert_int_equal(verify(spec, &h, NULL, NOW + 301, &set, &err), AM_EAUTH);
-    assert_non_null(strstr(err.message, "allowed skew 300 s"));
+    assert_string_equal(err.message, "timestamp in header 'X-Timestamp' is too old: 301 s before "
+                                     "the server clock (window 300 s)");
     assert_int_equal(verify(spec, &h, NULL, NOW - 3600, &set, &err), AM_EAUTH);
+    assert_string_equal(err.message, "timestamp in header 'X-Timestamp' is in the future: 3600 s "
+                                     "after the server clock (window 300 s)");
     /* the body alone is not what is signed */
     h.value[0] = S256_K1;
     assert_int_equal(verify(spec, &h, NULL, NOW, &set, &err), AM_EAUTH);
@@ -357,7 +366,7 @@ static void timestamp_custom_skew(void **state)
     headers_t h = {{"X-Sig", "X-Timestamp"}, {TS_K1, "1714557600"}};
     assert_int_equal(verify(spec, &h, NULL, NOW + 10, &set, &err), AM_OK);
     assert_int_equal(verify(spec, &h, NULL, NOW + 11, &set, &err), AM_EAUTH);
-    assert_non_null(strstr(err.message, "allowed skew 10 s"));
+    assert_non_null(strstr(err.message, "(window 10 s)"));
 }
 
 static void static_token(void **state)
@@ -549,6 +558,270 @@ static void compile_null_node(void **state)
     assert_non_null(strstr(f->diags.items[0].msg, "'signature' must be a mapping, got nothing"));
 }
 
+/* ---- the schemes of issue 7 point 3 ---------------------------------------- */
+
+/* Verifies body (not BODY) with headers h at now; fills err. */
+static int verify_body(const sig_spec_t *spec, headers_t *h, const char *body, int64_t now,
+                       eng_error_t *err)
+{
+    eng_sig_request_t req = {.header = get_header,
+                             .header_ctx = h,
+                             .body = body,
+                             .body_len = strlen(body),
+                             .now_s = now};
+    bool set = false;
+    memset(err, 0, sizeof(*err));
+    int rc = load_and_verify(spec, &req, &set, err);
+    assert_true(set);
+    if (rc != AM_OK) {
+        assert_int_equal(rc, AM_EAUTH);
+        assert_string_equal(err->code, "INVALID_SIGNATURE");
+        assert_null(strstr(err->message, "topsecret"));
+    }
+    return rc;
+}
+
+/* Expects a refusal whose message contains want. */
+static void refused(const sig_spec_t *spec, headers_t *h, const char *body, int64_t now,
+                    const char *want)
+{
+    eng_error_t err;
+    int rc = verify_body(spec, h, body, now, &err);
+    if (rc != AM_EAUTH || strstr(err.message, want) == NULL)
+        fail_msg("expected a refusal with '%s', got %d '%s'", want, rc, err.message);
+}
+
+#define STRIPE_YAML                                                                                \
+    "scheme: hmac-sha256\nheader: Stripe-Signature\ntimestamp_param: t\n"                          \
+    "signature_param: v1\nsecret_env: AM_TEST_SECRET\n"
+
+static void stripe_header(void **state)
+{
+    fixture_t *f = *state;
+    sig_spec_t *spec = compile_ok(f, STRIPE_YAML);
+    setenv("AM_TEST_SECRET", "topsecret-1", 1);
+    eng_error_t err;
+    headers_t h = {{"Stripe-Signature"}, {"t=1714557600,v1=" TS_K1}};
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    /* other schemes' items (v0) are ignored, any v1 may match, blanks allowed */
+    h.value[0] = "t=1714557600, v0=abcd, v1=" S256_K1 ", v1=" TS_K1;
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    h.value[0] = "v1=" TS_K1 ",t=1714557600"; /* order does not matter */
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+
+    h.value[0] = "t=1714557600,v1=" TS_K2; /* another key's signature */
+    refused(spec, &h, BODY, NOW, "does not match");
+    h.value[0] = "t=1714557600,v1=84236b7052340012dd81452e1b1d6c96e14c7afe06317cee867bd5f949bfbb";
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest"); /* truncated */
+    h.value[0] = "t=1714557600,v1=" TS_K1_B64;                       /* wrong encoding */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    h.value[0] = "t=1714557600,v1=" TS_K1;
+    refused(spec, &h, BODY, NOW + 301, "is too old: 301 s");
+    refused(spec, &h, BODY, NOW - 301, "is in the future: 301 s");
+    refused(spec, &h, "{\"title\":\"Suspicious login\",\"severity\":\"Low\"}", NOW,
+            "does not match");             /* modified body */
+    h.value[0] = "t=1714557601,v1=" TS_K1; /* timestamp changed after signing */
+    refused(spec, &h, BODY, NOW, "does not match");
+    h.value[0] = "v1=" TS_K1;
+    refused(spec, &h, BODY, NOW, "has no 't=' timestamp");
+    h.value[0] = "t=1714557600,t=1714557600,v1=" TS_K1;
+    refused(spec, &h, BODY, NOW, "more than one 't=' timestamp");
+    h.value[0] = "t=1714557600";
+    refused(spec, &h, BODY, NOW, "has no 'v1=' signature");
+    h.value[0] = "t=1714557600,v1=" TS_K1 ",v1=1,v1=2,v1=3,v1=4,v1=5,v1=6,v1=7,v1=8";
+    refused(spec, &h, BODY, NOW, "more than 8 items");
+    h.value[0] = "t=soon,v1=" TS_K1;
+    refused(spec, &h, BODY, NOW, "timestamp 't' in header 'Stripe-Signature' is not an integer");
+    headers_t none = {{NULL}, {NULL}};
+    refused(spec, &none, BODY, NOW, "missing signature header 'Stripe-Signature'");
+}
+
+static void slack_version_prefixed(void **state)
+{
+    fixture_t *f = *state;
+    sig_spec_t *spec = compile_ok(f, "scheme: hmac-sha256\nheader: X-Slack-Signature\n"
+                                     "prefix: v0=\ntimestamp_header: X-Slack-Request-Timestamp\n"
+                                     "signed_text: \"v0:{timestamp}:{body}\"\n"
+                                     "secret_env: AM_TEST_SECRET\n");
+    setenv("AM_TEST_SECRET", "topsecret-1", 1);
+    eng_error_t err;
+    headers_t h = {{"X-Slack-Signature", "X-Slack-Request-Timestamp"},
+                   {"v0=" SLACK_K1, "1714557600"}};
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    h.value[0] = "v0=" TS_K1; /* "timestamp.body" is not Slack's text */
+    refused(spec, &h, BODY, NOW, "does not match");
+    h.value[0] = "v0=" SLACK_K1;
+    refused(spec, &h, BODY, NOW + 600, "is too old");
+    refused(spec, &h, BODY, NOW - 600, "is in the future");
+    refused(spec, &h, "{}", NOW, "does not match");
+    h.value[1] = "1714557599";
+    refused(spec, &h, BODY, NOW, "does not match");
+    h.value[1] = "1714557600";
+    h.value[0] = "v0=1e8d6e5fe05c3c75151c3464f1a24c1f108c77440d0d3545ea542719a3172c";
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest"); /* truncated */
+    h.value[0] = "v0=Ho1uX+BcPHUVHDRk8aJMHxCMd0QNDTVF6lQnGaMXLNs=";  /* base64, not hex */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    headers_t no_sig = {{"X-Slack-Request-Timestamp"}, {"1714557600"}};
+    refused(spec, &no_sig, BODY, NOW, "missing signature header 'X-Slack-Signature'");
+    headers_t no_ts = {{"X-Slack-Signature"}, {"v0=" SLACK_K1}};
+    refused(spec, &no_ts, BODY, NOW, "missing timestamp header 'X-Slack-Request-Timestamp'");
+}
+
+static void pagerduty_rotation(void **state)
+{
+    fixture_t *f = *state;
+    sig_spec_t *spec = compile_ok(f, "scheme: hmac-sha256\nheader: X-PagerDuty-Signature\n"
+                                     "signature_param: v1\nsecret_env: AM_TEST_SECRET\n");
+    setenv("AM_TEST_SECRET", "topsecret-1", 1);
+    eng_error_t err;
+    headers_t h = {{"X-PagerDuty-Signature"}, {"v1=" S256_K1}};
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    /* during a rotation: the old secret's signature first, then ours */
+    h.value[0] = "v1=" S256_K2 ",v1=" S256_K1;
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    h.value[0] = "v1=" S256_K1 ",v1=garbage";
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    h.value[0] = "v1=" S256_K2 ",v1=" S256_K2;
+    refused(spec, &h, BODY, NOW, "does not match (none of its signatures)");
+    h.value[0] = "v1=garbage,v1=";
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    h.value[0] = S256_K1; /* bare, without the item key */
+    refused(spec, &h, BODY, NOW, "has no 'v1=' signature");
+    h.value[0] = "v1=" S256_K1;
+    refused(spec, &h, BODY "\n", NOW, "does not match");
+    h.value[0] =
+        "v1=a18394ca5ffdc04d86e3f2ea7bfd3cfdadbb3962522d7665db4da2cc6753a8"; /* truncated */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    h.value[0] = "v1=" S256_K1_B64; /* base64 where hex is declared */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    headers_t none = {{NULL}, {NULL}};
+    refused(spec, &none, BODY, NOW, "missing signature header 'X-PagerDuty-Signature'");
+}
+
+static void headers_plus_body(void **state)
+{
+    fixture_t *f = *state;
+    sig_spec_t *spec =
+        compile_ok(f, "scheme: hmac-sha256\nheader: X-Sig\ntimestamp_header: X-Timestamp\n"
+                      "signed_text: \"{header:X-Event-Id}|{body}|{timestamp}\"\n"
+                      "secret_env: AM_TEST_SECRET\n");
+    setenv("AM_TEST_SECRET", "topsecret-1", 1);
+    eng_error_t err;
+    headers_t h = {{"X-Sig", "X-Timestamp", "X-Event-Id"}, {HDR_K1, "1714557600", "evt-42"}};
+    assert_int_equal(verify_body(spec, &h, BODY, NOW, &err), AM_OK);
+    h.value[2] = "evt-43"; /* a signed header changed */
+    refused(spec, &h, BODY, NOW, "does not match");
+    headers_t no_id = {{"X-Sig", "X-Timestamp"}, {HDR_K1, "1714557600"}};
+    refused(spec, &no_id, BODY, NOW, "missing header 'X-Event-Id' (part of the signed text)");
+    refused(spec, &h, BODY " ", NOW, "does not match"); /* modified body */
+    refused(spec, &h, BODY, NOW + 301, "is too old");
+    refused(spec, &h, BODY, NOW - 301, "is in the future");
+    h.value[0] = "76894c40c3f3684cc12b5ca80a41132e4cbe9e820f2d010b742a1e747e8cf6"; /* truncated */
+    refused(spec, &h, BODY, NOW, "is not a hex hmac-sha256 digest");
+    h.value[0] = HDR_K1;
+    h.value[1] = "later";
+    refused(spec, &h, BODY, NOW, "is not an integer");
+    headers_t no_sig = {{"X-Timestamp", "X-Event-Id"}, {"1714557600", "evt-42"}};
+    refused(spec, &no_sig, BODY, NOW, "missing signature header 'X-Sig'");
+
+    /* Grafana-style "{timestamp}:{body}", base64 of the default text too */
+    sig_spec_t *colon = compile_ok(f, "scheme: hmac-sha256\nheader: X-Sig\n"
+                                      "timestamp_header: X-Timestamp\n"
+                                      "signed_text: \"{timestamp}:{body}\"\n"
+                                      "secret_env: AM_TEST_SECRET\n");
+    headers_t c = {{"X-Sig", "X-Timestamp"}, {COLON_K1, "1714557600"}};
+    assert_int_equal(verify_body(colon, &c, BODY, NOW, &err), AM_OK);
+    sig_spec_t *b64 = compile_ok(f, "scheme: hmac-sha256\nheader: X-Sig\nencoding: base64\n"
+                                    "timestamp_header: X-Timestamp\nsecret_env: AM_TEST_SECRET\n");
+    headers_t d = {{"X-Sig", "X-Timestamp"}, {TS_K1_B64, "1714557600"}};
+    assert_int_equal(verify_body(b64, &d, BODY, NOW, &err), AM_OK);
+    d.value[0] = TS_K1; /* hex where base64 is declared */
+    refused(b64, &d, BODY, NOW, "is not a base64 hmac-sha256 digest");
+}
+
+static void delivery_id_accessor(void **state)
+{
+    fixture_t *f = *state;
+    sig_spec_t *spec = compile_ok(f, "scheme: hmac-sha256\nheader: X-Hub-Signature-256\n"
+                                     "delivery_id: X-GitHub-Delivery\nreplay_window: 3600\n"
+                                     "secret_env: AM_TEST_SECRET\n");
+    assert_string_equal(spec->delivery_id, "X-GitHub-Delivery");
+    assert_int_equal(spec->replay_window, 3600);
+}
+
+static void new_keys_compile_errors(void **state)
+{
+    static const struct {
+        const char *yaml, *msg;
+    } cases[] = {
+        {"scheme: token\nheader: A\nsignature_param: v1\nsecret_env: S\n",
+         "'signature_param' applies only to hmac schemes"},
+        {"scheme: hmac-sha256\nheader: A\ntimestamp_param: t\nsecret_env: S\n",
+         "'timestamp_param' needs 'signature_param'"},
+        {"scheme: hmac-sha256\nheader: A\ntimestamp_param: t\ntimestamp_header: T\n"
+         "signature_param: v1\nsecret_env: S\n",
+         "exclude each other"},
+        {"scheme: hmac-sha256\nheader: A\nsigned_text: \"{timestamp}.{body}\"\nsecret_env: S\n",
+         "it needs 'timestamp_header' or 'timestamp_param'"},
+        {"scheme: hmac-sha256\nheader: A\nsigned_text: \"{header:X}\"\nsecret_env: S\n",
+         "must contain {body}"},
+        {"scheme: hmac-sha256\nheader: A\ntimestamp_header: T\nsigned_text: \"{body}\"\n"
+         "secret_env: S\n",
+         "must contain {timestamp} when a timestamp is checked"},
+        {"scheme: hmac-sha256\nheader: A\nsigned_text: \"{nope}{body}\"\nsecret_env: S\n",
+         "unknown hole '{nope}'"},
+        {"scheme: hmac-sha256\nheader: A\nsigned_text: \"{body\"\nsecret_env: S\n",
+         "is not closed"},
+        {"scheme: hmac-sha256\nheader: A\nsigned_text: \"{header:a b}{body}\"\nsecret_env: S\n",
+         "bad header name 'a b'"},
+        {"scheme: hmac-sha256\nheader: A\nsignature_param: \"v=1\"\nsecret_env: S\n",
+         "not a valid item key"},
+        {"scheme: token\nheader: A\nreplay_window: 60\nsecret_env: S\n",
+         "'replay_window' needs 'delivery_id'"},
+        {"scheme: token\nheader: A\ndelivery_id: X\nreplay_window: 0\nsecret_env: S\n",
+         "'replay_window' must be a whole number of seconds from 1 to 2592000"},
+        {"scheme: token\nheader: A\ndelivery_id: \"X Y\"\nsecret_env: S\n",
+         "'delivery_id' is not a valid HTTP header name"},
+    };
+    for (size_t i = 0; i < AM_ARRAY_LEN(cases); i++) {
+        fixture_t *f = *state;
+        am_diags_dispose(&f->diags);
+        am_diags_init(&f->diags);
+        sig_spec_t *spec = NULL;
+        assert_int_equal(compile(f, &spec, cases[i].yaml), AM_EINVAL);
+        bool found = false;
+        for (size_t k = 0; k < f->diags.count; k++)
+            found |= strstr(f->diags.items[k].msg, cases[i].msg) != NULL;
+        if (!found)
+            fail_msg("case %zu: no '%s' among %zu diagnostics (first: %s)", i, cases[i].msg,
+                     f->diags.count, f->diags.count ? f->diags.items[0].msg : "-");
+    }
+}
+
+static bool count_item(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    (void)key;
+    (void)klen;
+    (void)val;
+    (void)vlen;
+    (*(int *)ctx)++;
+    return true;
+}
+
+static void item_splitter(void **state)
+{
+    (void)state;
+    int n = 0;
+    assert_true(eng_sig_items("a=1, ,b=2,,c", 12, 8, count_item, &n));
+    assert_int_equal(n, 3);
+    n = 0;
+    assert_false(eng_sig_items("a,b,c", 5, 2, count_item, &n));
+    assert_int_equal(n, 2);
+    n = 0;
+    assert_true(eng_sig_items("", 0, 2, count_item, &n));
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -569,6 +842,13 @@ int main(void)
         T(compile_errors_with_positions),
         T(compile_reports_all_errors),
         T(compile_null_node),
+        T(stripe_header),
+        T(slack_version_prefixed),
+        T(pagerduty_rotation),
+        T(headers_plus_body),
+        T(delivery_id_accessor),
+        T(new_keys_compile_errors),
+        T(item_splitter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -462,7 +462,9 @@ def signature_spec(path):
     return {"scheme": scalar("scheme") or "hmac-sha256", "header": scalar("header"),
             "prefix": scalar("prefix") or "", "encoding": scalar("encoding") or "hex",
             "secret_env": envs, "timestamp_header": scalar("timestamp_header"),
-            "query_param": scalar("query_param") or "token"}
+            "query_param": scalar("query_param") or "token",
+            "signature_param": scalar("signature_param"),
+            "timestamp_param": scalar("timestamp_param"), "signed_text": scalar("signed_text")}
 
 
 def sign(spec, secret, body, prefix=True, ts=None):
@@ -475,9 +477,20 @@ def sign(spec, secret, body, prefix=True, ts=None):
         ts = str(int(time.time())) if ts is None else ts
         msg = ts.encode() + b"." + body
         headers[spec["timestamp_header"]] = ts
+    if spec.get("timestamp_param"):
+        ts = str(int(time.time())) if ts is None else ts
+        msg = ts.encode() + b"." + body
+    if spec.get("signed_text"):
+        msg = spec["signed_text"].replace("{timestamp}", ts or "").encode()
+        msg = msg.replace(b"{body}", body)
     mac = hmac.new(secret.encode(), msg, algo).digest()
     text = base64.b64encode(mac).decode() if spec["encoding"] == "base64" else mac.hex()
-    headers[spec["header"]] = (spec["prefix"] if prefix else "") + text
+    text = (spec["prefix"] if prefix else "") + text
+    if spec.get("signature_param"):
+        text = "%s=%s" % (spec["signature_param"], text)
+        if spec.get("timestamp_param"):
+            text = "%s=%s,%s" % (spec["timestamp_param"], ts, text)
+    headers[spec["header"]] = text
     return headers
 
 
