@@ -218,7 +218,8 @@ static int run_rule(run_t *r, const irule_t *rule, json_t *cur)
             return scan_value(&sc, cur, 0);
         for (size_t i = 0; i < rule->nin; i++) {
             sc.sf = rule->kind == IR_REGEX ? rule->label : rule->in[i]->text;
-            int rc = eng_path_visit(rule->in[i], cur, r->root, visit_scan, &sc);
+            int rc = eng_path_visit(rule->in[i], eng_ex_cur(r, rule->in[i], cur), r->root,
+                                    visit_scan, &sc);
             if (rc != 0)
                 return rc;
         }

@@ -177,6 +177,37 @@ static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
     glue_send_value(rc, 200, alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL);
 }
 
+/* Keeps the alerts to store (disposition store) at the front of res and
+ * returns their number; res->alerts[0] stays the first one when none is. */
+static size_t keep_stored(eng_result_t *res)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < res->nalerts; i++) {
+        if (res->alerts[i].disposition != ENG_DISP_STORE)
+            continue;
+        if (n != i) {
+            eng_alert_t t = res->alerts[n];
+            res->alerts[n] = res->alerts[i];
+            res->alerts[i] = t;
+        }
+        n++;
+    }
+    if (n > 0)
+        res->nalerts = n;
+    return n;
+}
+
+/* 200: the delivery is acknowledged and nothing is stored (a ping, a
+ * resolved or acknowledge notification: the mapping's disposition). */
+static void send_ignored(glue_reqctx_t *rc, const eng_alert_t *al)
+{
+    json_t *d = json_pack("{s:s,s:s,s:s?,s:s?,s:s?}", "status", "ignored", "disposition",
+                          eng_disposition_name(al->disposition), "rule", al->disposition_rule,
+                          "message", al->disposition_message, "fingerprint",
+                          al->disposition == ENG_DISP_RESOLVE ? al->fingerprint : NULL);
+    glue_send_value(rc, 200, d ? json_pack("{s:o}", "data", d) : NULL);
+}
+
 /* The part of the source name we print: bounded, as it comes from the URL. */
 static const char *source_label(glue_reqctx_t *rc, const char *src, size_t len)
 {
@@ -249,7 +280,8 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
 
     eng_result_t res = {0};
     eng_error_t err = {0};
-    int erc = eng_run(&res, prog, payload, rc->arena, am_now_us(), &err);
+    eng_input_t in = {.header = header_of, .header_ctx = req};
+    int erc = eng_run_input(&res, prog, payload, &in, rc->arena, am_now_us(), &err);
     if (erc != AM_OK || res.nalerts == 0) {
         json_decref(payload);
         send_engine_error(rc, erc, &err);
@@ -258,6 +290,12 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
     if (dry_run) {
         send_dry_run(rc, &res);
         json_decref(payload);
+        return;
+    }
+
+    if (keep_stored(&res) == 0) {
+        json_decref(payload);
+        send_ignored(rc, &res.alerts[0]);
         return;
     }
 
