@@ -631,13 +631,15 @@ static void cdecode(cc_t *c, const yt_node_t *n)
     eng_program_t *p = c->p;
     if ((p->decode = eng_cc_alloc(c, n->nitems * sizeof(*p->decode))) == NULL)
         return;
-    static const char *const keys[] = {"path", "as", "name"};
+    static const char *const keys[] = {"path", "as", "name", "if"};
     for (size_t i = 0; i < n->nitems; i++) {
         const yt_node_t *it = n->items[i];
         decode_step_t *d = &p->decode[i];
         if (!eng_cc_is_kind(c, it, YT_MAP, "decode[]"))
             continue;
-        eng_cc_check_keys(c, it, keys, 3, NULL, 0);
+        eng_cc_check_keys(c, it, keys, 4, NULL, 0);
+        if (eng_yt_get(it, "if") != NULL)
+            d->cond = eng_cc_cond(c, eng_yt_get(it, "if"), "if");
         const yt_node_t *pv = eng_yt_get(it, "path"), *av = eng_yt_get(it, "as"),
                         *nv = eng_yt_get(it, "name");
         if (pv == NULL || av == NULL) {

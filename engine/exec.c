@@ -703,6 +703,7 @@ static json_t *unwrapped(const eng_program_t *p, json_t *body)
 static int run_program(run_t *r, eng_result_t *out, json_t *body, int64_t now_us)
 {
     const eng_program_t *p = r->p;
+    r->root = body; /* decode conditions see the body as received */
     int rc = eng_ex_decode(r, body);
     if (rc != 0)
         return rc;

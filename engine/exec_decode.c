@@ -75,6 +75,8 @@ static json_t *locate(const epath_t *p, json_t *v, json_t **parent, const path_s
 
 static int decode_one(run_t *r, const decode_step_t *d, json_t *body)
 {
+    if (d->cond != NULL && !eng_ex_cond(r, d->cond, body, NULL, 0))
+        return 0;
     json_t *parent = NULL;
     const path_seg_t *last = NULL;
     json_t *v = locate(d->path, body, &parent, &last);

@@ -110,7 +110,8 @@ typedef enum { DEC_JSON, DEC_BASE64_JSON, DEC_BASE64 } decode_fmt_t;
 typedef struct decode_step {
     epath_t *path; /* keys and indexes only: one value */
     decode_fmt_t fmt;
-    const char *name; /* given name or "decode[N]" */
+    struct match_rule *cond; /* 'if': the step runs only when it holds; NULL: always */
+    const char *name;        /* given name or "decode[N]" */
     const char *where;
 } decode_step_t;
 
