@@ -420,8 +420,21 @@ static void cfields(cc_t *c, const yt_node_t *n)
             CC_ERR(c, k, "unknown field '%s' (expected one of: %s)", k->str, buf);
             continue;
         }
+        static const char *const ind_key[] = {"indicator"};
+        bool optional = f >= ENG_F_SRC_IP;
+        const yt_node_t *iv = v->kind == YT_MAP ? eng_yt_get(v, "indicator") : NULL;
+        if (iv != NULL && !optional) {
+            CC_ERR(c, eng_cc_key_node(v, "indicator"),
+                   "'indicator' applies to the optional normalized fields only ('%s' is no "
+                   "indicator)",
+                   k->str);
+        } else if (iv != NULL) {
+            bool ind = true;
+            if (eng_cc_get_bool(c, iv, "indicator", &ind))
+                p->field_context[f] = !ind;
+        }
         p->field[f] =
-            eng_cc_expr(c, v, k->line, k->str, f == ENG_F_OCCURRED_AT ? EXF_TIME : 0, NULL, 0);
+            eng_cc_expr(c, v, k->line, k->str, f == ENG_F_OCCURRED_AT ? EXF_TIME : 0, ind_key, 1);
         p->field_where[f] = eng_cc_printf(c, "%s:%d", c->base, k->line);
     }
     if (eng_yt_get(n, "title") == NULL)

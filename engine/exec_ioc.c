@@ -261,7 +261,7 @@ int eng_ex_indicators(run_t *r, eng_alert_t *al, json_t *cur)
             return rc;
     for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++) {
         const char *v = al->field[f];
-        if (v == NULL || field_ioc[f] < 0)
+        if (v == NULL || field_ioc[f] < 0 || p->field_context[f])
             continue;
         rc = ioc_add_value(&r->iocs, r->a, (eng_ioc_type_t)field_ioc[f], v, strlen(v), false,
                            IOC_MASK_ALL, eng_field_name((eng_field_t)f), p->field_where[f]);

@@ -184,6 +184,7 @@ struct eng_program {
     const char *split_where;
     expr_t *field[ENG_F__COUNT]; /* NULL when not mapped */
     const char *field_where[ENG_F__COUNT];
+    bool field_context[ENG_F__COUNT]; /* `indicator: false`: stored, not an indicator */
     expr_t *tags;
     const char *untitled; /* "Untitled <display_name> alert" */
     const char *untitled_origin;
