@@ -343,3 +343,51 @@ void glue_handle_source_test(glue_reqctx_t *rc, const glue_route_params_t *param
 {
     ingest(rc, params, true);
 }
+
+void glue_handle_verification(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    h2o_req_t *req = rc->req;
+    const char *src = params->source_name.base;
+    size_t srclen = params->source_name.len;
+    rc->source = source_label(rc, src, srclen);
+    rc->set = glue_mappings_acquire();
+    const eng_program_t *prog = rc->set ? eng_set_find(rc->set, src, srclen) : NULL;
+    if (prog == NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "no mapping for source '%s'", rc->source ? rc->source : "");
+        glue_send_error(rc, 404, "UNKNOWN_SOURCE", msg);
+        return;
+    }
+    if (!eng_program_verifies(prog, "GET")) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, "POST", 4);
+        glue_send_error(rc, 405, "METHOD_NOT_ALLOWED",
+                        "method not allowed; allowed: POST (the mapping declares no verification)");
+        return;
+    }
+    /* the handshake carries the sender's credential as an ingest does */
+    eng_sig_request_t sr = {
+        .header = header_of, .header_ctx = req, .body = "", .now_s = am_now_us() / 1000000};
+    if (req->query_at != SIZE_MAX) {
+        sr.query = req->path.base + req->query_at + 1;
+        sr.query_len = req->path.len - req->query_at - 1;
+    }
+    bool secret_set = false;
+    eng_error_t err = {0};
+    if (eng_verify_signature(prog, &sr, &secret_set, &err) != AM_OK) {
+        glue_send_error(rc, 401, "INVALID_SIGNATURE",
+                        err.message[0] ? err.message : "signature verification failed");
+        return;
+    }
+    json_t *answer = NULL;
+    int vr = eng_verification(&answer, prog, "GET", header_of, req, &err);
+    if (vr == 1) {
+        glue_send_value(rc, 200, answer);
+        return;
+    }
+    if (vr < 0) {
+        glue_send_error(rc, 400, "INVALID_PAYLOAD", err.message);
+        return;
+    }
+    glue_send_error(rc, 400, "INVALID_PAYLOAD",
+                    "a verification request of this source needs its challenge header");
+}
