@@ -120,8 +120,8 @@ static range_t *cranges(cc_t *c, const yt_node_t *n, size_t *count)
             r[i].value = v->str;
         if (r[i].has_min && r[i].has_max &&
             (r[i].max_open ? r[i].min >= r[i].max : r[i].min > r[i].max))
-            CC_ERR(c, it, "empty range: %s %g is not %s %s %g", has_from ? "from" : "min", r[i].min,
-                   r[i].max_open ? "below" : "at most", r[i].max_open ? "" : "max", r[i].max);
+            CC_ERR(c, it, "empty range: %s %g is not %s %g", has_from ? "from" : "min", r[i].min,
+                   r[i].max_open ? "below" : "at most", r[i].max);
         ok = ok && c->errors == before;
     }
     *count = n->nitems;
