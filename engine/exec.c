@@ -42,6 +42,8 @@ static int fail_code(run_t *r, int rc)
     case AM_ELIMIT:
         return eng_ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
                            ENG_MAX_INDICATORS);
+    case -1: /* the indicator code's "arena full" until it says AM_ELIMIT (issue 8) */
+        return eng_ex_no_room(r);
     default:
         return eng_ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
     }

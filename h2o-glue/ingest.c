@@ -263,6 +263,20 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
         }
     }
 
+    if (!dry_run && eng_program_verifies(prog, "POST")) {
+        json_t *answer = NULL;
+        eng_error_t verr = {0};
+        int vr = eng_verification(&answer, prog, "POST", header_of, req, &verr);
+        if (vr == 1) {
+            glue_send_value(rc, 200, answer);
+            return;
+        }
+        if (vr < 0) {
+            glue_send_error(rc, 400, "INVALID_PAYLOAD", verr.message);
+            return;
+        }
+    }
+
     /* Duplicate keys are refused: the signed bytes must mean one thing. */
     json_error_t jerr;
     json_t *payload = json_loadb(body, blen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
@@ -352,16 +366,12 @@ void glue_handle_verification(glue_reqctx_t *rc, const glue_route_params_t *para
     rc->source = source_label(rc, src, srclen);
     rc->set = glue_mappings_acquire();
     const eng_program_t *prog = rc->set ? eng_set_find(rc->set, src, srclen) : NULL;
-    if (prog == NULL) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "no mapping for source '%s'", rc->source ? rc->source : "");
-        glue_send_error(rc, 404, "UNKNOWN_SOURCE", msg);
-        return;
-    }
-    if (!eng_program_verifies(prog, "GET")) {
+    if (prog == NULL || !eng_program_verifies(prog, "GET")) {
+        /* as for any method a route does not serve */
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, "POST", 4);
         glue_send_error(rc, 405, "METHOD_NOT_ALLOWED",
-                        "method not allowed; allowed: POST (the mapping declares no verification)");
+                        "method not allowed; allowed: POST (GET only for a source that declares "
+                        "a verification handshake)");
         return;
     }
     /* the handshake carries the sender's credential as an ingest does */
