@@ -227,7 +227,9 @@ static int check_one(const eng_program_t *p, const char *name, am_diags_t *diags
     char hdr_path[4096];
     snprintf(hdr_path, sizeof(hdr_path), "%s/%.*s.headers.json", p->samples_dir, (int)stem, name);
     json_t *hdrs = NULL;
-    if (access(hdr_path, F_OK) == 0 && !json_is_object(hdrs = json_load_file(hdr_path, 0, &jerr))) {
+    if (access(hdr_path, F_OK) == 0)
+        hdrs = json_load_file(hdr_path, 0, &jerr); /* not inside json_is_object(): a macro */
+    if (access(hdr_path, F_OK) == 0 && !json_is_object(hdrs)) {
         am_diags_add(diags, hdr_path, jerr.line > 0 ? jerr.line : 0, jerr.column,
                      "request headers of sample %s must be a JSON object of strings", name);
         json_decref(hdrs);

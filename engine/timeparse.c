@@ -138,7 +138,7 @@ static bool parse_decimal(int64_t *whole, int64_t *frac_ns, const char *s, size_
     int64_t w = 0, f = 0;
     int nw = 0, nf = 0;
     while (p < end && *p >= '0' && *p <= '9') {
-        if (nw >= 19) /* 19 digits fit int64; more is out of range in any unit */
+        if (w > (INT64_MAX - (*p - '0')) / 10) /* past int64: out of range in any unit */
             return false;
         w = w * 10 + (*p - '0');
         nw++;
