@@ -163,7 +163,7 @@ static const json_case_t json_cases[] = {
     {"1714557600123456", TP_EPOCH_US, AM_OK, T0 + 123456},
     {"1714557600123456", TP_AUTO, AM_OK, T0 + 123456}, /* >= 1e14: us */
     {"1714557600123456789", TP_EPOCH_NS, AM_OK, T0 + 123456},
-    {"1714557600123456789", TP_AUTO, AM_OK, T0 + 123456},       /* >= 1e17: ns */
+    {"1714557600123456789", TP_AUTO, AM_OK, T0 + 123456},     /* >= 1e17: ns */
     {"\"1714557600999999999\"", TP_AUTO, AM_OK, T0 + 999999}, /* truncated, not rounded */
     {"\"9223372036854775807\"", TP_EPOCH_NS, AM_OK, INT64_C(9223372036854775)},
     {"\"9223372036854775808\"", TP_EPOCH_NS, AM_EINVAL, 0}, /* past int64: no overflow */
