@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char cli_help_normalize[] =
     "usage: alertmap normalize [OPTIONS] SOURCE [FILE|-]\n"
@@ -24,6 +25,10 @@ const char cli_help_normalize[] =
     "with CODE one of INVALID_JSON (not JSON), INVALID_PAYLOAD (not an object, or a\n"
     "match rule failed; the message names the rule and its file:line),\n"
     "LIMIT_EXCEEDED (a bound such as nesting depth), UNKNOWN_SOURCE.\n"
+    "An alert that the mapping's disposition rules resolve or ignore carries\n"
+    "\"disposition\" and \"disposition_rule\"; when every alert of the payload is\n"
+    "ignored (the server answers 200 and stores nothing) it prints\n"
+    "  {\"acknowledged\": {\"status\": \"ignored\", \"rule\": NAME, \"where\": FILE:LINE}}\n"
     "\n"
     "Options:\n"
     "  -m, --mappings DIR   mappings directory (default: $ALERTMAP_MAPPINGS, else\n"
@@ -36,6 +41,9 @@ const char cli_help_normalize[] =
     "  --provenance         add \"provenance\" (the rule behind each field, file:line)\n"
     "                       and an \"origin\" per indicator\n"
     "  --raw                add \"raw_payload\" (the payload, or the split element)\n"
+    "  --header 'NAME: VALUE'\n"
+    "                       a request header the mapping may read ($headers.NAME);\n"
+    "                       repeatable\n"
     "  --compact            one-line JSON instead of indented\n"
     "  -h, --help           this text\n"
     "\n"
@@ -46,8 +54,13 @@ const char cli_help_normalize[] =
     "Example:\n"
     "  alertmap normalize --now 2024-05-01T10:00:00Z sentinel incident.json\n";
 
+#define MAX_HEADERS 32
+
 typedef struct {
     const char *dir, *rules, *source, *file;
+    const char *hname[MAX_HEADERS], *hvalue[MAX_HEADERS];
+    size_t hnlen[MAX_HEADERS], hvlen[MAX_HEADERS];
+    size_t nheaders;
     int64_t now_us;
     int flags;
     bool compact;
@@ -55,12 +68,17 @@ typedef struct {
 
 static int parse_args(opts_t *o, int argc, char **argv)
 {
-    enum { O_RULES = 256, O_NOW, O_PROV, O_RAW, O_COMPACT };
+    enum { O_RULES = 256, O_NOW, O_PROV, O_RAW, O_COMPACT, O_HEADER };
     static const struct option opts[] = {
-        {"mappings", required_argument, NULL, 'm'}, {"rules", required_argument, NULL, O_RULES},
-        {"now", required_argument, NULL, O_NOW},    {"provenance", no_argument, NULL, O_PROV},
-        {"raw", no_argument, NULL, O_RAW},          {"compact", no_argument, NULL, O_COMPACT},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"mappings", required_argument, NULL, 'm'},
+        {"rules", required_argument, NULL, O_RULES},
+        {"now", required_argument, NULL, O_NOW},
+        {"provenance", no_argument, NULL, O_PROV},
+        {"raw", no_argument, NULL, O_RAW},
+        {"compact", no_argument, NULL, O_COMPACT},
+        {"header", required_argument, NULL, O_HEADER},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *cmd = argv[0];
     int c;
@@ -95,6 +113,21 @@ static int parse_args(opts_t *o, int argc, char **argv)
         case O_COMPACT:
             o->compact = true;
             break;
+        case O_HEADER: {
+            const char *colon = strchr(optarg, ':');
+            if (colon == NULL || colon == optarg)
+                return cli_usage_error(cmd, "--header needs 'NAME: VALUE', got '%s'", optarg);
+            if (o->nheaders == MAX_HEADERS)
+                return cli_usage_error(cmd, "at most %d --header options", MAX_HEADERS);
+            const char *v = colon + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            o->hname[o->nheaders] = optarg;
+            o->hnlen[o->nheaders] = (size_t)(colon - optarg);
+            o->hvalue[o->nheaders] = v;
+            o->hvlen[o->nheaders++] = strlen(v);
+            break;
+        }
         case 'h':
             fputs(cli_help_normalize, stdout);
             return CLI_OK;
@@ -141,6 +174,31 @@ static int unknown_source(const opts_t *o, const eng_set_t *set)
     return rc;
 }
 
+/* eng_header_fn over the --header options: the first of that name. */
+static const char *header_of(void *ctx, const char *name, size_t *len)
+{
+    const opts_t *o = ctx;
+    size_t n = strlen(name);
+    for (size_t i = 0; i < o->nheaders; i++)
+        if (o->hnlen[i] == n && strncasecmp(o->hname[i], name, n) == 0) {
+            *len = o->hvlen[i];
+            return o->hvalue[i];
+        }
+    return NULL;
+}
+
+/* {"acknowledged": ...} when every alert is ignored, else NULL. */
+static json_t *acknowledged(const eng_result_t *res)
+{
+    for (size_t i = 0; i < res->nalerts; i++)
+        if (res->alerts[i].disposition != ENG_DISP_IGNORE)
+            return NULL;
+    const eng_alert_t *al = &res->alerts[0];
+    return json_pack("{s:{s:s,s:s?,s:s?,s:s?}}", "acknowledged", "status", "ignored", "rule",
+                     al->disposition_rule, "where", al->disposition_where, "message",
+                     al->disposition_message);
+}
+
 /* Parses the payload and runs the program; prints the result. */
 static int run(const opts_t *o, const eng_program_t *p, const char *text, size_t len)
 {
@@ -170,11 +228,16 @@ static int run(const opts_t *o, const eng_program_t *p, const char *text, size_t
     am_arena_t *a = am_arena_new(0, 0);
     eng_result_t res = {0};
     eng_error_t err = {0};
-    int rc = eng_run(&res, p, payload, a, o->now_us, &err);
+    eng_input_t in = {.header = header_of, .header_ctx = (void *)o};
+    int rc = eng_run_input(&res, p, payload, &in, a, o->now_us, &err);
     if (rc == AM_EINVAL || rc == AM_ELIMIT) {
         const char *code =
             err.code ? err.code : (rc == AM_ELIMIT ? "LIMIT_EXCEEDED" : "INVALID_PAYLOAD");
         status = print_error(o, code, err.message);
+        goto done;
+    }
+    if (rc == AM_OK && (out = acknowledged(&res)) != NULL) {
+        status = cli_print_json(out, o->compact) == AM_OK ? CLI_OK : CLI_FAIL;
         goto done;
     }
     if (rc == AM_OK) {

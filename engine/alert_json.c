@@ -59,6 +59,9 @@ json_t *eng_alert_json(const eng_alert_t *al, int flags)
         if (al->field[f] != NULL)
             ok = put(o, eng_field_name((eng_field_t)f), json_string(al->field[f]));
     ok = ok && put(o, "fingerprint", json_string(al->fingerprint));
+    if (ok && al->disposition != ENG_DISP_STORE)
+        ok = put(o, "disposition", json_string(eng_disposition_name(al->disposition))) &&
+             put(o, "disposition_rule", str_or_null(al->disposition_rule));
     if (ok && (flags & ENG_JSON_INDICATORS))
         ok = put(o, "indicators", indicators(al, flags & ENG_JSON_PROVENANCE));
     if (ok && (flags & ENG_JSON_PROVENANCE)) {

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void eng_cc_err(cc_t *c, int line, int col, const char *fmt, ...)
 {
@@ -145,6 +146,49 @@ const char *eng_cc_origin(cc_t *c, int line, const char *what)
 
 /* ---- paths, patterns, tables -------------------------------------------------- */
 
+/* A mapping may read any request header but the credentials: a header that
+ * carries a secret must not end up in a stored alert. */
+static bool note_header(cc_t *c, const yt_node_t *n, int col, const epath_t *p)
+{
+    static const char *const secret[] = {"authorization", "proxy-authorization", "cookie",
+                                         "set-cookie"};
+    const char *sig = c->p->sig != NULL ? c->p->sig->header : NULL;
+    bool bad = sig != NULL && strcasecmp(sig, p->hname) == 0;
+    for (size_t i = 0; i < AM_ARRAY_LEN(secret) && !bad; i++)
+        bad = strcmp(p->hname, secret[i]) == 0;
+    if (bad) {
+        eng_cc_err(c, n->line, col,
+                   "'%s' would expose credentials: a mapping cannot read Authorization, Cookie, "
+                   "Proxy-Authorization or its signature header",
+                   p->text);
+        return false;
+    }
+    eng_program_t *pr = c->p;
+    for (size_t i = 0; i < pr->nheaders; i++)
+        if (strcmp(pr->headers[i], p->hname) == 0)
+            return true;
+    if (pr->nheaders == 32) {
+        eng_cc_err(c, n->line, col, "a mapping may read at most 32 request headers");
+        return false;
+    }
+    if (pr->headers == NULL && (pr->headers = eng_cc_alloc(c, 32 * sizeof(char *))) == NULL)
+        return false;
+    pr->headers[pr->nheaders++] = p->hname;
+    return true;
+}
+
+/* A payload path that may not name a request header (split, each, decode). */
+epath_t *eng_cc_body_path(cc_t *c, const yt_node_t *n, const char *what)
+{
+    epath_t *p = eng_cc_path(c, n, what);
+    if (p != NULL && p->headers) {
+        CC_ERR(c, n, "'$headers.' is not allowed in '%s' (headers are not part of the payload)",
+               what);
+        return NULL;
+    }
+    return p;
+}
+
 epath_t *eng_cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, int col)
 {
     epath_t *p = NULL;
@@ -160,6 +204,8 @@ epath_t *eng_cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, 
                    msg, off);
         return NULL;
     }
+    if (p->headers && !note_header(c, n, col, p))
+        return NULL;
     return p;
 }
 
@@ -225,17 +271,110 @@ pcre2_code *eng_cc_regex(cc_t *c, const yt_node_t *n, const char *what)
     return re;
 }
 
-/* ---- match rules ---------------------------------------------------------------- */
+/* ---- match rules and conditions ------------------------------------------------- */
 
-static const char *const match_keys[] = {"object", "array", "present", "any",
-                                         "equals", "name",  "message"};
+static const char *const test_keys[] = {"object", "array", "present", "any", "equals", "not"};
+static const char *const match_extra[] = {"name", "message"};
+
+static void cequals(cc_t *c, match_rule_t *r, const yt_node_t *v)
+{
+    r->kind = MR_EQUALS;
+    if (!eng_cc_is_kind(c, v, YT_MAP, "equals"))
+        return;
+    static const char *const eq_keys[] = {"path", "value"};
+    eng_cc_check_keys(c, v, eq_keys, 2, NULL, 0);
+    const yt_node_t *pv = eng_yt_get(v, "path"), *vv = eng_yt_get(v, "value");
+    if (pv == NULL || vv == NULL) {
+        CC_ERR(c, v, "'equals' needs 'path' and 'value'");
+        return;
+    }
+    r->paths = eng_cc_alloc(c, sizeof(epath_t *));
+    if (r->paths != NULL && (r->paths[0] = eng_cc_path(c, pv, "path")) != NULL)
+        r->npaths = 1;
+    size_t nv = vv->kind == YT_SEQ ? vv->nitems : 1;
+    r->values = eng_cc_alloc(c, (nv + 1) * sizeof(char *));
+    r->vlens = eng_cc_alloc(c, (nv + 1) * sizeof(size_t));
+    if (r->values == NULL || r->vlens == NULL)
+        return;
+    for (size_t j = 0; j < nv; j++) {
+        const yt_node_t *x = vv->kind == YT_SEQ ? vv->items[j] : vv;
+        if (x->kind != YT_SCALAR) {
+            CC_ERR(c, x, "'value' must be a string or a list of strings, got %s",
+                   eng_cc_kind_of(x));
+            continue;
+        }
+        r->values[r->nvalues] = x->str;
+        r->vlens[r->nvalues++] = x->len;
+    }
+}
+
+/* The one test of mapping n (a match rule, or a condition of 'when',
+ * 'not' and 'disposition'); extra: the other keys the caller allows. */
+static void ctest(cc_t *c, match_rule_t *r, const yt_node_t *n, const char *what,
+                  const char *const *extra, size_t nextra)
+{
+    if (!eng_cc_is_kind(c, n, YT_MAP, what))
+        return;
+    const char *keys[AM_ARRAY_LEN(test_keys) + 4];
+    size_t nkeys = 0;
+    for (size_t i = 0; i < AM_ARRAY_LEN(test_keys); i++)
+        keys[nkeys++] = test_keys[i];
+    for (size_t i = 0; i < nextra && nkeys < AM_ARRAY_LEN(keys); i++)
+        keys[nkeys++] = extra[i];
+    eng_cc_check_keys(c, n, keys, nkeys, NULL, 0);
+    r->where = eng_cc_printf(c, "%s:%d", c->base, n->line);
+    const yt_node_t *test = NULL;
+    for (size_t i = 0; i < n->npairs; i++) {
+        const yt_node_t *k = n->pairs[i].key, *v = n->pairs[i].value;
+        if (!eng_cc_key_in(k, test_keys, AM_ARRAY_LEN(test_keys)))
+            continue;
+        if (test != NULL) {
+            CC_ERR(c, k, "%s takes only one test ('%s' and '%s')",
+                   extra == match_extra ? "a match rule" : "a condition", test->str, k->str);
+            continue;
+        }
+        test = k;
+        if (strcmp(k->str, "any") == 0) {
+            r->kind = MR_ANY;
+            r->paths = eng_cc_paths(c, v, "any", &r->npaths);
+        } else if (strcmp(k->str, "object") == 0 || strcmp(k->str, "array") == 0) {
+            r->kind = k->str[0] == 'o' ? MR_OBJECT : MR_ARRAY;
+            r->paths = eng_cc_alloc(c, sizeof(epath_t *));
+            if (r->paths != NULL && (r->paths[0] = eng_cc_path(c, v, k->str)) != NULL)
+                r->npaths = 1;
+        } else if (strcmp(k->str, "present") == 0) {
+            r->kind = MR_PRESENT;
+            r->paths = eng_cc_paths(c, v, "present", &r->npaths);
+        } else if (strcmp(k->str, "equals") == 0) {
+            cequals(c, r, v);
+        } else {
+            r->kind = MR_NOT;
+            if ((r->sub = eng_cc_alloc(c, sizeof(*r->sub))) != NULL)
+                ctest(c, r->sub, v, "not", NULL, 0);
+        }
+    }
+    if (test == NULL)
+        CC_ERR(c, n, "%s needs one of object, array, present, any, equals, not",
+               extra == match_extra ? "a match rule" : "a condition");
+}
+
+/* A condition (the value of 'if'), in the arena. */
+match_rule_t *eng_cc_cond(cc_t *c, const yt_node_t *n, const char *what)
+{
+    match_rule_t *r = eng_cc_alloc(c, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    int before = c->errors;
+    ctest(c, r, n, what, NULL, 0);
+    r->name = what;
+    return c->errors == before ? r : NULL;
+}
 
 static void cmatch_rule(cc_t *c, match_rule_t *r, const yt_node_t *n, size_t idx)
 {
     if (!eng_cc_is_kind(c, n, YT_MAP, "match[]"))
         return;
-    eng_cc_check_keys(c, n, match_keys, AM_ARRAY_LEN(match_keys), NULL, 0);
-    r->where = eng_cc_printf(c, "%s:%d", c->base, n->line);
+    ctest(c, r, n, "match[]", match_extra, AM_ARRAY_LEN(match_extra));
     const yt_node_t *v = eng_yt_get(n, "name");
     if (v != NULL && eng_cc_is_kind(c, v, YT_SCALAR, "name"))
         r->name = v->str;
@@ -243,71 +382,6 @@ static void cmatch_rule(cc_t *c, match_rule_t *r, const yt_node_t *n, size_t idx
         r->name = eng_cc_printf(c, "match[%zu]", idx);
     if ((v = eng_yt_get(n, "message")) != NULL && eng_cc_is_kind(c, v, YT_SCALAR, "message"))
         r->message = v->str;
-    const yt_node_t *test = NULL;
-    for (size_t i = 0; i < n->npairs; i++) {
-        const yt_node_t *k = n->pairs[i].key;
-        if (!eng_cc_key_in(k, match_keys, 5))
-            continue;
-        if (test != NULL) {
-            CC_ERR(c, k, "a match rule takes only one test ('%s' and '%s')", test->str, k->str);
-            continue;
-        }
-        test = k;
-        v = n->pairs[i].value;
-        switch (k->str[0]) {
-        case 'o':
-        case 'a':
-            if (strcmp(k->str, "any") == 0) {
-                r->kind = MR_ANY;
-                r->paths = eng_cc_paths(c, v, "any", &r->npaths);
-            } else {
-                r->kind = k->str[0] == 'o' ? MR_OBJECT : MR_ARRAY;
-                r->paths = eng_cc_alloc(c, sizeof(epath_t *));
-                if (r->paths != NULL && (r->paths[0] = eng_cc_path(c, v, k->str)) != NULL)
-                    r->npaths = 1;
-            }
-            break;
-        case 'p':
-            r->kind = MR_PRESENT;
-            r->paths = eng_cc_paths(c, v, "present", &r->npaths);
-            break;
-        case 'e': {
-            r->kind = MR_EQUALS;
-            if (!eng_cc_is_kind(c, v, YT_MAP, "equals"))
-                break;
-            static const char *const eq_keys[] = {"path", "value"};
-            eng_cc_check_keys(c, v, eq_keys, 2, NULL, 0);
-            const yt_node_t *pv = eng_yt_get(v, "path"), *vv = eng_yt_get(v, "value");
-            if (pv == NULL || vv == NULL) {
-                CC_ERR(c, v, "'equals' needs 'path' and 'value'");
-                break;
-            }
-            r->paths = eng_cc_alloc(c, sizeof(epath_t *));
-            if (r->paths != NULL && (r->paths[0] = eng_cc_path(c, pv, "path")) != NULL)
-                r->npaths = 1;
-            size_t nv = vv->kind == YT_SEQ ? vv->nitems : 1;
-            r->values = eng_cc_alloc(c, (nv + 1) * sizeof(char *));
-            r->vlens = eng_cc_alloc(c, (nv + 1) * sizeof(size_t));
-            if (r->values == NULL || r->vlens == NULL)
-                break;
-            for (size_t j = 0; j < nv; j++) {
-                const yt_node_t *x = vv->kind == YT_SEQ ? vv->items[j] : vv;
-                if (x->kind != YT_SCALAR) {
-                    CC_ERR(c, x, "'value' must be a string or a list of strings, got %s",
-                           eng_cc_kind_of(x));
-                    continue;
-                }
-                r->values[r->nvalues] = x->str;
-                r->vlens[r->nvalues++] = x->len;
-            }
-            break;
-        }
-        default:
-            break;
-        }
-    }
-    if (test == NULL)
-        CC_ERR(c, n, "a match rule needs one of object, array, present, any, equals");
 }
 
 static void cmatch(cc_t *c, const yt_node_t *n)
@@ -332,7 +406,7 @@ static void cfields(cc_t *c, const yt_node_t *n)
     for (size_t i = 0; i < n->npairs; i++) {
         const yt_node_t *k = n->pairs[i].key, *v = n->pairs[i].value;
         if (strcmp(k->str, "tags") == 0) {
-            p->tags = eng_cc_expr(c, v, k->line, "tags", 0, NULL, 0);
+            p->tags = eng_cc_expr(c, v, k->line, "tags", EXF_MULTI, NULL, 0);
             continue;
         }
         int f = (int)eng_field_parse(k->str, k->len);
@@ -346,8 +420,21 @@ static void cfields(cc_t *c, const yt_node_t *n)
             CC_ERR(c, k, "unknown field '%s' (expected one of: %s)", k->str, buf);
             continue;
         }
+        static const char *const ind_key[] = {"indicator"};
+        bool optional = f >= ENG_F_SRC_IP;
+        const yt_node_t *iv = v->kind == YT_MAP ? eng_yt_get(v, "indicator") : NULL;
+        if (iv != NULL && !optional) {
+            CC_ERR(c, eng_cc_key_node(v, "indicator"),
+                   "'indicator' applies to the optional normalized fields only ('%s' is no "
+                   "indicator)",
+                   k->str);
+        } else if (iv != NULL) {
+            bool ind = true;
+            if (eng_cc_get_bool(c, iv, "indicator", &ind))
+                p->field_context[f] = !ind;
+        }
         p->field[f] =
-            eng_cc_expr(c, v, k->line, k->str, f == ENG_F_OCCURRED_AT ? EXF_TIME : 0, NULL, 0);
+            eng_cc_expr(c, v, k->line, k->str, f == ENG_F_OCCURRED_AT ? EXF_TIME : 0, ind_key, 1);
         p->field_where[f] = eng_cc_printf(c, "%s:%d", c->base, k->line);
     }
     if (eng_yt_get(n, "title") == NULL)
@@ -456,7 +543,7 @@ static void cirule(cc_t *c, irule_t *r, const yt_node_t *n)
     if ((v = eng_yt_get(n, "each")) != NULL) {
         r->kind = IR_EACH;
         eng_cc_check_keys(c, n, rule_keys_each, 3, NULL, 0);
-        r->each = eng_cc_path(c, v, "each");
+        r->each = eng_cc_body_path(c, v, "each");
         if (r->each != NULL)
             r->each_prefix = eng_cc_printf(c, "%s.", r->each->text);
         const yt_node_t *t = eng_yt_get(n, "type"), *val = eng_yt_get(n, "value");
@@ -465,7 +552,7 @@ static void cirule(cc_t *c, irule_t *r, const yt_node_t *n)
         if (t != NULL)
             crule_type(c, r, t, n->line);
         if (val != NULL)
-            r->value = eng_cc_expr(c, val, n->line, "value", 0, NULL, 0);
+            r->value = eng_cc_expr(c, val, n->line, "value", EXF_MULTI, NULL, 0);
     } else if ((v = eng_yt_get(n, "scan")) != NULL) {
         r->kind = IR_SCAN;
         eng_cc_check_keys(c, n, rule_keys_scan, 2, NULL, 0);
@@ -485,7 +572,7 @@ static void cirule(cc_t *c, irule_t *r, const yt_node_t *n)
     } else if ((v = eng_yt_get(n, "type")) != NULL) {
         r->kind = IR_VALUE;
         crule_type(c, r, v, n->line);
-        r->value = eng_cc_expr(c, n, n->line, "indicator", 0, rule_keys_type, 1);
+        r->value = eng_cc_expr(c, n, n->line, "indicator", EXF_MULTI, rule_keys_type, 1);
     } else if ((v = eng_yt_get(n, "regex")) != NULL) {
         eng_cc_check_keys(c, n, rule_keys_regex, 3, NULL, 0);
         cregex_rule(c, r, n, v);
@@ -537,8 +624,186 @@ static void csamples(cc_t *c, const yt_node_t *n)
 
 /* ---- the file ---------------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"source", "display_name", "signature",  "auth",   "match",
-                                       "split",  "fields",       "indicators", "samples"};
+static const char *const top_keys[] = {
+    "source", "display_name", "signature",    "auth",   "decode",     "unwrap", "match",
+    "split",  "disposition",  "verification", "fields", "indicators", "samples"};
+
+static const char *const decode_fmts[] = {"json", "base64-json", "base64"};
+
+static void cdecode(cc_t *c, const yt_node_t *n)
+{
+    if (n->kind != YT_SEQ || n->nitems == 0) {
+        CC_ERR(c, n, "'decode' must be a non-empty list of {path, as}, got %s",
+               n->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(n));
+        return;
+    }
+    if (n->nitems > 8) {
+        CC_ERR(c, n, "'decode' takes at most 8 steps");
+        return;
+    }
+    eng_program_t *p = c->p;
+    if ((p->decode = eng_cc_alloc(c, n->nitems * sizeof(*p->decode))) == NULL)
+        return;
+    static const char *const keys[] = {"path", "as", "name", "if"};
+    for (size_t i = 0; i < n->nitems; i++) {
+        const yt_node_t *it = n->items[i];
+        decode_step_t *d = &p->decode[i];
+        if (!eng_cc_is_kind(c, it, YT_MAP, "decode[]"))
+            continue;
+        eng_cc_check_keys(c, it, keys, 4, NULL, 0);
+        if (eng_yt_get(it, "if") != NULL)
+            d->cond = eng_cc_cond(c, eng_yt_get(it, "if"), "if");
+        const yt_node_t *pv = eng_yt_get(it, "path"), *av = eng_yt_get(it, "as"),
+                        *nv = eng_yt_get(it, "name");
+        if (pv == NULL || av == NULL) {
+            CC_ERR(c, it, "a decode step needs 'path' and 'as'");
+            continue;
+        }
+        if ((d->path = eng_cc_body_path(c, pv, "decode")) != NULL) {
+            for (size_t k = 0; k < d->path->nsegs; k++)
+                if (d->path->segs[k].kind != SEG_KEY && d->path->segs[k].kind != SEG_INDEX) {
+                    CC_ERR(c, pv, "a decode path selects one value: no '[*]' or filter in '%s'",
+                           d->path->text);
+                    break;
+                }
+            if (d->path->root)
+                CC_ERR(c, pv, "a decode path starts at the body: write it without '$'");
+        }
+        if (eng_cc_is_kind(c, av, YT_SCALAR, "as")) {
+            size_t k;
+            for (k = 0; k < AM_ARRAY_LEN(decode_fmts); k++)
+                if (strcmp(av->str, decode_fmts[k]) == 0)
+                    break;
+            if (k == AM_ARRAY_LEN(decode_fmts))
+                CC_ERR(c, av,
+                       "unknown decode format '%s' (expected one of: json, base64-json, "
+                       "base64)",
+                       av->str);
+            d->fmt = (decode_fmt_t)k;
+        }
+        if (nv != NULL && eng_cc_is_kind(c, nv, YT_SCALAR, "name"))
+            d->name = nv->str;
+        else
+            d->name = eng_cc_printf(c, "decode[%zu]", i);
+        d->where = eng_cc_printf(c, "%s:%d", c->base, it->line);
+    }
+    p->ndecode = n->nitems;
+}
+
+static void csplit(cc_t *c, const yt_node_t *v)
+{
+    eng_program_t *p = c->p;
+    p->split_where = eng_cc_printf(c, "%s:%d", c->base, v->line);
+    if (v->kind != YT_MAP) {
+        p->split = eng_cc_body_path(c, v, "split");
+        return;
+    }
+    static const char *const keys[] = {"path", "optional"};
+    eng_cc_check_keys(c, v, keys, 2, NULL, 0);
+    const yt_node_t *pv = eng_yt_get(v, "path"), *ov = eng_yt_get(v, "optional");
+    if (pv == NULL)
+        CC_ERR(c, v, "'split' needs 'path'");
+    else
+        p->split = eng_cc_body_path(c, pv, "split");
+    if (ov != NULL)
+        eng_cc_get_bool(c, ov, "optional", &p->split_optional);
+}
+
+static const char *const disp_names[] = {"store", "resolve", "ignore"};
+
+static void cdisposition(cc_t *c, const yt_node_t *n)
+{
+    if (n->kind != YT_SEQ || n->nitems == 0) {
+        CC_ERR(c, n, "'disposition' must be a non-empty list of {if, then}, got %s",
+               n->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(n));
+        return;
+    }
+    eng_program_t *p = c->p;
+    if ((p->disp = eng_cc_alloc(c, n->nitems * sizeof(*p->disp))) == NULL)
+        return;
+    static const char *const keys[] = {"if", "then", "name", "message"};
+    for (size_t i = 0; i < n->nitems; i++) {
+        const yt_node_t *it = n->items[i];
+        disp_rule_t *d = &p->disp[i];
+        if (!eng_cc_is_kind(c, it, YT_MAP, "disposition[]"))
+            continue;
+        eng_cc_check_keys(c, it, keys, 4, NULL, 0);
+        const yt_node_t *iv = eng_yt_get(it, "if"), *tv = eng_yt_get(it, "then"),
+                        *nv = eng_yt_get(it, "name"), *mv = eng_yt_get(it, "message");
+        if (iv == NULL || tv == NULL) {
+            CC_ERR(c, it, "a disposition rule needs 'if' and 'then'");
+            continue;
+        }
+        d->cond = eng_cc_cond(c, iv, "if");
+        if (eng_cc_is_kind(c, tv, YT_SCALAR, "then")) {
+            size_t k;
+            for (k = 0; k < AM_ARRAY_LEN(disp_names); k++)
+                if (strcmp(tv->str, disp_names[k]) == 0)
+                    break;
+            if (k == AM_ARRAY_LEN(disp_names))
+                CC_ERR(c, tv, "unknown disposition '%s' (expected one of: store, resolve, ignore)",
+                       tv->str);
+            d->then = (eng_disposition_t)k;
+        }
+        if (nv != NULL && eng_cc_is_kind(c, nv, YT_SCALAR, "name"))
+            d->name = nv->str;
+        else
+            d->name = eng_cc_printf(c, "disposition[%zu]", i);
+        if (mv != NULL && eng_cc_is_kind(c, mv, YT_SCALAR, "message"))
+            d->message = mv->str;
+        d->where = eng_cc_printf(c, "%s:%d", c->base, it->line);
+    }
+    p->ndisp = n->nitems;
+}
+
+static void cverification(cc_t *c, const yt_node_t *n)
+{
+    if (n->kind != YT_SEQ || n->nitems == 0) {
+        CC_ERR(c, n, "'verification' must be a non-empty list of {method, header, answer}, got %s",
+               n->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(n));
+        return;
+    }
+    eng_program_t *p = c->p;
+    if ((p->verif = eng_cc_alloc(c, n->nitems * sizeof(*p->verif))) == NULL)
+        return;
+    static const char *const keys[] = {"method", "header", "answer"};
+    for (size_t i = 0; i < n->nitems; i++) {
+        const yt_node_t *it = n->items[i];
+        verif_t *vf = &p->verif[i];
+        if (!eng_cc_is_kind(c, it, YT_MAP, "verification[]"))
+            continue;
+        eng_cc_check_keys(c, it, keys, 3, NULL, 0);
+        const yt_node_t *mv = eng_yt_get(it, "method"), *hv = eng_yt_get(it, "header"),
+                        *av = eng_yt_get(it, "answer");
+        if (mv == NULL || hv == NULL || av == NULL) {
+            CC_ERR(c, it, "a verification entry needs 'method', 'header' and 'answer'");
+            continue;
+        }
+        if (eng_cc_is_kind(c, mv, YT_SCALAR, "method")) {
+            if (strcmp(mv->str, "GET") != 0 && strcmp(mv->str, "POST") != 0)
+                CC_ERR(c, mv, "unknown method '%s' (expected one of: GET, POST)", mv->str);
+            vf->method = mv->str;
+        }
+        if (eng_cc_is_kind(c, hv, YT_SCALAR, "header")) {
+            bool ok = hv->len > 0 && hv->len <= 64;
+            for (size_t k = 0; k < hv->len && ok; k++) {
+                char ch = hv->str[k];
+                ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                     (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+            }
+            if (!ok)
+                CC_ERR(c, hv,
+                       "bad header name '%s' (a header name is letters, digits, '-' "
+                       "and '_')",
+                       hv->str);
+            vf->header = hv->str;
+        }
+        if (eng_cc_is_kind(c, av, YT_SCALAR, "answer"))
+            vf->key = av->str;
+        vf->where = eng_cc_printf(c, "%s:%d", c->base, it->line);
+    }
+    p->nverif = n->nitems;
+}
 
 /* `auth: {query_key: BOOL}`: how the server may authenticate this source's
  * requests beyond headers (an API key in the query string, for senders that
@@ -600,12 +865,22 @@ static void ctop(cc_t *c, const yt_node_t *root)
     }
     if ((v = eng_yt_get(root, "auth")) != NULL)
         cauth(c, v);
+    if ((v = eng_yt_get(root, "decode")) != NULL)
+        cdecode(c, v);
+    if ((v = eng_yt_get(root, "unwrap")) != NULL) {
+        p->unwrap = eng_cc_paths(c, v, "unwrap", &p->nunwrap);
+        for (size_t i = 0; i < p->nunwrap; i++)
+            if (p->unwrap[i]->headers || p->unwrap[i]->root)
+                CC_ERR(c, v, "'unwrap' paths start at the body: no '$' or '$headers.'");
+    }
     if ((v = eng_yt_get(root, "match")) != NULL)
         cmatch(c, v);
-    if ((v = eng_yt_get(root, "split")) != NULL) {
-        p->split = eng_cc_path(c, v, "split");
-        p->split_where = eng_cc_printf(c, "%s:%d", c->base, v->line);
-    }
+    if ((v = eng_yt_get(root, "split")) != NULL)
+        csplit(c, v);
+    if ((v = eng_yt_get(root, "disposition")) != NULL)
+        cdisposition(c, v);
+    if ((v = eng_yt_get(root, "verification")) != NULL)
+        cverification(c, v);
     if ((v = eng_yt_get(root, "fields")) == NULL)
         CC_ERR(c, root, "missing required key 'fields'");
     else

@@ -72,13 +72,20 @@ const char *eng_cc_origin(cc_t *c, int line, const char *what);
 /* Paths: errors point into the path (col is the column of its first byte). */
 epath_t *eng_cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, int col);
 epath_t *eng_cc_path(cc_t *c, const yt_node_t *n, const char *what);
+/* A path of the payload: '$headers.' refused (split, each, decode). */
+epath_t *eng_cc_body_path(cc_t *c, const yt_node_t *n, const char *what);
+/* A condition: a mapping with one test (object, array, present, any,
+ * equals, not). NULL after reporting an error. */
+struct match_rule *eng_cc_cond(cc_t *c, const yt_node_t *n, const char *what);
 /* One path or a non-empty list of paths. */
 epath_t **eng_cc_paths(cc_t *c, const yt_node_t *n, const char *what, size_t *count);
 /* A PCRE2 pattern (UTF, JIT); errors point into the pattern. The code is
  * kept by the set. */
 pcre2_code *eng_cc_regex(cc_t *c, const yt_node_t *n, const char *what);
 
-#define EXF_TIME 1u /* 'time' allowed (occurred_at) */
+#define EXF_TIME  1u /* a time value (occurred_at): 'time' allowed, auto by default */
+#define EXF_TALT  2u /* inside a time value: 'time' allowed, no default */
+#define EXF_MULTI 4u /* several values are kept (tags, indicators): 'all' allowed */
 /* A value expression: a path, a list of fallback paths, or a mapping with
  * path/const/template/first, default and transforms. extra: further keys
  * the caller handles itself. line: the line used in provenance. Returns

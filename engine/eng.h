@@ -80,8 +80,20 @@ typedef enum {
  * out of range. A static string; cannot fail. */
 const char *eng_field_name(eng_field_t f);
 
+/* What the server does with an alert (the mapping's `disposition:` rules):
+ * store it (the default), record it as the resolution of the alert with the
+ * same fingerprint, or acknowledge it and store nothing. */
+typedef enum { ENG_DISP_STORE, ENG_DISP_RESOLVE, ENG_DISP_IGNORE } eng_disposition_t;
+
+/* "store", "resolve", "ignore". */
+const char *eng_disposition_name(eng_disposition_t d);
+
 typedef struct eng_alert {
     const char *source_name;
+    eng_disposition_t disposition;
+    const char *disposition_rule;    /* the rule's name, NULL for store by default */
+    const char *disposition_where;   /* "file.yaml:LINE" of that rule */
+    const char *disposition_message; /* the rule's message, or NULL */
     const char *field[ENG_F__COUNT]; /* NULL when absent; title and severity never NULL */
     int64_t occurred_at_us;          /* UTC microseconds since the epoch */
     bool occurred_at_fallback;       /* true: no usable event time, ingest time used */
@@ -257,10 +269,38 @@ typedef struct eng_limits {
     size_t max_scan_bytes; /* bytes handed to scan/regex rules, all together */
 } eng_limits_t;
 
-/* eng_run() with explicit limits (lim NULL: the defaults). Thread-safe on
- * a shared program, like eng_run(). */
+/* eng_run() with explicit limits (lim NULL: the defaults), the same as
+ * eng_run_input() with only in->limits. Thread-safe on a shared program,
+ * like eng_run(). */
 int eng_run_limited(eng_result_t *out, const eng_program_t *p, json_t *payload,
                     const eng_limits_t *lim, am_arena_t *a, int64_t now_us, eng_error_t *err);
+
+/* What a run may read besides the body: the request headers ($headers.NAME
+ * in a mapping; only the names the mapping uses are asked for). */
+typedef struct eng_input {
+    eng_header_fn header; /* NULL: no headers */
+    void *header_ctx;
+    const eng_limits_t *limits; /* NULL: the defaults */
+} eng_input_t;
+
+/* eng_run() with the request's inputs (in may be NULL). The program's decode
+ * steps replace the decoded strings inside payload by their JSON values (the
+ * caller still owns payload and frees it as usual). Each alert carries its
+ * disposition (store, resolve, ignore); callers store only ENG_DISP_STORE
+ * alerts. Fails as eng_run(), and with INVALID_PAYLOAD when a decode step
+ * meets text that does not decode. */
+int eng_run_input(eng_result_t *out, const eng_program_t *p, json_t *payload, const eng_input_t *in,
+                  am_arena_t *a, int64_t now_us, eng_error_t *err);
+
+/* The mapping's verification handshake (`verification:`) for a request of
+ * method ("GET", "POST") whose headers header() reads: returns 1 with
+ * *answer a new object ({"<answer>": value}) to send as a 200, 0 when no
+ * entry applies (*answer NULL), AM_EINVAL (err filled, INVALID_PAYLOAD) when
+ * the value is empty, longer than 256 or outside [A-Za-z0-9._~+/=-]. */
+int eng_verification(json_t **answer, const eng_program_t *p, const char *method,
+                     eng_header_fn header, void *ctx, eng_error_t *err);
+/* True when p declares a verification handshake for method. */
+bool eng_program_verifies(const eng_program_t *p, const char *method);
 
 /* JSON of an alert as the CLI and the API print it (schemas/alert.schema.json).
  * flags: ENG_JSON_INDICATORS adds "indicators":[{"type","value","source_field"}];

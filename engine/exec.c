@@ -44,6 +44,8 @@ static int fail_code(run_t *r, int rc)
                            "more than %d indicators or tags in one alert, or the request's "
                            "memory limit reached",
                            ENG_MAX_INDICATORS);
+    case -1: /* the indicator code's "arena full" until it says AM_ELIMIT (issue 8) */
+        return eng_ex_no_room(r);
     default:
         return eng_ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
     }
@@ -167,7 +169,8 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
         size_t i;
         for (i = 0; i < e->nranges; i++) {
             const range_t *g = &e->ranges[i];
-            if ((!g->has_min || x >= g->min) && (!g->has_max || x <= g->max))
+            if ((!g->has_min || x >= g->min) &&
+                (!g->has_max || (g->max_open ? x < g->max : x <= g->max)))
                 break;
         }
         if (i == e->nranges)
@@ -190,6 +193,12 @@ static int emit(ev_t *ev, const chain_t *ch, json_t *j, const char *s, size_t le
     }
     v.s = s;
     v.len = len;
+    v.tfmt = TP_AUTO;
+    for (const chain_t *t = ch; t != NULL; t = t->outer)
+        if (t->e->has_time) {
+            v.tfmt = t->e->time;
+            break;
+        }
     for (; ch != NULL; ch = ch->outer) {
         int rc = transform(ev->r, ch->e, &v);
         if (rc <= 0)
@@ -238,7 +247,7 @@ static int visit_value(void *ctx, json_t *v)
 /* The text of a template hole: the first scalar the path selects. */
 static const char *hole_text(run_t *r, const epath_t *h, json_t *cur, size_t *len)
 {
-    json_t *x = eng_path_first(h, cur, r->root);
+    json_t *x = eng_path_first(h, eng_ex_cur(r, h, cur), r->root);
     if (x != NULL && json_is_array(x)) {
         size_t i;
         json_t *e, *pick = NULL;
@@ -312,7 +321,8 @@ static int eval(ev_t *ev, const expr_t *e, const chain_t *outer, json_t *cur)
             ev->origin = e->path_origin[i];
             ev->text = e->paths[i]->text;
             visit_t vc = {ev, &ch};
-            rc = eng_path_visit(e->paths[i], cur, ev->r->root, visit_value, &vc);
+            rc = eng_path_visit(e->paths[i], eng_ex_cur(ev->r, e->paths[i], cur), ev->r->root,
+                                visit_value, &vc);
             if (rc > 0)
                 rc = 0;
             if (ev->accepted > before || ev->stop)
@@ -334,6 +344,21 @@ static int eval(ev_t *ev, const expr_t *e, const chain_t *outer, json_t *cur)
                 break;
         }
         break;
+    case EX_ALL: /* every alternative, each with all its values */
+        for (size_t i = 0; i < e->nalts && rc == 0 && !ev->stop; i++)
+            rc = eval(ev, e->alts[i], &ch, cur);
+        break;
+    case EX_WHEN: {
+        size_t i;
+        for (i = 0; i < e->nalts; i++)
+            if (eng_ex_cond(ev->r, e->conds[i], cur, NULL, 0))
+                break;
+        if (i < e->nalts)
+            rc = eval(ev, e->alts[i], &ch, cur);
+        else if (e->else_e != NULL)
+            rc = eval(ev, e->else_e, &ch, cur);
+        break;
+    }
     }
     if (rc < 0)
         return rc;
@@ -366,7 +391,6 @@ int eng_ex_take_one(run_t *r, const val_t *v, void *ctx)
 }
 
 typedef struct time_ctx {
-    tp_format_t fmt;
     int64_t us;
     const char *origin;
     bool found;
@@ -378,12 +402,12 @@ static int take_time(run_t *r, const val_t *v, void *ctx)
     time_ctx_t *t = ctx;
     int rc;
     if (v->j != NULL) {
-        rc = eng_tp_parse_json(&t->us, v->j, t->fmt);
+        rc = eng_tp_parse_json(&t->us, v->j, v->tfmt);
     } else {
         json_t *tmp = json_stringn_nocheck(v->s, v->len);
         if (tmp == NULL)
             am_oom(v->len); /* jansson allocates on the heap */
-        rc = eng_tp_parse_json(&t->us, tmp, t->fmt);
+        rc = eng_tp_parse_json(&t->us, tmp, v->tfmt);
         json_decref(tmp);
     }
     if (rc != 0)
@@ -451,10 +475,9 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
         al->field[ENG_F_SEVERITY] = "Pending";
         al->origin[ENG_F_SEVERITY] = "default";
     }
-    time_ctx_t t = {.fmt = TP_AUTO};
+    time_ctx_t t = {0};
     const expr_t *te = p->field[ENG_F_OCCURRED_AT];
     if (te != NULL) {
-        t.fmt = te->time;
         if ((rc = eng_ex_run_expr(r, te, cur, take_time, &t)) != 0)
             return rc;
     }
@@ -479,18 +502,17 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
     return 0;
 }
 
-/* ---- match rules ------------------------------------------------------------- */
+/* ---- match rules and conditions ------------------------------------------- */
 
-static int reject(run_t *r, const match_rule_t *m, const char *fmt, ...) AM_PRINTF(3, 4);
-static int reject(run_t *r, const match_rule_t *m, const char *fmt, ...)
+static void why_set(char *why, size_t size, const char *fmt, ...) AM_PRINTF(3, 4);
+static void why_set(char *why, size_t size, const char *fmt, ...)
 {
-    char why[400];
+    if (why == NULL || size == 0)
+        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
+    vsnprintf(why, size, fmt, ap);
     va_end(ap);
-    return eng_ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD", "match rule '%s' (%s) failed: %s", m->name,
-                       m->where, m->message != NULL ? m->message : why);
 }
 
 static bool value_equals(const match_rule_t *m, const json_t *x)
@@ -506,81 +528,131 @@ static bool value_equals(const match_rule_t *m, const json_t *x)
     return false;
 }
 
+static json_t *cond_first(run_t *r, const epath_t *p, json_t *cur)
+{
+    return eng_path_first(p, eng_ex_cur(r, p, cur), r->root);
+}
+
+bool eng_ex_cond(run_t *r, const match_rule_t *m, json_t *cur, char *why, size_t size)
+{
+    json_t *x;
+    switch (m->kind) {
+    case MR_OBJECT:
+    case MR_ARRAY:
+        x = cond_first(r, m->paths[0], cur);
+        if (x == NULL) {
+            why_set(why, size, "%s is not present", m->paths[0]->text);
+            return false;
+        }
+        if (m->kind == MR_OBJECT && !json_is_object(x)) {
+            why_set(why, size, "%s is not an object", m->paths[0]->text);
+            return false;
+        }
+        if (m->kind == MR_ARRAY && !json_is_array(x)) {
+            why_set(why, size, "%s is not an array", m->paths[0]->text);
+            return false;
+        }
+        return true;
+    case MR_PRESENT:
+        for (size_t k = 0; k < m->npaths; k++)
+            if (cond_first(r, m->paths[k], cur) == NULL) {
+                why_set(why, size, "%s is not present", m->paths[k]->text);
+                return false;
+            }
+        return true;
+    case MR_ANY: {
+        for (size_t k = 0; k < m->npaths; k++)
+            if (cond_first(r, m->paths[k], cur) != NULL)
+                return true;
+        char list[300];
+        size_t off = 0;
+        list[0] = '\0';
+        for (size_t k = 0; k < m->npaths && off < sizeof(list); k++) {
+            int w =
+                snprintf(list + off, sizeof(list) - off, "%s%s", k ? ", " : "", m->paths[k]->text);
+            if (w < 0)
+                break;
+            off += (size_t)w;
+        }
+        why_set(why, size, "none of %s is present", list);
+        return false;
+    }
+    case MR_EQUALS: {
+        x = cond_first(r, m->paths[0], cur);
+        if (x == NULL) {
+            why_set(why, size, "%s is not present", m->paths[0]->text);
+            return false;
+        }
+        if (value_equals(m, x))
+            return true;
+        char buf[32], want[200];
+        size_t len = 0, off = 0;
+        const char *v = eng_path_scalar_text(x, buf, &len);
+        if (v == NULL) {
+            why_set(why, size, "%s is not a string, number or boolean", m->paths[0]->text);
+            return false;
+        }
+        want[0] = '\0';
+        for (size_t k = 0; k < m->nvalues && off < sizeof(want); k++) {
+            int w = snprintf(want + off, sizeof(want) - off, "%s'%s'", k ? ", " : "", m->values[k]);
+            if (w < 0)
+                break;
+            off += (size_t)w;
+        }
+        why_set(why, size, "%s is '%.*s', expected %s%s", m->paths[0]->text,
+                (int)(len > 80 ? 80 : len), v, m->nvalues > 1 ? "one of " : "", want);
+        return false;
+    }
+    case MR_NOT:
+        if (!eng_ex_cond(r, m->sub, cur, NULL, 0))
+            return true;
+        why_set(why, size, "the condition under 'not' (%s) holds", m->sub->where);
+        return false;
+    }
+    return false;
+}
+
 static int check_match(run_t *r, json_t *root)
 {
     const eng_program_t *p = r->p;
     for (size_t i = 0; i < p->nmatch; i++) {
         const match_rule_t *m = &p->match[i];
-        json_t *x;
-        switch (m->kind) {
-        case MR_OBJECT:
-        case MR_ARRAY:
-            x = eng_path_first(m->paths[0], root, root);
-            if (x == NULL)
-                return reject(r, m, "%s is not present", m->paths[0]->text);
-            if (m->kind == MR_OBJECT && !json_is_object(x))
-                return reject(r, m, "%s is not an object", m->paths[0]->text);
-            if (m->kind == MR_ARRAY && !json_is_array(x))
-                return reject(r, m, "%s is not an array", m->paths[0]->text);
-            break;
-        case MR_PRESENT:
-            for (size_t k = 0; k < m->npaths; k++)
-                if (eng_path_first(m->paths[k], root, root) == NULL)
-                    return reject(r, m, "%s is not present", m->paths[k]->text);
-            break;
-        case MR_ANY: {
-            bool any = false;
-            for (size_t k = 0; k < m->npaths && !any; k++)
-                any = eng_path_first(m->paths[k], root, root) != NULL;
-            if (!any) {
-                char list[300];
-                size_t off = 0;
-                list[0] = '\0';
-                for (size_t k = 0; k < m->npaths && off < sizeof(list); k++) {
-                    int w = snprintf(list + off, sizeof(list) - off, "%s%s", k ? ", " : "",
-                                     m->paths[k]->text);
-                    if (w < 0)
-                        break;
-                    off += (size_t)w;
-                }
-                return reject(r, m, "none of %s is present", list);
-            }
-            break;
-        }
-        case MR_EQUALS: {
-            x = eng_path_first(m->paths[0], root, root);
-            if (x == NULL)
-                return reject(r, m, "%s is not present", m->paths[0]->text);
-            if (!value_equals(m, x)) {
-                char buf[32], want[200];
-                size_t len = 0, off = 0;
-                const char *v = eng_path_scalar_text(x, buf, &len);
-                if (v == NULL)
-                    return reject(r, m, "%s is not a string, number or boolean", m->paths[0]->text);
-                want[0] = '\0';
-                for (size_t k = 0; k < m->nvalues && off < sizeof(want); k++) {
-                    int w = snprintf(want + off, sizeof(want) - off, "%s'%s'", k ? ", " : "",
-                                     m->values[k]);
-                    if (w < 0)
-                        break;
-                    off += (size_t)w;
-                }
-                return reject(r, m, "%s is '%.*s', expected %s%s", m->paths[0]->text,
-                              (int)(len > 80 ? 80 : len), v, m->nvalues > 1 ? "one of " : "", want);
-            }
-            break;
-        }
-        }
+        char why[400];
+        if (!eng_ex_cond(r, m, root, why, sizeof(why)))
+            return eng_ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD", "match rule '%s' (%s) failed: %s",
+                               m->name, m->where, m->message != NULL ? m->message : why);
     }
     return 0;
 }
 
 /* ---- the program --------------------------------------------------------------- */
 
-static int run_alert(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
+const char *eng_disposition_name(eng_disposition_t d)
+{
+    static const char *const names[] = {"store", "resolve", "ignore"};
+    return (unsigned)d < AM_ARRAY_LEN(names) ? names[d] : "?";
+}
+
+/* The first disposition rule that holds at cur decides; none: store. */
+static const disp_rule_t *disposition(run_t *r, json_t *cur)
+{
+    for (size_t i = 0; i < r->p->ndisp; i++)
+        if (eng_ex_cond(r, r->p->disp[i].cond, cur, NULL, 0))
+            return &r->p->disp[i];
+    return NULL;
+}
+
+static int run_alert(run_t *r, eng_alert_t *al, json_t *cur, json_t *raw, const disp_rule_t *d,
+                     int64_t now_us)
 {
     al->source_name = r->p->source;
-    al->raw = cur;
+    al->raw = raw;
+    if (d != NULL) {
+        al->disposition = d->then;
+        al->disposition_rule = d->name;
+        al->disposition_where = d->where;
+        al->disposition_message = d->message;
+    }
     int rc = run_fields(r, al, cur, now_us);
     if (rc == 0)
         rc = eng_ex_indicators(r, al, cur);
@@ -591,18 +663,119 @@ static int run_alert(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
     return 0;
 }
 
-int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena_t *a,
-            int64_t now_us, eng_error_t *err)
+/* The object of the request headers the program reads (new reference), by
+ * lowercase name, values trimmed of blanks; NULL when it reads none. */
+static json_t *headers_object(const eng_program_t *p, const eng_input_t *in)
 {
-    return eng_run_limited(out, p, payload, NULL, a, now_us, err);
+    if (p->nheaders == 0)
+        return NULL;
+    json_t *h = json_object();
+    if (h == NULL)
+        am_oom(0); /* jansson allocates on the heap */
+    for (size_t i = 0; in != NULL && in->header != NULL && i < p->nheaders; i++) {
+        size_t len = 0;
+        const char *v = in->header(in->header_ctx, p->headers[i], &len);
+        if (v == NULL)
+            continue;
+        while (len > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            len--;
+        }
+        while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+            len--;
+        json_t *s = json_stringn(v, len); /* NULL: not UTF-8, treated as absent */
+        if (len > 0 && s != NULL)
+            json_object_set_new(h, p->headers[i], s);
+        else
+            json_decref(s);
+    }
+    return h;
 }
 
-int eng_run_limited(eng_result_t *out, const eng_program_t *p, json_t *payload,
-                    const eng_limits_t *lim, am_arena_t *a, int64_t now_us, eng_error_t *err)
+/* The payload the mapping sees: the first unwrap path selecting an object,
+ * else the body itself. */
+static json_t *unwrapped(const eng_program_t *p, json_t *body)
+{
+    for (size_t i = 0; i < p->nunwrap; i++) {
+        json_t *x = eng_path_first(p->unwrap[i], body, body);
+        if (x != NULL && json_is_object(x))
+            return x;
+    }
+    return body;
+}
+
+static int run_program(run_t *r, eng_result_t *out, json_t *body, int64_t now_us)
+{
+    const eng_program_t *p = r->p;
+    r->root = body; /* decode conditions see the body as received */
+    int rc = eng_ex_decode(r, body);
+    if (rc != 0)
+        return rc;
+    json_t *payload = unwrapped(p, body);
+    r->root = payload;
+    /* without split the payload is the one alert: its disposition comes
+     * before the match rules, so that a ping need not look like an alert */
+    const disp_rule_t *d0 = p->split == NULL ? disposition(r, payload) : NULL;
+    if (d0 == NULL || d0->then == ENG_DISP_STORE) {
+        if ((rc = check_match(r, payload)) != 0)
+            return rc;
+    }
+    json_t *elems = NULL;
+    size_t n = 1;
+    if (p->split != NULL) {
+        elems = eng_path_first(p->split, payload, payload);
+        if (elems == NULL && p->split_optional) {
+            /* the payload itself is the one element */
+        } else if (elems == NULL || !json_is_array(elems) || json_array_size(elems) == 0) {
+            return eng_ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD",
+                               "split (%s): %s is missing, empty or not an array", p->split_where,
+                               p->split->text);
+        } else {
+            n = json_array_size(elems);
+        }
+        if (n > r->lim.max_alerts)
+            return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                               "split (%s): %zu elements, over the limit max_alerts: %zu alerts "
+                               "per request",
+                               p->split_where, n, r->lim.max_alerts);
+    }
+    eng_alert_t *alerts = am_arena_calloc(r->a, n, sizeof(*alerts));
+    if (alerts == NULL)
+        return eng_ex_no_room(r);
+    size_t total = 0; /* indicators of all alerts so far */
+    for (size_t i = 0; i < n; i++) {
+        json_t *cur = payload, *raw = body;
+        const disp_rule_t *d = d0;
+        if (elems != NULL) {
+            cur = raw = json_array_get(elems, i);
+            if (!json_is_object(cur))
+                return eng_ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD",
+                                   "split (%s): element %zu of %s is not an object", p->split_where,
+                                   i, p->split->text);
+        }
+        if (p->split != NULL)
+            d = disposition(r, cur);
+        rc = run_alert(r, &alerts[i], cur, raw, d, now_us);
+        if (rc != 0)
+            return fail_code(r, rc); /* keeps an error already recorded */
+        total += alerts[i].nindicators;
+        if (total > r->lim.max_indicators)
+            return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                               "more than %zu indicators in one request (limit max_indicators: "
+                               "%zu; reached at alert %zu of %zu)",
+                               r->lim.max_indicators, r->lim.max_indicators, i + 1, n);
+    }
+    out->alerts = alerts;
+    out->nalerts = n;
+    return 0;
+}
+
+int eng_run_input(eng_result_t *out, const eng_program_t *p, json_t *payload, const eng_input_t *in,
+                  am_arena_t *a, int64_t now_us, eng_error_t *err)
 {
     run_t r = {.p = p, .a = a, .root = payload, .err = err};
-    if (lim != NULL)
-        r.lim = *lim;
+    if (in != NULL && in->limits != NULL)
+        r.lim = *in->limits;
     if (r.lim.max_alerts == 0 || r.lim.max_alerts > ENG_MAX_SPLIT)
         r.lim.max_alerts = ENG_MAX_SPLIT;
     if (r.lim.max_indicators == 0)
@@ -617,48 +790,68 @@ int eng_run_limited(eng_result_t *out, const eng_program_t *p, json_t *payload,
     }
     if (!json_is_object(payload))
         return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD", "the payload must be a JSON object");
-    int rc = check_match(&r, payload);
-    if (rc != 0)
-        return rc;
-    json_t *elems = NULL;
-    size_t n = 1;
-    if (p->split != NULL) {
-        elems = eng_path_first(p->split, payload, payload);
-        if (elems == NULL || !json_is_array(elems) || json_array_size(elems) == 0)
-            return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
-                               "split (%s): %s is missing, empty or not an array", p->split_where,
-                               p->split->text);
-        n = json_array_size(elems);
-        if (n > r.lim.max_alerts)
-            return eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
-                               "split (%s): %zu elements, over the limit max_alerts: %zu alerts "
-                               "per request",
-                               p->split_where, n, r.lim.max_alerts);
-    }
-    eng_alert_t *alerts = am_arena_calloc(a, n, sizeof(*alerts));
-    if (alerts == NULL)
-        return eng_ex_no_room(&r);
-    size_t total = 0; /* indicators of all alerts so far */
-    for (size_t i = 0; i < n; i++) {
-        json_t *cur = payload;
-        if (elems != NULL) {
-            cur = json_array_get(elems, i);
-            if (!json_is_object(cur))
-                return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
-                                   "split (%s): element %zu of %s is not an object", p->split_where,
-                                   i, p->split->text);
+    r.hdrs = headers_object(p, in);
+    int rc = run_program(&r, out, payload, now_us);
+    json_decref(r.hdrs); /* every value taken from it was copied to the arena */
+    return rc;
+}
+
+int eng_run_limited(eng_result_t *out, const eng_program_t *p, json_t *payload,
+                    const eng_limits_t *lim, am_arena_t *a, int64_t now_us, eng_error_t *err)
+{
+    eng_input_t in = {.limits = lim};
+    return eng_run_input(out, p, payload, &in, a, now_us, err);
+}
+
+int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena_t *a,
+            int64_t now_us, eng_error_t *err)
+{
+    return eng_run_input(out, p, payload, NULL, a, now_us, err);
+}
+
+/* ---- verification handshakes ------------------------------------------------------ */
+
+int eng_verification(json_t **answer, const eng_program_t *p, const char *method,
+                     eng_header_fn header, void *ctx, eng_error_t *err)
+{
+    *answer = NULL;
+    for (size_t i = 0; i < p->nverif; i++) {
+        const verif_t *v = &p->verif[i];
+        if (strcmp(v->method, method) != 0)
+            continue;
+        size_t len = 0;
+        const char *val = header(ctx, v->header, &len);
+        if (val == NULL)
+            continue;
+        bool ok = len > 0 && len <= 256;
+        for (size_t k = 0; k < len && ok; k++) {
+            char ch = val[k];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 strchr("._~+/=-", ch) != NULL;
         }
-        rc = run_alert(&r, &alerts[i], cur, now_us);
-        if (rc != 0)
-            return fail_code(&r, rc); /* keeps an error already recorded */
-        total += alerts[i].nindicators;
-        if (total > r.lim.max_indicators)
-            return eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
-                               "more than %zu indicators in one request (limit max_indicators: "
-                               "%zu; reached at alert %zu of %zu)",
-                               r.lim.max_indicators, r.lim.max_indicators, i + 1, n);
+        if (!ok) {
+            if (err != NULL) {
+                err->code = "INVALID_PAYLOAD";
+                snprintf(err->message, sizeof(err->message),
+                         "verification value in header '%s' (%s) is empty, longer than 256 or "
+                         "has characters outside [A-Za-z0-9._~+/=-]",
+                         v->header, v->where);
+            }
+            return AM_EINVAL;
+        }
+        json_t *o = json_object();
+        if (o == NULL || json_object_set_new(o, v->key, json_stringn(val, len)) != 0)
+            am_oom(len);
+        *answer = o;
+        return 1;
     }
-    out->alerts = alerts;
-    out->nalerts = n;
     return 0;
+}
+
+bool eng_program_verifies(const eng_program_t *p, const char *method)
+{
+    for (size_t i = 0; i < p->nverif; i++)
+        if (strcmp(p->verif[i].method, method) == 0)
+            return true;
+    return false;
 }

@@ -13,6 +13,7 @@ typedef struct run {
     const eng_program_t *p;
     am_arena_t *a;
     json_t *root;
+    json_t *hdrs; /* the request headers the mapping reads, by lowercase name; or NULL */
     eng_error_t *err;
     pcre2_general_context *gctx;
     pcre2_match_data *md;
@@ -31,6 +32,7 @@ typedef struct val {
     json_t *j;          /* the JSON value, while no transform changed the text */
     const char *origin; /* provenance of the value */
     const char *text;   /* path / template / constant that produced it */
+    tp_format_t tfmt;   /* how a time value reads: the innermost 'time' */
 } val_t;
 
 /* What an emit callback answers for each value an expression yields:
@@ -46,6 +48,18 @@ typedef struct one {
     const char *text;
     bool copy;
 } one_t;
+
+/* Where path p starts: the request headers for "$headers.NAME", else cur. */
+static inline json_t *eng_ex_cur(const run_t *r, const epath_t *p, json_t *cur)
+{
+    return p->headers ? r->hdrs : cur;
+}
+
+/* Whether condition m holds at cur (paths with '$' from the run's root).
+ * why (may be NULL) receives the reason it does not. */
+bool eng_ex_cond(run_t *r, const match_rule_t *m, json_t *cur, char *why, size_t size);
+/* Runs the program's decode steps on payload (values replaced in place). */
+int eng_ex_decode(run_t *r, json_t *payload);
 
 /* Records err (code and message) when the caller gave one and no error is
  * recorded yet (the first error wins); returns rc. */

@@ -224,7 +224,8 @@ static int run_rule(run_t *r, const irule_t *rule, json_t *cur)
             return scan_value(&sc, cur, 0);
         for (size_t i = 0; i < rule->nin; i++) {
             sc.sf = rule->kind == IR_REGEX ? rule->label : rule->in[i]->text;
-            int rc = eng_path_visit(rule->in[i], cur, r->root, visit_scan, &sc);
+            int rc = eng_path_visit(rule->in[i], eng_ex_cur(r, rule->in[i], cur), r->root,
+                                    visit_scan, &sc);
             if (rc != 0)
                 return rc;
         }
@@ -266,7 +267,7 @@ int eng_ex_indicators(run_t *r, eng_alert_t *al, json_t *cur)
             return rc;
     for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++) {
         const char *v = al->field[f];
-        if (v == NULL || field_ioc[f] < 0)
+        if (v == NULL || field_ioc[f] < 0 || p->field_context[f])
             continue;
         rc = ioc_add_value(&r->iocs, r->a, (eng_ioc_type_t)field_ioc[f], v, strlen(v), false,
                            IOC_MASK_ALL, eng_field_name((eng_field_t)f), p->field_where[f]);

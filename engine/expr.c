@@ -69,18 +69,24 @@ static map_table_t *cmap(cc_t *c, const yt_node_t *n)
     return ok ? m : NULL;
 }
 
+static bool cbound(cc_t *c, const yt_node_t *it, const char *key, double *out)
+{
+    const yt_node_t *v = eng_yt_get(it, key);
+    return v != NULL && eng_cc_get_number(c, v, key, out);
+}
+
 static range_t *cranges(cc_t *c, const yt_node_t *n, size_t *count)
 {
     *count = 0;
     if (n->kind != YT_SEQ || n->nitems == 0) {
-        CC_ERR(c, n, "'ranges' must be a non-empty list of {min, max, value}, got %s",
+        CC_ERR(c, n, "'ranges' must be a non-empty list of {from, below, value}, got %s",
                n->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(n));
         return NULL;
     }
     range_t *r = eng_cc_alloc(c, n->nitems * sizeof(*r));
     if (r == NULL)
         return NULL;
-    static const char *const keys[] = {"min", "max", "value"};
+    static const char *const keys[] = {"from", "below", "min", "max", "value"};
     bool ok = true;
     for (size_t i = 0; i < n->nitems; i++) {
         const yt_node_t *it = n->items[i];
@@ -89,19 +95,33 @@ static range_t *cranges(cc_t *c, const yt_node_t *n, size_t *count)
             continue;
         }
         int before = c->errors;
-        eng_cc_check_keys(c, it, keys, 3, NULL, 0);
-        const yt_node_t *mn = eng_yt_get(it, "min"), *mx = eng_yt_get(it, "max"),
-                        *v = eng_yt_get(it, "value");
-        if (mn != NULL && eng_cc_get_number(c, mn, "min", &r[i].min))
+        eng_cc_check_keys(c, it, keys, AM_ARRAY_LEN(keys), NULL, 0);
+        double from = 0, below = 0;
+        bool has_from = cbound(c, it, "from", &from), has_below = cbound(c, it, "below", &below);
+        r[i].has_min = cbound(c, it, "min", &r[i].min);
+        r[i].has_max = cbound(c, it, "max", &r[i].max);
+        if (has_from && r[i].has_min)
+            CC_ERR(c, it, "a range takes one lower bound ('from' and 'min')");
+        else if (has_from) {
+            r[i].min = from;
             r[i].has_min = true;
-        if (mx != NULL && eng_cc_get_number(c, mx, "max", &r[i].max))
+        }
+        if (has_below && r[i].has_max)
+            CC_ERR(c, it, "a range takes one upper bound ('below' and 'max')");
+        else if (has_below) {
+            r[i].max = below;
             r[i].has_max = true;
+            r[i].max_open = true;
+        }
+        const yt_node_t *v = eng_yt_get(it, "value");
         if (v == NULL)
             CC_ERR(c, it, "a range needs 'value'");
         else if (eng_cc_is_kind(c, v, YT_SCALAR, "value"))
             r[i].value = v->str;
-        if (r[i].has_min && r[i].has_max && r[i].min > r[i].max)
-            CC_ERR(c, it, "range min %g is above max %g", r[i].min, r[i].max);
+        if (r[i].has_min && r[i].has_max &&
+            (r[i].max_open ? r[i].min >= r[i].max : r[i].min > r[i].max))
+            CC_ERR(c, it, "empty range: %s %g is not %s %g", has_from ? "from" : "min", r[i].min,
+                   r[i].max_open ? "below" : "at most", r[i].max);
         ok = ok && c->errors == before;
     }
     *count = n->nitems;
@@ -172,10 +192,42 @@ static bool ctemplate(cc_t *c, expr_t *e, const yt_node_t *n)
 /* ---- value expressions ---------------------------------------------------------- */
 
 static const char *const expr_keys[] = {
-    "path",  "const", "template", "first",       "default", "regex", "lower",
-    "upper", "trim",  "map",      "map_default", "ranges",  "time",
+    "path",  "const", "template", "first", "all", "when",        "else",   "default",
+    "regex", "lower", "upper",    "trim",  "map", "map_default", "ranges", "time",
 };
-static const char *const expr_kinds[] = {"path", "const", "template", "first"};
+static const char *const expr_kinds[] = {"path", "const", "template", "first", "all", "when"};
+
+/* when: [{if: CONDITION, then: EXPR}, ...] with an optional 'else' beside it. */
+static void cwhen(cc_t *c, expr_t *e, const yt_node_t *v, int line, const char *what,
+                  unsigned inner)
+{
+    e->kind = EX_WHEN;
+    if (v->kind != YT_SEQ || v->nitems == 0) {
+        CC_ERR(c, v, "'when' must be a non-empty list of {if, then}, got %s",
+               v->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(v));
+        return;
+    }
+    e->alts = eng_cc_alloc(c, v->nitems * sizeof(expr_t *));
+    e->conds = eng_cc_alloc(c, v->nitems * sizeof(*e->conds));
+    if (e->alts == NULL || e->conds == NULL)
+        return;
+    static const char *const keys[] = {"if", "then"};
+    for (size_t j = 0; j < v->nitems; j++) {
+        const yt_node_t *b = v->items[j];
+        if (!eng_cc_is_kind(c, b, YT_MAP, "when[]"))
+            continue;
+        eng_cc_check_keys(c, b, keys, 2, NULL, 0);
+        const yt_node_t *iv = eng_yt_get(b, "if"), *tv = eng_yt_get(b, "then");
+        if (iv == NULL || tv == NULL) {
+            CC_ERR(c, b, "a 'when' branch needs 'if' and 'then'");
+            continue;
+        }
+        e->conds[j] = eng_cc_cond(c, iv, "if");
+        e->alts[j] = eng_cc_expr(c, tv, line, what, inner, NULL, 0);
+    }
+    e->nalts = v->nitems;
+    e->text = "when";
+}
 
 static void expr_from_path(cc_t *c, expr_t *e, const yt_node_t *n, int line)
 {
@@ -191,7 +243,8 @@ static void expr_from_path(cc_t *c, expr_t *e, const yt_node_t *n, int line)
     e->text = e->paths[0]->text;
 }
 
-static void expr_transforms(cc_t *c, expr_t *e, const yt_node_t *n, unsigned flags)
+static void expr_transforms(cc_t *c, expr_t *e, const yt_node_t *n, const char *what,
+                            unsigned flags)
 {
     const yt_node_t *v;
     if ((v = eng_yt_get(n, "regex")) != NULL && (e->re = eng_cc_regex(c, v, "regex")) != NULL) {
@@ -221,13 +274,16 @@ static void expr_transforms(cc_t *c, expr_t *e, const yt_node_t *n, unsigned fla
     if ((v = eng_yt_get(n, "ranges")) != NULL)
         e->ranges = cranges(c, v, &e->nranges);
     if ((v = eng_yt_get(n, "time")) != NULL) {
-        if (!(flags & EXF_TIME)) {
-            CC_ERR(c, eng_cc_key_node(n, "time"), "'time' is only allowed in occurred_at");
+        if (!(flags & (EXF_TIME | EXF_TALT))) {
+            CC_ERR(c, eng_cc_key_node(n, "time"),
+                   "'time' applies to time values (occurred_at and the alternatives inside "
+                   "it); '%s' is not one",
+                   what);
         } else if (eng_cc_is_kind(c, v, YT_SCALAR, "time")) {
             if (eng_tp_format_parse(&e->time, v->str) != 0)
                 CC_ERR(c, v,
                        "unknown time format '%s' (expected one of: auto, iso8601, epoch_s, "
-                       "epoch_ms)",
+                       "epoch_ms, epoch_us, epoch_ns)",
                        v->str);
             else
                 e->has_time = true;
@@ -267,6 +323,8 @@ expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, uns
         return NULL;
     }
     int before = c->errors;
+    /* alternatives and branches: 'time' allowed inside a time value, no default */
+    unsigned inner = (flags & EXF_MULTI) | (flags & (EXF_TIME | EXF_TALT) ? EXF_TALT : 0);
     eng_cc_check_keys(c, n, expr_keys, AM_ARRAY_LEN(expr_keys), extra, nextra);
     const yt_node_t *kind_key = NULL;
     for (size_t i = 0; i < n->npairs; i++) {
@@ -300,10 +358,20 @@ expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, uns
                 e->text = v->str;
                 e->origin = eng_cc_origin(c, line, "template");
             }
+        } else if (strcmp(k->str, "when") == 0) {
+            cwhen(c, e, v, line, what, inner);
         } else {
-            e->kind = EX_FIRST;
+            bool all = strcmp(k->str, "all") == 0;
+            e->kind = all ? EX_ALL : EX_FIRST;
+            if (all && !(flags & EXF_MULTI)) {
+                CC_ERR(c, k,
+                       "'all' yields several values; '%s' takes one (use 'first' or 'path' "
+                       "fallbacks)",
+                       what);
+                continue;
+            }
             if (v->kind != YT_SEQ || v->nitems == 0) {
-                CC_ERR(c, v, "'first' must be a non-empty list of value expressions, got %s",
+                CC_ERR(c, v, "'%s' must be a non-empty list of value expressions, got %s", k->str,
                        v->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(v));
                 continue;
             }
@@ -311,13 +379,16 @@ expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, uns
             if (e->alts == NULL)
                 return NULL;
             for (size_t j = 0; j < v->nitems; j++)
-                e->alts[j] =
-                    eng_cc_expr(c, v->items[j], line, "first[]", flags & ~EXF_TIME, NULL, 0);
+                e->alts[j] = eng_cc_expr(c, v->items[j], line, what, inner, NULL, 0);
             e->nalts = v->nitems;
         }
     }
     if (kind_key == NULL)
-        CC_ERR(c, n, "a value expression needs one of path, const, template, first");
+        CC_ERR(c, n, "a value expression needs one of path, const, template, first, all, when");
+    if (eng_yt_get(n, "else") != NULL && e->kind != EX_WHEN)
+        CC_ERR(c, eng_cc_key_node(n, "else"), "'else' applies to 'when' only");
+    else if (eng_yt_get(n, "else") != NULL)
+        e->else_e = eng_cc_expr(c, eng_yt_get(n, "else"), line, what, inner, NULL, 0);
     const yt_node_t *v = eng_yt_get(n, "default");
     if (v != NULL) {
         if (v->kind != YT_SCALAR || eng_yt_is_null(v)) {
@@ -328,6 +399,6 @@ expr_t *eng_cc_expr(cc_t *c, const yt_node_t *n, int line, const char *what, uns
             e->dflt_origin = eng_cc_origin(c, line, "default");
         }
     }
-    expr_transforms(c, e, n, flags);
+    expr_transforms(c, e, n, what, flags);
     return c->errors == before ? e : NULL;
 }

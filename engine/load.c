@@ -72,7 +72,7 @@ static int list_samples(eng_program_t *p, am_arena_t *a, am_diags_t *d)
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
         if (e->d_name[0] == '.' || !ends_with(e->d_name, ".json") ||
-            ends_with(e->d_name, ".expected.json"))
+            ends_with(e->d_name, ".expected.json") || ends_with(e->d_name, ".headers.json"))
             continue;
         if (count == cap) {
             cap *= 2;

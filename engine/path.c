@@ -89,23 +89,31 @@ static int parse_bracket(parser_t *ps, pseg_t *s)
     if (c == '?') {
         size_t q = p + 1;
         size_t sub0 = q;
-        while (q < ps->len && t[q] != '=' && t[q] != ']')
+        while (q < ps->len && t[q] != '=' && t[q] != ']' &&
+               !(t[q] == '!' && q + 1 < ps->len && t[q + 1] == '='))
             q++;
         if (q >= ps->len)
             return fail(ps, open, "unterminated '['");
         if (q == sub0)
-            return fail(ps, sub0, "a filter needs a field name");
-        size_t suboff, sublen = q - sub0;
-        const char *submsg;
-        int rc = eng_path_compile(&s->seg.fpath, t + sub0, sublen, ps->a, &suboff, &submsg);
-        if (rc == AM_EINVAL)
-            return fail(ps, sub0 + suboff, submsg);
-        if (rc != 0)
-            return rc;
+            return fail(ps, sub0, "a filter needs a field name or '@'");
+        size_t sublen = q - sub0;
+        if (!(sublen == 1 && t[sub0] == '@')) { /* '@' alone: the element itself */
+            size_t suboff;
+            const char *submsg;
+            int rc = eng_path_compile(&s->seg.fpath, t + sub0, sublen, ps->a, &suboff, &submsg);
+            if (rc == AM_EINVAL)
+                return fail(ps, sub0 + suboff, submsg);
+            if (rc != 0)
+                return rc;
+        }
         s->seg.kind = SEG_FILTER;
         if (t[q] == ']') {
             ps->pos = q + 1;
             return 0;
+        }
+        if (t[q] == '!') {
+            s->seg.fneg = true;
+            q++;
         }
         q++; /* '=' */
         size_t v0 = q, vlen;
@@ -194,6 +202,44 @@ int eng_path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a,
     if (memchr(text, '\0', len) != NULL) {
         rc = fail(&ps, (size_t)((const char *)memchr(text, '\0', len) - text), "NUL in path");
         goto done;
+    }
+    static const char hdr[] = "$headers.";
+    if (len >= sizeof(hdr) - 1 && memcmp(text, hdr, sizeof(hdr) - 1) == 0) {
+        /* a request header: letters, digits and '-' (RFC 9110 tokens in use) */
+        size_t b = sizeof(hdr) - 1;
+        if (b == len) {
+            rc = fail(&ps, b - 1, "'$headers.' needs a header name");
+            goto done;
+        }
+        char *name = am_arena_strndup(a, text + b, len - b);
+        if (name == NULL) {
+            rc = AM_ELIMIT;
+            goto done;
+        }
+        for (size_t i = b; i < len; i++) {
+            char ch = text[i];
+            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) ||
+                      ch == '-' || ch == '_';
+            if (!ok) {
+                rc = fail(&ps, i, "a header name is letters, digits, '-' and '_'");
+                goto done;
+            }
+            name[i - b] = (char)((ch >= 'A' && ch <= 'Z') ? ch - 'A' + 'a' : ch);
+        }
+        p->headers = true;
+        p->hname = name;
+        /* one key segment, looked up in the object of the request's headers */
+        p->segs = am_arena_calloc(a, 1, sizeof(path_seg_t));
+        if (p->segs == NULL) {
+            rc = AM_ELIMIT;
+            goto done;
+        }
+        p->segs[0].kind = SEG_KEY;
+        p->segs[0].key = name;
+        p->segs[0].klen = len - b;
+        p->nsegs = 1;
+        *out = p;
+        return 0;
     }
     if (text[0] == '$') {
         p->root = true;
@@ -335,13 +381,13 @@ static bool text_matches(const json_t *x, const char *want, size_t wlen)
     return s != NULL && len == wlen && strncasecmp(s, want, len) == 0;
 }
 
-static bool filter_matches(const path_seg_t *s, json_t *elem, json_t *root)
+static bool filter_holds(const path_seg_t *s, json_t *elem, json_t *root)
 {
-    json_t *x = eng_path_first(s->fpath, elem, root);
-    if (x == NULL)
+    json_t *x = s->fpath != NULL ? eng_path_first(s->fpath, elem, root) : elem;
+    if (x == NULL || json_is_null(x))
         return false;
     if (s->fval == NULL)
-        return true;
+        return !json_is_string(x) || json_string_length(x) > 0;
     if (json_is_array(x)) {
         size_t i;
         json_t *e;
@@ -353,6 +399,13 @@ static bool filter_matches(const path_seg_t *s, json_t *elem, json_t *root)
         return false;
     }
     return text_matches(x, s->fval, s->fvlen);
+}
+
+/* '!=' holds for every element that does not hold '=' (absent included). */
+static bool filter_matches(const path_seg_t *s, json_t *elem, json_t *root)
+{
+    bool eq = filter_holds(s, elem, root);
+    return s->fneg ? !eq : eq;
 }
 
 static int walk(const epath_t *p, size_t i, json_t *v, json_t *root, path_visit_fn fn, void *ctx)

@@ -40,8 +40,10 @@ typedef struct path_seg {
     unsigned njoin;
     /* SEG_INDEX */
     long index;
-    /* SEG_FILTER: fpath relative to the element; fval NULL = "is present" */
+    /* SEG_FILTER: fpath relative to the element (NULL: '@', the element
+     * itself); fval NULL = "is present"; fneg: '!=' instead of '=' */
     epath_t *fpath;
+    bool fneg;
     const char *fval;
     size_t fvlen;
 } path_seg_t;
@@ -50,6 +52,8 @@ struct epath {
     const char *text; /* as written, NUL-terminated */
     bool root;        /* starts with '$' */
     bool multi;       /* contains [*] or a filter: may yield several values */
+    bool headers;     /* "$headers.NAME": a request header (hname), no segments */
+    const char *hname;
     path_seg_t *segs;
     size_t nsegs;
 };

@@ -27,7 +27,7 @@
 
 /* ---- value expressions ---------------------------------------------------- */
 
-typedef enum { EX_PATH, EX_CONST, EX_TEMPLATE, EX_FIRST } expr_kind_t;
+typedef enum { EX_PATH, EX_CONST, EX_TEMPLATE, EX_FIRST, EX_ALL, EX_WHEN } expr_kind_t;
 
 /* A template is literal text and holes; hole NULL marks a literal-only part. */
 typedef struct tpart {
@@ -39,10 +39,12 @@ typedef struct tpart {
 typedef struct range {
     double min, max;
     bool has_min, has_max;
+    bool min_open, max_open; /* from: (>=) is closed like min; below: (<) is open */
     const char *value;
 } range_t;
 
 typedef struct expr expr_t;
+struct match_rule;
 struct expr {
     expr_kind_t kind;
     int line;
@@ -57,9 +59,12 @@ struct expr {
     /* EX_TEMPLATE */
     tpart_t *parts;
     size_t nparts;
-    /* EX_FIRST */
+    /* EX_FIRST, EX_ALL: the alternatives; EX_WHEN: the branches' values */
     expr_t **alts;
     size_t nalts;
+    /* EX_WHEN: conds[i] guards alts[i]; else_e when none holds (NULL: absent) */
+    struct match_rule **conds;
+    expr_t *else_e;
     const char *origin; /* for const and template: "file.yaml:LINE const" */
     /* default */
     const char *dflt; /* NULL: no default */
@@ -79,12 +84,15 @@ struct expr {
     tp_format_t time;
 };
 
-/* ---- match rules ---------------------------------------------------------- */
+/* ---- match rules and conditions --------------------------------------------- */
 
-typedef enum { MR_OBJECT, MR_ARRAY, MR_PRESENT, MR_ANY, MR_EQUALS } match_kind_t;
+typedef enum { MR_OBJECT, MR_ARRAY, MR_PRESENT, MR_ANY, MR_EQUALS, MR_NOT } match_kind_t;
 
+/* One test: a match rule, the 'if' of a 'when' branch or of a disposition
+ * rule. MR_NOT holds when its operand (sub) does not. */
 typedef struct match_rule {
     match_kind_t kind;
+    struct match_rule *sub;
     const char *name;    /* given name or "match[N]" */
     const char *where;   /* "file.yaml:LINE" */
     const char *message; /* custom message or NULL */
@@ -94,6 +102,33 @@ typedef struct match_rule {
     size_t *vlens;
     size_t nvalues;
 } match_rule_t;
+
+/* ---- decode steps, dispositions, verification ----------------------------- */
+
+typedef enum { DEC_JSON, DEC_BASE64_JSON, DEC_BASE64 } decode_fmt_t;
+
+typedef struct decode_step {
+    epath_t *path; /* keys and indexes only: one value */
+    decode_fmt_t fmt;
+    struct match_rule *cond; /* 'if': the step runs only when it holds; NULL: always */
+    const char *name;        /* given name or "decode[N]" */
+    const char *where;
+} decode_step_t;
+
+typedef struct disp_rule {
+    match_rule_t *cond;
+    eng_disposition_t then;
+    const char *name; /* given name or "disposition[N]" */
+    const char *where;
+    const char *message; /* NULL: none */
+} disp_rule_t;
+
+typedef struct verif {
+    const char *method; /* "GET" or "POST" */
+    const char *header; /* the header whose value is echoed */
+    const char *key;    /* the answer is {"<key>": value} */
+    const char *where;
+} verif_t;
 
 /* ---- indicator rules ------------------------------------------------------ */
 
@@ -135,10 +170,22 @@ struct eng_program {
     bool auth_query_key; /* `auth: {query_key: true}`: ?api_key= accepted for ingest */
     match_rule_t *match;
     size_t nmatch;
+    decode_step_t *decode;
+    size_t ndecode;
+    epath_t **unwrap; /* fallbacks: the first selecting an object is the payload */
+    size_t nunwrap;
+    disp_rule_t *disp;
+    size_t ndisp;
+    verif_t *verif;
+    size_t nverif;
+    const char **headers; /* the header names the mapping reads ($headers.NAME) */
+    size_t nheaders;
     epath_t *split;
+    bool split_optional; /* split path absent: the payload is the one element */
     const char *split_where;
     expr_t *field[ENG_F__COUNT]; /* NULL when not mapped */
     const char *field_where[ENG_F__COUNT];
+    bool field_context[ENG_F__COUNT]; /* `indicator: false`: stored, not an indicator */
     expr_t *tags;
     const char *untitled; /* "Untitled <display_name> alert" */
     const char *untitled_origin;

@@ -9,6 +9,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 /* Ingest time used for samples: 2024-05-01T10:00:00Z. */
 #define SAMPLE_NOW_US    1714557600000000LL
@@ -126,6 +128,15 @@ static json_t *output(const eng_result_t *res, int rc, const eng_error_t *err)
     if (rc != 0)
         return json_pack("{s:{s:s,s:s}}", "error", "code", err->code ? err->code : "INTERNAL",
                          "message", err->message);
+    size_t ignored = 0;
+    for (size_t i = 0; i < res->nalerts; i++)
+        ignored += res->alerts[i].disposition == ENG_DISP_IGNORE;
+    if (ignored == res->nalerts && ignored > 0) {
+        const eng_alert_t *al = &res->alerts[0];
+        return json_pack("{s:{s:s,s:s?,s:s?,s:s?}}", "acknowledged", "status", "ignored", "rule",
+                         al->disposition_rule, "where", al->disposition_where, "message",
+                         al->disposition_message);
+    }
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < res->nalerts; i++) {
         json_t *a = eng_alert_json(&res->alerts[i], ENG_JSON_INDICATORS);
@@ -135,6 +146,53 @@ static json_t *output(const eng_result_t *res, int rc, const eng_error_t *err)
         }
     }
     return arr != NULL ? json_pack("{s:o}", "alerts", arr) : NULL;
+}
+
+/* An expected alert may say "fingerprint": "$fingerprint": the fingerprint
+ * is then computed from the expected title, source_name and indicators (the
+ * byte format of docs/mapping-language.md) and compared like any value. */
+static void expand_fingerprints(json_t *exp)
+{
+    json_t *alerts = json_object_get(exp, "alerts"), *al;
+    size_t i;
+    json_array_foreach(alerts, i, al)
+    {
+        json_t *fp = json_object_get(al, "fingerprint");
+        if (!json_is_string(fp) || strcmp(json_string_value(fp), "$fingerprint") != 0)
+            continue;
+        json_t *inds = json_object_get(al, "indicators"), *x;
+        size_t n = json_array_size(inds), k, m = 0;
+        eng_indicator_t *v = am_xcalloc(n ? n : 1, sizeof(*v));
+        json_array_foreach(inds, k, x)
+        {
+            const char *t = json_string_value(json_object_get(x, "type"));
+            const char *val = json_string_value(json_object_get(x, "value"));
+            if (t != NULL && val != NULL && eng_ioc_type_parse(&v[m].type, t, strlen(t)) == 0)
+                v[m++].value = val;
+        }
+        const char *title = json_string_value(json_object_get(al, "title"));
+        const char *src = json_string_value(json_object_get(al, "source_name"));
+        char hex[65];
+        eng_fingerprint(hex, title ? title : "", src ? src : "", v, m);
+        free(v);
+        json_object_set_new(al, "fingerprint", json_string(hex));
+    }
+}
+
+/* eng_header_fn over a sample's NAME.headers.json object (names compared
+ * without case). */
+static const char *sample_header(void *ctx, const char *name, size_t *len)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)ctx, key, v)
+    {
+        if (strcasecmp(key, name) == 0 && json_is_string(v)) {
+            *len = json_string_length(v);
+            return json_string_value(v);
+        }
+    }
+    return NULL;
 }
 
 static int check_one(const eng_program_t *p, const char *name, am_diags_t *diags)
@@ -165,11 +223,26 @@ static int check_one(const eng_program_t *p, const char *name, am_diags_t *diags
         json_decref(payload);
         return 1;
     }
+    expand_fingerprints(exp);
+    char hdr_path[4096];
+    snprintf(hdr_path, sizeof(hdr_path), "%s/%.*s.headers.json", p->samples_dir, (int)stem, name);
+    json_t *hdrs = NULL;
+    if (access(hdr_path, F_OK) == 0)
+        hdrs = json_load_file(hdr_path, 0, &jerr); /* not inside json_is_object(): a macro */
+    if (access(hdr_path, F_OK) == 0 && !json_is_object(hdrs)) {
+        am_diags_add(diags, hdr_path, jerr.line > 0 ? jerr.line : 0, jerr.column,
+                     "request headers of sample %s must be a JSON object of strings", name);
+        json_decref(hdrs);
+        json_decref(payload);
+        json_decref(exp);
+        return 1;
+    }
+    eng_input_t in = {.header = hdrs != NULL ? sample_header : NULL, .header_ctx = hdrs};
     am_arena_t *arena = am_arena_new(64 * 1024, 0);
     eng_result_t res = {0};
     eng_error_t err = {0};
     int r = json_is_object(payload)
-                ? eng_run(&res, p, payload, arena, SAMPLE_NOW_US, &err)
+                ? eng_run_input(&res, p, payload, &in, arena, SAMPLE_NOW_US, &err)
                 : (err.code = "INVALID_PAYLOAD",
                    snprintf(err.message, sizeof(err.message), "the payload must be a JSON object"),
                    AM_EINVAL);
@@ -192,6 +265,7 @@ static int check_one(const eng_program_t *p, const char *name, am_diags_t *diags
     am_arena_free(arena);
     json_decref(payload);
     json_decref(exp);
+    json_decref(hdrs);
     return failed;
 }
 

@@ -19,10 +19,8 @@ int eng_tp_format_parse(tp_format_t *out, const char *name)
         const char *name;
         tp_format_t fmt;
     } names[] = {
-        {"auto", TP_AUTO},
-        {"iso8601", TP_ISO8601},
-        {"epoch_s", TP_EPOCH_S},
-        {"epoch_ms", TP_EPOCH_MS},
+        {"auto", TP_AUTO},         {"iso8601", TP_ISO8601},   {"epoch_s", TP_EPOCH_S},
+        {"epoch_ms", TP_EPOCH_MS}, {"epoch_us", TP_EPOCH_US}, {"epoch_ns", TP_EPOCH_NS},
     };
     if (name == NULL)
         return AM_EINVAL;
@@ -140,7 +138,7 @@ static bool parse_decimal(int64_t *whole, int64_t *frac_ns, const char *s, size_
     int64_t w = 0, f = 0;
     int nw = 0, nf = 0;
     while (p < end && *p >= '0' && *p <= '9') {
-        if (nw >= 15) /* > 1e15 is out of range in any unit */
+        if (w > (INT64_MAX - (*p - '0')) / 10) /* past int64: out of range in any unit */
             return false;
         w = w * 10 + (*p - '0');
         nw++;
@@ -169,42 +167,74 @@ static bool parse_decimal(int64_t *whole, int64_t *frac_ns, const char *s, size_
     return true;
 }
 
-/* Whole-unit value plus fraction (ns of one unit) into µs, range-checked. */
-static int from_parts(int64_t *out_us, int64_t whole, int64_t frac_ns, bool ms)
+/* Units per second of each epoch format (0: not an epoch format). */
+static int64_t per_second(tp_format_t fmt)
 {
-    int64_t us;
-    if (ms) {
-        if (whole > MAX_EPOCH_S * 1000 + 999)
-            return AM_EINVAL;
-        us = whole * 1000 + frac_ns / 1000000;
-    } else {
-        if (whole > MAX_EPOCH_S)
-            return AM_EINVAL;
-        us = whole * US_PER_S + frac_ns / 1000;
+    switch (fmt) {
+    case TP_EPOCH_S:
+        return 1;
+    case TP_EPOCH_MS:
+        return 1000;
+    case TP_EPOCH_US:
+        return 1000000;
+    case TP_EPOCH_NS:
+        return 1000000000;
+    default:
+        return 0;
     }
-    *out_us = us;
+}
+
+/* TP_AUTO's unit by the magnitude of the whole part: seconds below 1e11
+ * (year 5138), then milliseconds below 1e14, microseconds below 1e17, else
+ * nanoseconds. */
+static tp_format_t auto_unit(int64_t whole, int64_t frac_ns)
+{
+    const int64_t e11 = INT64_C(100000000000);
+    if (whole < e11 || (whole == e11 && frac_ns == 0))
+        return TP_EPOCH_S;
+    if (whole < e11 * 1000)
+        return TP_EPOCH_MS;
+    if (whole < e11 * 1000000)
+        return TP_EPOCH_US;
+    return TP_EPOCH_NS;
+}
+
+/* Whole units plus a fraction (ns of one unit) into µs, range-checked and
+ * exact: integer arithmetic only, the result truncated toward the past to
+ * the microsecond (the precision the database holds). */
+static int from_parts(int64_t *out_us, int64_t whole, int64_t frac_ns, tp_format_t fmt)
+{
+    if (fmt == TP_AUTO)
+        fmt = auto_unit(whole, frac_ns);
+    int64_t per = per_second(fmt);
+    int64_t secs = whole / per, rest = whole % per; /* rest: units below a second */
+    if (secs > MAX_EPOCH_S)
+        return AM_EINVAL;
+    /* the sub-second part in ns: rest units plus the fraction of one unit */
+    int64_t ns = rest * (1000000000 / per) + frac_ns / per;
+    *out_us = secs * US_PER_S + ns / 1000;
     return AM_OK;
 }
 
 static int from_number(int64_t *out_us, const json_t *v, tp_format_t fmt)
 {
-    if (json_is_integer(v)) {
+    if (json_is_integer(v)) { /* exact to 19 digits: never through a double */
         json_int_t i = json_integer_value(v);
         if (i < 0)
             return AM_EINVAL;
-        bool ms = fmt == TP_EPOCH_MS || (fmt == TP_AUTO && i > INT64_C(100000000000));
-        return from_parts(out_us, (int64_t)i, 0, ms);
+        return from_parts(out_us, (int64_t)i, 0, fmt);
     }
     double x = json_real_value(v);
     if (!isfinite(x) || x < 0)
         return AM_EINVAL;
-    bool ms = fmt == TP_EPOCH_MS || (fmt == TP_AUTO && x > 1e11);
-    double limit = ms ? (double)(MAX_EPOCH_S + 1) * 1000.0 : (double)(MAX_EPOCH_S + 1);
-    if (x >= limit)
+    if (fmt == TP_AUTO)
+        fmt = x < 1e11 ? TP_EPOCH_S : x < 1e14 ? TP_EPOCH_MS : x < 1e17 ? TP_EPOCH_US : TP_EPOCH_NS;
+    double per = (double)per_second(fmt);
+    if (x / per >= (double)(MAX_EPOCH_S + 1))
         return AM_EINVAL;
     /* A binary double rarely holds a decimal fraction exactly
      * (1714557600.123 is ...122999...): round to the nearest microsecond. */
-    *out_us = (int64_t)((ms ? x * 1000.0 : x * 1e6) + 0.5); /* x >= 0 */
+    *out_us = (int64_t)(x * (1e6 / per) + 0.5); /* x >= 0 */
     return AM_OK;
 }
 
@@ -227,10 +257,7 @@ int eng_tp_parse_json(int64_t *out_us, const json_t *v, tp_format_t fmt)
         if (fmt == TP_ISO8601 || (fmt == TP_AUTO && !numeric)) {
             rc = eng_parse_iso8601(&us, s, len);
         } else if (numeric) {
-            const int64_t e11 = INT64_C(100000000000);
-            bool above = whole > e11 || (whole == e11 && frac_ns > 0);
-            bool ms = fmt == TP_EPOCH_MS || (fmt == TP_AUTO && above);
-            rc = from_parts(&us, whole, frac_ns, ms);
+            rc = from_parts(&us, whole, frac_ns, fmt);
         }
     }
     if (rc != AM_OK)

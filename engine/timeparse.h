@@ -14,10 +14,13 @@ typedef enum {
     TP_AUTO, /* ISO-8601 string, or epoch number/numeric string (> 1e11 = ms) */
     TP_ISO8601,
     TP_EPOCH_S, /* number or numeric string, may have a fraction */
-    TP_EPOCH_MS
+    TP_EPOCH_MS,
+    TP_EPOCH_US,
+    TP_EPOCH_NS
 } tp_format_t;
 
-/* Parses "auto", "iso8601", "epoch_s", "epoch_ms". Returns 0 or AM_EINVAL. */
+/* Parses "auto", "iso8601", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns".
+ * Returns 0 or AM_EINVAL. */
 int eng_tp_format_parse(tp_format_t *out, const char *name);
 
 /* ISO-8601 date-times: eng_parse_iso8601() in eng.h. */
@@ -27,10 +30,15 @@ int eng_tp_format_parse(tp_format_t *out, const char *name);
  *   TP_ISO8601  a string as eng_parse_iso8601();
  *   TP_EPOCH_S  a number or numeric string ("1714557600", "1714557600.123":
  *               digits with an optional fraction, no sign or exponent);
- *   TP_EPOCH_MS the same in milliseconds;
- *   TP_AUTO     a number or numeric string is epoch seconds, or milliseconds
- *               when above 1e11; any other string is ISO-8601.
- * String fractions are truncated to microseconds; JSON reals are rounded to
+ *   TP_EPOCH_MS, TP_EPOCH_US, TP_EPOCH_NS the same in milli-, micro- and
+ *               nanoseconds;
+ *   TP_AUTO     a number or numeric string is epoch seconds below 1e11,
+ *               milliseconds below 1e14, microseconds below 1e17, else
+ *               nanoseconds; any other string is ISO-8601.
+ * JSON integers and numeric strings are read exactly (19-digit epoch
+ * nanoseconds included, never through a double) and, like ISO-8601
+ * fractions of up to 9 digits, truncated toward the past to the microsecond,
+ * the precision PostgreSQL's timestamptz holds. JSON reals are rounded to
  * the nearest microsecond (a double cannot hold .123 exactly). null, bools,
  * arrays, objects, negative numbers and results outside
  * 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z are AM_EINVAL.

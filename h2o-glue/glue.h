@@ -455,6 +455,9 @@ void glue_log_flush(int64_t now_us);
 
 /* Handlers of the route table (ingest.c, api.c, ready.c, metrics.c). */
 void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params);
+/* GET /v1/ingest/{source}: the mapping's verification handshake (Okta's
+ * X-Okta-Verification-Challenge), 405 when the mapping declares none. */
+void glue_handle_verification(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_source_test(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_sources(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_alert(glue_reqctx_t *rc, const glue_route_params_t *params);

@@ -30,6 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The request's header name (any case) for the engine: $headers.NAME,
+ * verification handshakes. */
+static const char *header_of(void *ctx, const char *name, size_t *len)
+{
+    h2o_req_t *req = ctx;
+    return glue_header_find(&req->headers, name, len);
+}
+
 /* Replay protection (docs/security.md): the claim names one delivery. */
 typedef struct delivery_ref {
     char source[128];
@@ -366,6 +374,37 @@ static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
     glue_send_value(rc, 200, answer);
 }
 
+/* Keeps the alerts to store (disposition store) at the front of res and
+ * returns their number; res->alerts[0] stays the first one when none is. */
+static size_t keep_stored(eng_result_t *res)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < res->nalerts; i++) {
+        if (res->alerts[i].disposition != ENG_DISP_STORE)
+            continue;
+        if (n != i) {
+            eng_alert_t t = res->alerts[n];
+            res->alerts[n] = res->alerts[i];
+            res->alerts[i] = t;
+        }
+        n++;
+    }
+    if (n > 0)
+        res->nalerts = n;
+    return n;
+}
+
+/* 200: the delivery is acknowledged and nothing is stored (a ping, a
+ * resolved or acknowledge notification: the mapping's disposition). */
+static void send_ignored(glue_reqctx_t *rc, const eng_alert_t *al)
+{
+    json_t *d = json_pack("{s:s,s:s,s:s?,s:s?,s:s?}", "status", "ignored", "disposition",
+                          eng_disposition_name(al->disposition), "rule", al->disposition_rule,
+                          "message", al->disposition_message, "fingerprint",
+                          al->disposition == ENG_DISP_RESOLVE ? al->fingerprint : NULL);
+    glue_send_value(rc, 200, d ? json_pack("{s:o}", "data", d) : NULL);
+}
+
 /* The part of the source name we print: bounded, as it comes from the URL. */
 static const char *source_label(glue_reqctx_t *rc, const char *src, size_t len)
 {
@@ -403,6 +442,20 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
     const char *body = req->entity.base ? req->entity.base : "";
     size_t blen = req->entity.base ? req->entity.len : 0;
 
+    if (!dry_run && eng_program_verifies(prog, "POST")) {
+        json_t *answer = NULL;
+        eng_error_t verr = {0};
+        int vr = eng_verification(&answer, prog, "POST", header_of, req, &verr);
+        if (vr == 1) {
+            glue_send_value(rc, 200, answer);
+            return;
+        }
+        if (vr < 0) {
+            glue_send_error(rc, 400, "INVALID_PAYLOAD", verr.message);
+            return;
+        }
+    }
+
     const glue_config_t *cfg = glue_server_config(rc->srv);
     json_t *payload = NULL;
     eng_error_t perr = {0};
@@ -423,7 +476,8 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
     eng_limits_t lim = {.max_alerts = (size_t)cfg->max_alerts,
                         .max_indicators = (size_t)cfg->max_indicators,
                         .max_scan_bytes = cfg->max_scan_bytes};
-    int erc = eng_run_limited(&res, prog, payload, &lim, rc->arena, am_now_us(), &err);
+    eng_input_t in = {.header = header_of, .header_ctx = req, .limits = &lim};
+    int erc = eng_run_input(&res, prog, payload, &in, rc->arena, am_now_us(), &err);
     if (erc != AM_OK || res.nalerts == 0) {
         json_decref(payload);
         send_engine_error(rc, erc, &err);
@@ -432,6 +486,12 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
     if (dry_run) {
         send_dry_run(rc, &res);
         json_decref(payload);
+        return;
+    }
+
+    if (keep_stored(&res) == 0) {
+        json_decref(payload);
+        send_ignored(rc, &res.alerts[0]);
         return;
     }
 
@@ -480,4 +540,48 @@ void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params)
 void glue_handle_source_test(glue_reqctx_t *rc, const glue_route_params_t *params)
 {
     ingest(rc, params, true);
+}
+
+void glue_handle_verification(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    h2o_req_t *req = rc->req;
+    const char *src = params->source_name.base;
+    size_t srclen = params->source_name.len;
+    rc->source = source_label(rc, src, srclen);
+    rc->set = glue_mappings_acquire();
+    const eng_program_t *prog = rc->set ? eng_set_find(rc->set, src, srclen) : NULL;
+    if (prog == NULL || !eng_program_verifies(prog, "GET")) {
+        /* as for any method a route does not serve */
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, "POST", 4);
+        glue_send_error(rc, 405, "METHOD_NOT_ALLOWED",
+                        "method not allowed; allowed: POST (GET only for a source that declares "
+                        "a verification handshake)");
+        return;
+    }
+    /* the handshake carries the sender's credential as an ingest does */
+    eng_sig_request_t sr = {
+        .header = header_of, .header_ctx = req, .body = "", .now_s = am_now_us() / 1000000};
+    if (req->query_at != SIZE_MAX) {
+        sr.query = req->path.base + req->query_at + 1;
+        sr.query_len = req->path.len - req->query_at - 1;
+    }
+    bool secret_set = false;
+    eng_error_t err = {0};
+    if (eng_verify_signature(prog, &sr, &secret_set, &err) != AM_OK) {
+        glue_send_error(rc, 401, "INVALID_SIGNATURE",
+                        err.message[0] ? err.message : "signature verification failed");
+        return;
+    }
+    json_t *answer = NULL;
+    int vr = eng_verification(&answer, prog, "GET", header_of, req, &err);
+    if (vr == 1) {
+        glue_send_value(rc, 200, answer);
+        return;
+    }
+    if (vr < 0) {
+        glue_send_error(rc, 400, "INVALID_PAYLOAD", err.message);
+        return;
+    }
+    glue_send_error(rc, 400, "INVALID_PAYLOAD",
+                    "a verification request of this source needs its challenge header");
 }

@@ -19,6 +19,7 @@ static const glue_route_entry_t routes[] = {
     {GLUE_R_READYZ, "GET", "/readyz", GLUE_SCOPE_PUBLIC, glue_handle_readyz},
     {GLUE_R_METRICS, "GET", "/metrics", GLUE_SCOPE_METRICS, glue_handle_metrics},
     {GLUE_R_INGEST, "POST", "/v1/ingest/{source_name}", GLUE_SCOPE_INGEST, glue_handle_ingest},
+    {GLUE_R_INGEST, "GET", "/v1/ingest/{source_name}", GLUE_SCOPE_INGEST, glue_handle_verification},
     {GLUE_R_SOURCES, "GET", "/v1/sources", GLUE_SCOPE_ADMIN, glue_handle_sources},
     {GLUE_R_SOURCE_TEST, "POST", "/v1/sources/{source_name}/test", GLUE_SCOPE_ADMIN,
      glue_handle_source_test},

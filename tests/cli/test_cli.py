@@ -345,9 +345,15 @@ def group_normalize():
         if not os.path.isdir(sdir):
             continue
         for fn in sorted(os.listdir(sdir)):
-            if not fn.endswith(".json") or fn.endswith(".expected.json"):
+            if not fn.endswith(".json") or fn.endswith((".expected.json", ".headers.json")):
                 continue
-            rc, out, err = run("normalize", "--mappings", SHIPPED, "--now", NOW, name,
+            hdrs = []
+            hpath = os.path.join(sdir, fn[:-5] + ".headers.json")
+            if os.path.exists(hpath):
+                with open(hpath) as f:
+                    for k, v in sorted(json.load(f).items()):
+                        hdrs += ["--header", f"{k}: {v}"]
+            rc, out, err = run("normalize", "--mappings", SHIPPED, "--now", NOW, *hdrs, name,
                                os.path.join(sdir, fn))
             with open(os.path.join(sdir, fn[:-5] + ".expected.json")) as f:
                 want = json.load(f)

@@ -108,19 +108,21 @@ static void test_path_columns(void **state)
 static void test_all_errors_at_once(void **state)
 {
     (void)state;
-    expect_errors("source: demo\n"
-                  "fields:\n"
-                  "  title: {path: t, default: [x]}\n"
-                  "  severity: {path: s, map: {a: b, A: c}}\n"
-                  "  description: {path: d, time: auto}\n"
-                  "  detection_rule_ref: {path: r, map_default: x}\n"
-                  "  tags: {path: g, lower: 1}\n",
-                  "t.yaml:3:29: 'default' must be a string, got a list\n"
-                  "t.yaml:4:35: duplicate map key 'A' (keys are case-insensitive; first at line "
-                  "4)\n"
-                  "t.yaml:5:26: 'time' is only allowed in occurred_at\n"
-                  "t.yaml:6:33: 'map_default' needs 'map'\n"
-                  "t.yaml:7:26: 'lower' must be true or false, got a string\n");
+    expect_errors(
+        "source: demo\n"
+        "fields:\n"
+        "  title: {path: t, default: [x]}\n"
+        "  severity: {path: s, map: {a: b, A: c}}\n"
+        "  description: {path: d, time: auto}\n"
+        "  detection_rule_ref: {path: r, map_default: x}\n"
+        "  tags: {path: g, lower: 1}\n",
+        "t.yaml:3:29: 'default' must be a string, got a list\n"
+        "t.yaml:4:35: duplicate map key 'A' (keys are case-insensitive; first at line "
+        "4)\n"
+        "t.yaml:5:26: 'time' applies to time values (occurred_at and the alternatives inside it); "
+        "'description' is not one\n"
+        "t.yaml:6:33: 'map_default' needs 'map'\n"
+        "t.yaml:7:26: 'lower' must be true or false, got a string\n");
 }
 
 static void test_match_and_rules_shapes(void **state)
@@ -141,7 +143,8 @@ static void test_match_and_rules_shapes(void **state)
                   "t.yaml:8:24: 'types' must be a list, got a string\n"
                   "t.yaml:9:35: unknown key 'extra' (expected one of: each, type, value)\n"
                   "t.yaml:10:34: unknown key 'bogus' (expected one of: path, const, template, "
-                  "first, default, regex, lower, upper, trim, map, map_default, ranges, time)\n");
+                  "first, all, when, else, default, regex, lower, upper, trim, map, map_default, "
+                  "ranges, time)\n");
 }
 
 static void test_sources(void **state)

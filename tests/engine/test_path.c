@@ -166,7 +166,7 @@ static void test_errors(void **state)
     assert_int_equal(E("a['b]", "unterminated quoted key"), 2);
     assert_int_equal(E("a[*", "expected ']' after '*'"), 1);
     assert_int_equal(E("a[0]b", "expected '.' or '['"), 4);
-    assert_int_equal(E("a[?=x]", "a filter needs a field name"), 3);
+    assert_int_equal(E("a[?=x]", "a filter needs a field name or '@'"), 3);
     assert_int_equal(E("$x", "expected '.' or '[' after '$'"), 1);
     assert_int_equal(E("a.[0]", "expected a name after '.'"), 2);
 }

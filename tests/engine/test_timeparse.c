@@ -159,6 +159,15 @@ static const json_case_t json_cases[] = {
     {"1714557600", TP_EPOCH_MS, AM_OK, INT64_C(1714557600000)},    /* Jan 1970 */
     {"100000000000", TP_AUTO, AM_OK, INT64_C(100000000000000000)}, /* exactly 1e11: s */
     {"100000000001", TP_AUTO, AM_OK, INT64_C(100000000001000)},    /* above: ms */
+    /* epoch micro- and nanoseconds, read exactly (no double) */
+    {"1714557600123456", TP_EPOCH_US, AM_OK, T0 + 123456},
+    {"1714557600123456", TP_AUTO, AM_OK, T0 + 123456}, /* >= 1e14: us */
+    {"1714557600123456789", TP_EPOCH_NS, AM_OK, T0 + 123456},
+    {"1714557600123456789", TP_AUTO, AM_OK, T0 + 123456},     /* >= 1e17: ns */
+    {"\"1714557600999999999\"", TP_AUTO, AM_OK, T0 + 999999}, /* truncated, not rounded */
+    {"\"9223372036854775807\"", TP_EPOCH_NS, AM_OK, INT64_C(9223372036854775)},
+    {"\"9223372036854775808\"", TP_EPOCH_NS, AM_EINVAL, 0}, /* past int64: no overflow */
+    {"\"9999999999999999999\"", TP_EPOCH_S, AM_EINVAL, 0},
     /* not times */
     {"null", TP_AUTO, AM_EINVAL, 0},
     {"true", TP_AUTO, AM_EINVAL, 0},

@@ -515,9 +515,15 @@ def samples(source):
 
 
 def accepted_sample(source):
+    """The first sample that is stored as a new alert as it is: not refused,
+    not resolved or ignored by a disposition, sent without request headers."""
+    d = os.path.join(ROOT, "mappings", "samples", source)
     for name, payload, expected in samples(source):
-        if "error" not in expected:
-            return name, payload, expected
+        if "alerts" not in expected or any("disposition" in a for a in expected["alerts"]):
+            continue
+        if os.path.exists(os.path.join(d, name[:-5] + ".headers.json")):
+            continue
+        return name, payload, expected
     raise AssertionError("source %s ships no accepted sample payload" % source)
 
 

@@ -13,7 +13,13 @@
 - with --alertmap: the output of `alertmap normalize` for every sample payload
   against the same schemas (exit 0 with alerts, or exit 2 with an error);
 - broken mappings and broken alerts written below must be rejected, so the
-  schemas are known to catch what they claim to catch.
+  schemas are known to catch what they claim to catch;
+- every example of docs/mapping-language.md (a ```yaml block whose first line
+  is "# example: NAME") is a whole mapping that the schema accepts and, with
+  --alertmap, `alertmap check` compiles; a block that also has a line
+  "# error: TEXT" must be refused by the compiler with TEXT in its message
+  and by the schema (unless it has "# schema: accepts", for checks a JSON
+  Schema cannot express).
 
 Needs Debian's python3-yaml and python3-jsonschema (scripts/deps installs
 them). Exit 0 when everything holds, 1 otherwise; each problem is printed as
@@ -28,6 +34,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 try:
     import jsonschema
@@ -78,8 +85,14 @@ def fingerprint(alert):
 
 def check_output(where, doc, source, alert_v, dynamic_ok):
     """Checks one normalize output ({"alerts":[...]} or {"error":{...}})."""
-    if not isinstance(doc, dict) or len(doc) != 1 or not ({"alerts", "error"} & doc.keys()):
-        problem(where, 'expected exactly one key, "alerts" or "error"')
+    keys = {"alerts", "error", "acknowledged"}
+    if not isinstance(doc, dict) or len(doc) != 1 or not (keys & doc.keys()):
+        problem(where, 'expected exactly one key, "alerts", "error" or "acknowledged"')
+        return
+    if "acknowledged" in doc:
+        ack = doc["acknowledged"]
+        if not isinstance(ack, dict) or ack.get("status") != "ignored" or not ack.get("rule"):
+            problem(where, 'acknowledged must be {"status": "ignored", "rule": NAME, ...}')
         return
     if "error" in doc:
         err = doc["error"]
@@ -94,6 +107,8 @@ def check_output(where, doc, source, alert_v, dynamic_ok):
     for n, alert in enumerate(alerts):
         w = f"{where}: alerts[{n}]"
         a = copy.deepcopy(alert)
+        if dynamic_ok and isinstance(a, dict) and a.get("fingerprint") == "$fingerprint":
+            a["fingerprint"] = fingerprint(a)  # samples may leave it to be computed
         if dynamic_ok and isinstance(a, dict) and a.get("occurred_at") == "$dynamic":
             if a.get("occurred_at_fallback") is not True:
                 problem(w, '"$dynamic" occurred_at belongs to a fallback alert')
@@ -142,7 +157,7 @@ def check_mappings(root, mapping_v):
 def check_samples(sources, alert_v, alertmap, mappings_dir):
     for source, folder in sorted(sources.items()):
         payloads = sorted(p for p in glob.glob(os.path.join(folder, "*.json"))
-                          if not p.endswith(".expected.json"))
+                          if not p.endswith((".expected.json", ".headers.json")))
         if not payloads:
             problem(folder, f"mapping '{source}' has no sample payloads")
         for exp in sorted(glob.glob(os.path.join(folder, "*.expected.json"))):
@@ -163,8 +178,12 @@ def check_samples(sources, alert_v, alertmap, mappings_dir):
 
 def run_normalize(alertmap, mappings_dir, source, payload, alert_v):
     where = f"alertmap normalize {source} {os.path.basename(payload)}"
-    r = subprocess.run([alertmap, "normalize", "--mappings", mappings_dir, source, payload],
-                       capture_output=True, text=True, timeout=60)
+    cmd = [alertmap, "normalize", "--mappings", mappings_dir]
+    hdrs = payload[: -len(".json")] + ".headers.json"
+    if os.path.exists(hdrs):
+        for k, v in sorted(load_json(hdrs).items()):
+            cmd += ["--header", f"{k}: {v}"]
+    r = subprocess.run(cmd + [source, payload], capture_output=True, text=True, timeout=60)
     if r.returncode not in (0, 2):
         problem(where, f"exit {r.returncode}: {r.stderr.strip()[:300]}")
         return
@@ -218,6 +237,20 @@ BAD_MAPPINGS = [
     ("max_skew without timestamp_header",
      {"source": "demo", "fields": {"title": "t"},
       "signature": {"scheme": "hmac-sha256", "header": "X", "secret_env": "S", "max_skew": 60}}),
+    ("'all' in a one-value field",
+     {"source": "demo", "fields": {"title": {"all": ["a", "b"]}}}),
+    ("'time' outside a time value",
+     {"source": "demo", "fields": {"title": {"path": "a", "time": "iso8601"}}}),
+    ("a range with from and min",
+     {"source": "demo", "fields": {"title": "t", "severity": {
+         "path": "s", "ranges": [{"from": 1, "min": 1, "value": "Low"}]}}}),
+    ("'else' without 'when'",
+     {"source": "demo", "fields": {"title": {"path": "a", "else": "b"}}}),
+    ("an unknown disposition",
+     {"source": "demo", "fields": {"title": "t"},
+      "disposition": [{"if": {"present": "a"}, "then": "close"}]}),
+    ("an unknown decode format",
+     {"source": "demo", "fields": {"title": "t"}, "decode": [{"path": "m", "as": "gzip"}]}),
     ("secret written as a value",
      {"source": "demo", "fields": {"title": "t"},
       "signature": {"scheme": "token", "header": "X", "secret_env": "s3cr3t value!"}}),
@@ -258,6 +291,64 @@ def self_check(mapping_v, alert_v):
             problem("self-check: alert.schema.json", f"accepts an alert with {what}")
 
 
+def doc_examples(path):
+    """(name, line, text, error or None, schema_accepts) of every example block."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() == "```yaml" and i + 1 < len(lines) and \
+                lines[i + 1].startswith("# example:"):
+            start = i + 1
+            j = start
+            while j < len(lines) and lines[j].strip() != "```":
+                j += 1
+            block = lines[start:j]
+            name = block[0][len("# example:"):].strip()
+            err = next((b[len("# error:"):].strip() for b in block if b.startswith("# error:")),
+                       None)
+            accepts = any(b.strip() == "# schema: accepts" for b in block)
+            out.append((name, start + 1, "\n".join(block) + "\n", err, accepts))
+            i = j
+        i += 1
+    return out
+
+
+def check_doc_examples(root, mapping_v, alertmap, tmp):
+    doc = os.path.join(root, "docs", "mapping-language.md")
+    examples = doc_examples(doc)
+    if not examples:
+        problem(doc, "no '# example:' blocks")
+    rules = os.path.join(root, "mappings", "rules", "indicators.yaml")
+    for name, line, text, err, accepts in examples:
+        where = f"{doc}:{line}: example {name}"
+        try:
+            y = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            problem(where, f"not YAML: {e}")
+            continue
+        errors = schema_errors(mapping_v, y)
+        if err is None:
+            report(where, errors)
+        elif not errors and not accepts:
+            problem(where, "the schema accepts an example that shows an error")
+        elif errors and accepts:
+            problem(where, f"marked '# schema: accepts' but the schema refuses it: {errors[0]}")
+        if not alertmap:
+            continue
+        f = os.path.join(tmp, name.replace(" ", "_") + ".yaml")
+        with open(f, "w", encoding="utf-8") as out:
+            out.write(text)
+        r = subprocess.run([alertmap, "check", "--rules", rules, f], capture_output=True,
+                           text=True, timeout=60)
+        if err is None and r.returncode != 0:
+            problem(where, f"does not compile: {r.stderr.strip()[:400]}")
+        elif err is not None and (r.returncode == 0 or err not in r.stderr):
+            problem(where, f"expected the error {err!r}, got: {r.stderr.strip()[:400]}")
+    return len(examples)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=os.environ.get("ALERTMAP_SOURCE_ROOT", "."),
@@ -274,11 +365,13 @@ def main():
     self_check(mapping_v, alert_v)
     sources = check_mappings(root, mapping_v)
     check_samples(sources, alert_v, args.alertmap, os.path.join(root, "mappings"))
+    with tempfile.TemporaryDirectory() as tmp:
+        nexamples = check_doc_examples(root, mapping_v, args.alertmap, tmp)
     for p in problems:
         print(p)
     nsamples = sum(len(glob.glob(os.path.join(f, "*.expected.json"))) for f in sources.values())
     print(f"validate.py: {len(sources)} mappings, {nsamples} samples, "
-          f"{len(problems)} problem(s)")
+          f"{nexamples} doc examples, {len(problems)} problem(s)")
     return 1 if problems else 0
 
 

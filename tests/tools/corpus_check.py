@@ -29,7 +29,7 @@ accepted and every claim of its expect.json entry holds:
 An empty entry claims nothing: the payload passes when it is accepted,
 acknowledged or cleanly rejected (INVALID_PAYLOAD). A payload with claims
 passes only when accepted. Output of the form {"acknowledged": {...}} (a
-delivery answered 200 and not stored, see docs/language-additions.md) passes
+delivery answered 200 and not stored, see docs/mapping-language.md, "Dispositions") passes
 an empty entry and fails any entry with claims.
 
 Request headers: some senders say what a body is only in a header
