@@ -36,6 +36,16 @@ void glue_config_usage(FILE *out)
           "                                               unreachable database (default 30)\n"
           "  --log-level LEVEL     ALERTMAP_LOG_LEVEL     debug, info, warn or error\n"
           "                                               (default info)\n"
+          "  --role ROLE           ALERTMAP_ROLE          all (default: server and enrichment\n"
+          "                                               workers) or worker (workers only, no\n"
+          "                                               listener; docs/enrichment.md)\n"
+          "  --workers N           ALERTMAP_WORKERS       enrichment worker threads, 0 to 64\n"
+          "                                               (default 2; 0: no enrichment here)\n"
+          "  --providers DIR       ALERTMAP_PROVIDERS     enrichment provider files (default:\n"
+          "                                               none; alerts end Enriched, Unknown)\n"
+          "  --worker-lease DUR    ALERTMAP_WORKER_LEASE  claim lease of a job (default 60s)\n"
+          "  --worker-poll DUR     ALERTMAP_WORKER_POLL   queue poll without NOTIFY (default 5s)\n"
+          "  --worker-backoff DUR  ALERTMAP_WORKER_BACKOFF first retry delay (default 2s)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
           "\n"
@@ -230,6 +240,12 @@ typedef enum {
     OPT_SQL_DIR,
     OPT_DB_WAIT,
     OPT_LOG_LEVEL,
+    OPT_ROLE,
+    OPT_WORKERS,
+    OPT_PROVIDERS,
+    OPT_WORKER_LEASE,
+    OPT_WORKER_POLL,
+    OPT_WORKER_BACKOFF,
     OPT__COUNT
 } opt_t;
 
@@ -246,6 +262,12 @@ static const struct {
     [OPT_SQL_DIR] = {"--sql-dir", "ALERTMAP_SQL_DIR"},
     [OPT_DB_WAIT] = {"--db-wait", "ALERTMAP_DB_WAIT"},
     [OPT_LOG_LEVEL] = {"--log-level", "ALERTMAP_LOG_LEVEL"},
+    [OPT_ROLE] = {"--role", "ALERTMAP_ROLE"},
+    [OPT_WORKERS] = {"--workers", "ALERTMAP_WORKERS"},
+    [OPT_PROVIDERS] = {"--providers", "ALERTMAP_PROVIDERS"},
+    [OPT_WORKER_LEASE] = {"--worker-lease", "ALERTMAP_WORKER_LEASE"},
+    [OPT_WORKER_POLL] = {"--worker-poll", "ALERTMAP_WORKER_POLL"},
+    [OPT_WORKER_BACKOFF] = {"--worker-backoff", "ALERTMAP_WORKER_BACKOFF"},
 };
 
 /* Where a value came from, for error messages. */
@@ -306,6 +328,29 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         if (glue_parse_log_level(&cfg->log_level, v) != AM_OK)
             what = "expected debug, info, warn or error";
         break;
+    case OPT_ROLE:
+        if (strcmp(v, "all") == 0 || strcmp(v, "worker") == 0)
+            cfg->role_worker = v[0] == 'w';
+        else
+            what = "expected all or worker";
+        break;
+    case OPT_WORKERS:
+        if (parse_int_range(&cfg->workers, v, 0, 64) != AM_OK)
+            what = "expected a whole number from 0 to 64";
+        break;
+    case OPT_PROVIDERS:
+        cfg->providers = *v ? v : NULL;
+        break;
+    case OPT_WORKER_LEASE:
+    case OPT_WORKER_POLL:
+    case OPT_WORKER_BACKOFF: {
+        int64_t *slot = o == OPT_WORKER_LEASE  ? &cfg->worker_lease_s
+                        : o == OPT_WORKER_POLL ? &cfg->worker_poll_s
+                                               : &cfg->worker_backoff_s;
+        if (glue_parse_duration(slot, v) != AM_OK || *slot == 0)
+            what = "expected a duration such as 5, 30s, 2m or 1h (not 0)";
+        break;
+    }
     case OPT__COUNT:
         break;
     }
@@ -337,6 +382,10 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->dedup_window_s = GLUE_DEFAULT_DEDUP_S;
     cfg->db_wait_s = GLUE_DEFAULT_DB_WAIT_S;
     cfg->log_level = AM_LOG_INFO;
+    cfg->workers = 2;
+    cfg->worker_lease_s = 60;
+    cfg->worker_poll_s = 5;
+    cfg->worker_backoff_s = 2;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;

@@ -57,6 +57,11 @@ typedef struct glue_config {
     int64_t dedup_window_s;
     int db_wait_s;
     am_log_level_t log_level;
+    /* enrichment worker (worker/worker.h) */
+    bool role_worker; /* --role worker: workers only, no listener */
+    int workers;
+    const char *providers;
+    int64_t worker_lease_s, worker_poll_s, worker_backoff_s;
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;

@@ -13,6 +13,7 @@
  * drain the store and exit 0.
  */
 #include "glue.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -137,6 +138,33 @@ int main(int argc, char **argv)
         glue_mappings_shutdown();
         return 1;
     }
+    /* enrichment workers (docs/enrichment.md); --role worker runs only them */
+    wk_t *wk = NULL;
+    wk_options_t wopt = {.conninfo = cfg.database_url,
+                         .providers = cfg.providers,
+                         .threads = (unsigned)cfg.workers,
+                         .lease_us = cfg.worker_lease_s * 1000000,
+                         .poll_us = cfg.worker_poll_s * 1000000,
+                         .backoff_us = cfg.worker_backoff_s * 1000000};
+    if ((cfg.workers > 0 || cfg.role_worker) &&
+        (wk_new(&wk, &wopt, err, sizeof(err)) != AM_OK || wk_start(wk) != AM_OK)) {
+        fprintf(stderr, "alertmapd: %s\n", wk ? "cannot start the workers" : err);
+        am_log(AM_LOG_ERROR, "startup_failed", "smessage", wk ? "workers" : err, NULL);
+        wk_free(wk);
+        glue_mappings_shutdown();
+        return 1;
+    }
+    if (cfg.role_worker) {
+        am_sd_notify("READY=1");
+        int wsig = 0;
+        while (sigwait(&sigs, &wsig) != 0 || wsig == SIGHUP)
+            if (wsig == SIGHUP)
+                wk_reload(wk);
+        am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(wsig), NULL);
+        wk_free(wk);
+        glue_mappings_shutdown();
+        return 0;
+    }
     store_options_t sopt = {.conninfo = cfg.database_url,
                             .dedup_window_s = cfg.dedup_window_s,
                             .readers = 2,
@@ -144,6 +172,7 @@ int main(int argc, char **argv)
     store_t *store = store_new(&sopt);
     if (store == NULL) {
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start the store", NULL);
+        wk_free(wk);
         glue_mappings_shutdown();
         return 1;
     }
@@ -154,6 +183,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "alertmapd: %s\n", err);
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", err, NULL);
         store_free(store);
+        wk_free(wk);
         glue_mappings_shutdown();
         return 1;
     }
@@ -162,6 +192,7 @@ int main(int argc, char **argv)
         glue_server_stop(srv);
         store_free(store);
         glue_server_free(srv);
+        wk_free(wk);
         glue_mappings_shutdown();
         return 1;
     }
@@ -175,12 +206,15 @@ int main(int argc, char **argv)
             break;
         am_log(AM_LOG_INFO, "reload", "smappings", cfg.mappings, NULL);
         glue_mappings_reload(cfg.mappings);
+        if (wk != NULL)
+            wk_reload(wk);
     }
 
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
            "closing listeners, finishing in-flight requests", NULL);
     am_sd_notify("STOPPING=1");
     glue_server_stop(srv);
+    wk_free(wk);
     store_free(store);
     glue_server_free(srv);
     glue_mappings_shutdown();

@@ -1,0 +1,40 @@
+-- 005_enrichment.sql - what the enrichment worker needs: job leases and
+-- retry times, the shared result cache, and the verdicts of indicators and
+-- alerts (docs/enrichment.md).
+--
+-- Applied by store_migrate() inside one transaction.
+
+-- A claimed job is 'running' with a lease; a worker that dies leaves the
+-- lease to expire and the next claim takes the job again. A job waiting for
+-- a retry is 'queued' with next_attempt_at in the future.
+ALTER TABLE enrichment_jobs
+    ADD COLUMN lease_until     timestamptz,
+    ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX enrichment_jobs_lease_idx ON enrichment_jobs (lease_until) WHERE status = 'running';
+
+-- One row per (provider, type, value), shared by every alert that holds the
+-- indicator: the latest answer of the provider and until when it is fresh.
+-- outcome 'failed' rows record the last failure for display and are never
+-- fresh (expires_at = fetched_at).
+CREATE TABLE enrichment_results (
+    provider   text NOT NULL,
+    type       text NOT NULL,
+    value      text NOT NULL,
+    outcome    text NOT NULL CHECK (outcome IN ('found', 'not_found', 'failed')),
+    verdict    text CHECK (verdict IN ('Malicious', 'Suspicious', 'Benign', 'Unknown')),
+    fields     jsonb NOT NULL DEFAULT '{}',
+    error      text,
+    fetched_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (type, value, provider)
+);
+
+ALTER TABLE indicators
+    ADD COLUMN verdict     text CHECK (verdict IN ('Malicious', 'Suspicious', 'Benign', 'Unknown')),
+    ADD COLUMN enriched_at timestamptz;
+
+ALTER TABLE alerts
+    ADD COLUMN verdict          text CHECK (verdict IN ('Malicious', 'Suspicious', 'Benign',
+                                                        'Unknown')),
+    ADD COLUMN enrichment_error text,
+    ADD COLUMN enriched_at      timestamptz;
