@@ -7,6 +7,8 @@
 #include "provider_int.h"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -741,4 +743,64 @@ void eng_limiter_pause(eng_limiter_t *l, int64_t until_us)
     if (until_us > l->paused_until_us)
         l->paused_until_us = until_us;
     pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- dispatch targets: filters and signatures ------------------------------------ */
+
+int eng_severity_rank(const char *severity)
+{
+    static const char *const names[] = {"Informational", "Low", "Medium", "High", "Critical"};
+    for (size_t i = 0; severity != NULL && i < AM_ARRAY_LEN(names); i++)
+        if (strcmp(severity, names[i]) == 0)
+            return (int)i + 1;
+    return 0;
+}
+
+bool eng_target_matches(const eng_target_t *t, const char *source, const char *severity,
+                        const char *verdict, const char *const *tags, size_t ntags)
+{
+    if (t->nsources > 0) {
+        bool ok = false;
+        for (size_t i = 0; i < t->nsources && !ok; i++)
+            ok = source != NULL && strcmp(t->sources[i], source) == 0;
+        if (!ok)
+            return false;
+    }
+    if (t->min_severity > 0 && eng_severity_rank(severity) < t->min_severity)
+        return false;
+    if (t->verdicts != 0) {
+        int v = verdict != NULL ? eng_verdict_parse(verdict) : -1;
+        if (v < 0 || !(t->verdicts & (1u << (unsigned)v)))
+            return false;
+    }
+    if (t->ntags > 0) {
+        bool ok = false;
+        for (size_t i = 0; i < t->ntags && !ok; i++)
+            for (size_t k = 0; k < ntags && !ok; k++)
+                ok = strcmp(t->tags[i], tags[k]) == 0;
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+void eng_target_sign(char out[160], const char *secret, int64_t ts, const char *body, size_t len)
+{
+    char tsb[24];
+    int tl = snprintf(tsb, sizeof(tsb), "%lld", (long long)ts);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    am_buf_t m;
+    am_buf_init(&m, 0);
+    am_buf_append(&m, tsb, (size_t)tl);
+    am_buf_putc(&m, '.');
+    am_buf_append(&m, body, len);
+    if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)m.data, m.len, mac,
+             &maclen) == NULL)
+        maclen = 0;
+    am_buf_dispose(&m);
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    am_hex(hex, mac, maclen);
+    hex[2 * maclen] = '\0';
+    snprintf(out, 160, "t=%s,v1=%s", tsb, hex);
 }

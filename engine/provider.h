@@ -181,4 +181,46 @@ int64_t eng_limiter_take(eng_limiter_t *l, int64_t now_us);
 /* No request before until_us (a 429's Retry-After). Thread-safe. */
 void eng_limiter_pause(eng_limiter_t *l, int64_t until_us);
 
+/* ---- dispatch targets (provider_target.c; docs/dispatch.md) ----------------- */
+
+typedef enum { ENG_SEND_ENRICHED, ENG_SEND_INGESTED } eng_send_when_t;
+
+typedef struct eng_target {
+    const char *name, *file;
+    const char *url;        /* http:// or https:// */
+    const char *secret_env; /* the signing secret's environment variable */
+    const char *secret;     /* resolved at load (NULL when not resolved) */
+    eng_send_when_t when;
+    const char **sources; /* empty: every source */
+    size_t nsources;
+    int min_severity;  /* index in Informational..Critical; 0 = any */
+    unsigned verdicts; /* bit (1u << eng_verdict_t); 0 = any */
+    const char **tags; /* any of them; empty: no tag filter */
+    size_t ntags;
+    unsigned max_attempts;
+    int64_t timeout_us;
+    int64_t backoff_us; /* first retry delay */
+} eng_target_t;
+
+typedef struct eng_targets eng_targets_t;
+
+/* Compiles the target files of paths (directories of *.yaml or files); every
+ * problem to d as file:line:col; AM_EINVAL and *out NULL on any. With
+ * opt->resolve_secrets an unset secret variable is an error. */
+int eng_targets_load(eng_targets_t **out, const char *const *paths, size_t npaths,
+                     const eng_providers_options_t *opt, am_diags_t *d);
+void eng_targets_free(eng_targets_t *t);
+size_t eng_targets_count(const eng_targets_t *t);
+const eng_target_t *eng_targets_at(const eng_targets_t *t, size_t i);
+const eng_target_t *eng_targets_find(const eng_targets_t *t, const char *name);
+
+/* 1 Informational .. 5 Critical; 0 for anything else (Pending). */
+int eng_severity_rank(const char *severity);
+/* Whether an alert passes t's filters. Reentrant. */
+bool eng_target_matches(const eng_target_t *t, const char *source, const char *severity,
+                        const char *verdict, const char *const *tags, size_t ntags);
+/* The signature header value "t=TS,v1=HEX": HMAC-SHA256 with secret over
+ * "TS.BODY" (TS in decimal seconds). out needs 160 bytes. Reentrant. */
+void eng_target_sign(char out[160], const char *secret, int64_t ts, const char *body, size_t len);
+
 #endif

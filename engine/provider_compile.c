@@ -1354,3 +1354,237 @@ int eng_providers_load(eng_providers_t **out, const char *const *paths, size_t n
     }
     return finish(out, &c);
 }
+
+/* ---- dispatch targets (docs/dispatch.md) ------------------------------------------ */
+
+struct eng_targets {
+    am_arena_t *arena;
+    eng_target_t **items;
+    size_t n;
+};
+
+static const char **str_list(pc_t *c, const yt_node_t *n, const char *what, size_t *count)
+{
+    *count = 0;
+    if (!want(c, n, YT_SEQ, what))
+        return NULL;
+    const char **out = pc_alloc(c, n->nitems, sizeof(char *));
+    for (size_t i = 0; i < n->nitems; i++)
+        if (want(c, n->items[i], YT_SCALAR, what))
+            out[(*count)++] = pc_strndup(c, n->items[i]->str, n->items[i]->len);
+    return out;
+}
+
+static eng_target_t *compile_target(pc_t *c, const yt_node_t *root)
+{
+    static const char *const keys[] = {"target",  "description",  "url",     "secret", "when",
+                                       "filters", "max_attempts", "timeout", "backoff"};
+    if (root == NULL) {
+        perr(c, NULL, "empty target file");
+        return NULL;
+    }
+    if (!want(c, root, YT_MAP, "target file"))
+        return NULL;
+    check_keys(c, root, keys, AM_ARRAY_LEN(keys));
+    eng_target_t *t = pc_alloc(c, 1, sizeof(*t));
+    t->file = pc_strndup(c, c->file, strlen(c->file));
+    t->max_attempts = 8;
+    t->timeout_us = 10 * (int64_t)1000000;
+    t->backoff_us = 5 * (int64_t)1000000;
+    const yt_node_t *n;
+    if ((n = eng_yt_get(root, "target")) == NULL)
+        perr(c, root, "missing key 'target' (the target's name)");
+    else if (want(c, n, YT_SCALAR, "target")) {
+        bool ok = n->len > 0 && n->len <= 64;
+        for (size_t i = 0; i < n->len; i++)
+            ok &= islower((unsigned char)n->str[i]) || isdigit((unsigned char)n->str[i]) ||
+                  n->str[i] == '_' || n->str[i] == '-';
+        if (!ok)
+            perr(c, n, "'target' must be 1-64 of a-z, 0-9, '_', '-', got '%s'", n->str);
+        t->name = pc_strndup(c, n->str, n->len);
+    }
+    if ((n = eng_yt_get(root, "description")) != NULL)
+        want(c, n, YT_SCALAR, "description");
+    if ((n = eng_yt_get(root, "url")) == NULL)
+        perr(c, root, "missing key 'url'");
+    else if (want(c, n, YT_SCALAR, "url")) {
+        bool ok = strncmp(n->str, "https://", 8) == 0 || strncmp(n->str, "http://", 7) == 0;
+        for (size_t i = 0; i < n->len; i++)
+            ok &= (unsigned char)n->str[i] > ' ' && n->str[i] != 0x7f && n->str[i] != '#';
+        if (!ok)
+            perr(c, n, "'url' must be an http:// or https:// URL without spaces or '#'");
+        t->url = pc_strndup(c, n->str, n->len);
+    }
+    if ((n = eng_yt_get(root, "secret")) == NULL)
+        perr(c, root, "missing key 'secret' (the environment variable of the signing secret)");
+    else if (want(c, n, YT_SCALAR, "secret")) {
+        bool ok = n->len > 0 && !isdigit((unsigned char)n->str[0]);
+        for (size_t i = 0; i < n->len; i++)
+            ok &= isalnum((unsigned char)n->str[i]) || n->str[i] == '_';
+        if (!ok)
+            perr(c, n, "'secret' must name an environment variable (letters, digits, '_')");
+        t->secret_env = pc_strndup(c, n->str, n->len);
+        if (ok && c->opt->resolve_secrets) {
+            const char *e = getenv(t->secret_env);
+            if (e == NULL || *e == '\0')
+                perr(c, n, "environment variable %s (signing secret) is not set", t->secret_env);
+            else
+                t->secret = pc_strndup(c, e, strlen(e));
+        }
+    }
+    if ((n = eng_yt_get(root, "when")) != NULL && want(c, n, YT_SCALAR, "when")) {
+        if (strcmp(n->str, "enriched") == 0)
+            t->when = ENG_SEND_ENRICHED;
+        else if (strcmp(n->str, "ingested") == 0)
+            t->when = ENG_SEND_INGESTED;
+        else
+            perr(c, n, "'when' must be enriched or ingested, got '%s'", n->str);
+    }
+    if ((n = eng_yt_get(root, "max_attempts")) != NULL)
+        get_uint(c, n, "max_attempts", 1, 50, &t->max_attempts);
+    if ((n = eng_yt_get(root, "timeout")) != NULL)
+        get_duration(c, n, "timeout", &t->timeout_us);
+    if ((n = eng_yt_get(root, "backoff")) != NULL)
+        get_duration(c, n, "backoff", &t->backoff_us);
+    if ((n = eng_yt_get(root, "filters")) != NULL && want(c, n, YT_MAP, "filters")) {
+        static const char *const fk[] = {"sources", "min_severity", "verdicts", "tags"};
+        check_keys(c, n, fk, AM_ARRAY_LEN(fk));
+        const yt_node_t *f;
+        if ((f = eng_yt_get(n, "sources")) != NULL)
+            t->sources = str_list(c, f, "sources", &t->nsources);
+        if ((f = eng_yt_get(n, "tags")) != NULL)
+            t->tags = str_list(c, f, "tags", &t->ntags);
+        if ((f = eng_yt_get(n, "min_severity")) != NULL && want(c, f, YT_SCALAR, "min_severity")) {
+            t->min_severity = eng_severity_rank(f->str);
+            if (t->min_severity == 0)
+                perr(c, f, "'min_severity' must be Informational, Low, Medium, High or Critical");
+        }
+        if ((f = eng_yt_get(n, "verdicts")) != NULL && want(c, f, YT_SEQ, "verdicts"))
+            for (size_t i = 0; i < f->nitems; i++) {
+                eng_verdict_t v;
+                if (get_verdict(c, f->items[i], &v))
+                    t->verdicts |= 1u << v;
+            }
+    }
+    return t;
+}
+
+static void target_text(pc_t *c, eng_targets_t *ts, const char *name, const char *text, size_t len)
+{
+    am_arena_t *tree = am_arena_new(16384, (size_t)64 << 20);
+    yt_node_t *root = NULL;
+    bool whole = false;
+    size_t before = c->d->count;
+    bool failed_before = c->failed;
+    c->failed = false;
+    c->file = name;
+    int rc = eng_yt_parse_all(&root, &whole, tree, name, text, len, c->d);
+    if (rc == AM_OK || whole) {
+        c->failed = rc != AM_OK;
+        eng_target_t *t = compile_target(c, root);
+        if (t != NULL && t->name != NULL && !c->failed) {
+            const eng_target_t *dup = eng_targets_find(ts, t->name);
+            if (dup != NULL)
+                perr(c, eng_yt_get(root, "target"), "target '%s' is already defined in %s", t->name,
+                     dup->file);
+            else {
+                ts->items = am_xrealloc(ts->items, (ts->n + 1) * sizeof(*ts->items));
+                ts->items[ts->n++] = t;
+            }
+        }
+    } else {
+        c->failed = true;
+    }
+    if (c->failed && c->d->count == before)
+        am_diags_add(c->d, name, 0, 0, "target file does not compile");
+    c->failed |= failed_before;
+    am_arena_free(tree);
+}
+
+int eng_targets_load(eng_targets_t **out, const char *const *paths, size_t npaths,
+                     const eng_providers_options_t *opt, am_diags_t *d)
+{
+    static const eng_providers_options_t defaults = {false, false};
+    eng_targets_t *ts = am_xcalloc(1, sizeof(*ts));
+    ts->arena = am_arena_new(16384, SET_ARENA_CAP);
+    pc_t c = {0};
+    c.a = ts->arena;
+    c.d = d;
+    c.opt = opt ? opt : &defaults;
+    *out = NULL;
+    for (size_t i = 0; i < npaths; i++) {
+        DIR *dir = opendir(paths[i]);
+        char **names = NULL;
+        size_t nn = 0;
+        if (dir == NULL) {
+            names = am_xmalloc(sizeof(*names));
+            names[nn++] = am_xstrdup(paths[i]);
+        } else {
+            struct dirent *e;
+            while ((e = readdir(dir)) != NULL) {
+                if (e->d_name[0] == '.' || !has_yaml_ext(e->d_name))
+                    continue;
+                names = am_xrealloc(names, (nn + 1) * sizeof(*names));
+                size_t l = strlen(paths[i]) + strlen(e->d_name) + 2;
+                names[nn] = am_xmalloc(l);
+                snprintf(names[nn], l, "%s/%s", paths[i], e->d_name);
+                nn++;
+            }
+            closedir(dir);
+            if (nn > 1)
+                qsort(names, nn, sizeof(*names), cmp_str);
+        }
+        for (size_t k = 0; k < nn; k++) {
+            char *text = NULL;
+            size_t len = 0;
+            if (am_read_file(&text, &len, names[k], MAX_PROVIDER_BYTES) != AM_OK) {
+                am_diags_add(d, names[k], 0, 0, "cannot read file");
+                c.failed = true;
+            } else {
+                target_text(&c, ts, names[k], text, len);
+            }
+            free(text);
+            free(names[k]);
+        }
+        free(names);
+    }
+    if (c.failed || d->count > 0) {
+        eng_targets_free(ts);
+        return AM_EINVAL;
+    }
+    *out = ts;
+    return AM_OK;
+}
+
+void eng_targets_free(eng_targets_t *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        if (t->items[i]->secret != NULL) {
+            volatile char *v = (volatile char *)(uintptr_t)t->items[i]->secret;
+            while (*v)
+                *v++ = '\0';
+        }
+    free(t->items);
+    am_arena_free(t->arena);
+    free(t);
+}
+
+size_t eng_targets_count(const eng_targets_t *t)
+{
+    return t ? t->n : 0;
+}
+
+const eng_target_t *eng_targets_at(const eng_targets_t *t, size_t i)
+{
+    return t && i < t->n ? t->items[i] : NULL;
+}
+
+const eng_target_t *eng_targets_find(const eng_targets_t *t, const char *name)
+{
+    for (size_t i = 0; t && i < t->n; i++)
+        if (strcmp(t->items[i]->name, name) == 0)
+            return t->items[i];
+    return NULL;
+}

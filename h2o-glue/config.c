@@ -43,6 +43,8 @@ void glue_config_usage(FILE *out)
           "                                               (default 2; 0: no enrichment here)\n"
           "  --providers DIR       ALERTMAP_PROVIDERS     enrichment provider files (default:\n"
           "                                               none; alerts end Enriched, Unknown)\n"
+          "  --targets DIR         ALERTMAP_TARGETS       agent dispatch target files (default:\n"
+          "                                               none; docs/dispatch.md)\n"
           "  --worker-lease DUR    ALERTMAP_WORKER_LEASE  claim lease of a job (default 60s)\n"
           "  --worker-poll DUR     ALERTMAP_WORKER_POLL   queue poll without NOTIFY (default 5s)\n"
           "  --worker-backoff DUR  ALERTMAP_WORKER_BACKOFF first retry delay (default 2s)\n"
@@ -243,6 +245,7 @@ typedef enum {
     OPT_ROLE,
     OPT_WORKERS,
     OPT_PROVIDERS,
+    OPT_TARGETS,
     OPT_WORKER_LEASE,
     OPT_WORKER_POLL,
     OPT_WORKER_BACKOFF,
@@ -265,6 +268,7 @@ static const struct {
     [OPT_ROLE] = {"--role", "ALERTMAP_ROLE"},
     [OPT_WORKERS] = {"--workers", "ALERTMAP_WORKERS"},
     [OPT_PROVIDERS] = {"--providers", "ALERTMAP_PROVIDERS"},
+    [OPT_TARGETS] = {"--targets", "ALERTMAP_TARGETS"},
     [OPT_WORKER_LEASE] = {"--worker-lease", "ALERTMAP_WORKER_LEASE"},
     [OPT_WORKER_POLL] = {"--worker-poll", "ALERTMAP_WORKER_POLL"},
     [OPT_WORKER_BACKOFF] = {"--worker-backoff", "ALERTMAP_WORKER_BACKOFF"},
@@ -340,6 +344,9 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         break;
     case OPT_PROVIDERS:
         cfg->providers = *v ? v : NULL;
+        break;
+    case OPT_TARGETS:
+        cfg->targets = *v ? v : NULL;
         break;
     case OPT_WORKER_LEASE:
     case OPT_WORKER_POLL:

@@ -61,6 +61,7 @@ typedef struct glue_config {
     bool role_worker; /* --role worker: workers only, no listener */
     int workers;
     const char *providers;
+    const char *targets;
     int64_t worker_lease_s, worker_poll_s, worker_backoff_s;
 } glue_config_t;
 

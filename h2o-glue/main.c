@@ -142,6 +142,7 @@ int main(int argc, char **argv)
     wk_t *wk = NULL;
     wk_options_t wopt = {.conninfo = cfg.database_url,
                          .providers = cfg.providers,
+                         .targets = cfg.targets,
                          .threads = (unsigned)cfg.workers,
                          .lease_us = cfg.worker_lease_s * 1000000,
                          .poll_us = cfg.worker_poll_s * 1000000,

@@ -269,6 +269,9 @@ static int exec_params(store_enrich_t *e, const char *sql, int n, const char *co
     return rc;
 }
 
+static int add_deliveries(store_enrich_t *e, const char *alert, const char *const *targets,
+                          size_t n, char *err, size_t errlen);
+
 int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
                         size_t errlen)
 {
@@ -300,6 +303,8 @@ int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char
         rc = exec_params(e, "UPDATE indicators SET verdict = $2, enriched_at = now() WHERE id = $1",
                          2, ip, false, err, errlen);
     }
+    if (rc == AM_OK)
+        rc = add_deliveries(e, alert, o->targets, o->ntargets, err, errlen);
     if (rc == AM_OK) {
         const char *ap[] = {alert, o->failed ? "Failed" : "Enriched", o->verdict, o->error};
         rc = exec_params(e,
@@ -336,4 +341,243 @@ int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us,
                        "attempts = greatest(attempts - $5::int, 0) "
                        "WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
                        5, p, true, err, errlen);
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+int store_enrich_alert_facts(store_enrich_t *e, int64_t alert_id, store_enrich_facts_t *out,
+                             char *err, size_t errlen)
+{
+    static const char sql[] = "SELECT source_name, severity, to_json(tags)::text, "
+                              "coalesce(verdict, '') FROM alerts WHERE id = $1";
+    memset(out, 0, sizeof(*out));
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    char id[24];
+    fmt_i64(id, alert_id);
+    const char *params[] = {id};
+    PGresult *r = PQexecParams(e->c, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+        goto done;
+    }
+    if (PQntuples(r) == 0) {
+        rc = AM_ENOTFOUND;
+        goto done;
+    }
+    out->source = am_xstrdup(PQgetvalue(r, 0, 0));
+    out->severity = am_xstrdup(PQgetvalue(r, 0, 1));
+    json_t *tags = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
+    size_t n = json_array_size(tags);
+    out->tags = am_xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const char *t = json_string_value(json_array_get(tags, i));
+        out->tags[out->ntags++] = am_xstrdup(t ? t : "");
+    }
+    json_decref(tags);
+done:
+    PQclear(r);
+    return rc;
+}
+
+void store_enrich_facts_dispose(store_enrich_facts_t *f)
+{
+    for (size_t i = 0; i < f->ntags; i++)
+        free(f->tags[i]);
+    free(f->tags);
+    free(f->source);
+    free(f->severity);
+    memset(f, 0, sizeof(*f));
+}
+
+static int add_deliveries(store_enrich_t *e, const char *alert, const char *const *targets,
+                          size_t n, char *err, size_t errlen)
+{
+    int rc = AM_OK;
+    for (size_t i = 0; rc == AM_OK && i < n; i++) {
+        const char *p[] = {alert, targets[i]};
+        rc = exec_params(e,
+                         "INSERT INTO deliveries (alert_id, target) VALUES ($1, $2) "
+                         "ON CONFLICT (alert_id, target) DO NOTHING",
+                         2, p, false, err, errlen);
+    }
+    return rc;
+}
+
+int store_enrich_deliveries_add(store_enrich_t *e, int64_t alert_id, const char *const *targets,
+                                size_t n, char *err, size_t errlen)
+{
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    char alert[24];
+    fmt_i64(alert, alert_id);
+    return add_deliveries(e, alert, targets, n, err, errlen);
+}
+
+int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enrich_delivery_t *d,
+                                char *err, size_t errlen)
+{
+    static const char sql[] =
+        "UPDATE deliveries SET status = 'sending', claimed_by = $1, attempts = attempts + 1, "
+        "  lease_until = now() + $2 * interval '1 microsecond' "
+        "WHERE id = (SELECT id FROM deliveries "
+        "            WHERE (status = 'pending' AND next_attempt_at <= now()) "
+        "               OR (status = 'sending' AND lease_until < now()) "
+        "            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
+        "RETURNING id, alert_id, target, attempts";
+    memset(d, 0, sizeof(*d));
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    char lease[24];
+    fmt_i64(lease, lease_us);
+    const char *params[] = {e->worker, lease};
+    PGresult *r = PQexecParams(e->c, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+        goto done;
+    }
+    if (PQntuples(r) == 0) {
+        rc = AM_ENOTFOUND;
+        goto done;
+    }
+    d->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    d->alert_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    snprintf(d->target, sizeof(d->target), "%s", PQgetvalue(r, 0, 2));
+    d->attempts = (int)strtol(PQgetvalue(r, 0, 3), NULL, 10);
+done:
+    PQclear(r);
+    return rc;
+}
+
+int store_enrich_delivery_result(store_enrich_t *e, int64_t id, store_delivery_state_t state,
+                                 int http_status, const char *error, int64_t delay_us, char *err,
+                                 size_t errlen)
+{
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    static const char *const names[] = {"delivered", "pending", "failed"};
+    char ids[24], st[16], delay[24];
+    fmt_i64(ids, id);
+    snprintf(st, sizeof(st), "%d", http_status);
+    fmt_i64(delay, delay_us);
+    const char *p[] = {ids, e->worker, names[state], http_status > 0 ? st : NULL, error, delay};
+    return exec_params(
+        e,
+        "UPDATE deliveries SET status = $3, last_status = $4::int, last_error = $5, "
+        "  lease_until = NULL, next_attempt_at = now() + $6 * interval '1 microsecond', "
+        "  delivered_at = CASE WHEN $3 = 'delivered' THEN now() END "
+        "WHERE id = $1 AND claimed_by = $2 AND status = 'sending'",
+        6, p, true, err, errlen);
+}
+
+/* The enrichment of every indicator of the alert, keyed "type\x1fvalue". */
+static json_t *results_by_indicator(store_enrich_t *e, const char *alert)
+{
+    static const char sql[] =
+        "SELECT r.type, r.value, r.provider, r.outcome, r.verdict, r.fields::text, r.error, "
+        "       to_char(r.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
+        "JOIN enrichment_results r ON r.type = i.type AND r.value = i.value "
+        "WHERE ai.alert_id = $1 ORDER BY r.provider";
+    const char *params[] = {alert};
+    json_t *out = json_object();
+    PGresult *r = PQexecParams(e->c, sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+        for (int i = 0; i < PQntuples(r); i++) {
+            char key[4096];
+            snprintf(key, sizeof(key), "%s\x1f%s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+            json_t *list = json_object_get(out, key);
+            if (list == NULL) {
+                list = json_array();
+                json_object_set_new(out, key, list);
+            }
+            json_t *o = json_object();
+            json_object_set_new(o, "provider", json_string(PQgetvalue(r, i, 2)));
+            json_object_set_new(o, "outcome", json_string(PQgetvalue(r, i, 3)));
+            json_object_set_new(o, "verdict",
+                                PQgetisnull(r, i, 4) ? json_null()
+                                                     : json_string(PQgetvalue(r, i, 4)));
+            json_t *f = json_loads(PQgetvalue(r, i, 5), 0, NULL);
+            json_object_set_new(o, "result", f ? f : json_object());
+            if (!PQgetisnull(r, i, 6))
+                json_object_set_new(o, "error", json_string(PQgetvalue(r, i, 6)));
+            json_object_set_new(o, "fetched_at", json_string(PQgetvalue(r, i, 7)));
+            json_array_append_new(list, o);
+        }
+    }
+    PQclear(r);
+    return out;
+}
+
+int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, char *err,
+                            size_t errlen)
+{
+    *out = NULL;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    char alert[24];
+    fmt_i64(alert, alert_id);
+    const char *params[] = {alert};
+    PGresult *r = PQexecParams(e->c,
+                               "SELECT uuid::text, coalesce(verdict, ''), enrichment_error, "
+                               "       (SELECT json_object_agg(i.type || chr(31) || i.value, "
+                               "               i.verdict) FROM alert_indicators ai "
+                               "        JOIN indicators i ON i.id = ai.indicator_id "
+                               "        WHERE ai.alert_id = a.id)::text "
+                               "FROM alerts a WHERE id = $1",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+        PQclear(r);
+        return rc;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return AM_ENOTFOUND;
+    }
+    char *uuid = am_xstrdup(PQgetvalue(r, 0, 0));
+    char *verdict = am_xstrdup(PQgetvalue(r, 0, 1));
+    char *error = PQgetisnull(r, 0, 2) ? NULL : am_xstrdup(PQgetvalue(r, 0, 2));
+    json_t *iv = PQgetisnull(r, 0, 3) ? json_object() : json_loads(PQgetvalue(r, 0, 3), 0, NULL);
+    PQclear(r);
+    reply_buf_t rb = {0, NULL};
+    rc = store_alert_get(e->c, uuid, &rb);
+    json_t *doc = rc == AM_OK && rb.status == 200 ? json_loads(rb.body, 0, NULL) : NULL;
+    json_t *data = json_object_get(doc, "data");
+    if (data == NULL) {
+        snprintf(err, errlen, "alert %s cannot be read (HTTP %d)", uuid, rb.status);
+        rc = rc == AM_OK ? AM_EINVAL : rc;
+    } else {
+        json_t *res = results_by_indicator(e, alert);
+        json_object_set_new(data, "verdict", verdict[0] ? json_string(verdict) : json_null());
+        json_object_set_new(data, "enrichment_error", error ? json_string(error) : json_null());
+        size_t i;
+        json_t *ind;
+        json_array_foreach(json_object_get(data, "indicators"), i, ind)
+        {
+            char key[4096];
+            const char *ty = json_string_value(json_object_get(ind, "type"));
+            const char *va = json_string_value(json_object_get(ind, "value"));
+            snprintf(key, sizeof(key), "%s\x1f%s", ty ? ty : "", va ? va : "");
+            json_t *v = json_object_get(iv, key);
+            json_object_set(ind, "verdict", json_is_string(v) ? v : json_null());
+            json_t *list = json_object_get(res, key);
+            json_object_set_new(ind, "enrichment", list ? json_incref(list) : json_array());
+        }
+        json_decref(res);
+        *out = json_dumps(data, JSON_COMPACT);
+        rc = AM_OK;
+    }
+    json_decref(doc);
+    json_decref(iv);
+    free(rb.body);
+    free(uuid);
+    free(verdict);
+    free(error);
+    return rc;
 }

@@ -327,7 +327,6 @@ typedef struct store_keys_stats {
 } store_keys_stats_t;
 void store_keys_stats(const store_keys_t *k, store_keys_stats_t *out);
 
-
 /* ---- Enrichment (enrich.c) ---------------------------------------------------
  * The worker's SQL, on one connection per worker thread (Not thread-safe:
  * one owner). Strings are copied; every call returns 0, AM_ENOTFOUND where
@@ -372,6 +371,8 @@ typedef struct store_enrich_outcome {
     const char *error;   /* NULL when Enriched */
     const store_enrich_ioc_verdict_t *iocs;
     size_t niocs;
+    const char *const *targets; /* dispatch targets to queue a delivery for */
+    size_t ntargets;
 } store_enrich_outcome_t;
 
 /* Connects and LISTENs on alertmap_enrichment; *out is set even on failure
@@ -395,8 +396,7 @@ int store_enrich_indicators(store_enrich_t *e, int64_t alert_id, store_enrich_io
 void store_enrich_iocs_free(store_enrich_ioc_t *v, size_t n);
 /* A fresh cached result; AM_ENOTFOUND when none or expired. */
 int store_enrich_cache_get(store_enrich_t *e, const char *provider, const char *type,
-                           const char *value, store_enrich_cached_t *out, char *err,
-                           size_t errlen);
+                           const char *value, store_enrich_cached_t *out, char *err, size_t errlen);
 int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, char *err,
                            size_t errlen);
 /* In one transaction: the job done/failed, the indicators' verdicts, the
@@ -404,9 +404,50 @@ int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, 
  * when this worker's lease was taken over. */
 int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
                         size_t errlen);
+/* Dispatch (docs/dispatch.md). */
+typedef struct store_enrich_facts {
+    char *source, *severity;
+    char **tags;
+    size_t ntags;
+} store_enrich_facts_t;
+
+typedef struct store_enrich_delivery {
+    int64_t id, alert_id;
+    char target[72];
+    int attempts; /* this claim included */
+} store_enrich_delivery_t;
+
+typedef enum {
+    STORE_DELIVERY_DELIVERED,
+    STORE_DELIVERY_RETRY, /* pending again after delay_us */
+    STORE_DELIVERY_FAILED
+} store_delivery_state_t;
+
+/* What the target filters look at; dispose with store_enrich_facts_dispose.
+ * AM_ENOTFOUND when the alert is gone. */
+int store_enrich_alert_facts(store_enrich_t *e, int64_t alert_id, store_enrich_facts_t *out,
+                             char *err, size_t errlen);
+void store_enrich_facts_dispose(store_enrich_facts_t *f);
+/* Queues one delivery per target (an existing one is kept). */
+int store_enrich_deliveries_add(store_enrich_t *e, int64_t alert_id, const char *const *targets,
+                                size_t n, char *err, size_t errlen);
+/* Claims the oldest due delivery (or one whose sender's lease expired);
+ * AM_ENOTFOUND when none. */
+int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enrich_delivery_t *d,
+                                char *err, size_t errlen);
+/* Records an attempt's end; AM_ENOTFOUND when the lease was lost. */
+int store_enrich_delivery_result(store_enrich_t *e, int64_t id, store_delivery_state_t state,
+                                 int http_status, const char *error, int64_t delay_us, char *err,
+                                 size_t errlen);
+/* The alert as GET /v1/alerts/{uuid} returns it ("data"), with its verdict,
+ * enrichment_error and, per indicator, its verdict and enrichment results
+ * (schemas/dispatch.schema.json). *out is heap JSON text. */
+int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, char *err,
+                            size_t errlen);
+
 /* Puts the claimed job back in the queue, due after delay_us; with uncount
  * the claim does not count as an attempt (a rate limit deferred it). */
-int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us,
-                            const char *error, bool uncount, char *err, size_t errlen);
+int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us, const char *error,
+                            bool uncount, char *err, size_t errlen);
 
 #endif

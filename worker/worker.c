@@ -38,6 +38,7 @@ typedef struct pstate {
  * swaps it while jobs finish on the old one. */
 typedef struct bundle {
     eng_providers_t *set;
+    eng_targets_t *targets;
     pstate_t *st;
     size_t n;
     int refs; /* under wk.mu */
@@ -45,7 +46,7 @@ typedef struct bundle {
 
 struct wk {
     wk_options_t opt;
-    char *conninfo, *providers;
+    char *conninfo, *providers, *targets;
     pthread_mutex_t mu;
     bundle_t *cur;
     pthread_t *threads;
@@ -54,9 +55,26 @@ struct wk {
     bool started;
 };
 
-static bundle_t *bundle_load(const char *providers, char *err, size_t errlen)
+static bundle_t *bundle_load(const char *providers, const char *targets, char *err, size_t errlen)
 {
     eng_providers_t *set = NULL;
+    eng_targets_t *ts = NULL;
+    if (targets != NULL) {
+        am_diags_t d;
+        am_diags_init(&d);
+        const char *paths[] = {targets};
+        eng_providers_options_t po = {.resolve_secrets = true};
+        if (eng_targets_load(&ts, paths, 1, &po, &d) != AM_OK) {
+            am_diags_sort(&d);
+            am_diags_print(&d, stderr);
+            fflush(stderr);
+            snprintf(err, errlen, "the dispatch targets in %s did not compile (%zu problem%s)",
+                     targets, d.count, d.count == 1 ? "" : "s");
+            am_diags_dispose(&d);
+            return NULL;
+        }
+        am_diags_dispose(&d);
+    }
     if (providers != NULL) {
         am_diags_t d;
         am_diags_init(&d);
@@ -70,12 +88,14 @@ static bundle_t *bundle_load(const char *providers, char *err, size_t errlen)
             snprintf(err, errlen, "the providers in %s did not compile (%zu problem%s)", providers,
                      d.count, d.count == 1 ? "" : "s");
             am_diags_dispose(&d);
+            eng_targets_free(ts);
             return NULL;
         }
         am_diags_dispose(&d);
     }
     bundle_t *b = am_xcalloc(1, sizeof(*b));
     b->set = set;
+    b->targets = ts;
     b->n = eng_providers_count(set);
     b->st = am_xcalloc(b->n ? b->n : 1, sizeof(*b->st));
     int64_t now = am_now_us();
@@ -101,6 +121,7 @@ static void bundle_free(bundle_t *b)
     }
     free(b->st);
     eng_providers_unref(b->set);
+    eng_targets_free(b->targets);
     free(b);
 }
 
@@ -414,6 +435,24 @@ static void run_job(job_ctx_t *j)
         j->db_down = true;
         goto done;
     }
+    store_enrich_facts_t facts;
+    if (store_enrich_alert_facts(j->db, j->job.alert_id, &facts, err, sizeof(err)) != AM_OK) {
+        j->db_down = true;
+        goto done;
+    }
+    const char **now_targets = am_xcalloc(eng_targets_count(b->targets) + 1, sizeof(char *));
+    size_t nnow = 0;
+    for (size_t k = 0; k < eng_targets_count(b->targets); k++) {
+        const eng_target_t *t = eng_targets_at(b->targets, k);
+        if (t->when == ENG_SEND_INGESTED &&
+            eng_target_matches(t, facts.source, facts.severity, NULL,
+                               (const char *const *)facts.tags, facts.ntags))
+            now_targets[nnow++] = t->name;
+    }
+    if (nnow > 0 && store_enrich_deliveries_add(j->db, j->job.alert_id, now_targets, nnow, err,
+                                                sizeof(err)) != AM_OK)
+        j->db_down = true;
+    free(now_targets);
     store_enrich_ioc_verdict_t *iv = am_xcalloc(n ? n : 1, sizeof(*iv));
     eng_verdict_t alert_v = ENG_VERDICT_UNKNOWN;
     for (size_t i = 0; i < n && !j->lost && !j->db_down; i++) {
@@ -455,7 +494,18 @@ static void run_job(job_ctx_t *j)
                    j->retry_us / 1000, "iattempt", (int64_t)j->job.attempts, NULL);
     } else {
         bool failed = j->failures.len > 0;
-        store_enrich_outcome_t o = {.job_id = j->job.id,
+        const char **tnames = am_xcalloc(eng_targets_count(b->targets) + 1, sizeof(char *));
+        size_t nt = 0;
+        for (size_t k = 0; k < eng_targets_count(b->targets); k++) {
+            const eng_target_t *t = eng_targets_at(b->targets, k);
+            if (t->when == ENG_SEND_ENRICHED &&
+                eng_target_matches(t, facts.source, facts.severity, eng_verdict_name(alert_v),
+                                   (const char *const *)facts.tags, facts.ntags))
+                tnames[nt++] = t->name;
+        }
+        store_enrich_outcome_t o = {.targets = tnames,
+                                    .ntargets = nt,
+                                    .job_id = j->job.id,
                                     .alert_id = j->job.alert_id,
                                     .failed = failed,
                                     .verdict = eng_verdict_name(alert_v),
@@ -474,6 +524,71 @@ done:
     store_enrich_iocs_free(iocs, n);
     am_buf_dispose(&j->failures);
     release(j->w, b);
+}
+
+/* ---- one delivery --------------------------------------------------------------- */
+
+static void run_delivery(wk_t *w, store_enrich_t *db, CURL *curl, const store_enrich_delivery_t *d)
+{
+    char err[512];
+    bundle_t *b = acquire(w);
+    const eng_target_t *t = eng_targets_find(b->targets, d->target);
+    char *body = NULL;
+    if (t == NULL) {
+        store_enrich_delivery_result(db, d->id, STORE_DELIVERY_FAILED, 0,
+                                     "the target is no longer configured", 0, err, sizeof(err));
+        goto done;
+    }
+    if (store_enrich_alert_json(db, d->alert_id, &body, err, sizeof(err)) != AM_OK)
+        goto done; /* the lease expires and the delivery is claimed again */
+    char sig[160], id[48];
+    eng_target_sign(sig, t->secret ? t->secret : "", am_now_us() / 1000000, body, strlen(body));
+    snprintf(id, sizeof(id), "%lld", (long long)d->id);
+    eng_header_t hdrs[] = {{"Content-Type", "application/json"},
+                           {"X-Alertmap-Signature", sig},
+                           {"X-Alertmap-Delivery", id},
+                           {"X-Alertmap-Target", t->name}};
+    eng_request_t rq = {.method = "POST",
+                        .url = t->url,
+                        .headers = hdrs,
+                        .nheaders = AM_ARRAY_LEN(hdrs),
+                        .body = body,
+                        .body_len = strlen(body)};
+    reply_t rep;
+    memset(&rep, 0, sizeof(rep));
+    am_buf_init(&rep.body, 0);
+    int status = 0;
+    char reason[256] = "";
+    http_send(curl, &rq, t->timeout_us, &rep, &status, reason, sizeof(reason));
+    am_buf_dispose(&rep.body);
+    if (status >= 200 && status < 300) {
+        store_enrich_delivery_result(db, d->id, STORE_DELIVERY_DELIVERED, status, NULL, 0, err,
+                                     sizeof(err));
+        am_log(AM_LOG_INFO, "delivered", "starget", t->name, "idelivery", d->id, "iattempt",
+               (int64_t)d->attempts, NULL);
+        goto done;
+    }
+    if (status > 0)
+        snprintf(reason, sizeof(reason), "HTTP %d", status);
+    if ((unsigned)d->attempts >= t->max_attempts) {
+        store_enrich_delivery_result(db, d->id, STORE_DELIVERY_FAILED, status, reason, 0, err,
+                                     sizeof(err));
+        am_log(AM_LOG_WARN, "delivery_failed", "starget", t->name, "idelivery", d->id, "sreason",
+               reason, "iattempts", (int64_t)d->attempts, NULL);
+        goto done;
+    }
+    int64_t delay = t->backoff_us;
+    for (int i = 1; i < d->attempts && delay < 3600 * (int64_t)1000000; i++)
+        delay *= 2;
+    if (delay > 3600 * (int64_t)1000000)
+        delay = 3600 * (int64_t)1000000;
+    unsigned seed = (unsigned)(am_now_us() ^ d->id);
+    delay = delay / 2 + (int64_t)(rand_r(&seed) % (unsigned)(delay / 2 + 1));
+    store_enrich_delivery_result(db, d->id, STORE_DELIVERY_RETRY, status, reason, delay, err,
+                                 sizeof(err));
+done:
+    free(body);
+    release(w, b);
 }
 
 static void *thread_main(void *arg)
@@ -495,7 +610,12 @@ static void *thread_main(void *arg)
         j.curl = curl;
         int rc = store_enrich_claim(db, w->opt.lease_us, &j.job, err, sizeof(err));
         if (rc == AM_ENOTFOUND) {
-            store_enrich_wait(db, w->opt.poll_us);
+            store_enrich_delivery_t d;
+            rc = store_enrich_delivery_claim(db, w->opt.lease_us, &d, err, sizeof(err));
+            if (rc == AM_OK)
+                run_delivery(w, db, curl, &d);
+            else if (rc == AM_ENOTFOUND)
+                store_enrich_wait(db, w->opt.poll_us < 1000000 ? w->opt.poll_us : 1000000);
             continue;
         }
         if (rc != AM_OK) {
@@ -524,6 +644,8 @@ int wk_new(wk_t **out, const wk_options_t *opt, char *err, size_t errlen)
     w->providers = opt->providers ? am_xstrdup(opt->providers) : NULL;
     w->opt.conninfo = w->conninfo;
     w->opt.providers = w->providers;
+    w->targets = opt->targets ? am_xstrdup(opt->targets) : NULL;
+    w->opt.targets = w->targets;
     if (w->opt.threads == 0)
         w->opt.threads = 1;
     if (w->opt.poll_us <= 0)
@@ -533,7 +655,7 @@ int wk_new(wk_t **out, const wk_options_t *opt, char *err, size_t errlen)
     if (w->opt.backoff_us <= 0)
         w->opt.backoff_us = 2 * (int64_t)1000000;
     pthread_mutex_init(&w->mu, NULL);
-    w->cur = bundle_load(w->providers, err, errlen);
+    w->cur = bundle_load(w->providers, w->targets, err, errlen);
     if (w->cur == NULL) {
         wk_free(w);
         return AM_EINVAL;
@@ -561,7 +683,7 @@ int wk_start(wk_t *w)
 int wk_reload(wk_t *w)
 {
     char err[512];
-    bundle_t *b = bundle_load(w->providers, err, sizeof(err));
+    bundle_t *b = bundle_load(w->providers, w->targets, err, sizeof(err));
     if (b == NULL) {
         am_log(AM_LOG_ERROR, "providers_reload_failed", "smessage", err, NULL);
         return AM_EINVAL;
@@ -595,6 +717,7 @@ void wk_free(wk_t *w)
     free(w->threads);
     free(w->conninfo);
     free(w->providers);
+    free(w->targets);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }

@@ -17,6 +17,7 @@ typedef struct wk wk_t;
 typedef struct wk_options {
     const char *conninfo;  /* libpq connection string or URL */
     const char *providers; /* provider directory or file; NULL: none (jobs end Enriched) */
+    const char *targets;   /* dispatch target directory or file; NULL: no dispatch */
     unsigned threads;      /* worker threads (at least 1) */
     int64_t poll_us;       /* fallback poll when no NOTIFY arrives (default 5 s) */
     int64_t lease_us;      /* claim lease; a dead worker's job is retaken after it (default 60 s) */
@@ -29,7 +30,7 @@ typedef struct wk_options {
 int wk_new(wk_t **out, const wk_options_t *opt, char *err, size_t errlen);
 /* Starts the threads. Returns 0 or AM_EIO (a thread could not start). */
 int wk_start(wk_t *w);
-/* Re-reads the provider files (and their list files); on any problem the
+/* Re-reads the provider files (and their list files) and the target files; on any problem the
  * running set stays and the problems are printed. Jobs in progress finish
  * with the set they started with. Returns 0 or AM_EINVAL. Thread-safe. */
 int wk_reload(wk_t *w);

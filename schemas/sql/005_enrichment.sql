@@ -38,3 +38,25 @@ ALTER TABLE alerts
                                                         'Unknown')),
     ADD COLUMN enrichment_error text,
     ADD COLUMN enriched_at      timestamptz;
+
+-- Agent dispatch (docs/dispatch.md): one row per (alert, target). A row is
+-- 'pending' until due, 'sending' while a worker holds its lease, then
+-- 'delivered' (a 2xx answer) or 'failed' after the target's last attempt.
+CREATE TABLE deliveries (
+    id              bigserial PRIMARY KEY,
+    alert_id        bigint NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    target          text NOT NULL,
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN
+                        ('pending', 'sending', 'delivered', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    lease_until     timestamptz,
+    claimed_by      text,
+    last_status     integer,
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz,
+    UNIQUE (alert_id, target)
+);
+CREATE INDEX deliveries_due_idx ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_lease_idx ON deliveries (lease_until) WHERE status = 'sending';

@@ -477,6 +477,62 @@ static void test_limiter(void **state)
     am_diags_dispose(&d);
 }
 
+static void test_target_signature_vector(void **state)
+{
+    (void)state;
+    /* the worked example of docs/dispatch.md */
+    const char body[] =
+        "{\"uuid\":\"6f1c2a9e-3b7d-4c1a-9e8f-0a1b2c3d4e5f\",\"verdict\":\"Malicious\"}";
+    char sig[160];
+    eng_target_sign(sig, "whsec-example", 1764626400, body, strlen(body));
+    assert_string_equal(sig, "t=1764626400,v1=a4e7042018d4695c33b8ab5fb9c30edf7912446b07f9ffeed03b7"
+                             "fc1b7199923");
+}
+
+static void test_targets_compile_and_filter(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/am_targets_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char a[256], b[256];
+    snprintf(a, sizeof(a), "%s/a.yaml", dir);
+    snprintf(b, sizeof(b), "%s/b.yaml", dir);
+    FILE *f = fopen(a, "w");
+    fputs("target: soc\nurl: https://agent.example/hook\nsecret: SOC_SECRET\n"
+          "filters:\n  sources: [sentinel]\n  min_severity: High\n"
+          "  verdicts: [Malicious]\n  tags: [prod]\n",
+          f);
+    fclose(f);
+    f = fopen(b, "w");
+    fputs("target: Bad\nurl: ftp://x\nwhen: later\nfilters: {min_severity: Huge}\n", f);
+    fclose(f);
+    const char *pa[] = {a}, *pb[] = {b};
+    am_diags_t d;
+    am_diags_init(&d);
+    eng_targets_t *ts = NULL;
+    assert_int_equal(eng_targets_load(&ts, pa, 1, NULL, &d), 0);
+    const eng_target_t *t = eng_targets_find(ts, "soc");
+    assert_non_null(t);
+    const char *tags[] = {"x", "prod"};
+    assert_true(eng_target_matches(t, "sentinel", "Critical", "Malicious", tags, 2));
+    assert_false(eng_target_matches(t, "sentinel", "Medium", "Malicious", tags, 2));
+    assert_false(eng_target_matches(t, "okta", "Critical", "Malicious", tags, 2));
+    assert_false(eng_target_matches(t, "sentinel", "Critical", "Benign", tags, 2));
+    assert_false(eng_target_matches(t, "sentinel", "Critical", NULL, tags, 2));
+    assert_false(eng_target_matches(t, "sentinel", "Critical", "Malicious", tags, 1));
+    eng_targets_free(ts);
+    assert_int_equal(eng_targets_load(&ts, pb, 1, NULL, &d), AM_EINVAL);
+    assert_true(has_diag(&d, 1, 9, "'target' must be"));
+    assert_true(has_diag(&d, 2, 6, "'url' must be"));
+    assert_true(has_diag(&d, 3, 7, "'when' must be"));
+    assert_true(has_diag(&d, 4, 25, "'min_severity'"));
+    assert_true(has_diag(&d, 1, 1, "missing key 'secret'"));
+    am_diags_dispose(&d);
+    remove(a);
+    remove(b);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +550,8 @@ int main(void)
         cmocka_unit_test(test_duplicate_name),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_limiter),
+        cmocka_unit_test(test_target_signature_vector),
+        cmocka_unit_test(test_targets_compile_and_filter),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

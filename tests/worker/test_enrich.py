@@ -516,5 +516,180 @@ class WorkerProcessTest(unittest.TestCase):
         self.assertEqual(pids, {str(a.pid), str(b.pid)})
 
 
+# ---- agent dispatch ----------------------------------------------------------
+
+SIGNING = {"OK_AGENT_SECRET": "s3cret-ok", "FLAKY_AGENT_SECRET": "s3cret-flaky",
+           "DOWN_AGENT_SECRET": "s3cret-down"}
+
+
+class Receiver:
+    """Agent endpoints: /ok accepts, /flaky fails three times then accepts,
+    /down always fails. Every request's signature is verified as
+    docs/dispatch.md tells receivers to."""
+
+    SECRETS = {"/ok": "s3cret-ok", "/flaky": "s3cret-flaky", "/down": "s3cret-down"}
+
+    def __init__(self):
+        self.lock = threading.Condition()
+        self.got = []  # (path, valid signature, status answered, body)
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                valid = outer.verify(self.path, self.headers.get("X-Alertmap-Signature", ""),
+                                     body)
+                with outer.lock:
+                    tries = sum(1 for g in outer.got if g[0] == self.path)
+                    status = 200
+                    if self.path == "/down" or (self.path == "/flaky" and tries < 3):
+                        status = 500
+                    if not valid:
+                        status = 401
+                    outer.got.append((self.path, valid, status, body))
+                    outer.lock.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def verify(self, path, header, body):
+        """t=TS,v1=HEX: HMAC-SHA256(secret, TS + "." + body), TS within 5 minutes."""
+        import hashlib
+        import hmac
+        parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+        if "t" not in parts or "v1" not in parts:
+            return False
+        if abs(time.time() - int(parts["t"])) > 300:
+            return False
+        want = hmac.new(self.SECRETS[path].encode(), parts["t"].encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+        return hmac.compare_digest(want, parts["v1"])
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def delivery(url, uuid, target):
+    row = harness.psql(url, "select d.status || '|' || d.attempts || '|' || "
+                            "coalesce(d.last_status::text, '') || '|' || "
+                            "coalesce(d.last_error, '') from deliveries d join alerts a on "
+                            "a.id = d.alert_id where a.uuid = '%s' and d.target = '%s'"
+                       % (uuid, target))
+    return row.split("|") if row else None
+
+
+def wait_delivery(url, uuid, target, states, timeout=60):
+    deadline = time.monotonic() + timeout * harness.SLOW
+    while True:
+        d = delivery(url, uuid, target)
+        if d and d[0] in states:
+            return d
+        if time.monotonic() > deadline:
+            raise AssertionError("delivery %s/%s: %r after %ds" % (uuid, target, d, timeout))
+        time.sleep(0.1)
+
+
+class DispatchTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stand = Stand()
+        cls.recv = Receiver()
+        cls.tmp = tempfile.mkdtemp(prefix="alertmap-dispatch-")
+        tdir = os.path.join(cls.tmp, "targets")
+        os.mkdir(tdir)
+        base = "http://127.0.0.1:%d" % cls.recv.port
+        with open(os.path.join(tdir, "ok.yaml"), "w") as f:
+            f.write("target: ok-agent\nurl: %s/ok\nsecret: OK_AGENT_SECRET\nwhen: enriched\n"
+                    "filters:\n  min_severity: High\n  verdicts: [Malicious, Suspicious]\n"
+                    % base)
+        with open(os.path.join(tdir, "flaky.yaml"), "w") as f:
+            f.write("target: flaky-agent\nurl: %s/flaky\nsecret: FLAKY_AGENT_SECRET\n"
+                    "when: ingested\nbackoff: 1s\nmax_attempts: 6\n"
+                    "filters: {sources: [generic], tags: [dispatch-test]}\n" % base)
+        with open(os.path.join(tdir, "down.yaml"), "w") as f:
+            f.write("target: down-agent\nurl: %s/down\nsecret: DOWN_AGENT_SECRET\n"
+                    "when: ingested\nbackoff: 1s\nmax_attempts: 3\n"
+                    "filters: {tags: [dispatch-test]}\n" % base)
+        env = dict(ENV)
+        env.update(SIGNING)
+        cls.db = harness.TempDatabase("dispatch")
+        cls.srv = harness.Server(cls.db.url, env=env, args=[
+            "--providers", provider_dir(cls.stand.port, cls.tmp), "--targets", tdir,
+            "--workers", "2"] + WORKER_ARGS)
+        try:
+            cls.srv.start()
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.srv.stop()
+        finally:
+            cls.srv.cleanup()
+            cls.db.drop()
+            cls.stand.close()
+            cls.recv.close()
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def post(self, title, severity, indicators, tags):
+        r = self.srv.post("/v1/ingest/generic", {"title": title, "severity": severity,
+                                                 "indicators": indicators, "tags": tags})
+        self.assertEqual(r.status, 202, r)
+        return harness.ingest_uuids(r)[0]
+
+    def test_signed_deliveries_retries_and_failure(self):
+        u = self.post("dispatch malicious", "High", [{"type": "ip", "value": "203.0.113.10"}],
+                      ["dispatch-test"])
+        ok = wait_delivery(self.db.url, u, "ok-agent", ("delivered", "failed"))
+        self.assertEqual(ok[:3], ["delivered", "1", "200"])
+        flaky = wait_delivery(self.db.url, u, "flaky-agent", ("delivered", "failed"))
+        self.assertEqual(flaky[:3], ["delivered", "4", "200"])
+        down = wait_delivery(self.db.url, u, "down-agent", ("delivered", "failed"))
+        self.assertEqual(down, ["failed", "3", "500", "HTTP 500"])
+        with self.recv.lock:
+            got = list(self.recv.got)
+        self.assertTrue(got and all(g[1] for g in got), "a signature did not verify")
+        self.assertEqual([g[2] for g in got if g[0] == "/flaky"], [500, 500, 500, 200])
+        self.assertEqual([g[2] for g in got if g[0] == "/down"], [500, 500, 500])
+        bodies = [json.loads(g[3]) for g in got if g[0] == "/ok"]
+        self.assertEqual(len(bodies), 1)
+        b = bodies[0]
+        self.assertEqual(b["uuid"], u)
+        self.assertEqual(b["verdict"], "Malicious")
+        self.assertEqual(b["enrichment_status"], "Enriched")
+        ind = [i for i in b["indicators"] if i["value"] == "203.0.113.10"][0]
+        self.assertEqual(ind["verdict"], "Malicious")
+        providers = {e["provider"]: e for e in ind["enrichment"]}
+        self.assertEqual(providers["virustotal"]["verdict"], "Malicious")
+        self.assertEqual(providers["virustotal"]["result"]["malicious"], 8)
+        import jsonschema
+        with open(os.path.join(ROOT, "schemas", "dispatch.schema.json")) as f:
+            jsonschema.validate(b, json.load(f))
+
+    def test_filters(self):
+        u = self.post("dispatch low", "Low", [{"type": "ip", "value": "203.0.113.10"}],
+                      ["other"])
+        self.assertEqual(wait_status(self.db.url, u)[0], "Enriched")
+        # Low is under min_severity; the tag filters of the other two do not match
+        self.assertEqual(harness.psql(self.db.url, "select count(*) from deliveries d join "
+                                                   "alerts a on a.id = d.alert_id where "
+                                                   "a.uuid = '%s'" % u), "0")
+
+
 if __name__ == "__main__":
     harness.main()
