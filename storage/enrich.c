@@ -296,23 +296,28 @@ int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char
                      "lease_until = NULL, last_error = $4 "
                      "WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
                      4, jp, true, err, errlen);
-    for (size_t i = 0; rc == AM_OK && i < o->niocs; i++) {
-        char iid[24];
-        fmt_i64(iid, o->iocs[i].id);
-        const char *ip[] = {iid, o->iocs[i].verdict};
-        rc = exec_params(e, "UPDATE indicators SET verdict = $2, enriched_at = now() WHERE id = $1",
-                         2, ip, false, err, errlen);
+    json_t *iv = json_object();
+    for (size_t i = 0; i < o->niocs; i++) {
+        am_buf_t k;
+        am_buf_init(&k, 0);
+        am_buf_printf(&k, "%s:%s", o->iocs[i].type, o->iocs[i].value);
+        json_object_set_new(iv, k.data ? k.data : ":", json_string(o->iocs[i].verdict));
+        am_buf_dispose(&k);
     }
+    char *ivtext = json_dumps(iv, JSON_COMPACT);
+    json_decref(iv);
     if (rc == AM_OK)
         rc = add_deliveries(e, alert, o->targets, o->ntargets, err, errlen);
     if (rc == AM_OK) {
-        const char *ap[] = {alert, o->failed ? "Failed" : "Enriched", o->verdict, o->error};
+        const char *ap[] = {alert, o->failed ? "Failed" : "Enriched", o->verdict, o->error,
+                            ivtext ? ivtext : "{}"};
         rc = exec_params(e,
                          "UPDATE alerts SET enrichment_status = $2, verdict = $3, "
-                         "enrichment_error = $4, enriched_at = now(), updated_at = now() "
-                         "WHERE id = $1",
-                         4, ap, false, err, errlen);
+                         "enrichment_error = $4, indicator_verdicts = $5::jsonb, "
+                         "enriched_at = now(), updated_at = now() WHERE id = $1",
+                         5, ap, false, err, errlen);
     }
+    free(ivtext);
     if (e->c == NULL)
         return rc;
     r = PQexec(e->c, rc == AM_OK ? "COMMIT" : "ROLLBACK");
@@ -525,11 +530,7 @@ int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, cha
     const char *params[] = {alert};
     PGresult *r = PQexecParams(e->c,
                                "SELECT uuid::text, coalesce(verdict, ''), enrichment_error, "
-                               "       (SELECT json_object_agg(i.type || chr(31) || i.value, "
-                               "               i.verdict) FROM alert_indicators ai "
-                               "        JOIN indicators i ON i.id = ai.indicator_id "
-                               "        WHERE ai.alert_id = a.id)::text "
-                               "FROM alerts a WHERE id = $1",
+                               "       indicator_verdicts::text FROM alerts a WHERE id = $1",
                                1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
@@ -564,7 +565,9 @@ int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, cha
             const char *ty = json_string_value(json_object_get(ind, "type"));
             const char *va = json_string_value(json_object_get(ind, "value"));
             snprintf(key, sizeof(key), "%s\x1f%s", ty ? ty : "", va ? va : "");
-            json_t *v = json_object_get(iv, key);
+            char vkey[4096];
+            snprintf(vkey, sizeof(vkey), "%s:%s", ty ? ty : "", va ? va : "");
+            json_t *v = json_object_get(iv, vkey);
             json_object_set(ind, "verdict", json_is_string(v) ? v : json_null());
             json_t *list = json_object_get(res, key);
             json_object_set_new(ind, "enrichment", list ? json_incref(list) : json_array());

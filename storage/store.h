@@ -360,7 +360,7 @@ typedef struct store_enrich_result {
 } store_enrich_result_t;
 
 typedef struct store_enrich_ioc_verdict {
-    int64_t id;
+    const char *type, *value;
     const char *verdict;
 } store_enrich_ioc_verdict_t;
 
@@ -399,8 +399,9 @@ int store_enrich_cache_get(store_enrich_t *e, const char *provider, const char *
                            const char *value, store_enrich_cached_t *out, char *err, size_t errlen);
 int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, char *err,
                            size_t errlen);
-/* In one transaction: the job done/failed, the indicators' verdicts, the
- * alert's verdict and enrichment_status. AM_ENOTFOUND (nothing changed)
+/* In one transaction: the job done/failed, the alert's verdict, its
+ * indicators' verdicts (alerts.indicator_verdicts) and enrichment_status,
+ * the deliveries of targets. The shared indicators table is not touched. AM_ENOTFOUND (nothing changed)
  * when this worker's lease was taken over. */
 int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
                         size_t errlen);

@@ -480,7 +480,8 @@ static void run_job(job_ctx_t *j)
         }
         if (v == ENG_VERDICT_NONE)
             v = ENG_VERDICT_UNKNOWN;
-        iv[i].id = iocs[i].id;
+        iv[i].type = iocs[i].type;
+        iv[i].value = iocs[i].value;
         iv[i].verdict = eng_verdict_name(v);
         alert_v = eng_verdict_worst(alert_v, v);
     }

@@ -29,13 +29,15 @@ CREATE TABLE enrichment_results (
     PRIMARY KEY (type, value, provider)
 );
 
-ALTER TABLE indicators
-    ADD COLUMN verdict     text CHECK (verdict IN ('Malicious', 'Suspicious', 'Benign', 'Unknown')),
-    ADD COLUMN enriched_at timestamptz;
-
+-- The verdicts live on the alert row: the indicators table is shared by
+-- every alert and written by ingest, and locking its rows here as well
+-- would deadlock with ingest's upserts. indicator_verdicts maps
+-- "type:value" to the indicator's verdict as this alert's enrichment saw it.
 ALTER TABLE alerts
     ADD COLUMN verdict          text CHECK (verdict IN ('Malicious', 'Suspicious', 'Benign',
                                                         'Unknown')),
+    ADD COLUMN indicator_verdicts jsonb NOT NULL DEFAULT '{}'
+                                CHECK (jsonb_typeof(indicator_verdicts) = 'object'),
     ADD COLUMN enrichment_error text,
     ADD COLUMN enriched_at      timestamptz;
 

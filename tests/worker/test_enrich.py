@@ -247,9 +247,9 @@ def wait_status(url, uuid, timeout=30):
         time.sleep(0.1)
 
 
-def ioc_verdict(url, type_, value):
-    return harness.psql(url, "select coalesce(verdict, '') from indicators where type = '%s' "
-                             "and value = '%s'" % (type_, value))
+def ioc_verdict(url, uuid, type_, value):
+    return harness.psql(url, "select coalesce(indicator_verdicts ->> '%s:%s', '') from alerts "
+                             "where uuid = '%s'" % (type_, value, uuid))
 
 
 def job_of(url, uuid):
@@ -290,9 +290,9 @@ class EnrichTest(unittest.TestCase):
             {"type": "ip", "value": "203.0.113.10"}, {"type": "ip", "value": "203.0.113.11"}])
         status, verdict, error = wait_status(self.db.url, u)
         self.assertEqual((status, verdict, error), ("Enriched", "Malicious", ""))
-        self.assertEqual(ioc_verdict(self.db.url, "ip", "203.0.113.10"), "Malicious")
+        self.assertEqual(ioc_verdict(self.db.url, u, "ip", "203.0.113.10"), "Malicious")
         # VT 404, GreyNoise 404, AbuseIPDB score 0 with no reports: nothing known
-        self.assertEqual(ioc_verdict(self.db.url, "ip", "203.0.113.11"), "Unknown")
+        self.assertEqual(ioc_verdict(self.db.url, u, "ip", "203.0.113.11"), "Unknown")
         rows = harness.psql(self.db.url, "select provider || ':' || outcome || ':' || "
                                          "coalesce(verdict, '-') from enrichment_results where "
                                          "value = '203.0.113.11' order by provider").split()
@@ -368,7 +368,7 @@ class EnrichTest(unittest.TestCase):
                                            {"type": "ip", "value": "10.20.1.2"}])
         status, verdict, _ = wait_status(self.db.url, u)
         self.assertEqual((status, verdict), ("Enriched", "Malicious"))
-        self.assertEqual(ioc_verdict(self.db.url, "domain", "malware.example.net"), "Malicious")
+        self.assertEqual(ioc_verdict(self.db.url, u, "domain", "malware.example.net"), "Malicious")
         labels = json.loads(harness.psql(
             self.db.url, "select fields from enrichment_results where provider = "
                          "'internal_ranges' and value = '10.20.1.2'"))["labels"]
@@ -404,6 +404,33 @@ class EnrichTest(unittest.TestCase):
         self.assertEqual(sorted(q), ["fixed", "v"])
         self.assertEqual(q["v"], [stored])
         self.assertEqual(q["fixed"], ["1"])
+
+    def test_shared_indicators_under_load(self):
+        """Ingest upserts the indicators every alert shares while the workers
+        finish jobs of earlier alerts: no request fails (a worker that also
+        locked indicator rows deadlocked with ingest)."""
+        iocs = [{"type": "ip", "value": "198.18.9.%d" % k} for k in range(1, 6)]
+        results = []
+        lock = threading.Lock()
+
+        def load(i):
+            for n in range(25):
+                r = self.srv.post("/v1/ingest/generic", {
+                    "title": "shared load %d-%d" % (i, n), "severity": "Low",
+                    "indicators": iocs[i % 5:] + iocs[:i % 5]})
+                with lock:
+                    results.append(r.status)
+
+        harness.run_threads(8, load, timeout=180)
+        self.assertEqual([s for s in results if s != 202], [])
+        deadline = time.monotonic() + 60 * harness.SLOW
+        while harness.psql(self.db.url, "select count(*) from alerts where title like "
+                                        "'shared load %' and enrichment_status = 'Pending'") != "0":
+            self.assertLess(time.monotonic(), deadline, "alerts still Pending")
+            time.sleep(0.2)
+        self.assertEqual(harness.psql(self.db.url, "select count(*) from alerts where title like "
+                                                   "'shared load %' and enrichment_status <> "
+                                                   "'Enriched'"), "0")
 
 
 def start_worker(db_url, providers, name_tmp):
