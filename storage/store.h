@@ -401,8 +401,8 @@ int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, 
                            size_t errlen);
 /* In one transaction: the job done/failed, the alert's verdict, its
  * indicators' verdicts (alerts.indicator_verdicts) and enrichment_status,
- * the deliveries of targets. The shared indicators table is not touched. AM_ENOTFOUND (nothing changed)
- * when this worker's lease was taken over. */
+ * the deliveries of targets. The shared indicators table is not touched. AM_ENOTFOUND (nothing
+ * changed) when this worker's lease was taken over. */
 int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
                         size_t errlen);
 /* Dispatch (docs/dispatch.md). */

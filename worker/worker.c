@@ -519,8 +519,10 @@ static void run_job(job_ctx_t *j)
                    failed ? "Failed" : "Enriched", "sverdict", o.verdict, NULL);
         else
             am_log(AM_LOG_WARN, "enrichment_finish_failed", "ijob", j->job.id, "serror", err, NULL);
+        free(tnames);
     }
     free(iv);
+    store_enrich_facts_dispose(&facts);
 done:
     store_enrich_iocs_free(iocs, n);
     am_buf_dispose(&j->failures);
