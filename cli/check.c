@@ -3,12 +3,13 @@
  * `alertmap test` (run every mapping's samples against their expected output).
  */
 #include "cli.h"
+#include "provider.h"
 
 #include <getopt.h>
 #include <string.h>
 
 const char cli_help_check[] =
-    "usage: alertmap check [--rules FILE] [PATH...]\n"
+    "usage: alertmap check [--rules FILE] [--providers PATH] [PATH...]\n"
     "\n"
     "Compiles mapping files and prints every problem, all of a file at once, as\n"
     "  file:line:col: message\n"
@@ -21,6 +22,9 @@ const char cli_help_check[] =
     "Options:\n"
     "  --rules FILE   shared indicator rule file (default: rules/indicators.yaml in\n"
     "                 the mappings directory, or beside the first mapping file)\n"
+    "  --providers PATH  also compile the provider files of PATH (a directory of\n"
+    "                 *.yaml or one file; default: $ALERTMAP_PROVIDERS when set);\n"
+    "                 secrets are not read, list files are\n"
     "  -h, --help     this text\n"
     "\n"
     "Exit status: 0 all mappings compile; 1 a problem was found or a path cannot be\n"
@@ -47,6 +51,7 @@ const char cli_help_test[] =
 
 typedef struct {
     const char *rules;
+    const char *providers;
     char **paths;
     size_t npaths;
     char *default_path[1];
@@ -57,6 +62,7 @@ static int parse_args(args_t *a, int argc, char **argv, const char *help)
 {
     static const struct option opts[] = {
         {"rules", required_argument, NULL, 'r'},
+        {"providers", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -70,6 +76,9 @@ static int parse_args(args_t *a, int argc, char **argv, const char *help)
         switch (c) {
         case 'r':
             a->rules = optarg;
+            break;
+        case 'p':
+            a->providers = optarg;
             break;
         case 'h':
             fputs(help, stdout);
@@ -100,15 +109,27 @@ int cli_cmd_check(int argc, char **argv)
     cli_sets_t sets;
     am_diags_init(&d);
     rc = cli_load(&sets, a.paths, a.npaths, a.rules, &d);
+    const char *prov = a.providers ? a.providers : getenv("ALERTMAP_PROVIDERS");
+    eng_providers_t *ps = NULL;
+    if (prov != NULL && *prov != '\0') {
+        const char *pp[] = {prov};
+        int prc = eng_providers_load(&ps, pp, 1, NULL, &d);
+        if (rc == AM_OK)
+            rc = prc;
+    }
     cli_print_diags(&d, stderr);
     if (rc == AM_OK && d.count == 0) {
         size_t n = cli_sets_count(&sets);
         printf("%zu mapping%s OK\n", n, n == 1 ? "" : "s");
+        if (ps != NULL)
+            printf("%zu provider%s OK\n", eng_providers_count(ps),
+                   eng_providers_count(ps) == 1 ? "" : "s");
     } else {
         fprintf(stderr, "alertmap check: %zu problem%s found\n", d.count, d.count == 1 ? "" : "s");
         if (rc == AM_OK)
             rc = AM_EINVAL;
     }
+    eng_providers_unref(ps);
     cli_sets_dispose(&sets);
     am_diags_dispose(&d);
     return rc == AM_OK ? CLI_OK : CLI_FAIL;

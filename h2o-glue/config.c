@@ -67,8 +67,9 @@ void glue_config_usage(FILE *out)
           "  --metrics-access MODE ALERTMAP_METRICS_ACCESS  who reads GET /metrics without a\n"
           "                                               key: loopback (default: clients on\n"
           "                                               127.0.0.0/8 and ::1), public, or key\n"
-          "                                               (always a key with scope read)\n"
-          "  --tls-cert FILE       ALERTMAP_TLS_CERT      PEM certificate chain: serve HTTPS\n"
+          "                                               (always a key with scope read)\n",
+          out);
+    fputs("  --tls-cert FILE       ALERTMAP_TLS_CERT      PEM certificate chain: serve HTTPS\n"
           "                                               (TLS 1.2 and 1.3, ALPN h2, http/1.1)\n"
           "  --tls-key FILE        ALERTMAP_TLS_KEY       PEM private key of --tls-cert; both\n"
           "                                               are re-read on SIGHUP\n"
@@ -86,6 +87,19 @@ void glue_config_usage(FILE *out)
           "                                               time a client has for the TLS\n"
           "                                               handshake and for sending a request;\n"
           "                                               idle keep-alive time (default 10s)\n"
+          "                                               (default info)\n"
+          "  --role ROLE           ALERTMAP_ROLE          all (default: server and enrichment\n"
+          "                                               workers) or worker (workers only, no\n"
+          "                                               listener; docs/enrichment.md)\n"
+          "  --workers N           ALERTMAP_WORKERS       enrichment worker threads, 0 to 64\n"
+          "                                               (default 2; 0: no enrichment here)\n"
+          "  --providers DIR       ALERTMAP_PROVIDERS     enrichment provider files (default:\n"
+          "                                               none; alerts end Enriched, Unknown)\n"
+          "  --targets DIR         ALERTMAP_TARGETS       agent dispatch target files (default:\n"
+          "                                               none; docs/dispatch.md)\n"
+          "  --worker-lease DUR    ALERTMAP_WORKER_LEASE  claim lease of a job (default 60s)\n"
+          "  --worker-poll DUR     ALERTMAP_WORKER_POLL   queue poll without NOTIFY (default 5s)\n"
+          "  --worker-backoff DUR  ALERTMAP_WORKER_BACKOFF first retry delay (default 2s)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
           "\n"
@@ -303,6 +317,13 @@ typedef enum {
     OPT_MAX_JSON_VALUES,
     OPT_MAX_DRY_RUN_BYTES,
     OPT_REPLAY_WINDOW,
+    OPT_ROLE,
+    OPT_WORKERS,
+    OPT_PROVIDERS,
+    OPT_TARGETS,
+    OPT_WORKER_LEASE,
+    OPT_WORKER_POLL,
+    OPT_WORKER_BACKOFF,
     OPT__COUNT
 } opt_t;
 
@@ -336,6 +357,13 @@ static const struct {
     [OPT_MAX_JSON_VALUES] = {"--max-json-values", "ALERTMAP_MAX_JSON_VALUES"},
     [OPT_MAX_DRY_RUN_BYTES] = {"--max-dry-run-bytes", "ALERTMAP_MAX_DRY_RUN_BYTES"},
     [OPT_REPLAY_WINDOW] = {"--replay-window", "ALERTMAP_REPLAY_WINDOW"},
+    [OPT_ROLE] = {"--role", "ALERTMAP_ROLE"},
+    [OPT_WORKERS] = {"--workers", "ALERTMAP_WORKERS"},
+    [OPT_PROVIDERS] = {"--providers", "ALERTMAP_PROVIDERS"},
+    [OPT_TARGETS] = {"--targets", "ALERTMAP_TARGETS"},
+    [OPT_WORKER_LEASE] = {"--worker-lease", "ALERTMAP_WORKER_LEASE"},
+    [OPT_WORKER_POLL] = {"--worker-poll", "ALERTMAP_WORKER_POLL"},
+    [OPT_WORKER_BACKOFF] = {"--worker-backoff", "ALERTMAP_WORKER_BACKOFF"},
 };
 
 /* "1", "true", "yes", "on" or "0", "false", "no", "off" (any case). */
@@ -505,6 +533,32 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         if (glue_parse_duration(&cfg->replay_window_s, v) != AM_OK || cfg->replay_window_s < 1)
             what = "expected a duration such as 3600, 30m, 24h or 7d (at least 1 s)";
         break;
+    case OPT_ROLE:
+        if (strcmp(v, "all") == 0 || strcmp(v, "worker") == 0)
+            cfg->role_worker = v[0] == 'w';
+        else
+            what = "expected all or worker";
+        break;
+    case OPT_WORKERS:
+        if (parse_int_range(&cfg->workers, v, 0, 64) != AM_OK)
+            what = "expected a whole number from 0 to 64";
+        break;
+    case OPT_PROVIDERS:
+        cfg->providers = *v ? v : NULL;
+        break;
+    case OPT_TARGETS:
+        cfg->targets = *v ? v : NULL;
+        break;
+    case OPT_WORKER_LEASE:
+    case OPT_WORKER_POLL:
+    case OPT_WORKER_BACKOFF: {
+        int64_t *slot = o == OPT_WORKER_LEASE  ? &cfg->worker_lease_s
+                        : o == OPT_WORKER_POLL ? &cfg->worker_poll_s
+                                               : &cfg->worker_backoff_s;
+        if (glue_parse_duration(slot, v) != AM_OK || *slot == 0)
+            what = "expected a duration such as 5, 30s, 2m or 1h (not 0)";
+        break;
+    }
     case OPT__COUNT:
         break;
     }
@@ -550,6 +604,10 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->max_scan_bytes = GLUE_DEFAULT_MAX_SCAN_BYTES;
     cfg->max_dry_run_bytes = GLUE_DEFAULT_MAX_DRY_RUN_BYTES;
     cfg->replay_window_s = GLUE_DEFAULT_REPLAY_S;
+    cfg->workers = 2;
+    cfg->worker_lease_s = 60;
+    cfg->worker_poll_s = 5;
+    cfg->worker_backoff_s = 2;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;

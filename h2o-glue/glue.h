@@ -112,6 +112,12 @@ typedef struct glue_config {
     size_t max_scan_bytes;
     size_t max_dry_run_bytes;
     int64_t replay_window_s;
+    /* enrichment worker (worker/worker.h) */
+    bool role_worker; /* --role worker: workers only, no listener */
+    int workers;
+    const char *providers;
+    const char *targets;
+    int64_t worker_lease_s, worker_poll_s, worker_backoff_s;
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;

@@ -15,6 +15,7 @@
  * drain the store and exit 0.
  */
 #include "glue.h"
+#include "worker.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -176,6 +177,38 @@ int main(int argc, char **argv)
     store_keys_options_t kopt = {.conninfo = cfg.database_url, .pepper = store_key_pepper()};
     store_keys_t *keys = store_keys_new(&kopt);
     glue_auth_set_keys(keys);
+    /* enrichment workers (docs/enrichment.md); --role worker runs only them */
+    wk_t *wk = NULL;
+    wk_options_t wopt = {.conninfo = cfg.database_url,
+                         .providers = cfg.providers,
+                         .targets = cfg.targets,
+                         .threads = (unsigned)cfg.workers,
+                         .lease_us = cfg.worker_lease_s * 1000000,
+                         .poll_us = cfg.worker_poll_s * 1000000,
+                         .backoff_us = cfg.worker_backoff_s * 1000000};
+    if ((cfg.workers > 0 || cfg.role_worker) &&
+        (wk_new(&wk, &wopt, err, sizeof(err)) != AM_OK || wk_start(wk) != AM_OK)) {
+        fprintf(stderr, "alertmapd: %s\n", wk ? "cannot start the workers" : err);
+        am_log(AM_LOG_ERROR, "startup_failed", "smessage", wk ? "workers" : err, NULL);
+        wk_free(wk);
+        glue_auth_shutdown();
+        store_keys_free(keys);
+        glue_mappings_shutdown();
+        return 1;
+    }
+    if (cfg.role_worker) {
+        am_sd_notify("READY=1");
+        int wsig = 0;
+        while (sigwait(&sigs, &wsig) != 0 || wsig == SIGHUP)
+            if (wsig == SIGHUP)
+                wk_reload(wk);
+        am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(wsig), NULL);
+        wk_free(wk);
+        glue_auth_shutdown();
+        store_keys_free(keys);
+        glue_mappings_shutdown();
+        return 0;
+    }
     store_options_t sopt = {.conninfo = cfg.database_url,
                             .dedup_window_s = cfg.dedup_window_s,
                             .readers = 2,
@@ -185,6 +218,7 @@ int main(int argc, char **argv)
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start the store", NULL);
         glue_auth_shutdown();
         store_keys_free(keys);
+        wk_free(wk);
         glue_mappings_shutdown();
         return 1;
     }
@@ -200,6 +234,7 @@ int main(int argc, char **argv)
         glue_auth_shutdown();
         store_keys_free(keys);
         store_deliveries_free(deliveries);
+        wk_free(wk);
         glue_mappings_shutdown();
         return 1;
     }
@@ -211,6 +246,7 @@ int main(int argc, char **argv)
         glue_server_free(srv);
         glue_auth_shutdown();
         store_keys_free(keys);
+        wk_free(wk);
         glue_mappings_shutdown();
         return 1;
     }
@@ -225,12 +261,15 @@ int main(int argc, char **argv)
         am_log(AM_LOG_INFO, "reload", "smappings", cfg.mappings, NULL);
         glue_mappings_reload(cfg.mappings);
         glue_server_reload_tls(srv);
+        if (wk != NULL)
+            wk_reload(wk);
     }
 
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
            "closing listeners, finishing in-flight requests", NULL);
     am_sd_notify("STOPPING=1");
     glue_server_stop(srv); /* waits for in-flight key checks too */
+    wk_free(wk);
     store_free(store);
     store_deliveries_free(deliveries);
     glue_server_free(srv);

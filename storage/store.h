@@ -380,4 +380,128 @@ int store_delivery_complete(store_deliveries_t *d, const char *source, const cha
 int store_delivery_release(store_deliveries_t *d, const char *source, const char *key,
                            const char *token);
 
+/* ---- Enrichment (enrich.c) ---------------------------------------------------
+ * The worker's SQL, on one connection per worker thread (Not thread-safe:
+ * one owner). Strings are copied; every call returns 0, AM_ENOTFOUND where
+ * the comment says, AM_EUNAVAIL when the database is unreachable (the next
+ * call reconnects) or AM_EINVAL for refused data, with err filled. */
+typedef struct store_enrich store_enrich_t;
+
+typedef struct store_enrich_job {
+    int64_t id, alert_id;
+    int attempts; /* this claim included */
+} store_enrich_job_t;
+
+typedef struct store_enrich_ioc {
+    int64_t id;
+    char *type, *value;
+} store_enrich_ioc_t;
+
+typedef struct store_enrich_cached {
+    char outcome[16]; /* "found", "not_found" */
+    char verdict[16]; /* "" when none */
+    char *fields;     /* JSON text; the caller frees it */
+} store_enrich_cached_t;
+
+typedef struct store_enrich_result {
+    const char *provider, *type, *value;
+    const char *outcome; /* "found", "not_found", "failed" */
+    const char *verdict; /* NULL or "" for none */
+    const char *fields;  /* JSON object text */
+    const char *error;   /* NULL unless failed */
+    int64_t ttl_us;      /* 0: never fresh (recorded, not cached) */
+} store_enrich_result_t;
+
+typedef struct store_enrich_ioc_verdict {
+    const char *type, *value;
+    const char *verdict;
+} store_enrich_ioc_verdict_t;
+
+typedef struct store_enrich_outcome {
+    int64_t job_id, alert_id;
+    bool failed;         /* Failed (else Enriched) */
+    const char *verdict; /* the alert's */
+    const char *error;   /* NULL when Enriched */
+    const store_enrich_ioc_verdict_t *iocs;
+    size_t niocs;
+    const char *const *targets; /* dispatch targets to queue a delivery for */
+    size_t ntargets;
+} store_enrich_outcome_t;
+
+/* Connects and LISTENs on alertmap_enrichment; *out is set even on failure
+ * (later calls retry the connection). worker names claimed_by. */
+int store_enrich_open(store_enrich_t **out, const char *conninfo, const char *worker, char *err,
+                      size_t errlen);
+void store_enrich_close(store_enrich_t *e);
+/* Returns when a job was announced or timeout_us passed. */
+int store_enrich_wait(store_enrich_t *e, int64_t timeout_us);
+/* Claims the oldest due job: a queued one whose next attempt is due, or a
+ * running one whose lease expired (its worker died). FOR UPDATE SKIP LOCKED:
+ * concurrent workers never claim the same job. AM_ENOTFOUND when none. */
+int store_enrich_claim(store_enrich_t *e, int64_t lease_us, store_enrich_job_t *job, char *err,
+                       size_t errlen);
+/* Extends the lease; AM_ENOTFOUND when this worker no longer holds it. */
+int store_enrich_heartbeat(store_enrich_t *e, int64_t job_id, int64_t lease_us, char *err,
+                           size_t errlen);
+/* The alert's indicators in extraction order; free with store_enrich_iocs_free. */
+int store_enrich_indicators(store_enrich_t *e, int64_t alert_id, store_enrich_ioc_t **out,
+                            size_t *n, char *err, size_t errlen);
+void store_enrich_iocs_free(store_enrich_ioc_t *v, size_t n);
+/* A fresh cached result; AM_ENOTFOUND when none or expired. */
+int store_enrich_cache_get(store_enrich_t *e, const char *provider, const char *type,
+                           const char *value, store_enrich_cached_t *out, char *err, size_t errlen);
+int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, char *err,
+                           size_t errlen);
+/* In one transaction: the job done/failed, the alert's verdict, its
+ * indicators' verdicts (alerts.indicator_verdicts) and enrichment_status,
+ * the deliveries of targets. The shared indicators table is not touched. AM_ENOTFOUND (nothing
+ * changed) when this worker's lease was taken over. */
+int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
+                        size_t errlen);
+/* Dispatch (docs/dispatch.md). */
+typedef struct store_enrich_facts {
+    char *source, *severity;
+    char **tags;
+    size_t ntags;
+} store_enrich_facts_t;
+
+typedef struct store_enrich_delivery {
+    int64_t id, alert_id;
+    char target[72];
+    int attempts; /* this claim included */
+} store_enrich_delivery_t;
+
+typedef enum {
+    STORE_DISPATCH_DELIVERED,
+    STORE_DISPATCH_RETRY, /* pending again after delay_us */
+    STORE_DISPATCH_FAILED
+} store_dispatch_state_t;
+
+/* What the target filters look at; dispose with store_enrich_facts_dispose.
+ * AM_ENOTFOUND when the alert is gone. */
+int store_enrich_alert_facts(store_enrich_t *e, int64_t alert_id, store_enrich_facts_t *out,
+                             char *err, size_t errlen);
+void store_enrich_facts_dispose(store_enrich_facts_t *f);
+/* Queues one delivery per target (an existing one is kept). */
+int store_enrich_deliveries_add(store_enrich_t *e, int64_t alert_id, const char *const *targets,
+                                size_t n, char *err, size_t errlen);
+/* Claims the oldest due delivery (or one whose sender's lease expired);
+ * AM_ENOTFOUND when none. */
+int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enrich_delivery_t *d,
+                                char *err, size_t errlen);
+/* Records an attempt's end; AM_ENOTFOUND when the lease was lost. */
+int store_enrich_delivery_result(store_enrich_t *e, int64_t id, store_dispatch_state_t state,
+                                 int http_status, const char *error, int64_t delay_us, char *err,
+                                 size_t errlen);
+/* The alert as GET /v1/alerts/{uuid} returns it ("data"), with its verdict,
+ * enrichment_error and, per indicator, its verdict and enrichment results
+ * (schemas/dispatch.schema.json). *out is heap JSON text. */
+int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, char *err,
+                            size_t errlen);
+
+/* Puts the claimed job back in the queue, due after delay_us; with uncount
+ * the claim does not count as an attempt (a rate limit deferred it). */
+int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us, const char *error,
+                            bool uncount, char *err, size_t errlen);
+
 #endif
