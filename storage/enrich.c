@@ -424,14 +424,14 @@ int store_enrich_deliveries_add(store_enrich_t *e, int64_t alert_id, const char 
 int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enrich_delivery_t *d,
                                 char *err, size_t errlen)
 {
-    static const char sql[] =
-        "UPDATE dispatch_deliveries SET status = 'sending', claimed_by = $1, attempts = attempts + 1, "
-        "  lease_until = now() + $2 * interval '1 microsecond' "
-        "WHERE id = (SELECT id FROM dispatch_deliveries "
-        "            WHERE (status = 'pending' AND next_attempt_at <= now()) "
-        "               OR (status = 'sending' AND lease_until < now()) "
-        "            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
-        "RETURNING id, alert_id, target, attempts";
+    static const char sql[] = "UPDATE dispatch_deliveries SET status = 'sending', claimed_by = $1, "
+                              "attempts = attempts + 1, "
+                              "  lease_until = now() + $2 * interval '1 microsecond' "
+                              "WHERE id = (SELECT id FROM dispatch_deliveries "
+                              "            WHERE (status = 'pending' AND next_attempt_at <= now()) "
+                              "               OR (status = 'sending' AND lease_until < now()) "
+                              "            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
+                              "RETURNING id, alert_id, target, attempts";
     memset(d, 0, sizeof(*d));
     int rc = ensure(e, err, errlen);
     if (rc != AM_OK)
