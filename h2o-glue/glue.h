@@ -51,6 +51,7 @@ typedef struct glue_config {
     const char *mappings;
     const char *sql_dir;
     int threads;
+    int writers; /* store writer threads; 0 = the store's default (one per core) */
     size_t max_body;
     int64_t dedup_window_s;
     int db_wait_s;
