@@ -273,6 +273,10 @@ bool store_alert_patch_precheck(const char *body, reply_buf_t *out);
 int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out);
 int store_alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out);
 int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
+/* The plan PostgreSQL chooses for the list query of q (EXPLAIN text, one
+ * node a line) as a heap string in *plan; for tests. Returns 0, AM_EINVAL
+ * (q's parameters are refused) or AM_EUNAVAIL (the statement failed). */
+int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan);
 /* Fills out with 500 INTERNAL / 503 DATABASE_UNAVAILABLE for a failed result;
  * returns AM_EUNAVAIL when the connection is gone, else 0. */
 int store_reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);
