@@ -82,50 +82,57 @@ enum { MAX_RETRIES = 8, NPARAM = 18 };
  * the window ($13 s; 0 disables), then insert the new alerts, count the
  * duplicates, insert links and jobs. One row per alert: (ord, uuid,
  * duplicate_count, is_duplicate). */
-static const char INGEST_SQL[] =
-    "WITH u AS ("
-    " SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[],"
-    "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[])"
-    " WITH ORDINALITY AS u(title, sev, occ, fb, src, descr, tags, raw, rule, flds, fp, uuid, ord)),"
-    "e AS ("
-    " SELECT x.* FROM (SELECT DISTINCT fp FROM u WHERE $13::int8 > 0) f CROSS JOIN LATERAL"
-    " (SELECT a.id, a.fingerprint, a.uuid, a.duplicate_count FROM alerts a"
-    "  WHERE a.fingerprint = f.fp AND a.ingested_at >= now() - $13::int8 * interval '1 second'"
-    "  ORDER BY a.ingested_at, a.id LIMIT 1) x),"
-    "c AS ("
-    " SELECT u.*, e.id AS eid, e.uuid AS euuid, e.duplicate_count AS ecount,"
-    "  row_number() OVER w AS rn, count(*) OVER (PARTITION BY u.fp) AS cnt,"
-    "  first_value(u.uuid) OVER w AS fuuid,"
-    "  ($13::int8 <= 0 OR (e.id IS NULL AND row_number() OVER w = 1)) AS fresh"
-    " FROM u LEFT JOIN e ON e.fingerprint = u.fp"
-    " WINDOW w AS (PARTITION BY u.fp ORDER BY u.ord)),"
-    "ins AS ("
-    " INSERT INTO alerts (uuid, title, severity, occurred_at, occurred_at_fallback, source_name,"
-    "  description, tags, raw_payload, detection_rule_ref, fields, fingerprint,"
-    "  duplicate_count, last_duplicate_at)"
-    " SELECT uuid, title, sev, timestamptz 'epoch' + occ * interval '1 microsecond', fb, src,"
-    "  descr, tags::text[], raw::jsonb, rule, COALESCE(flds::jsonb, '{}'::jsonb), fp,"
-    "  CASE WHEN $13::int8 > 0 THEN cnt - 1 ELSE 0 END,"
-    "  CASE WHEN $13::int8 > 0 AND cnt > 1 THEN now() END"
-    " FROM c WHERE fresh ORDER BY ord"
-    " RETURNING id, uuid),"
-    "upd AS ("
-    " UPDATE alerts a SET duplicate_count = a.duplicate_count + x.n,"
-    "  last_duplicate_at = now(), updated_at = now()"
-    " FROM (SELECT eid, count(*) AS n FROM c WHERE NOT fresh AND eid IS NOT NULL GROUP BY eid) x"
-    " WHERE a.id = x.eid),"
-    "l AS ("
-    " INSERT INTO alert_indicators (alert_id, indicator_id, source_field, position)"
-    " SELECT ins.id, i.id, v.sf, v.pos"
-    " FROM unnest($14::int8[], $15::text[], $16::text[], $17::text[], $18::int4[])"
-    "  AS v(ord, t, val, sf, pos)"
-    " JOIN c ON c.ord = v.ord JOIN ins ON ins.uuid = c.uuid"
-    " JOIN indicators i ON i.type = v.t AND i.value = v.val),"
-    "j AS (INSERT INTO enrichment_jobs (alert_id) SELECT id FROM ins ORDER BY id)"
-    "SELECT ord,"
-    " CASE WHEN fresh THEN uuid WHEN eid IS NOT NULL THEN euuid ELSE fuuid END,"
-    " CASE WHEN fresh THEN 0 WHEN eid IS NOT NULL THEN ecount + rn ELSE rn - 1 END,"
-    " NOT fresh FROM c";
+/* RAW is the type of alerts.raw_payload (json or jsonb), read from the
+ * catalog when a connection is made, so that the payload is parsed once, as
+ * what the column holds. */
+/* clang-format off */
+#define INGEST_SQL(RAW)                                                                              \
+    "WITH u AS ("                                                                                    \
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[],"              \
+    "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[])"       \
+    " WITH ORDINALITY AS u(title, sev, occ, fb, src, descr, tags, raw, rule, flds, fp, uuid, ord))," \
+    "e AS ("                                                                                         \
+    " SELECT x.* FROM (SELECT DISTINCT fp FROM u WHERE $13::int8 > 0) f CROSS JOIN LATERAL"          \
+    " (SELECT a.id, a.fingerprint, a.uuid, a.duplicate_count FROM alerts a"                          \
+    "  WHERE a.fingerprint = f.fp AND a.ingested_at >= now() - $13::int8 * interval '1 second'"      \
+    "  ORDER BY a.ingested_at, a.id LIMIT 1) x),"                                                    \
+    "c AS ("                                                                                         \
+    " SELECT u.*, e.id AS eid, e.uuid AS euuid, e.duplicate_count AS ecount,"                        \
+    "  row_number() OVER w AS rn, count(*) OVER (PARTITION BY u.fp) AS cnt,"                         \
+    "  first_value(u.uuid) OVER w AS fuuid,"                                                         \
+    "  ($13::int8 <= 0 OR (e.id IS NULL AND row_number() OVER w = 1)) AS fresh"                      \
+    " FROM u LEFT JOIN e ON e.fingerprint = u.fp"                                                    \
+    " WINDOW w AS (PARTITION BY u.fp ORDER BY u.ord)),"                                              \
+    "ins AS ("                                                                                       \
+    " INSERT INTO alerts (uuid, title, severity, occurred_at, occurred_at_fallback, source_name,"    \
+    "  description, tags, raw_payload, detection_rule_ref, fields, fingerprint,"                     \
+    "  duplicate_count, last_duplicate_at)"                                                          \
+    " SELECT uuid, title, sev, timestamptz 'epoch' + occ * interval '1 microsecond', fb, src,"       \
+    "  descr, tags::text[], raw::" RAW ", rule, COALESCE(flds::jsonb, '{}'::jsonb), fp,"             \
+    "  CASE WHEN $13::int8 > 0 THEN cnt - 1 ELSE 0 END,"                                             \
+    "  CASE WHEN $13::int8 > 0 AND cnt > 1 THEN now() END"                                           \
+    " FROM c WHERE fresh ORDER BY ord"                                                               \
+    " RETURNING id, uuid),"                                                                          \
+    "upd AS ("                                                                                       \
+    " UPDATE alerts a SET duplicate_count = a.duplicate_count + x.n,"                                \
+    "  last_duplicate_at = now(), updated_at = now()"                                                \
+    " FROM (SELECT eid, count(*) AS n FROM c WHERE NOT fresh AND eid IS NOT NULL GROUP BY eid) x"    \
+    " WHERE a.id = x.eid),"                                                                          \
+    "l AS ("                                                                                         \
+    " INSERT INTO alert_indicators (alert_id, indicator_id, source_field, position)"                 \
+    " SELECT ins.id, i.id, v.sf, v.pos"                                                              \
+    " FROM unnest($14::int8[], $15::text[], $16::text[], $17::text[], $18::int4[])"                  \
+    "  AS v(ord, t, val, sf, pos)"                                                                   \
+    " JOIN c ON c.ord = v.ord JOIN ins ON ins.uuid = c.uuid"                                         \
+    " JOIN indicators i ON i.type = v.t AND i.value = v.val),"                                       \
+    "j AS (INSERT INTO enrichment_jobs (alert_id) SELECT id FROM ins ORDER BY id)"                   \
+    "SELECT ord,"                                                                                    \
+    " CASE WHEN fresh THEN uuid WHEN eid IS NOT NULL THEN euuid ELSE fuuid END,"                     \
+    " CASE WHEN fresh THEN 0 WHEN eid IS NOT NULL THEN ecount + rn ELSE rn - 1 END,"                 \
+    " NOT fresh FROM c"
+static const char INGEST_SQL_JSONB[] = INGEST_SQL("jsonb");
+static const char INGEST_SQL_JSON[] = INGEST_SQL("json");
+/* clang-format on */
 
 static const char LOCK_SQL[] =
     "SELECT pg_advisory_xact_lock(k) FROM"
@@ -139,7 +146,12 @@ static const char UPSERT_SQL[] =
 int store_batch_prepare(PGconn *c, void *ctx)
 {
     (void)ctx;
-    PGresult *r = PQprepare(c, "am_ingest", INGEST_SQL, 0, NULL);
+    PGresult *r = PQexec(c, "SELECT format_type(atttypid, NULL) FROM pg_attribute"
+                            " WHERE attrelid = 'alerts'::regclass AND attname = 'raw_payload'");
+    bool json = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                strcmp(PQgetvalue(r, 0, 0), "json") == 0;
+    PQclear(r);
+    r = PQprepare(c, "am_ingest", json ? INGEST_SQL_JSON : INGEST_SQL_JSONB, 0, NULL);
     int rc = r && PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
     PQclear(r);
     return rc;

@@ -19,7 +19,7 @@ run() { # variant file or ""
   psql "$admin" -qXc "set client_min_messages=warning" -c "drop database if exists $db" -c "create database $db" >/dev/null
   local x=(); [ -n "$1" ] && x=(-x "$1")
   "$build/tests/storage/bench_writer" "postgresql:///$db?host=$host&user=alertmap" \
-    "$root/schemas/sql" -n "$n" "${x[@]}" || true
+    "$root/schemas/sql" -n "$n" -p "$root/mappings/samples/elastic/alert-flat.json" "${x[@]}" || true
   psql "$admin" -qXc "drop database $db with (force)" >/dev/null
 }
 for r in $(seq "$rounds"); do

@@ -521,6 +521,26 @@ static void test_heavy_request_has_its_own_lane(void **state)
     store_free(s);
 }
 
+static void test_delete_alert_removes_links_and_job(void **state)
+{
+    (void)state;
+    store_alert_t a = th_sample_alert("Deleted later", "fp-deleted");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    int64_t id = th_int(g_db, "SELECT id FROM alerts WHERE uuid = $1::uuid", 1, w.out[0].uuid);
+    char ids[24];
+    snprintf(ids, sizeof(ids), "%lld", (long long)id);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alert_indicators WHERE alert_id = $1::int8", 1, ids), 2);
+    th_int(g_db, "DELETE FROM alerts WHERE id = $1::int8", 1, ids);
+    /* the cascade of 003_lean.sql's trigger */
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alert_indicators WHERE alert_id = $1::int8", 1, ids), 0);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM enrichment_jobs WHERE alert_id = $1::int8", 1, ids), 0);
+    th_ingest_dispose(&w);
+}
+
 static void test_dedup_inside_one_request(void **state)
 {
     (void)state;
@@ -821,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_dedup_concurrent_many_writers),
         cmocka_unit_test(test_lock_order_many_writers),
         cmocka_unit_test(test_heavy_request_has_its_own_lane),
+        cmocka_unit_test(test_delete_alert_removes_links_and_job),
         cmocka_unit_test(test_dedup_inside_one_request),
         cmocka_unit_test(test_dedup_window_zero),
         cmocka_unit_test(test_dedup_window_expired),

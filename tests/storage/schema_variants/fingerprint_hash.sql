@@ -1,3 +1,0 @@
--- the dedup index as a hash index on fingerprint alone
-DROP INDEX alerts_fingerprint_idx;
-CREATE INDEX alerts_fingerprint_hash ON alerts USING hash (fingerprint);
