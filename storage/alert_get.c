@@ -130,7 +130,7 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
     store_json_put_str(b, val(r, row, COL_CLASSIFICATION));
     if (ind != NULL) {
         store_json_put_key(b, "raw_payload");
-        am_buf_puts(b, PQgetvalue(r, row, COL_RAW)); /* jsonb text: valid JSON */
+        am_buf_puts(b, PQgetvalue(r, row, COL_RAW)); /* json(b) text: valid JSON */
         store_json_put_key(b, "indicators");
         am_buf_putc(b, '[');
         for (int i = 0; i < PQntuples(ind); i++) {
