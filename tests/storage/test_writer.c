@@ -71,11 +71,12 @@ static void test_ingest_one(void **state)
                              "Suspicious sign-in|Open|Pending|rule-42|fp-ingest-one|0|"
                              "203.0.113.9|2|quote\"and\\back|t");
     free(row);
-    assert_int_equal(th_int(g_db,
-                            "SELECT count(*) FROM alerts WHERE uuid = $1::uuid AND raw_payload ="
-                            " '{\"a\":{\"nested\":true},\"b\":[1,2.5,\"x\"],\"n\":null}'::jsonb",
-                            1, u),
-                     1);
+    assert_int_equal(
+        th_int(g_db,
+               "SELECT count(*) FROM alerts WHERE uuid = $1::uuid AND raw_payload::jsonb ="
+               " '{\"a\":{\"nested\":true},\"b\":[1,2.5,\"x\"],\"n\":null}'::jsonb",
+               1, u),
+        1);
     /* indicators and links, in extraction order */
     char *links = th_str(g_db,
                          "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
