@@ -133,7 +133,7 @@ static int load_corpus(corpus_t *c, const eng_set_t *set, const char *dir, am_ar
 {
     char *path = NULL;
     if (asprintf(&path, "%s/samples", dir) < 0)
-        return AM_ENOMEM;
+        am_oom(0);
     size_t nsrc;
     char **srcs = list_dir(path, &nsrc, keep_any);
     for (size_t i = 0; i < nsrc; i++) {
@@ -142,13 +142,13 @@ static int load_corpus(corpus_t *c, const eng_set_t *set, const char *dir, am_ar
             continue;
         char *sdir = NULL;
         if (asprintf(&sdir, "%s/%s", path, srcs[i]) < 0)
-            return AM_ENOMEM;
+            am_oom(0);
         size_t nfiles;
         char **files = list_dir(sdir, &nfiles, keep_payload);
         for (size_t k = 0; k < nfiles; k++) {
             char *fpath = NULL;
             if (asprintf(&fpath, "%s/%s", sdir, files[k]) < 0)
-                return AM_ENOMEM;
+                am_oom(0);
             sample_t s = {.prog = p, .source = c->nsources};
             int rc = am_read_file(&s.text, &s.len, fpath, 64u << 20);
             if (rc != AM_OK)
@@ -167,20 +167,14 @@ static int load_corpus(corpus_t *c, const eng_set_t *set, const char *dir, am_ar
                 s.name = NULL;
             if (c->n == c->cap) {
                 c->cap = c->cap ? c->cap * 2 : 32;
-                sample_t *q = realloc(c->items, c->cap * sizeof(*q));
-                if (q == NULL)
-                    return AM_ENOMEM;
-                c->items = q;
+                c->items = am_xrealloc(c->items, c->cap * sizeof(*c->items));
             }
             c->items[c->n++] = s;
         }
         free_names(files, nfiles);
         free(sdir);
-        char **q = realloc(c->sources, (c->nsources + 1) * sizeof(*q));
-        if (q == NULL)
-            return AM_ENOMEM;
-        c->sources = q;
-        c->sources[c->nsources++] = strdup(srcs[i]);
+        c->sources = am_xrealloc(c->sources, (c->nsources + 1) * sizeof(*c->sources));
+        c->sources[c->nsources++] = am_xstrdup(srcs[i]);
     }
     free_names(srcs, nsrc);
     free(path);

@@ -23,7 +23,6 @@
 /* Error codes shared by all folders: 0 is success, failures are negative. */
 enum {
     AM_OK = 0,
-    AM_ENOMEM = -1,
     AM_EINVAL = -2, /* bad input */
     AM_ELIMIT = -3, /* a bound (size, depth, count) was exceeded */
     AM_EIO = -4,    /* file or socket error */
@@ -202,6 +201,66 @@ void am_log_set_level(am_log_level_t min);
  * Thread-safe: a line is written with one write(2). Cannot fail visibly: a
  * line over 64 KiB is dropped. */
 void am_log(am_log_level_t level, const char *event, ...);
+
+/* ---- default paths (paths.c) ------------------------------------------ */
+
+typedef enum {
+    AM_PATH_MAPPINGS,          /* the mappings directory a program reads by default */
+    AM_PATH_SHIPPED_MAPPINGS,  /* DATADIR/alertmap/mappings (installed), whether or not it exists */
+    AM_PATH_OPERATOR_MAPPINGS, /* SYSCONFDIR/alertmap/mappings, whether or not it exists */
+    AM_PATH_SQL                /* the SQL migrations */
+} am_path_kind_t;
+/* True when this program's executable lies inside the build tree it was
+ * built in (then the defaults are in the source tree). */
+bool am_running_from_build_tree(void);
+/* The default location of kind, a static string. Run from the build tree:
+ * the source tree (SOURCE/mappings, SOURCE/schemas/sql). Installed:
+ * DATADIR/alertmap/schemas/sql; for AM_PATH_MAPPINGS the operator's
+ * SYSCONFDIR/alertmap/mappings when that directory exists (it replaces the
+ * shipped one), else DATADIR/alertmap/mappings. When origin is not NULL it
+ * gets a static phrase saying why this location was chosen, for the
+ * start-up log. Reads /proc/self/exe and stats one directory; cannot fail. */
+const char *am_default_path(am_path_kind_t kind, const char **origin);
+
+/* Tells the service manager the state ("READY=1", "STOPPING=1") through
+ * $NOTIFY_SOCKET, as sd_notify(3) does; nothing when the variable is unset.
+ * A failure is logged (event notify_failed), never returned. (sdnotify.c) */
+void am_sd_notify(const char *state);
+
+/* ---- rate-limited logging (lograte.c) ---------------------------------- */
+
+/*
+ * A repeated event (a failed accept, a database outage answered with 503s)
+ * logged at most once per interval, the line carrying how many events it
+ * stands for:
+ *
+ *   static am_lograte_t lr = AM_LOGRATE_INIT(0);   // or am_lograte_init()
+ *   uint64_t n = am_lograte_hit(&lr, am_now_us());
+ *   if (n > 0)
+ *       am_log(AM_LOG_WARN, "accept_failed", "icount", (int64_t)n, NULL);
+ *
+ * The first event of an interval gets n >= 1: itself plus the events that
+ * were suppressed since the previous line; the others get 0. Events after
+ * the last line are reported by the next one, or by am_lograte_take() (e.g.
+ * at shutdown). Thread-safe (lock-free atomics); no allocation.
+ */
+#define AM_LOGRATE_DEFAULT_US ((int64_t)1000000)
+typedef struct am_lograte {
+    _Atomic int64_t next_us; /* first time the next line may be written */
+    _Atomic uint64_t count;  /* events not yet reported */
+    int64_t interval_us;
+} am_lograte_t;
+#define AM_LOGRATE_INIT(interval_us)                                                               \
+    {                                                                                              \
+        INT64_MIN, 0, (interval_us) > 0 ? (interval_us) : AM_LOGRATE_DEFAULT_US                    \
+    }
+/* interval_us <= 0 means AM_LOGRATE_DEFAULT_US (one second). */
+void am_lograte_init(am_lograte_t *lr, int64_t interval_us);
+/* Counts one event at now_us; returns 0 (do not log) or the number of
+ * events the line to write now stands for. */
+uint64_t am_lograte_hit(am_lograte_t *lr, int64_t now_us);
+/* The events counted but not reported yet (and resets the count). */
+uint64_t am_lograte_take(am_lograte_t *lr);
 
 /* Last: banned libc calls become compile errors from here on. */
 #include "am_poison.h"

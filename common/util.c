@@ -129,9 +129,71 @@ void am_log_set_level(am_log_level_t min)
     min_level = min;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..n) (1 to 4), or 0 when the
+ * bytes there are not one (overlong forms, surrogates and values past
+ * U+10FFFF included). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    unsigned v = c & (0x3fu >> (len - 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* A JSON string of s; a byte that is not part of valid UTF-8 (a source name
+ * from a URL, a header) is written as U+FFFD, so every line stays JSON. */
 static void put_string(am_buf_t *b, const char *s)
 {
-    am_buf_json_string(b, s, strlen(s));
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = strlen(s);
+    bool valid = true;
+    for (size_t i = 0; i < n && valid;) {
+        size_t k = utf8_seq(u + i, n - i);
+        valid = k > 0;
+        i += k;
+    }
+    if (valid) {
+        am_buf_json_string(b, s, n);
+        return;
+    }
+    am_buf_t t;
+    am_buf_init(&t, 0);
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq(u + i, n - i);
+        if (k == 0) {
+            am_buf_puts(&t, "\xef\xbf\xbd");
+            i++;
+        } else {
+            am_buf_append(&t, s + i, k);
+            i += k;
+        }
+    }
+    am_buf_json_string(b, t.data ? t.data : "", t.len);
+    am_buf_dispose(&t);
 }
 
 void am_log(am_log_level_t level, const char *event, ...)

@@ -9,16 +9,16 @@
  * that can be decided ahead is decided here: paths are split and their
  * dotted joins precomputed (path.c), templates split into literals and holes,
  * lookup tables hashed, patterns JIT-compiled, provenance strings built.
+ * Only the name of the samples folder is decided here; the loader lists it.
  */
 #include "compile.h"
 
-#include <dirent.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-void cc_err(cc_t *c, int line, int col, const char *fmt, ...)
+void eng_cc_err(cc_t *c, int line, int col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -27,15 +27,15 @@ void cc_err(cc_t *c, int line, int col, const char *fmt, ...)
     c->errors++;
 }
 
-void *cc_alloc(cc_t *c, size_t n)
+void *eng_cc_alloc(cc_t *c, size_t n)
 {
     void *p = am_arena_calloc(c->a, 1, n);
     if (p == NULL)
-        c->oom = true;
+        c->limit = true;
     return p;
 }
 
-char *cc_printf(cc_t *c, const char *fmt, ...)
+char *eng_cc_printf(cc_t *c, const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;
@@ -44,29 +44,29 @@ char *cc_printf(cc_t *c, const char *fmt, ...)
     va_end(ap);
     char *s = am_arena_strdup(c->a, buf);
     if (s == NULL)
-        c->oom = true;
+        c->limit = true;
     return s;
 }
 
 /* ---- small checks ----------------------------------------------------------- */
 
-const char *cc_kind_of(const yt_node_t *n)
+const char *eng_cc_kind_of(const yt_node_t *n)
 {
-    if (yt_is_null(n))
+    if (eng_yt_is_null(n))
         return "null";
-    return yt_kind_name(n);
+    return eng_yt_kind_name(n);
 }
 
-bool cc_is_kind(cc_t *c, const yt_node_t *n, yt_kind_t k, const char *what)
+bool eng_cc_is_kind(cc_t *c, const yt_node_t *n, yt_kind_t k, const char *what)
 {
     static const char *const want[] = {"a string", "a list", "a mapping"};
-    if (n != NULL && n->kind == k && !(k == YT_SCALAR && yt_is_null(n)))
+    if (n != NULL && n->kind == k && !(k == YT_SCALAR && eng_yt_is_null(n)))
         return true;
-    CC_ERR(c, n, "'%s' must be %s, got %s", what, want[k], cc_kind_of(n));
+    CC_ERR(c, n, "'%s' must be %s, got %s", what, want[k], eng_cc_kind_of(n));
     return false;
 }
 
-bool cc_key_in(const yt_node_t *k, const char *const *list, size_t n)
+bool eng_cc_key_in(const yt_node_t *k, const char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(k->str, list[i]) == 0)
@@ -87,12 +87,12 @@ static void list_text(char *buf, size_t size, const char *const *list, size_t n)
 }
 
 /* Reports every key of map not in allowed (extra: further allowed keys). */
-void cc_check_keys(cc_t *c, const yt_node_t *map, const char *const *allowed, size_t n,
-                   const char *const *extra, size_t nextra)
+void eng_cc_check_keys(cc_t *c, const yt_node_t *map, const char *const *allowed, size_t n,
+                       const char *const *extra, size_t nextra)
 {
     for (size_t i = 0; i < map->npairs; i++) {
         const yt_node_t *k = map->pairs[i].key;
-        if (cc_key_in(k, allowed, n) || cc_key_in(k, extra, nextra))
+        if (eng_cc_key_in(k, allowed, n) || eng_cc_key_in(k, extra, nextra))
             continue;
         char buf[512];
         list_text(buf, sizeof(buf), allowed, n);
@@ -100,7 +100,7 @@ void cc_check_keys(cc_t *c, const yt_node_t *map, const char *const *allowed, si
     }
 }
 
-const yt_node_t *cc_key_node(const yt_node_t *map, const char *key)
+const yt_node_t *eng_cc_key_node(const yt_node_t *map, const char *key)
 {
     for (size_t i = 0; i < map->npairs; i++)
         if (strcmp(map->pairs[i].key->str, key) == 0)
@@ -108,7 +108,7 @@ const yt_node_t *cc_key_node(const yt_node_t *map, const char *key)
     return NULL;
 }
 
-bool cc_get_bool(cc_t *c, const yt_node_t *n, const char *what, bool *out)
+bool eng_cc_get_bool(cc_t *c, const yt_node_t *n, const char *what, bool *out)
 {
     if (n->kind == YT_SCALAR && !n->quoted) {
         if (strcmp(n->str, "true") == 0 || strcmp(n->str, "True") == 0) {
@@ -121,77 +121,77 @@ bool cc_get_bool(cc_t *c, const yt_node_t *n, const char *what, bool *out)
         }
     }
     CC_ERR(c, n, "'%s' must be true or false, got %s", what,
-           n->kind == YT_SCALAR ? "a string" : cc_kind_of(n));
+           n->kind == YT_SCALAR ? "a string" : eng_cc_kind_of(n));
     return false;
 }
 
-bool cc_get_number(cc_t *c, const yt_node_t *n, const char *what, double *out)
+bool eng_cc_get_number(cc_t *c, const yt_node_t *n, const char *what, double *out)
 {
-    if (n->kind == YT_SCALAR && !yt_is_null(n) && n->len > 0) {
+    if (n->kind == YT_SCALAR && !eng_yt_is_null(n) && n->len > 0) {
         char *end;
         *out = strtod(n->str, &end);
         if (*end == '\0' && end != n->str)
             return true;
     }
     CC_ERR(c, n, "'%s' must be a number, got %s", what,
-           n->kind == YT_SCALAR && !yt_is_null(n) ? "a string" : cc_kind_of(n));
+           n->kind == YT_SCALAR && !eng_yt_is_null(n) ? "a string" : eng_cc_kind_of(n));
     return false;
 }
 
-const char *cc_origin(cc_t *c, int line, const char *what)
+const char *eng_cc_origin(cc_t *c, int line, const char *what)
 {
-    return cc_printf(c, "%s:%d %s", c->base, line, what);
+    return eng_cc_printf(c, "%s:%d %s", c->base, line, what);
 }
 
 /* ---- paths, patterns, tables -------------------------------------------------- */
 
-epath_t *cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, int col)
+epath_t *eng_cc_path_at(cc_t *c, const yt_node_t *n, const char *s, size_t len, int col)
 {
     epath_t *p = NULL;
     size_t off = 0;
     const char *msg = NULL;
-    int rc = path_compile(&p, s, len, c->a, &off, &msg);
-    if (rc == AM_ENOMEM) {
-        c->oom = true;
+    int rc = eng_path_compile(&p, s, len, c->a, &off, &msg);
+    if (rc == AM_ELIMIT) {
+        c->limit = true;
         return NULL;
     }
     if (rc != 0) {
-        cc_err(c, n->line, col + (int)off, "bad path '%.*s': %s at offset %zu", (int)len, s, msg,
-               off);
+        eng_cc_err(c, n->line, col + (int)off, "bad path '%.*s': %s at offset %zu", (int)len, s,
+                   msg, off);
         return NULL;
     }
     return p;
 }
 
-epath_t *cc_path(cc_t *c, const yt_node_t *n, const char *what)
+epath_t *eng_cc_path(cc_t *c, const yt_node_t *n, const char *what)
 {
-    if (!cc_is_kind(c, n, YT_SCALAR, what))
+    if (!eng_cc_is_kind(c, n, YT_SCALAR, what))
         return NULL;
-    return cc_path_at(c, n, n->str, n->len, n->col + (n->quoted ? 1 : 0));
+    return eng_cc_path_at(c, n, n->str, n->len, n->col + (n->quoted ? 1 : 0));
 }
 
 /* A path or a list of paths. */
-epath_t **cc_paths(cc_t *c, const yt_node_t *n, const char *what, size_t *count)
+epath_t **eng_cc_paths(cc_t *c, const yt_node_t *n, const char *what, size_t *count)
 {
     *count = 0;
     if (n->kind == YT_SCALAR) {
-        epath_t **v = cc_alloc(c, sizeof(*v));
-        if (v == NULL || (v[0] = cc_path(c, n, what)) == NULL)
+        epath_t **v = eng_cc_alloc(c, sizeof(*v));
+        if (v == NULL || (v[0] = eng_cc_path(c, n, what)) == NULL)
             return NULL;
         *count = 1;
         return v;
     }
     if (n->kind != YT_SEQ || n->nitems == 0) {
         CC_ERR(c, n, "'%s' must be a path or a non-empty list of paths, got %s", what,
-               n->kind == YT_SEQ ? "an empty list" : cc_kind_of(n));
+               n->kind == YT_SEQ ? "an empty list" : eng_cc_kind_of(n));
         return NULL;
     }
-    epath_t **v = cc_alloc(c, n->nitems * sizeof(*v));
+    epath_t **v = eng_cc_alloc(c, n->nitems * sizeof(*v));
     if (v == NULL)
         return NULL;
     bool ok = true;
     for (size_t i = 0; i < n->nitems; i++) {
-        v[i] = cc_path(c, n->items[i], what);
+        v[i] = eng_cc_path(c, n->items[i], what);
         ok = ok && v[i] != NULL;
     }
     if (!ok)
@@ -200,9 +200,9 @@ epath_t **cc_paths(cc_t *c, const yt_node_t *n, const char *what, size_t *count)
     return v;
 }
 
-pcre2_code *cc_regex(cc_t *c, const yt_node_t *n, const char *what)
+pcre2_code *eng_cc_regex(cc_t *c, const yt_node_t *n, const char *what)
 {
-    if (!cc_is_kind(c, n, YT_SCALAR, what))
+    if (!eng_cc_is_kind(c, n, YT_SCALAR, what))
         return NULL;
     int ec;
     PCRE2_SIZE off;
@@ -211,15 +211,13 @@ pcre2_code *cc_regex(cc_t *c, const yt_node_t *n, const char *what)
         PCRE2_UCHAR msg[256];
         if (pcre2_get_error_message(ec, msg, sizeof(msg)) < 0)
             snprintf((char *)msg, sizeof(msg), "error %d", ec);
-        cc_err(c, n->line, n->col + (n->quoted ? 1 : 0) + (int)off,
-               "regex error at offset %zu in '%s': %s", (size_t)off, n->str, (char *)msg);
+        eng_cc_err(c, n->line, n->col + (n->quoted ? 1 : 0) + (int)off,
+                   "regex error at offset %zu in '%s': %s", (size_t)off, n->str, (char *)msg);
         return NULL;
     }
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
-    if (set_keep_code(c->set, re) != 0) {
-        c->oom = true;
-        return NULL;
-    }
+    if (c->jit)
+        (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is the fallback */
+    eng_set_keep_code(c->set, re);
     uint32_t groups = 0;
     pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups);
     if (groups + 1 > c->p->max_groups)
@@ -234,21 +232,21 @@ static const char *const match_keys[] = {"object", "array", "present", "any",
 
 static void cmatch_rule(cc_t *c, match_rule_t *r, const yt_node_t *n, size_t idx)
 {
-    if (!cc_is_kind(c, n, YT_MAP, "match[]"))
+    if (!eng_cc_is_kind(c, n, YT_MAP, "match[]"))
         return;
-    cc_check_keys(c, n, match_keys, AM_ARRAY_LEN(match_keys), NULL, 0);
-    r->where = cc_printf(c, "%s:%d", c->base, n->line);
-    const yt_node_t *v = yt_get(n, "name");
-    if (v != NULL && cc_is_kind(c, v, YT_SCALAR, "name"))
+    eng_cc_check_keys(c, n, match_keys, AM_ARRAY_LEN(match_keys), NULL, 0);
+    r->where = eng_cc_printf(c, "%s:%d", c->base, n->line);
+    const yt_node_t *v = eng_yt_get(n, "name");
+    if (v != NULL && eng_cc_is_kind(c, v, YT_SCALAR, "name"))
         r->name = v->str;
     else
-        r->name = cc_printf(c, "match[%zu]", idx);
-    if ((v = yt_get(n, "message")) != NULL && cc_is_kind(c, v, YT_SCALAR, "message"))
+        r->name = eng_cc_printf(c, "match[%zu]", idx);
+    if ((v = eng_yt_get(n, "message")) != NULL && eng_cc_is_kind(c, v, YT_SCALAR, "message"))
         r->message = v->str;
     const yt_node_t *test = NULL;
     for (size_t i = 0; i < n->npairs; i++) {
         const yt_node_t *k = n->pairs[i].key;
-        if (!cc_key_in(k, match_keys, 5))
+        if (!eng_cc_key_in(k, match_keys, 5))
             continue;
         if (test != NULL) {
             CC_ERR(c, k, "a match rule takes only one test ('%s' and '%s')", test->str, k->str);
@@ -261,42 +259,42 @@ static void cmatch_rule(cc_t *c, match_rule_t *r, const yt_node_t *n, size_t idx
         case 'a':
             if (strcmp(k->str, "any") == 0) {
                 r->kind = MR_ANY;
-                r->paths = cc_paths(c, v, "any", &r->npaths);
+                r->paths = eng_cc_paths(c, v, "any", &r->npaths);
             } else {
                 r->kind = k->str[0] == 'o' ? MR_OBJECT : MR_ARRAY;
-                r->paths = cc_alloc(c, sizeof(epath_t *));
-                if (r->paths != NULL && (r->paths[0] = cc_path(c, v, k->str)) != NULL)
+                r->paths = eng_cc_alloc(c, sizeof(epath_t *));
+                if (r->paths != NULL && (r->paths[0] = eng_cc_path(c, v, k->str)) != NULL)
                     r->npaths = 1;
             }
             break;
         case 'p':
             r->kind = MR_PRESENT;
-            r->paths = cc_paths(c, v, "present", &r->npaths);
+            r->paths = eng_cc_paths(c, v, "present", &r->npaths);
             break;
         case 'e': {
             r->kind = MR_EQUALS;
-            if (!cc_is_kind(c, v, YT_MAP, "equals"))
+            if (!eng_cc_is_kind(c, v, YT_MAP, "equals"))
                 break;
             static const char *const eq_keys[] = {"path", "value"};
-            cc_check_keys(c, v, eq_keys, 2, NULL, 0);
-            const yt_node_t *pv = yt_get(v, "path"), *vv = yt_get(v, "value");
+            eng_cc_check_keys(c, v, eq_keys, 2, NULL, 0);
+            const yt_node_t *pv = eng_yt_get(v, "path"), *vv = eng_yt_get(v, "value");
             if (pv == NULL || vv == NULL) {
                 CC_ERR(c, v, "'equals' needs 'path' and 'value'");
                 break;
             }
-            r->paths = cc_alloc(c, sizeof(epath_t *));
-            if (r->paths != NULL && (r->paths[0] = cc_path(c, pv, "path")) != NULL)
+            r->paths = eng_cc_alloc(c, sizeof(epath_t *));
+            if (r->paths != NULL && (r->paths[0] = eng_cc_path(c, pv, "path")) != NULL)
                 r->npaths = 1;
             size_t nv = vv->kind == YT_SEQ ? vv->nitems : 1;
-            r->values = cc_alloc(c, (nv + 1) * sizeof(char *));
-            r->vlens = cc_alloc(c, (nv + 1) * sizeof(size_t));
+            r->values = eng_cc_alloc(c, (nv + 1) * sizeof(char *));
+            r->vlens = eng_cc_alloc(c, (nv + 1) * sizeof(size_t));
             if (r->values == NULL || r->vlens == NULL)
                 break;
             for (size_t j = 0; j < nv; j++) {
                 const yt_node_t *x = vv->kind == YT_SEQ ? vv->items[j] : vv;
                 if (x->kind != YT_SCALAR) {
                     CC_ERR(c, x, "'value' must be a string or a list of strings, got %s",
-                           cc_kind_of(x));
+                           eng_cc_kind_of(x));
                     continue;
                 }
                 r->values[r->nvalues] = x->str;
@@ -314,9 +312,9 @@ static void cmatch_rule(cc_t *c, match_rule_t *r, const yt_node_t *n, size_t idx
 
 static void cmatch(cc_t *c, const yt_node_t *n)
 {
-    if (!cc_is_kind(c, n, YT_SEQ, "match"))
+    if (!eng_cc_is_kind(c, n, YT_SEQ, "match"))
         return;
-    c->p->match = cc_alloc(c, (n->nitems + 1) * sizeof(match_rule_t));
+    c->p->match = eng_cc_alloc(c, (n->nitems + 1) * sizeof(match_rule_t));
     if (c->p->match == NULL)
         return;
     for (size_t i = 0; i < n->nitems; i++)
@@ -328,19 +326,16 @@ static void cmatch(cc_t *c, const yt_node_t *n)
 
 static void cfields(cc_t *c, const yt_node_t *n)
 {
-    if (!cc_is_kind(c, n, YT_MAP, "fields"))
+    if (!eng_cc_is_kind(c, n, YT_MAP, "fields"))
         return;
     eng_program_t *p = c->p;
     for (size_t i = 0; i < n->npairs; i++) {
         const yt_node_t *k = n->pairs[i].key, *v = n->pairs[i].value;
         if (strcmp(k->str, "tags") == 0) {
-            p->tags = cc_expr(c, v, k->line, "tags", 0, NULL, 0);
+            p->tags = eng_cc_expr(c, v, k->line, "tags", 0, NULL, 0);
             continue;
         }
-        int f;
-        for (f = 0; f < ENG_F__COUNT; f++)
-            if (strcmp(k->str, eng_field_name((eng_field_t)f)) == 0)
-                break;
+        int f = (int)eng_field_parse(k->str, k->len);
         if (f == ENG_F__COUNT) {
             char buf[512];
             const char *names[ENG_F__COUNT + 1];
@@ -352,10 +347,10 @@ static void cfields(cc_t *c, const yt_node_t *n)
             continue;
         }
         p->field[f] =
-            cc_expr(c, v, k->line, k->str, f == ENG_F_OCCURRED_AT ? EXF_TIME : 0, NULL, 0);
-        p->field_where[f] = cc_printf(c, "%s:%d", c->base, k->line);
+            eng_cc_expr(c, v, k->line, k->str, f == ENG_F_OCCURRED_AT ? EXF_TIME : 0, NULL, 0);
+        p->field_where[f] = eng_cc_printf(c, "%s:%d", c->base, k->line);
     }
-    if (yt_get(n, "title") == NULL)
+    if (eng_yt_get(n, "title") == NULL)
         CC_ERR(c, n, "missing required field 'title'");
 }
 
@@ -363,10 +358,10 @@ static void cfields(cc_t *c, const yt_node_t *n)
 
 static bool ctype_name(cc_t *c, const yt_node_t *n, eng_ioc_type_t *out)
 {
-    if (n->kind == YT_SCALAR && !yt_is_null(n) && eng_ioc_type_parse(out, n->str, n->len) == 0)
+    if (n->kind == YT_SCALAR && !eng_yt_is_null(n) && eng_ioc_type_parse(out, n->str, n->len) == 0)
         return true;
     if (n->kind != YT_SCALAR) {
-        CC_ERR(c, n, "indicator type must be a type name, got %s", cc_kind_of(n));
+        CC_ERR(c, n, "indicator type must be a type name, got %s", eng_cc_kind_of(n));
         return false;
     }
     CC_ERR(c, n,
@@ -379,7 +374,7 @@ static bool ctype_name(cc_t *c, const yt_node_t *n, eng_ioc_type_t *out)
 static void crule_type(cc_t *c, irule_t *r, const yt_node_t *n, int line)
 {
     if (n->kind == YT_MAP)
-        r->type_expr = cc_expr(c, n, line, "type", 0, NULL, 0);
+        r->type_expr = eng_cc_expr(c, n, line, "type", 0, NULL, 0);
     else
         ctype_name(c, n, &r->type);
 }
@@ -392,22 +387,22 @@ static epath_t **cscan_paths(cc_t *c, const yt_node_t *n, const char *what, size
         *count = 0;
         return NULL;
     }
-    return cc_paths(c, n, what, count);
+    return eng_cc_paths(c, n, what, count);
 }
 
 static void cregex_rule(cc_t *c, irule_t *r, const yt_node_t *n, const yt_node_t *rx)
 {
     r->kind = IR_REGEX;
-    const yt_node_t *v = yt_get(n, "name");
-    if (v != NULL && cc_is_kind(c, v, YT_SCALAR, "name"))
-        r->label = cc_printf(c, "regex:%s", v->str);
+    const yt_node_t *v = eng_yt_get(n, "name");
+    if (v != NULL && eng_cc_is_kind(c, v, YT_SCALAR, "name"))
+        r->label = eng_cc_printf(c, "regex:%s", v->str);
     else
-        r->label = cc_printf(c, "regex:%s:%d", c->base, n->line);
-    if ((v = yt_get(n, "in")) != NULL)
+        r->label = eng_cc_printf(c, "regex:%s:%d", c->base, n->line);
+    if ((v = eng_yt_get(n, "in")) != NULL)
         r->in = cscan_paths(c, v, "in", &r->nin, &r->in_all);
     else
         r->in_all = true;
-    if ((r->re = cc_regex(c, rx, "regex")) == NULL)
+    if ((r->re = eng_cc_regex(c, rx, "regex")) == NULL)
         return;
     uint32_t count = 0, esize = 0, groups = 0;
     PCRE2_SPTR table = NULL;
@@ -442,8 +437,8 @@ static void cregex_rule(cc_t *c, irule_t *r, const yt_node_t *n, const yt_node_t
         snprintf(tag, sizeof(tag), "<%s>", name);
         const char *at = strstr(rx->str, tag);
         at = at != NULL ? at + 1 : strstr(rx->str, name);
-        cc_err(c, rx->line, col0 + (at != NULL ? (int)(at - rx->str) : 0),
-               "named group '%s' is not an indicator type", name);
+        eng_cc_err(c, rx->line, col0 + (at != NULL ? (int)(at - rx->str) : 0),
+                   "named group '%s' is not an indicator type", name);
     }
 }
 
@@ -454,32 +449,32 @@ static const char *const rule_keys_type[] = {"type"};
 
 static void cirule(cc_t *c, irule_t *r, const yt_node_t *n)
 {
-    if (!cc_is_kind(c, n, YT_MAP, "indicators[]"))
+    if (!eng_cc_is_kind(c, n, YT_MAP, "indicators[]"))
         return;
-    r->origin = cc_printf(c, "%s:%d", c->base, n->line);
+    r->origin = eng_cc_printf(c, "%s:%d", c->base, n->line);
     const yt_node_t *v;
-    if ((v = yt_get(n, "each")) != NULL) {
+    if ((v = eng_yt_get(n, "each")) != NULL) {
         r->kind = IR_EACH;
-        cc_check_keys(c, n, rule_keys_each, 3, NULL, 0);
-        r->each = cc_path(c, v, "each");
+        eng_cc_check_keys(c, n, rule_keys_each, 3, NULL, 0);
+        r->each = eng_cc_path(c, v, "each");
         if (r->each != NULL)
-            r->each_prefix = cc_printf(c, "%s.", r->each->text);
-        const yt_node_t *t = yt_get(n, "type"), *val = yt_get(n, "value");
+            r->each_prefix = eng_cc_printf(c, "%s.", r->each->text);
+        const yt_node_t *t = eng_yt_get(n, "type"), *val = eng_yt_get(n, "value");
         if (t == NULL || val == NULL)
             CC_ERR(c, n, "an 'each' rule needs 'type' and 'value'");
         if (t != NULL)
             crule_type(c, r, t, n->line);
         if (val != NULL)
-            r->value = cc_expr(c, val, n->line, "value", 0, NULL, 0);
-    } else if ((v = yt_get(n, "scan")) != NULL) {
+            r->value = eng_cc_expr(c, val, n->line, "value", 0, NULL, 0);
+    } else if ((v = eng_yt_get(n, "scan")) != NULL) {
         r->kind = IR_SCAN;
-        cc_check_keys(c, n, rule_keys_scan, 2, NULL, 0);
+        eng_cc_check_keys(c, n, rule_keys_scan, 2, NULL, 0);
         r->in = cscan_paths(c, v, "scan", &r->nin, &r->in_all);
         if (r->in_all)
             r->kind = IR_SCAN_ALL;
         r->mask = IOC_MASK_ALL;
-        const yt_node_t *ty = yt_get(n, "types");
-        if (ty != NULL && cc_is_kind(c, ty, YT_SEQ, "types")) {
+        const yt_node_t *ty = eng_yt_get(n, "types");
+        if (ty != NULL && eng_cc_is_kind(c, ty, YT_SEQ, "types")) {
             r->mask = 0;
             for (size_t i = 0; i < ty->nitems; i++) {
                 eng_ioc_type_t t;
@@ -487,12 +482,12 @@ static void cirule(cc_t *c, irule_t *r, const yt_node_t *n)
                     r->mask |= IOC_BIT(t);
             }
         }
-    } else if ((v = yt_get(n, "type")) != NULL) {
+    } else if ((v = eng_yt_get(n, "type")) != NULL) {
         r->kind = IR_VALUE;
         crule_type(c, r, v, n->line);
-        r->value = cc_expr(c, n, n->line, "indicator", 0, rule_keys_type, 1);
-    } else if ((v = yt_get(n, "regex")) != NULL) {
-        cc_check_keys(c, n, rule_keys_regex, 3, NULL, 0);
+        r->value = eng_cc_expr(c, n, n->line, "indicator", 0, rule_keys_type, 1);
+    } else if ((v = eng_yt_get(n, "regex")) != NULL) {
+        eng_cc_check_keys(c, n, rule_keys_regex, 3, NULL, 0);
         cregex_rule(c, r, n, v);
     } else {
         CC_ERR(c, n, "an indicator rule needs one of: each, scan, regex, or a value with 'type'");
@@ -501,9 +496,9 @@ static void cirule(cc_t *c, irule_t *r, const yt_node_t *n)
 
 static void cindicators(cc_t *c, const yt_node_t *n)
 {
-    if (!cc_is_kind(c, n, YT_SEQ, "indicators"))
+    if (!eng_cc_is_kind(c, n, YT_SEQ, "indicators"))
         return;
-    c->p->irules = cc_alloc(c, (n->nitems + 1) * sizeof(irule_t));
+    c->p->irules = eng_cc_alloc(c, (n->nitems + 1) * sizeof(irule_t));
     if (c->p->irules == NULL)
         return;
     for (size_t i = 0; i < n->nitems; i++)
@@ -511,81 +506,54 @@ static void cindicators(cc_t *c, const yt_node_t *n)
     c->p->nirules = n->nitems;
 }
 
-/* ---- samples -------------------------------------------------------------------------- */
+/* ---- samples ---------------------------------------------------------------------------- */
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static bool ends_with(const char *s, const char *suf)
-{
-    size_t n = strlen(s), m = strlen(suf);
-    return n >= m && strcmp(s + n - m, suf) == 0;
-}
-
+/* The samples folder: the `samples:` key relative to the mapping file, or
+ * samples/<source> beside it. Only the name: the loader opens it. */
 static void csamples(cc_t *c, const yt_node_t *n)
 {
     eng_program_t *p = c->p;
     const char *rel;
     if (n != NULL) {
-        if (!cc_is_kind(c, n, YT_SCALAR, "samples"))
+        if (!eng_cc_is_kind(c, n, YT_SCALAR, "samples"))
             return;
         rel = n->str;
+        p->samples_declared = true;
+        p->samples_line = n->line;
+        p->samples_col = n->col;
     } else {
         if (p->source == NULL)
             return;
-        rel = cc_printf(c, "samples/%s", p->source);
+        rel = eng_cc_printf(c, "samples/%s", p->source);
     }
     if (rel == NULL)
         return;
     const char *slash = strrchr(c->file, '/');
-    if (rel[0] == '/')
-        p->samples_dir = rel;
-    else if (slash == NULL)
+    if (rel[0] == '/' || slash == NULL)
         p->samples_dir = rel;
     else
-        p->samples_dir = cc_printf(c, "%.*s/%s", (int)(slash - c->file), c->file, rel);
-    DIR *d = p->samples_dir != NULL ? opendir(p->samples_dir) : NULL;
-    if (d == NULL) {
-        if (n != NULL)
-            CC_ERR(c, n, "samples folder '%s' cannot be opened", p->samples_dir);
-        p->samples_dir = NULL;
-        return;
-    }
-    size_t cap = 16, count = 0;
-    const char **names = cc_alloc(c, cap * sizeof(char *));
-    struct dirent *e;
-    while (names != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || !ends_with(e->d_name, ".json") ||
-            ends_with(e->d_name, ".expected.json"))
-            continue;
-        if (count == cap) {
-            const char **nn = cc_alloc(c, cap * 2 * sizeof(char *));
-            if (nn == NULL)
-                break;
-            memcpy(nn, names, cap * sizeof(char *));
-            names = nn;
-            cap *= 2;
-        }
-        names[count] = am_arena_strdup(c->a, e->d_name);
-        if (names[count] == NULL) {
-            c->oom = true;
-            break;
-        }
-        count++;
-    }
-    closedir(d);
-    if (names != NULL)
-        qsort(names, count, sizeof(char *), cmp_str);
-    p->samples = names;
-    p->nsamples = names != NULL ? count : 0;
+        p->samples_dir = eng_cc_printf(c, "%.*s/%s", (int)(slash - c->file), c->file, rel);
 }
 
 /* ---- the file ---------------------------------------------------------------------------- */
 
-static const char *const top_keys[] = {"source", "display_name", "signature",  "match",
+static const char *const top_keys[] = {"source", "display_name", "signature",  "auth",   "match",
                                        "split",  "fields",       "indicators", "samples"};
+
+/* `auth: {query_key: BOOL}`: how the server may authenticate this source's
+ * requests beyond headers (an API key in the query string, for senders that
+ * cannot set headers). */
+static void cauth(cc_t *c, const yt_node_t *n)
+{
+    static const char *const auth_keys[] = {"query_key"};
+    if (!eng_cc_is_kind(c, n, YT_MAP, "auth"))
+        return;
+    eng_cc_check_keys(c, n, auth_keys, AM_ARRAY_LEN(auth_keys), NULL, 0);
+    const yt_node_t *v = eng_yt_get(n, "query_key");
+    bool on = false;
+    if (v != NULL && eng_cc_get_bool(c, v, "auth.query_key", &on))
+        c->p->auth_query_key = on;
+}
 
 static bool valid_source(const char *s, size_t len)
 {
@@ -604,11 +572,11 @@ static bool valid_source(const char *s, size_t len)
 static void ctop(cc_t *c, const yt_node_t *root)
 {
     eng_program_t *p = c->p;
-    cc_check_keys(c, root, top_keys, AM_ARRAY_LEN(top_keys), NULL, 0);
+    eng_cc_check_keys(c, root, top_keys, AM_ARRAY_LEN(top_keys), NULL, 0);
     const yt_node_t *v;
-    if ((v = yt_get(root, "source")) == NULL) {
+    if ((v = eng_yt_get(root, "source")) == NULL) {
         CC_ERR(c, root, "missing required key 'source'");
-    } else if (cc_is_kind(c, v, YT_SCALAR, "source")) {
+    } else if (eng_cc_is_kind(c, v, YT_SCALAR, "source")) {
         if (!valid_source(v->str, v->len))
             CC_ERR(c, v, "bad source name '%s': use 1-64 of a-z, 0-9, '_', '-' (not first)",
                    v->str);
@@ -617,77 +585,79 @@ static void ctop(cc_t *c, const yt_node_t *root)
         p->source_line = v->line;
         p->source_col = v->col;
     }
-    if ((v = yt_get(root, "display_name")) != NULL && cc_is_kind(c, v, YT_SCALAR, "display_name"))
+    if ((v = eng_yt_get(root, "display_name")) != NULL &&
+        eng_cc_is_kind(c, v, YT_SCALAR, "display_name"))
         p->display_name = v->str;
     if (p->display_name == NULL)
         p->display_name = p->source != NULL ? p->source : "unnamed";
-    p->untitled = cc_printf(c, "Untitled %s alert", p->display_name);
-    if ((v = yt_get(root, "signature")) != NULL) {
-        int rc = sig_compile(&p->sig, v, c->file, c->a, c->d);
-        if (rc == AM_ENOMEM)
-            c->oom = true;
+    p->untitled = eng_cc_printf(c, "Untitled %s alert", p->display_name);
+    if ((v = eng_yt_get(root, "signature")) != NULL) {
+        int rc = eng_sig_compile(&p->sig, v, c->file, c->a, c->d);
+        if (rc == AM_ELIMIT)
+            c->limit = true;
         else if (rc != 0)
             c->errors++;
     }
-    if ((v = yt_get(root, "match")) != NULL)
+    if ((v = eng_yt_get(root, "auth")) != NULL)
+        cauth(c, v);
+    if ((v = eng_yt_get(root, "match")) != NULL)
         cmatch(c, v);
-    if ((v = yt_get(root, "split")) != NULL) {
-        p->split = cc_path(c, v, "split");
-        p->split_where = cc_printf(c, "%s:%d", c->base, v->line);
+    if ((v = eng_yt_get(root, "split")) != NULL) {
+        p->split = eng_cc_path(c, v, "split");
+        p->split_where = eng_cc_printf(c, "%s:%d", c->base, v->line);
     }
-    if ((v = yt_get(root, "fields")) == NULL)
+    if ((v = eng_yt_get(root, "fields")) == NULL)
         CC_ERR(c, root, "missing required key 'fields'");
     else
         cfields(c, v);
-    const yt_node_t *fk = cc_key_node(root, "fields");
-    p->untitled_origin = cc_origin(c, fk != NULL ? fk->line : 1, "untitled");
-    if ((v = yt_get(root, "indicators")) != NULL)
+    const yt_node_t *fk = eng_cc_key_node(root, "fields");
+    p->untitled_origin = eng_cc_origin(c, fk != NULL ? fk->line : 1, "untitled");
+    if ((v = eng_yt_get(root, "indicators")) != NULL)
         cindicators(c, v);
-    csamples(c, yt_get(root, "samples"));
+    csamples(c, eng_yt_get(root, "samples"));
 }
 
-int prog_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
-                 am_diags_t *d)
+static int too_large(cc_t *c)
+{
+    am_diags_add(c->d, c->file, 0, 0, "mapping set larger than its memory bound");
+    return AM_ELIMIT;
+}
+
+int eng_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
+                am_diags_t *d)
 {
     *out = NULL;
-    cc_t c = {.set = s, .a = s->arena, .file = file, .d = d};
+    cc_t c = {.set = s, .a = s->arena, .file = file, .d = d, .jit = eng_pcre2_jit_enabled()};
     const char *slash = strrchr(file, '/');
     c.base = slash != NULL ? slash + 1 : file;
-    c.p = cc_alloc(&c, sizeof(eng_program_t));
-    if (c.p == NULL)
-        return AM_ENOMEM;
-    c.p->file = am_arena_strdup(c.a, file);
-    c.p->basename = am_arena_strdup(c.a, c.base);
-    c.p->set = s;
-    c.p->loaded_at_us = am_now_us();
+    if ((c.p = eng_program_new(s, file)) == NULL)
+        return too_large(&c);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     if (EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        return AM_ENOMEM;
+        am_oom(0); /* SHA-256 fails only when OpenSSL cannot allocate */
     am_hex(c.p->content_sha256, md, 32);
 
     yt_node_t *root = NULL;
     bool whole = false;
-    int rc = yt_parse_all(&root, &whole, c.a, file, text, len, d);
-    if (rc == AM_ENOMEM)
-        return AM_ENOMEM;
+    int rc = eng_yt_parse_all(&root, &whole, c.a, file, text, len, d);
+    if (rc == AM_ELIMIT)
+        return too_large(&c);
     if (rc != 0 && !whole)
         return AM_EINVAL; /* the tree is partial: checking it would only add noise */
     if (rc != 0)
         c.errors++; /* duplicate keys and the like: reported, keep checking */
     if (root == NULL) {
-        cc_err(&c, 1, 1, "empty mapping file (expected a mapping with source and fields)");
+        eng_cc_err(&c, 1, 1, "empty mapping file (expected a mapping with source and fields)");
         return AM_EINVAL;
     }
     if (root->kind != YT_MAP) {
-        CC_ERR(&c, root, "a mapping file must be a YAML mapping, got %s", cc_kind_of(root));
+        CC_ERR(&c, root, "a mapping file must be a YAML mapping, got %s", eng_cc_kind_of(root));
         return AM_EINVAL;
     }
     ctop(&c, root);
-    if (c.oom)
-        return AM_ENOMEM;
-    if (c.errors > 0)
-        return AM_EINVAL;
+    if (c.limit)
+        return too_large(&c);
     *out = c.p;
-    return 0;
+    return c.errors > 0 ? AM_EINVAL : 0;
 }

@@ -43,7 +43,7 @@ int eng_ioc_type_parse(eng_ioc_type_t *out, const char *name, size_t len);
 
 typedef struct eng_indicator {
     eng_ioc_type_t type;
-    const char *value;        /* canonical form (design.md) */
+    const char *value;        /* canonical form (docs/indicators.md) */
     const char *source_field; /* provenance: payload path, field name or rule */
     const char *origin;       /* the mapping rule: "file.yaml:LINE" */
 } eng_indicator_t;
@@ -118,7 +118,8 @@ typedef struct eng_load_options {
     /* Shared indicator rule file; NULL means "<dir>/rules/indicators.yaml". */
     const char *rules_file;
     /* Run every mapping's sample payloads after compiling and report a
-     * mismatch as an error of that mapping (used at reload). */
+     * mismatch as an error of that mapping (a step of loading, used at
+     * reload and by `alertmap test`). */
     bool check_samples;
 } eng_load_options_t;
 
@@ -127,7 +128,8 @@ typedef struct eng_load_options {
  * as rules/ and samples/ are not mappings) plus the shared rule file. All
  * problems of all files are added to diags as file:line:col messages.
  * Returns 0 and a set with one reference, or AM_EINVAL (diags say why; *out
- * is NULL), AM_EIO (dir unreadable, also in diags), AM_ENOMEM.
+ * is NULL), AM_EIO (dir unreadable, also in diags), AM_ELIMIT (the set is
+ * larger than its memory bound, also in diags).
  * paths: alternatively a list of individual files (dir may then be NULL and
  * the rule file must be given or found beside the first file).
  */
@@ -158,6 +160,12 @@ typedef struct eng_program_info {
     char content_sha256[65]; /* of the file bytes */
     int64_t loaded_at_us;
     bool has_signature; /* a signature block is declared */
+    /* the signature block's secret variables (names only), and whether one
+     * of them was set when the set was loaded */
+    const char *const *secret_env;
+    size_t nsecret_env;
+    bool secret_set;
+    bool query_key; /* `auth: {query_key: true}`: an API key may come as ?api_key= */
     size_t nsamples;
 } eng_program_info_t;
 
@@ -181,9 +189,11 @@ typedef struct eng_sig_request {
 } eng_sig_request_t;
 
 /*
- * Verifies the request against the program's signature block, with secrets
- * read from the environment variables it names (several = rotation: any one
- * may match). Constant-time comparison.
+ * Verifies the request against the program's signature block, with the
+ * secrets of the environment variables it names as they were when the set
+ * was loaded (several = rotation: any one may match). No environment access
+ * per request: a changed variable counts from the next load (reload), and
+ * only if the process's own environment changed. Constant-time comparison.
  * Returns 0 when valid, when the program declares no signature, or when none
  * of the named variables is set (*secret_set false then); AM_EAUTH with err
  * filled (code "INVALID_SIGNATURE", message without secret material)
@@ -204,7 +214,8 @@ int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, b
  * event time is found. All output lives in arena a.
  * Returns 0 with out filled; AM_EINVAL when a match rule rejects the payload
  * (err: code INVALID_PAYLOAD, message naming the rule and its file:line);
- * AM_ELIMIT when a bound is exceeded (code LIMIT_EXCEEDED); AM_ENOMEM.
+ * AM_ELIMIT when a bound is exceeded, the arena's cap included (code
+ * LIMIT_EXCEEDED). The first error of a run is the one reported.
  */
 int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena_t *a,
             int64_t now_us, eng_error_t *err);
@@ -222,17 +233,34 @@ json_t *eng_alert_json(const eng_alert_t *alert, int flags);
 
 /* Fingerprint: lowercase hex SHA-256 over title, source and the sorted
  * (type, value) pairs, with unambiguous separators. out gets 65 bytes.
- * iocs is only read. Reentrant; cannot fail. */
+ * iocs is only read. Reentrant. Never returns an error: when OpenSSL cannot
+ * compute SHA-256 at all (no memory, no provider) the process aborts, as it
+ * does when the heap is exhausted. */
 void eng_fingerprint(char out[65], const char *title, const char *source,
                      const eng_indicator_t *iocs, size_t n);
 
+/* ---- time ---------------------------------------------------------------- */
+
+/*
+ * ISO-8601 date-time: YYYY-MM-DD[Tt ]hh:mm[:ss[.f{1,9}]][Z|z|±hh:mm|±hhmm|±hh];
+ * no offset means UTC. The whole of s..s+len must match (no surrounding
+ * space). Fields are range-checked (year 0001-9999, month 1-12, day valid
+ * for the month and year, hour ≤ 23, minute ≤ 59, second ≤ 60, offset hours
+ * ≤ 23 and minutes ≤ 59). A fraction is truncated to microseconds; a leap
+ * second (:60) counts as the first second of the next minute. Returns 0 with
+ * microseconds since the epoch (UTC, negative before 1970) in *out_us, or
+ * AM_EINVAL (*out_us untouched).
+ */
+int eng_parse_iso8601(int64_t *out_us, const char *s, size_t len);
+
 /* ---- samples (alertmap test, reload check) -------------------------------- */
 
-/* Runs every sample of p and compares with its expected file. Each mismatch
- * is added to diags (file of the expected output, line 0) with a readable
- * diff in the message. Returns the number of failing samples (0: all pass),
- * or a negative AM_E* code when a sample file cannot be read or memory runs
- * out (diags then say which). Thread-safe for distinct diags lists. */
+/* Runs every sample of p (listed when its set was loaded) and compares with
+ * its expected file. Each mismatch is added to diags (file of the expected
+ * output, line 0) with a readable diff in the message. Returns the number
+ * of failing samples (0: all pass), or AM_EIO when a sample file cannot be
+ * read (diags then say which). Reads files: part of loading, not of
+ * running. Thread-safe for distinct diags lists. */
 int eng_program_check_samples(const eng_program_t *p, am_diags_t *diags);
 
 /* ---- free-text extraction (alertmap extract) ------------------------------ */
@@ -240,7 +268,7 @@ int eng_program_check_samples(const eng_program_t *p, am_diags_t *diags);
 typedef struct eng_rules eng_rules_t;
 /* Compiles the shared indicator rule file. Returns 0 with *out (free it with
  * eng_rules_free), or AM_EINVAL (errors in the file, or larger than the
- * bound), AM_EIO (unreadable) or AM_ENOMEM, with *out NULL and the reasons
+ * bound) or AM_EIO (unreadable), with *out NULL and the reasons
  * added to diags. The result is immutable: any number of threads may scan
  * with it at once. */
 int eng_rules_load(eng_rules_t **out, const char *path, am_diags_t *diags);
@@ -255,7 +283,8 @@ const eng_rules_t *eng_set_rules(const eng_set_t *s);
  * start with *out NULL and *n 0, or pass back what a previous call on the
  * same arena returned). The values live in arena a; source_field is stored
  * as given (not copied). Returns 0, AM_ELIMIT when ENG_MAX_INDICATORS is
- * reached (what was found before stays), AM_ENOMEM. Reentrant. */
+ * reached or the arena is at its cap (what was found before stays).
+ * Reentrant. */
 int eng_extract_text(eng_indicator_t **out, size_t *n, const eng_rules_t *r, const char *text,
                      size_t len, unsigned mask, const char *source_field, am_arena_t *a);
 

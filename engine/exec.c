@@ -16,9 +16,11 @@
 #include <string.h>
 #include <strings.h>
 
-int ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...)
+int eng_ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...)
 {
-    if (r->err != NULL) {
+    /* The first error wins: a later failure while unwinding must not
+     * replace the message that explains the first one. */
+    if (r->err != NULL && r->err->code == NULL) {
         r->err->code = code;
         va_list ap;
         va_start(ap, fmt);
@@ -28,20 +30,24 @@ int ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...)
     return rc;
 }
 
+int eng_ex_no_room(run_t *r)
+{
+    return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                       "the request needs more memory than allowed");
+}
+
 static int fail_code(run_t *r, int rc)
 {
     switch (rc) {
     case AM_ELIMIT:
-        return ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
-                       ENG_MAX_INDICATORS);
-    case AM_ENOMEM:
-        return ex_fail(r, rc, "LIMIT_EXCEEDED", "the request needs more memory than allowed");
+        return eng_ex_fail(r, rc, "LIMIT_EXCEEDED", "more than %d indicators or tags in one alert",
+                           ENG_MAX_INDICATORS);
     default:
-        return ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
+        return eng_ex_fail(r, rc, "INTERNAL", "normalization failed (%d)", rc);
     }
 }
 
-pcre2_match_data *ex_match_data(run_t *r)
+pcre2_match_data *eng_ex_match_data(run_t *r)
 {
     if (r->md == NULL) {
         if (r->gctx == NULL)
@@ -102,9 +108,9 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
     if (!e->has_transform)
         return 1;
     if (e->re != NULL) {
-        pcre2_match_data *md = ex_match_data(r);
+        pcre2_match_data *md = eng_ex_match_data(r);
         if (md == NULL)
-            return AM_ENOMEM;
+            return eng_ex_no_room(r);
         int rc = pcre2_match(e->re, (PCRE2_SPTR)v->s, v->len, 0, PCRE2_NO_UTF_CHECK, md,
                              ioc_match_context());
         if (rc < 0)
@@ -129,7 +135,7 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
     if (e->lower || e->upper) {
         char *c = am_arena_alloc(r->a, v->len + 1);
         if (c == NULL)
-            return AM_ENOMEM;
+            return eng_ex_no_room(r);
         for (size_t i = 0; i < v->len; i++)
             c[i] = (char)(e->lower ? tolower((unsigned char)v->s[i])
                                    : toupper((unsigned char)v->s[i]));
@@ -138,7 +144,7 @@ static int transform(run_t *r, const expr_t *e, val_t *v)
         v->j = NULL;
     }
     if (e->map != NULL) {
-        const map_slot_t *s = map_lookup(e->map, v->s, v->len);
+        const map_slot_t *s = eng_map_lookup(e->map, v->s, v->len);
         const char *to = v->s;
         if (s != NULL)
             to = s->value;
@@ -176,7 +182,7 @@ static int emit(ev_t *ev, const chain_t *ch, json_t *j, const char *s, size_t le
     char nbuf[32];
     val_t v = {.j = j, .origin = ev->origin, .text = ev->text};
     if (s == NULL) {
-        s = path_scalar_text(j, nbuf, &len);
+        s = eng_path_scalar_text(j, nbuf, &len);
         if (s == NULL)
             return 0; /* objects are not values */
     }
@@ -230,7 +236,7 @@ static int visit_value(void *ctx, json_t *v)
 /* The text of a template hole: the first scalar the path selects. */
 static const char *hole_text(run_t *r, const epath_t *h, json_t *cur, size_t *len)
 {
-    json_t *x = path_first(h, cur, r->root);
+    json_t *x = eng_path_first(h, cur, r->root);
     if (x != NULL && json_is_array(x)) {
         size_t i;
         json_t *e, *pick = NULL;
@@ -250,7 +256,7 @@ static const char *hole_text(run_t *r, const epath_t *h, json_t *cur, size_t *le
         return *len > 0 ? json_string_value(x) : NULL;
     }
     char *buf = am_arena_alloc(r->a, 32);
-    return buf != NULL ? path_scalar_text(x, buf, len) : NULL;
+    return buf != NULL ? eng_path_scalar_text(x, buf, len) : NULL;
 }
 
 static int eval_template(ev_t *ev, const expr_t *e, const chain_t *ch, json_t *cur)
@@ -264,7 +270,7 @@ static int eval_template(ev_t *ev, const expr_t *e, const chain_t *ch, json_t *c
         txt = am_arena_alloc(r->a, e->nparts * sizeof(*txt));
         lens = am_arena_alloc(r->a, e->nparts * sizeof(*lens));
         if (txt == NULL || lens == NULL)
-            return AM_ENOMEM;
+            return eng_ex_no_room(r);
     }
     size_t total = 0;
     for (size_t i = 0; i < e->nparts; i++) {
@@ -281,7 +287,7 @@ static int eval_template(ev_t *ev, const expr_t *e, const chain_t *ch, json_t *c
     }
     char *out = am_arena_alloc(r->a, total + 1);
     if (out == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     size_t off = 0;
     for (size_t i = 0; i < e->nparts; i++) {
         memcpy(out + off, txt[i], lens[i]);
@@ -304,7 +310,7 @@ static int eval(ev_t *ev, const expr_t *e, const chain_t *outer, json_t *cur)
             ev->origin = e->path_origin[i];
             ev->text = e->paths[i]->text;
             visit_t vc = {ev, &ch};
-            rc = path_visit(e->paths[i], cur, ev->r->root, visit_value, &vc);
+            rc = eng_path_visit(e->paths[i], cur, ev->r->root, visit_value, &vc);
             if (rc > 0)
                 rc = 0;
             if (ev->accepted > before || ev->stop)
@@ -337,7 +343,7 @@ static int eval(ev_t *ev, const expr_t *e, const chain_t *outer, json_t *cur)
     return rc;
 }
 
-int ex_run_expr(run_t *r, const expr_t *e, json_t *cur, emit_fn fn, void *ctx)
+int eng_ex_run_expr(run_t *r, const expr_t *e, json_t *cur, emit_fn fn, void *ctx)
 {
     ev_t ev = {.r = r, .fn = fn, .ctx = ctx};
     return eval(&ev, e, NULL, cur);
@@ -345,12 +351,12 @@ int ex_run_expr(run_t *r, const expr_t *e, json_t *cur, emit_fn fn, void *ctx)
 
 /* ---- fields ------------------------------------------------------------------ */
 
-int ex_take_one(run_t *r, const val_t *v, void *ctx)
+int eng_ex_take_one(run_t *r, const val_t *v, void *ctx)
 {
     one_t *o = ctx;
     o->s = o->copy ? am_arena_strndup(r->a, v->s, v->len) : v->s;
     if (o->s == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     o->len = v->len;
     o->origin = v->origin;
     o->text = v->text;
@@ -370,12 +376,12 @@ static int take_time(run_t *r, const val_t *v, void *ctx)
     time_ctx_t *t = ctx;
     int rc;
     if (v->j != NULL) {
-        rc = tp_parse_json(&t->us, v->j, t->fmt);
+        rc = eng_tp_parse_json(&t->us, v->j, t->fmt);
     } else {
         json_t *tmp = json_stringn_nocheck(v->s, v->len);
         if (tmp == NULL)
-            return AM_ENOMEM;
-        rc = tp_parse_json(&t->us, tmp, t->fmt);
+            am_oom(v->len); /* jansson allocates on the heap */
+        rc = eng_tp_parse_json(&t->us, tmp, t->fmt);
         json_decref(tmp);
     }
     if (rc != 0)
@@ -402,26 +408,15 @@ static int add_tag(run_t *r, const val_t *v, void *ctx)
         return AM_ELIMIT;
     const char **nt = am_arena_grow(r->a, al->tags, al->ntags, &t->cap, sizeof(*nt));
     if (nt == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     al->tags = nt;
     const char *s = am_arena_strndup(r->a, v->s, v->len);
     if (s == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     al->tags[al->ntags++] = s;
     if (t->origin == NULL)
         t->origin = v->origin;
     return EMIT_MORE;
-}
-
-static const char *const severities[] = {"Pending", "Informational", "Low",
-                                         "Medium",  "High",          "Critical"};
-
-static const char *canonical_severity(const char *s, size_t len)
-{
-    for (size_t i = 0; i < AM_ARRAY_LEN(severities); i++)
-        if (strlen(severities[i]) == len && strncasecmp(severities[i], s, len) == 0)
-            return severities[i];
-    return NULL;
 }
 
 static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
@@ -433,12 +428,12 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
         if (e == NULL || f == ENG_F_OCCURRED_AT)
             continue;
         one_t o = {.copy = f != ENG_F_SEVERITY};
-        if ((rc = ex_run_expr(r, e, cur, ex_take_one, &o)) != 0)
+        if ((rc = eng_ex_run_expr(r, e, cur, eng_ex_take_one, &o)) != 0)
             return rc;
         if (o.s == NULL)
             continue;
         if (f == ENG_F_SEVERITY) {
-            const char *canon = canonical_severity(o.s, o.len);
+            const char *canon = eng_severity_canonical(o.s, o.len);
             if (canon == NULL)
                 continue;
             o.s = canon;
@@ -458,7 +453,7 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
     const expr_t *te = p->field[ENG_F_OCCURRED_AT];
     if (te != NULL) {
         t.fmt = te->time;
-        if ((rc = ex_run_expr(r, te, cur, take_time, &t)) != 0)
+        if ((rc = eng_ex_run_expr(r, te, cur, take_time, &t)) != 0)
             return rc;
     }
     if (t.found) {
@@ -472,10 +467,10 @@ static int run_fields(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
     char tb[32];
     am_format_time(tb, al->occurred_at_us);
     if ((al->field[ENG_F_OCCURRED_AT] = am_arena_strdup(r->a, tb)) == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     if (p->tags != NULL) {
         tags_ctx_t tc = {.al = al};
-        if ((rc = ex_run_expr(r, p->tags, cur, add_tag, &tc)) != 0)
+        if ((rc = eng_ex_run_expr(r, p->tags, cur, add_tag, &tc)) != 0)
             return rc;
         al->tags_origin = tc.origin;
     }
@@ -492,15 +487,15 @@ static int reject(run_t *r, const match_rule_t *m, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    return ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD", "match rule '%s' (%s) failed: %s", m->name,
-                   m->where, m->message != NULL ? m->message : why);
+    return eng_ex_fail(r, AM_EINVAL, "INVALID_PAYLOAD", "match rule '%s' (%s) failed: %s", m->name,
+                       m->where, m->message != NULL ? m->message : why);
 }
 
 static bool value_equals(const match_rule_t *m, const json_t *x)
 {
     char buf[32];
     size_t len;
-    const char *s = path_scalar_text(x, buf, &len);
+    const char *s = eng_path_scalar_text(x, buf, &len);
     if (s == NULL)
         return false;
     for (size_t i = 0; i < m->nvalues; i++)
@@ -518,7 +513,7 @@ static int check_match(run_t *r, json_t *root)
         switch (m->kind) {
         case MR_OBJECT:
         case MR_ARRAY:
-            x = path_first(m->paths[0], root, root);
+            x = eng_path_first(m->paths[0], root, root);
             if (x == NULL)
                 return reject(r, m, "%s is not present", m->paths[0]->text);
             if (m->kind == MR_OBJECT && !json_is_object(x))
@@ -528,13 +523,13 @@ static int check_match(run_t *r, json_t *root)
             break;
         case MR_PRESENT:
             for (size_t k = 0; k < m->npaths; k++)
-                if (path_first(m->paths[k], root, root) == NULL)
+                if (eng_path_first(m->paths[k], root, root) == NULL)
                     return reject(r, m, "%s is not present", m->paths[k]->text);
             break;
         case MR_ANY: {
             bool any = false;
             for (size_t k = 0; k < m->npaths && !any; k++)
-                any = path_first(m->paths[k], root, root) != NULL;
+                any = eng_path_first(m->paths[k], root, root) != NULL;
             if (!any) {
                 char list[300];
                 size_t off = 0;
@@ -551,13 +546,13 @@ static int check_match(run_t *r, json_t *root)
             break;
         }
         case MR_EQUALS: {
-            x = path_first(m->paths[0], root, root);
+            x = eng_path_first(m->paths[0], root, root);
             if (x == NULL)
                 return reject(r, m, "%s is not present", m->paths[0]->text);
             if (!value_equals(m, x)) {
                 char buf[32], want[200];
                 size_t len = 0, off = 0;
-                const char *v = path_scalar_text(x, buf, &len);
+                const char *v = eng_path_scalar_text(x, buf, &len);
                 if (v == NULL)
                     return reject(r, m, "%s is not a string, number or boolean", m->paths[0]->text);
                 want[0] = '\0';
@@ -586,7 +581,7 @@ static int run_alert(run_t *r, eng_alert_t *al, json_t *cur, int64_t now_us)
     al->raw = cur;
     int rc = run_fields(r, al, cur, now_us);
     if (rc == 0)
-        rc = ex_indicators(r, al, cur);
+        rc = eng_ex_indicators(r, al, cur);
     if (rc != 0)
         return rc;
     eng_fingerprint(al->fingerprint, al->field[ENG_F_TITLE], al->source_name, al->indicators,
@@ -605,39 +600,39 @@ int eng_run(eng_result_t *out, const eng_program_t *p, json_t *payload, am_arena
         err->message[0] = '\0';
     }
     if (!json_is_object(payload))
-        return ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD", "the payload must be a JSON object");
+        return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD", "the payload must be a JSON object");
     int rc = check_match(&r, payload);
     if (rc != 0)
         return rc;
     json_t *elems = NULL;
     size_t n = 1;
     if (p->split != NULL) {
-        elems = path_first(p->split, payload, payload);
+        elems = eng_path_first(p->split, payload, payload);
         if (elems == NULL || !json_is_array(elems) || json_array_size(elems) == 0)
-            return ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
-                           "split (%s): %s is missing, empty or not an array", p->split_where,
-                           p->split->text);
+            return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
+                               "split (%s): %s is missing, empty or not an array", p->split_where,
+                               p->split->text);
         n = json_array_size(elems);
         if (n > ENG_MAX_SPLIT)
-            return ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
-                           "split (%s): %zu elements, at most %d alerts per request",
-                           p->split_where, n, ENG_MAX_SPLIT);
+            return eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED",
+                               "split (%s): %zu elements, at most %d alerts per request",
+                               p->split_where, n, ENG_MAX_SPLIT);
     }
     eng_alert_t *alerts = am_arena_calloc(a, n, sizeof(*alerts));
     if (alerts == NULL)
-        return fail_code(&r, AM_ENOMEM);
+        return eng_ex_no_room(&r);
     for (size_t i = 0; i < n; i++) {
         json_t *cur = payload;
         if (elems != NULL) {
             cur = json_array_get(elems, i);
             if (!json_is_object(cur))
-                return ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
-                               "split (%s): element %zu of %s is not an object", p->split_where, i,
-                               p->split->text);
+                return eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD",
+                                   "split (%s): element %zu of %s is not an object", p->split_where,
+                                   i, p->split->text);
         }
         rc = run_alert(&r, &alerts[i], cur, now_us);
         if (rc != 0)
-            return err != NULL && err->code != NULL ? rc : fail_code(&r, rc);
+            return fail_code(&r, rc); /* keeps an error already recorded */
     }
     out->alerts = alerts;
     out->nalerts = n;

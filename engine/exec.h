@@ -44,17 +44,21 @@ typedef struct one {
     bool copy;
 } one_t;
 
-/* Sets err (code and message) when the caller gave one; returns rc. */
-int ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...) AM_PRINTF(4, 5);
+/* Records err (code and message) when the caller gave one and no error is
+ * recorded yet (the first error wins); returns rc. */
+int eng_ex_fail(run_t *r, int rc, const char *code, const char *fmt, ...) AM_PRINTF(4, 5);
+/* The arena of the call refused an allocation (its cap reached): records
+ * LIMIT_EXCEEDED and returns AM_ELIMIT. */
+int eng_ex_no_room(run_t *r);
 /* Match data for the program's patterns, created in the arena on first use. */
-pcre2_match_data *ex_match_data(run_t *r);
+pcre2_match_data *eng_ex_match_data(run_t *r);
 /* Evaluates e at cur and calls fn for every value it yields. */
-int ex_run_expr(run_t *r, const expr_t *e, json_t *cur, emit_fn fn, void *ctx);
+int eng_ex_run_expr(run_t *r, const expr_t *e, json_t *cur, emit_fn fn, void *ctx);
 /* Emit callback that keeps the first value in a one_t (copied to the arena
  * when o->copy). */
-int ex_take_one(run_t *r, const val_t *v, void *ctx);
+int eng_ex_take_one(run_t *r, const val_t *v, void *ctx);
 /* Runs every indicator rule and the auto-indicators of the optional fields
  * for alert al at cur; fills al->indicators. */
-int ex_indicators(run_t *r, eng_alert_t *al, json_t *cur);
+int eng_ex_indicators(run_t *r, eng_alert_t *al, json_t *cur);
 
 #endif

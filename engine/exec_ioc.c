@@ -3,7 +3,7 @@
  * declared values (path/each, fixed or computed type), scans of chosen
  * fields or of every string, per-mapping named-capture patterns, then the
  * auto-indicators of the optional fields. Values go through ioc_add_value()
- * and ioc_extract() (ioc.h), which canonicalize and de-duplicate.
+ * and the set's scanner (ioc_extract(), ioc.h), which canonicalize and de-duplicate.
  */
 #include "exec.h"
 
@@ -34,7 +34,7 @@ static int add_ioc(run_t *r, const val_t *v, void *ctx)
     ioc_ctx_t *ic = ctx;
     const char *sf = v->text;
     if (ic->prefix != NULL && (sf = each_source_field(r, ic->prefix, v->text)) == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     int rc = ioc_add_value(&r->iocs, r->a, ic->type, v->s, v->len, false, IOC_MASK_ALL, sf,
                            ic->rule->origin);
     return rc != 0 ? rc : EMIT_MORE;
@@ -48,7 +48,7 @@ static int rule_type(run_t *r, const irule_t *rule, json_t *cur, eng_ioc_type_t 
         return 1;
     }
     one_t o = {.copy = false};
-    int rc = ex_run_expr(r, rule->type_expr, cur, ex_take_one, &o);
+    int rc = eng_ex_run_expr(r, rule->type_expr, cur, eng_ex_take_one, &o);
     if (rc != 0)
         return rc;
     return o.s != NULL && eng_ioc_type_parse(out, o.s, o.len) == 0;
@@ -60,7 +60,7 @@ static int each_element(run_t *r, const irule_t *rule, json_t *el)
     int rc = rule_type(r, rule, el, &ic.type);
     if (rc <= 0)
         return rc; /* an element of an unknown type is skipped */
-    return ex_run_expr(r, rule->value, el, add_ioc, &ic);
+    return eng_ex_run_expr(r, rule->value, el, add_ioc, &ic);
 }
 
 typedef struct each_ctx {
@@ -90,10 +90,12 @@ static int visit_each(void *ctx, json_t *v)
 static int scan_string(run_t *r, const irule_t *rule, const char *s, size_t len, const char *sf)
 {
     if (rule->kind != IR_REGEX)
-        return ioc_extract(&r->iocs, r->a, r->p->set->rules, s, len, rule->mask, sf, rule->origin);
-    pcre2_match_data *md = ex_match_data(r);
+        return r->p->set->scan != NULL ? r->p->set->scan(&r->iocs, r->a, r->p->set->rules, s, len,
+                                                         rule->mask, sf, rule->origin)
+                                       : 0;
+    pcre2_match_data *md = eng_ex_match_data(r);
     if (md == NULL)
-        return AM_ENOMEM;
+        return eng_ex_no_room(r);
     size_t off = 0;
     while (off <= len) {
         int n = pcre2_match(rule->re, (PCRE2_SPTR)s, len, off, PCRE2_NO_UTF_CHECK, md,
@@ -135,8 +137,8 @@ static int scan_value(scan_ctx_t *sc, json_t *v, int depth)
 {
     run_t *r = sc->r;
     if (depth > ENG_MAX_DEPTH)
-        return ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED", "payload nested deeper than %d levels",
-                       ENG_MAX_DEPTH);
+        return eng_ex_fail(r, AM_ELIMIT, "LIMIT_EXCEEDED", "payload nested deeper than %d levels",
+                           ENG_MAX_DEPTH);
     if (json_is_string(v)) {
         if (sc->sf != NULL)
             return scan_string(r, sc->rule, json_string_value(v), json_string_length(v), sc->sf);
@@ -147,7 +149,7 @@ static int scan_value(scan_ctx_t *sc, json_t *v, int depth)
         if (r->iocs.n > before) {
             const char *sf = am_arena_strdup(r->a, sc->len ? sc->buf : "$");
             if (sf == NULL)
-                return AM_ENOMEM;
+                return eng_ex_no_room(r);
             for (size_t i = before; i < r->iocs.n; i++)
                 r->iocs.items[i].source_field = sf;
         }
@@ -201,12 +203,12 @@ static int run_rule(run_t *r, const irule_t *rule, json_t *cur)
         int rc = rule_type(r, rule, cur, &ic.type);
         if (rc <= 0)
             return rc;
-        return ex_run_expr(r, rule->value, cur, add_ioc, &ic);
+        return eng_ex_run_expr(r, rule->value, cur, add_ioc, &ic);
     }
     case IR_EACH: {
         each_ctx_t ec = {r, rule};
         r->sf_text = r->sf_val = NULL;
-        return path_visit(rule->each, cur, r->root, visit_each, &ec);
+        return eng_path_visit(rule->each, cur, r->root, visit_each, &ec);
     }
     case IR_SCAN:
     case IR_SCAN_ALL:
@@ -216,7 +218,7 @@ static int run_rule(run_t *r, const irule_t *rule, json_t *cur)
             return scan_value(&sc, cur, 0);
         for (size_t i = 0; i < rule->nin; i++) {
             sc.sf = rule->kind == IR_REGEX ? rule->label : rule->in[i]->text;
-            int rc = path_visit(rule->in[i], cur, r->root, visit_scan, &sc);
+            int rc = eng_path_visit(rule->in[i], cur, r->root, visit_scan, &sc);
             if (rc != 0)
                 return rc;
         }
@@ -248,7 +250,7 @@ static const int field_ioc[ENG_F__COUNT] = {
     [ENG_F_EMAIL_REPLY_TO] = ENG_IOC_EMAIL,
 };
 
-int ex_indicators(run_t *r, eng_alert_t *al, json_t *cur)
+int eng_ex_indicators(run_t *r, eng_alert_t *al, json_t *cur)
 {
     const eng_program_t *p = r->p;
     int rc;

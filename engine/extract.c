@@ -4,6 +4,7 @@
  * program, and scanning free text with it. See ioc.h and docs/indicators.md.
  */
 #include "ioc.h"
+#include "tables.h"
 #include "ytree.h"
 
 #include <errno.h>
@@ -19,7 +20,8 @@
 typedef struct {
     char *name;
     eng_ioc_type_t type;
-    char *origin; /* "indicators.yaml:LINE" */
+    bool host_only; /* a url rule whose match is an authority: report its host */
+    char *origin;   /* "indicators.yaml:LINE" */
 } rule_t;
 
 struct eng_rules {
@@ -64,7 +66,7 @@ static void err(loader_t *l, const yt_node_t *n, const char *fmt, ...)
 
 static char *dup_node(const yt_node_t *n)
 {
-    return strndup(n->str, n->len);
+    return am_xstrndup(n->str, n->len);
 }
 
 static bool valid_name(const yt_node_t *n)
@@ -90,7 +92,7 @@ static uint32_t parse_flags(loader_t *l, const yt_node_t *f)
     if (f == NULL)
         return 0;
     if (f->kind != YT_SEQ) {
-        err(l, f, "'flags' must be a list, got %s", yt_kind_name(f));
+        err(l, f, "'flags' must be a list, got %s", eng_yt_kind_name(f));
         return 0;
     }
     for (size_t i = 0; i < f->nitems; i++) {
@@ -136,21 +138,23 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
                       const rule_t *prev, size_t nprev)
 {
     if (m->kind != YT_MAP) {
-        err(l, m, "a rule must be a mapping, got %s", yt_kind_name(m));
+        err(l, m, "a rule must be a mapping, got %s", eng_yt_kind_name(m));
         return;
     }
     for (size_t i = 0; i < m->npairs; i++) {
         const char *k = m->pairs[i].key->str;
         const yt_node_t *v = m->pairs[i].value;
         if (strcmp(k, "name") && strcmp(k, "type") && strcmp(k, "pattern") && strcmp(k, "flags") &&
-            strcmp(k, "description"))
+            strcmp(k, "description") && strcmp(k, "host_only"))
             err(l, m->pairs[i].key,
-                "unknown key '%s' (expected one of: name, type, pattern, flags, description)", k);
+                "unknown key '%s' (expected one of: name, type, pattern, flags, host_only, "
+                "description)",
+                k);
         else if (strcmp(k, "flags") && v->kind != YT_SCALAR)
-            err(l, v, "'%s' must be a string, got %s", k, yt_kind_name(v));
+            err(l, v, "'%s' must be a string, got %s", k, eng_yt_kind_name(v));
     }
-    const yt_node_t *name = yt_get(m, "name"), *type = yt_get(m, "type"),
-                    *pat = yt_get(m, "pattern");
+    const yt_node_t *name = eng_yt_get(m, "name"), *type = eng_yt_get(m, "type"),
+                    *pat = eng_yt_get(m, "pattern");
     if (name == NULL)
         err(l, m, "missing key '%s'", "name");
     else if (name->kind == YT_SCALAR && !valid_name(name))
@@ -168,7 +172,16 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
             type->str);
     if (pat == NULL)
         err(l, m, "missing key '%s'", "pattern");
-    pend->opts = parse_flags(l, yt_get(m, "flags"));
+    const yt_node_t *ho = eng_yt_get(m, "host_only");
+    if (ho != NULL && ho->kind == YT_SCALAR) {
+        if (!ho->quoted && strcmp(ho->str, "true") == 0)
+            r->host_only = true;
+        else if (ho->quoted || strcmp(ho->str, "false") != 0)
+            err(l, ho, "'host_only' must be true or false");
+        if (r->host_only && type != NULL && r->type != ENG_IOC_URL)
+            err(l, ho, "'host_only' is for rules of type url");
+    }
+    pend->opts = parse_flags(l, eng_yt_get(m, "flags"));
     if (pat != NULL && pat->kind == YT_SCALAR) {
         pend->pattern = pat;
         check_pattern(l, pat, pend->opts);
@@ -176,9 +189,8 @@ static void load_rule(loader_t *l, const yt_node_t *m, rule_t *r, pending_t *pen
     if (name != NULL && name->kind == YT_SCALAR)
         r->name = dup_node(name);
     size_t olen = strlen(l->base) + 16;
-    r->origin = malloc(olen);
-    if (r->origin != NULL)
-        snprintf(r->origin, olen, "%s:%d", l->base, m->line);
+    r->origin = am_xmalloc(olen);
+    snprintf(r->origin, olen, "%s:%d", l->base, m->line);
 }
 
 /* "(?:opts)pattern" of every rule, each in its own group, as alternatives. */
@@ -201,10 +213,6 @@ static int combine(eng_rules_t *r, const pending_t *pend, loader_t *l, const yt_
         am_buf_puts(&b, (pend[i].opts & PCRE2_EXTENDED) ? "\n)" : ")");
     }
     am_buf_puts(&b, ")");
-    if (!am_buf_ok(&b)) {
-        am_buf_dispose(&b);
-        return AM_ENOMEM;
-    }
     int ec;
     PCRE2_SIZE off;
     r->code = pcre2_compile((PCRE2_SPTR)b.data, b.len, 0, &ec, &off, NULL);
@@ -216,7 +224,8 @@ static int combine(eng_rules_t *r, const pending_t *pend, loader_t *l, const yt_
         return AM_EINVAL;
     }
     /* JIT where the platform has it; the interpreter obeys the same limits. */
-    (void)pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);
+    if (eng_pcre2_jit_enabled())
+        (void)pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE);
     return 0;
 }
 
@@ -232,39 +241,32 @@ static int load_tree(eng_rules_t *r, loader_t *l, const yt_node_t *root)
             err(l, root->pairs[i].key,
                 "unknown key '%s' (expected one of: rules, skip_after_alnum, description)", k);
     }
-    const yt_node_t *skip = yt_get(root, "skip_after_alnum");
+    const yt_node_t *skip = eng_yt_get(root, "skip_after_alnum");
     if (skip != NULL) {
         if (skip->kind == YT_SCALAR && !skip->quoted && strcmp(skip->str, "true") == 0)
             r->skip_after_alnum = true;
         else if (!(skip->kind == YT_SCALAR && !skip->quoted && strcmp(skip->str, "false") == 0))
             err(l, skip, "'skip_after_alnum' must be true or false");
     }
-    const yt_node_t *rules = yt_get(root, "rules");
+    const yt_node_t *rules = eng_yt_get(root, "rules");
     if (rules == NULL) {
         err(l, root, "missing key '%s'", "rules");
         return AM_EINVAL;
     }
     if (rules->kind != YT_SEQ || rules->nitems == 0) {
-        err(l, rules, "'rules' must be a non-empty list, got %s", yt_kind_name(rules));
+        err(l, rules, "'rules' must be a non-empty list, got %s", eng_yt_kind_name(rules));
         return AM_EINVAL;
     }
     if (rules->nitems > RULES_MAX) {
         err(l, rules, "too many rules (at most %d)", RULES_MAX);
         return AM_EINVAL;
     }
-    r->rules = calloc(rules->nitems, sizeof(*r->rules));
-    pending_t *pend = calloc(rules->nitems, sizeof(*pend));
-    if (r->rules == NULL || pend == NULL) {
-        free(pend);
-        return AM_ENOMEM;
-    }
+    r->rules = am_xcalloc(rules->nitems, sizeof(*r->rules));
+    pending_t *pend = am_xcalloc(rules->nitems, sizeof(*pend));
     r->n = rules->nitems;
     for (size_t i = 0; i < r->n; i++)
         load_rule(l, rules->items[i], &r->rules[i], &pend[i], r->rules, i);
     int rc = l->errors ? AM_EINVAL : 0;
-    for (size_t i = 0; i < r->n && rc == 0; i++)
-        if (r->rules[i].origin == NULL || r->rules[i].name == NULL)
-            rc = AM_ENOMEM;
     if (rc == 0)
         rc = combine(r, pend, l, root);
     free(pend);
@@ -286,21 +288,16 @@ int eng_rules_load(eng_rules_t **out, const char *path, am_diags_t *diags)
             am_diags_add(diags, path, 0, 0, "rule file larger than %u bytes", RULES_MAX_FILE);
         else
             am_diags_add(diags, path, 0, 0, "cannot read rule file: %s", strerror(errno));
-        return rc == AM_ENOMEM ? rc : rc == AM_ELIMIT ? AM_EINVAL : AM_EIO;
+        return rc == AM_ELIMIT ? AM_EINVAL : AM_EIO;
     }
     am_arena_t *a = am_arena_new(16384, 0);
-    eng_rules_t *r = calloc(1, sizeof(*r));
-    if (a == NULL || r == NULL) {
-        rc = AM_ENOMEM;
-        goto done;
-    }
+    eng_rules_t *r = am_xcalloc(1, sizeof(*r));
     const char *slash = strrchr(path, '/');
     loader_t l = {.file = path, .base = slash ? slash + 1 : path, .diags = diags};
     yt_node_t *root = NULL;
-    rc = yt_parse(&root, a, path, text, len, diags);
+    rc = eng_yt_parse(&root, a, path, text, len, diags);
     if (rc == 0)
         rc = load_tree(r, &l, root);
-done:
     free(text);
     am_arena_free(a);
     if (rc != 0) {
@@ -381,22 +378,171 @@ static bool followed_by_key_sep(const char *s, size_t en, size_t len)
     return en + 1 >= len || !((s[en + 1] >= '0' && s[en + 1] <= '9') || s[en + 1] == '/');
 }
 
+/* Length of the Unicode space at s (U+00A0, U+1680, U+2000-U+200B,
+ * U+2028, U+2029, U+202F, U+205F, U+3000) in UTF-8, or 0. */
+static size_t unicode_space_at(const unsigned char *s, size_t n)
+{
+    if (n >= 2 && s[0] == 0xc2 && s[1] == 0xa0)
+        return 2;
+    if (n < 3)
+        return 0;
+    if (s[0] == 0xe2 && s[1] == 0x80 &&
+        (s[2] <= 0x8b || s[2] == 0xa8 || s[2] == 0xa9 || s[2] == 0xaf))
+        return 3;
+    if ((s[0] == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) ||
+        (s[0] == 0xe3 && s[1] == 0x80 && s[2] == 0x80) ||
+        (s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80))
+        return 3;
+    return 0;
+}
+
+/* Every Unicode space separates words like an ASCII one: points *s at a
+ * copy in which each is one ' ' (unchanged when there is none). */
+static int unicode_spaces_in(const char **s, size_t *len, am_arena_t *a)
+{
+    const unsigned char *p = (const unsigned char *)*s;
+    size_t n = *len, i = 0, k = 0;
+    for (; i < n; i++)
+        if (p[i] >= 0xc2 && (k = unicode_space_at(p + i, n - i)) > 0)
+            break;
+    if (i == n)
+        return 0;
+    char *out = am_arena_alloc(a, n + 1);
+    if (out == NULL)
+        return AM_ELIMIT;
+    memcpy(out, p, i);
+    size_t o = i;
+    while (i < n) {
+        k = p[i] >= 0xc2 ? unicode_space_at(p + i, n - i) : 0;
+        if (k > 0) {
+            out[o++] = ' ';
+            i += k;
+        } else {
+            out[o++] = (char)p[i++];
+        }
+    }
+    out[o] = '\0';
+    *s = out;
+    *len = o;
+    return 0;
+}
+
+/* Where prose or code ends the url candidate s[st..en): a quote, parenthesis,
+ * bracket or brace that opens right before the url closes it (the first
+ * unbalanced closer; the first quote), a backtick ends it (Markdown code),
+ * and "](" splits a Markdown link. Returns the new end. */
+static size_t url_context_end(const char *s, size_t st, size_t en)
+{
+    char open = st > 0 ? s[st - 1] : 0;
+    char close = open == '('    ? ')'
+                 : open == '['  ? ']'
+                 : open == '{'  ? '}'
+                 : open == '<'  ? '>'
+                 : open == '\'' ? '\''
+                                : 0;
+    int depth = 0;
+    for (size_t i = st; i < en; i++) {
+        char c = s[i];
+        if (c == '`' || (c == ']' && i + 1 < en && s[i + 1] == '('))
+            return i;
+        if (close == 0)
+            continue;
+        if (c == close && (close == '\'' || depth-- == 0))
+            return i;
+        if (c == open && close != '\'')
+            depth++;
+    }
+    return en;
+}
+
+static inline bool hex_byte(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static inline bool word_byte(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (unsigned char)c >= 0x80;
+}
+
+/* Hashes in the path of a canonical url ("/gui/file/<sha256>/detection"):
+ * every run of 32, 40 or 64 hex digits bounded by other bytes than letters
+ * and digits. */
+static int add_path_hashes(ioc_vec_t *v, am_arena_t *a, const char *url, unsigned mask,
+                           const char *sf, const char *origin)
+{
+    const unsigned hash_bits =
+        IOC_BIT(ENG_IOC_HASH_MD5) | IOC_BIT(ENG_IOC_HASH_SHA1) | IOC_BIT(ENG_IOC_HASH_SHA256);
+    if (!(mask & hash_bits))
+        return 0;
+    const char *p = strstr(url, "://");
+    p = p ? strchr(p + 3, '/') : NULL;
+    if (p == NULL)
+        return 0;
+    while (*p) {
+        if (!hex_byte(*p)) {
+            p++;
+            continue;
+        }
+        const char *b = p;
+        while (hex_byte(*p))
+            p++;
+        size_t n = (size_t)(p - b);
+        if (word_byte(b[-1]) || word_byte(*p))
+            continue;
+        eng_ioc_type_t t = n == 32   ? ENG_IOC_HASH_MD5
+                           : n == 40 ? ENG_IOC_HASH_SHA1
+                           : n == 64 ? ENG_IOC_HASH_SHA256
+                                     : ENG_IOC__COUNT;
+        if (t == ENG_IOC__COUNT)
+            continue;
+        int rc = ioc_add_value(v, a, t, b, n, true, mask, sf, origin);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A url candidate: the url and its host when it is one, else (another
+ * scheme, or not valid) at least its host. */
+static int add_url(ioc_vec_t *v, am_arena_t *a, const rule_t *rule, const char *s, size_t st,
+                   size_t cn, unsigned mask, const char *sf, const char *origin)
+{
+    const char *c = s + st;
+    if (rule->host_only)
+        return ioc_add_host_after_scheme(v, a, c, cn, mask, sf, origin);
+    const char *url;
+    int rc = ioc_canonical(&url, ENG_IOC_URL, c, cn, true, a);
+    if (rc < 0)
+        return rc;
+    if (url == NULL)
+        return ioc_add_host_after_scheme(v, a, c, cn, mask, sf, origin);
+    rc = ioc_add_canonical(v, a, ENG_IOC_URL, url, true, mask, sf, origin);
+    if (rc < 0)
+        return rc;
+    return add_path_hashes(v, a, url, mask, sf, origin);
+}
+
 int ioc_extract(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *text, size_t len,
                 unsigned mask, const char *source_field, const char *origin)
 {
     if (r == NULL || r->code == NULL || text == NULL || len == 0 || (mask & IOC_MASK_ALL) == 0)
         return 0;
     const char *s = text;
-    if (ioc_refang_in(&s, &len, a) != 0)
-        return AM_ENOMEM;
+    int rc = unicode_spaces_in(&s, &len, a);
+    if (rc == 0)
+        rc = ioc_refang_in(&s, &len, a);
+    if (rc != 0)
+        return rc;
     pcre2_general_context *g = ioc_pcre2_context(a);
     pcre2_match_data *md = g ? pcre2_match_data_create_from_pattern(r->code, g) : NULL;
     if (md == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     pcre2_match_context *mc = ioc_match_context();
     PCRE2_SIZE off = 0;
     while (off < len) {
-        int rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, off, 0, md, mc);
+        rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, off, 0, md, mc);
         if (rc < 0)
             break; /* no match, or a limit: keep what was found */
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -407,11 +553,20 @@ int ioc_extract(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *t
                 rule = &r->rules[g2 - 1];
                 break;
             }
+        if (rule != NULL && rule->type == ENG_IOC_URL && !rule->host_only)
+            en = url_context_end(s, st, en);
         off = en > st ? en : st + 1;
-        if (rule == NULL)
+        if (rule == NULL || en <= st)
             continue;
         const char *c = s + st;
         size_t cn = en - st;
+        const char *org = origin ? origin : rule->origin;
+        if (rule->type == ENG_IOC_URL) {
+            rc = add_url(v, a, rule, s, st, cn, mask, source_field, org);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         if (rule->type == ENG_IOC_ACCOUNT && st >= 3 && (s[st - 3] == 'n' || s[st - 3] == 'N') &&
             (s[st - 2] == 't' || s[st - 2] == 'T') && s[st - 1] == ' ' && cn > 10 &&
             strncasecmp(c, "authority\\", 10) == 0) {
@@ -422,10 +577,8 @@ int ioc_extract(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *t
             continue;
         if (rule->type == ENG_IOC_DOMAIN && followed_by_key_sep(s, en, len))
             continue;
-        if (rule->type != ENG_IOC_URL)
-            trim_punct(&c, &cn);
-        rc = ioc_add_value(v, a, rule->type, c, cn, true, mask, source_field,
-                           origin ? origin : rule->origin);
+        trim_punct(&c, &cn);
+        rc = ioc_add_value(v, a, rule->type, c, cn, true, mask, source_field, org);
         if (rc < 0)
             return rc;
     }

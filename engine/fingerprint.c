@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,8 +66,8 @@ void eng_fingerprint(char out[65], const char *title, const char *source,
     unsigned int mdlen = 0;
     static const unsigned char zero = 0, one = 1;
     out[0] = '\0';
-    if (n > AM_ARRAY_LEN(stack) && (order = malloc(n * sizeof(*order))) == NULL)
-        return;
+    if (n > AM_ARRAY_LEN(stack))
+        order = am_xmalloc(n * sizeof(*order));
     for (size_t i = 0; i < n; i++)
         order[i] = &iocs[i];
     if (n > 1)
@@ -85,6 +86,11 @@ void eng_fingerprint(char out[65], const char *title, const char *source,
     ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
     if (order != stack)
         free(order);
-    if (ok)
-        am_hex(out, md, 32);
+    if (!ok) {
+        /* Only when OpenSSL cannot allocate or offers no SHA-256: treated
+         * like heap exhaustion (see am.h), never as a per-alert error. */
+        fputs("alertmap: SHA-256 unavailable from OpenSSL\n", stderr);
+        abort();
+    }
+    am_hex(out, md, 32);
 }

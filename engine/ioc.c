@@ -110,6 +110,10 @@ static size_t defang_at(const char *in, size_t len, size_t i, const char **rep)
             *rep = "://";
             return 5;
         }
+        if (c == '[' && n >= 3 && s[1] == '/' && s[2] == ']') {
+            *rep = "/";
+            return 3;
+        }
         return 0;
     }
     if (c == '\\' && n >= 2 && s[1] == '.') {
@@ -161,10 +165,29 @@ int ioc_refang_in(const char **s, size_t *len, am_arena_t *a)
         return 0;
     char *buf = am_arena_alloc(a, *len + 1);
     if (buf == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     *len = ioc_refang(buf, *s, *len);
     *s = buf;
     return 0;
+}
+
+static inline bool word_byte(char c)
+{
+    return is_alnum(c) || (unsigned char)c >= 0x80;
+}
+
+/* True when the bracketed dot or at token in[i..i+k) stands between two
+ * words with one space on each side ("example [.] com", "bob [at] x.com"):
+ * the spaces go with the token. A parenthesized word "(at)" does not count
+ * (prose: "meet (at) noon"). */
+static bool spaced_token(const char *in, size_t len, size_t i, size_t k, const char *rep)
+{
+    if ((rep[0] != '.' && rep[0] != '@') || rep[1] != '\0' || in[i] == '\\')
+        return false;
+    if (in[i] == '(' && k == 4)
+        return false;
+    return i >= 2 && in[i - 1] == ' ' && word_byte(in[i - 2]) && i + k + 1 < len &&
+           in[i + k] == ' ' && word_byte(in[i + k + 1]);
 }
 
 size_t ioc_refang(char *out, const char *in, size_t len)
@@ -175,6 +198,10 @@ size_t ioc_refang(char *out, const char *in, size_t len)
         size_t k = maybe_defang_char(in[i]) ? defang_at(in, len, i, &rep) : 0;
         if (k > 0) {
             size_t m = strlen(rep); /* m <= k: never grows */
+            if (spaced_token(in, len, i, k, rep) && o > 0 && out[o - 1] == ' ') {
+                o--; /* the space before; the one after is skipped below */
+                k++;
+            }
             memmove(out + o, rep, m);
             o += m;
             i += k;
@@ -206,7 +233,7 @@ static int canon_hash(const char **out, eng_ioc_type_t t, const char *s, size_t 
     if (strict && (!letter || same))
         return 0;
     *out = lower_dup(a, s, n);
-    return *out ? 0 : AM_ENOMEM;
+    return *out ? 0 : AM_ELIMIT;
 }
 
 /* ---- account -------------------------------------------------------------------- */
@@ -241,7 +268,7 @@ static int canon_account(const char **out, const char *s, size_t n, bool strict,
         return 0;
     char *d = am_arena_alloc(a, n + 1);
     if (d == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     size_t o = 0, slashes = 0, bs = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -335,19 +362,20 @@ int ioc_canonical(const char **out, eng_ioc_type_t t, const char *value, size_t 
     if (len == 0 || len > IOC_MAX_URL)
         return 0;
     const char *before = value;
-    if (ioc_refang_in(&value, &len, a) != 0)
-        return AM_ENOMEM;
+    int rc = ioc_refang_in(&value, &len, a);
+    if (rc != 0)
+        return rc;
     if (value != before)
         trim(&value, &len);
     if (!utf8_valid(value, len))
         return 0;
-    int rc = 0;
     switch (t) {
     case ENG_IOC_IP:
         rc = ioc_canon_ip(out, value, len, strict, a);
         break;
     case ENG_IOC_DOMAIN:
-        rc = ioc_canon_domain(out, value, len, strict ? IOC_DOM_STRICT | IOC_DOM_FREETEXT : 0, a);
+        rc = ioc_canon_domain(out, value, len,
+                              strict ? IOC_DOM_STRICT | IOC_DOM_FREETEXT : IOC_DOM_NAME, a);
         break;
     case ENG_IOC_URL:
         rc = ioc_canon_url(out, value, len, strict, a);
@@ -386,20 +414,78 @@ const char *eng_ioc_canonical(eng_ioc_type_t t, const char *value, size_t len, b
 
 /* ---- the vector ------------------------------------------------------------------ */
 
+/* FNV-1a over the type and the value. */
+static uint64_t item_hash(eng_ioc_type_t t, const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325u ^ (uint64_t)t;
+    h *= 0x100000001b3u;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3u;
+    }
+    return h;
+}
+
+/* The slot of (t, value): the one holding it, or the empty one where it
+ * belongs. nslots is a power of two and never full. */
+static size_t find_slot(const ioc_vec_t *v, eng_ioc_type_t t, const char *value, uint64_t h)
+{
+    size_t mask = v->nslots - 1, i = (size_t)h & mask;
+    for (;;) {
+        uint32_t k = v->slots[i];
+        if (k == 0)
+            return i;
+        const eng_indicator_t *it = &v->items[k - 1];
+        if (it->type == t && strcmp(it->value, value) == 0)
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+/* Makes the index cover items[0..n) with room for one more item at a load
+ * of at most one half. Items appended by hand (or present when the vector
+ * was built from an array) are indexed here. Returns 0 or AM_ELIMIT. */
+static int index_items(ioc_vec_t *v, am_arena_t *a)
+{
+    if (v->nslots < 2 * (v->n + 1)) {
+        size_t ns = v->nslots ? v->nslots : 16;
+        while (ns < 2 * (v->n + 1))
+            ns *= 2;
+        uint32_t *slots = am_arena_calloc(a, ns, sizeof(*slots));
+        if (slots == NULL)
+            return AM_ELIMIT;
+        v->slots = slots;
+        v->nslots = ns;
+        v->indexed = 0;
+    }
+    for (; v->indexed < v->n; v->indexed++) {
+        const eng_indicator_t *it = &v->items[v->indexed];
+        size_t i = find_slot(v, it->type, it->value, item_hash(it->type, it->value));
+        if (v->slots[i] == 0)
+            v->slots[i] = (uint32_t)v->indexed + 1;
+    }
+    return 0;
+}
+
 int ioc_vec_add(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *canonical,
                 const char *source_field, const char *origin)
 {
-    for (size_t i = 0; i < v->n; i++)
-        if (v->items[i].type == t && strcmp(v->items[i].value, canonical) == 0)
-            return 0;
+    int rc = index_items(v, a);
+    if (rc != 0)
+        return rc;
+    size_t slot = find_slot(v, t, canonical, item_hash(t, canonical));
+    if (v->slots[slot] != 0)
+        return 0;
     if (v->n >= ENG_MAX_INDICATORS)
         return AM_ELIMIT;
     eng_indicator_t *items = am_arena_grow(a, v->items, v->n, &v->cap, sizeof(*items));
     if (items == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     v->items = items;
     v->items[v->n++] = (eng_indicator_t){
         .type = t, .value = canonical, .source_field = source_field, .origin = origin};
+    v->slots[slot] = (uint32_t)v->n;
+    v->indexed = v->n;
     return 0;
 }
 
@@ -409,6 +495,60 @@ static int add_if(ioc_vec_t *v, am_arena_t *a, unsigned mask, eng_ioc_type_t t, 
     if (val == NULL || !(mask & IOC_BIT(t)))
         return 0;
     return ioc_vec_add(v, a, t, val, sf, origin);
+}
+
+/* A host (no brackets, no port) as an ip or a domain indicator. */
+static int add_host(ioc_vec_t *v, am_arena_t *a, const char *host, size_t n, bool strict,
+                    unsigned mask, const char *sf, const char *origin)
+{
+    const char *hc;
+    int rc;
+    if (memchr(host, ':', n) != NULL || ioc_numeric_host(host, n)) {
+        rc = ioc_canon_ip(&hc, host, n, false, a);
+        if (rc < 0)
+            return rc;
+        return add_if(v, a, mask, ENG_IOC_IP, hc, sf, origin);
+    }
+    rc = ioc_canon_domain(&hc, host, n, strict ? IOC_DOM_STRICT : IOC_DOM_NAME, a);
+    if (rc < 0)
+        return rc;
+    return add_if(v, a, mask, ENG_IOC_DOMAIN, hc, sf, origin);
+}
+
+int ioc_add_canonical(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *c, bool strict,
+                      unsigned mask, const char *source_field, const char *origin)
+{
+    int rc = add_if(v, a, mask, t, c, source_field, origin);
+    if (rc < 0 || t != ENG_IOC_URL)
+        return rc;
+    /* the host of a url is also an indicator */
+    const char *host = ioc_url_host(c, a);
+    if (host == NULL)
+        return AM_ELIMIT;
+    return add_host(v, a, host, strlen(host), strict, mask, source_field, origin);
+}
+
+/* The address literal of a free-text e-mail candidate ("a@127.0.0.1",
+ * "x@[192.0.2.1]", "x@[IPv6:2001:db8::1]") as an ip; *added tells whether
+ * the domain part was one. */
+static int add_email_literal(ioc_vec_t *v, am_arena_t *a, const char *value, size_t len,
+                             unsigned mask, const char *sf, const char *origin, bool *added)
+{
+    *added = false;
+    const char *at = memrchr(value, '@', len);
+    if (at == NULL)
+        return 0;
+    const char *d = at + 1;
+    size_t dn = len - (size_t)(d - value);
+    trim(&d, &dn);
+    while (dn > 0 && strchr(">)]'\"", d[dn - 1]) != NULL && d[0] != '[')
+        dn--;
+    const char *ip;
+    int rc = ioc_canon_ip(&ip, d, dn, true, a);
+    if (rc < 0 || ip == NULL)
+        return rc;
+    *added = true;
+    return add_if(v, a, mask, ENG_IOC_IP, ip, sf, origin);
 }
 
 int ioc_add_value(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *value, size_t len,
@@ -430,6 +570,10 @@ int ioc_add_value(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *val
     if (rc < 0)
         return rc;
     if (c == NULL && t == ENG_IOC_EMAIL && strict) {
+        bool literal;
+        rc = add_email_literal(v, a, value, len, mask, source_field, origin, &literal);
+        if (rc < 0 || literal)
+            return rc;
         /* user@realm without a public suffix: an account */
         rc = ioc_canonical(&c, ENG_IOC_EMAIL, value, len, false, a);
         if (rc < 0)
@@ -438,22 +582,52 @@ int ioc_add_value(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *val
     }
     if (c == NULL)
         return 0;
-    rc = add_if(v, a, mask, t, c, source_field, origin);
-    if (rc < 0 || t != ENG_IOC_URL)
-        return rc;
-    /* the host of a url is also an indicator */
-    const char *host = ioc_url_host(c, a);
-    if (host == NULL)
-        return AM_ENOMEM;
-    const char *hc;
-    if (strchr(host, ':') != NULL || ioc_numeric_host(host, strlen(host))) {
-        rc = ioc_canon_ip(&hc, host, strlen(host), false, a);
-        if (rc < 0)
-            return rc;
-        return add_if(v, a, mask, ENG_IOC_IP, hc, source_field, origin);
+    return ioc_add_canonical(v, a, t, c, strict, mask, source_field, origin);
+}
+
+int ioc_add_host_after_scheme(ioc_vec_t *v, am_arena_t *a, const char *s, size_t n, unsigned mask,
+                              const char *source_field, const char *origin)
+{
+    const char *sep = memmem(s, n, "://", 3);
+    const char *p = sep ? sep + 3 : s, *end = s + n;
+    /* the authority: up to a path, query, fragment or anything a host never holds */
+    const char *e = p;
+    while (e < end && *e != '/' && *e != '?' && *e != '#' && *e != '\\' && !is_space(*e))
+        e++;
+    const char *at = memrchr(p, '@', (size_t)(e - p));
+    if (at != NULL)
+        p = at + 1;
+    if (p < e && *p == '[') {
+        const char *close = memchr(p, ']', (size_t)(e - p));
+        if (close != NULL) {
+            const char *ip;
+            int rc = ioc_canon_ip(&ip, p, (size_t)(close + 1 - p), true, a);
+            if (rc < 0)
+                return rc;
+            if (ip != NULL)
+                return add_if(v, a, mask, ENG_IOC_IP, ip, source_field, origin);
+        }
+        p++; /* "http://[example.com": a stray bracket */
     }
-    rc = ioc_canon_domain(&hc, host, strlen(host), strict ? IOC_DOM_STRICT : 0, a);
-    if (rc < 0)
-        return rc;
-    return add_if(v, a, mask, ENG_IOC_DOMAIN, hc, source_field, origin);
+    size_t colons = 0;
+    for (const char *q = p; q < e; q++)
+        colons += *q == ':';
+    if (colons >= 2) {
+        /* an IPv6 address without brackets: "http://2001:db8::1" */
+        const char *ip;
+        int rc = ioc_canon_ip(&ip, p, (size_t)(e - p), true, a);
+        if (rc < 0 || ip != NULL)
+            return rc < 0 ? rc : add_if(v, a, mask, ENG_IOC_IP, ip, source_field, origin);
+    }
+    /* the host name: the longest run of name bytes */
+    const char *h = p;
+    while (h < e &&
+           (is_alnum(*h) || *h == '.' || *h == '-' || *h == '_' || (unsigned char)*h >= 0x80))
+        h++;
+    while (h > p && (h[-1] == '.' || h[-1] == '-'))
+        h--;
+    if (h == p)
+        return 0;
+    return ioc_add_value(v, a, ioc_numeric_host(p, (size_t)(h - p)) ? ENG_IOC_IP : ENG_IOC_DOMAIN,
+                         p, (size_t)(h - p), true, mask, source_field, origin);
 }

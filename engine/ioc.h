@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -37,13 +38,19 @@
 /* ---- the indicator vector of one alert ------------------------------------ */
 
 /*
- * A growable array of indicators in an arena, de-duplicated on (type, value).
- * Zero-initialize it ({0}); it needs no disposal (the arena owns the items).
- * Not thread-safe (like the arena it uses).
+ * A growable array of indicators in an arena, de-duplicated on (type, value)
+ * through a hash index (open addressing, load at most one half), so adding
+ * costs O(1) whatever the count. Zero-initialize it ({0}); it needs no
+ * disposal (the arena owns the items and the index). Items may be given at
+ * start ({.items, .n, .cap}) or their provenance edited in place; their type
+ * and value must not change once added. Not thread-safe (like the arena).
  */
 typedef struct {
     eng_indicator_t *items;
     size_t n, cap;
+    uint32_t *slots; /* index + 1 of an item, 0 for an empty slot */
+    size_t nslots;   /* a power of two, 0 before the first add */
+    size_t indexed;  /* items[0..indexed) are in the index */
 } ioc_vec_t;
 
 /*
@@ -54,7 +61,7 @@ typedef struct {
  * static/compiled-program strings). canonical must already be in canonical
  * form (eng_ioc_canonical or ioc_add_value do that).
  * Returns 0; AM_ELIMIT when the item is new and the vector already holds
- * ENG_MAX_INDICATORS items (nothing added); AM_ENOMEM.
+ * ENG_MAX_INDICATORS items (nothing added), or when the arena is over its cap.
  */
 int ioc_vec_add(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *canonical,
                 const char *source_field, const char *origin);
@@ -67,16 +74,37 @@ int ioc_vec_add(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *canon
  *   - a url adds its host as a domain (or as an ip when the host is an IP
  *     literal), checked in the same mode;
  *   - a trusted domain whose value is an IP address is added as an ip;
- *   - a strict email whose domain has no public suffix is added as an
- *     account ("user@realm");
+ *   - a strict email whose domain is an address literal ("a@192.0.2.1",
+ *     "a@[IPv6:2001:db8::1]") adds that ip, one whose domain has no public
+ *     suffix is added as an account ("user@realm");
+ *   - a trusted domain needs at least two labels ("grafana" is no domain);
  * Only types whose bit is in mask are added (IOC_MASK_ALL for all).
  * A value that is not valid adds nothing and is not an error. source_field
  * and origin are stored as given (not copied, see ioc_vec_add).
- * Returns 0, AM_ELIMIT (the vector is full; indicators added before the
- * bound stay), AM_ENOMEM.
+ * Returns 0, AM_ELIMIT (the vector is full, or the arena over its cap;
+ * indicators added before the bound stay).
  */
 int ioc_add_value(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *value, size_t len,
                   bool strict, unsigned mask, const char *source_field, const char *origin);
+
+/*
+ * Adds c, already canonical as type t (from ioc_canonical() in the same
+ * mode), and for a url also its host, as ioc_add_value() does.
+ * Returns 0 or AM_ELIMIT.
+ */
+int ioc_add_canonical(ioc_vec_t *v, am_arena_t *a, eng_ioc_type_t t, const char *c, bool strict,
+                      unsigned mask, const char *source_field, const char *origin);
+
+/*
+ * The host of the authority after the first "://" of s[0..n), or at s
+ * when there is no "://" (any scheme, also one that is no url: "tcp://",
+ * "h00ps://", or a url that failed validation), strictly checked and added
+ * as an ip or a domain: userinfo and port skipped, an IPv6 literal with or
+ * without brackets, else the longest run of host-name bytes. Adds nothing
+ * when there is none. Returns 0 or AM_ELIMIT.
+ */
+int ioc_add_host_after_scheme(ioc_vec_t *v, am_arena_t *a, const char *s, size_t n, unsigned mask,
+                              const char *source_field, const char *origin);
 
 /* ---- refanging and canonical forms ---------------------------------------- */
 
@@ -95,20 +123,21 @@ size_t ioc_refang(char *out, const char *in, size_t len);
 bool ioc_is_defanged(const char *in, size_t len);
 
 /* Points *s / *len at the refanged form of the text: unchanged when it is
- * not defanged, else a copy refanged into arena a. Returns 0 or AM_ENOMEM. */
+ * not defanged, else a copy refanged into arena a. Returns 0 or AM_ELIMIT
+ * (arena over its cap). */
 int ioc_refang_in(const char **s, size_t *len, am_arena_t *a);
 
 /*
  * Like eng_ioc_canonical() but tells an invalid value (0 with *out NULL)
- * from running out of memory (AM_ENOMEM).
+ * from an arena over its cap (AM_ELIMIT).
  */
 int ioc_canonical(const char **out, eng_ioc_type_t t, const char *value, size_t len, bool strict,
                   am_arena_t *a);
 
 /*
  * Splits a canonical url into its host (no brackets for IPv6, no port) and
- * copies the host into the arena. Returns NULL when there is none or out of
- * memory.
+ * copies the host into the arena. Returns NULL when there is none or the
+ * arena is over its cap.
  */
 const char *ioc_url_host(const char *canonical_url, am_arena_t *a);
 
@@ -116,6 +145,11 @@ const char *ioc_url_host(const char *canonical_url, am_arena_t *a);
  * link-local, CGNAT (100.64/10) or unspecified. Such ips are kept; callers
  * may flag them. */
 bool ioc_ip_is_private(const char *canonical_ip);
+
+/* True when the canonical ip is loopback (127/8, ::1) or unspecified
+ * (0.0.0.0, ::): kept like every address, never worth a lookup; a caller
+ * that flags private ranges flags these too (docs/indicators.md). */
+bool ioc_ip_is_local(const char *canonical_ip);
 
 /* ---- PCRE2 helpers for every pattern the engine runs ---------------------- */
 
@@ -150,7 +184,7 @@ pcre2_general_context *ioc_pcre2_context(am_arena_t *a);
  * origin: stored with each indicator; NULL means the matching rule's own
  * "indicators.yaml:LINE". A scan that hits the PCRE2 match limit stops
  * there; what was found before is kept (no error).
- * Returns 0, AM_ELIMIT (vector full), AM_ENOMEM.
+ * Returns 0 or AM_ELIMIT (vector full, or the arena over its cap).
  */
 int ioc_extract(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *text, size_t len,
                 unsigned mask, const char *source_field, const char *origin);

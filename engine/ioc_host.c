@@ -113,7 +113,16 @@ int ioc_canon_ip(const char **out, const char *s, size_t n, bool strict, am_aren
         size_t rest = n - (size_t)(close + 1 - s);
         if (rest > 0 && (close[1] != ':' || !parse_port(close + 2, rest - 1)))
             return 0;
-        if (!ipv6_canon(buf, s + 1, (size_t)(close - s - 1), strict))
+        const char *in = s + 1;
+        size_t inn = (size_t)(close - s - 1);
+        if (iprefix(in, inn, "ipv6:")) {
+            in += 5; /* an e-mail address literal: "[IPv6:2001:db8::1]" */
+            inn -= 5;
+        } else if (parse_ipv4(in, inn)) {
+            *out = am_arena_strndup(a, in, inn); /* "[192.0.2.1]" */
+            return *out ? 0 : AM_ELIMIT;
+        }
+        if (!ipv6_canon(buf, in, inn, strict))
             return 0;
         goto copy;
     }
@@ -122,7 +131,7 @@ int ioc_canon_ip(const char **out, const char *s, size_t n, bool strict, am_aren
         if (!parse_ipv4(s, n))
             return 0;
         *out = am_arena_strndup(a, s, n);
-        return *out ? 0 : AM_ENOMEM;
+        return *out ? 0 : AM_ELIMIT;
     }
     size_t host = (size_t)(colon - s);
     if (memchr(colon + 1, ':', n - host - 1) == NULL) {
@@ -130,13 +139,13 @@ int ioc_canon_ip(const char **out, const char *s, size_t n, bool strict, am_aren
         if (!parse_ipv4(s, host) || !parse_port(colon + 1, n - host - 1))
             return 0;
         *out = am_arena_strndup(a, s, host);
-        return *out ? 0 : AM_ENOMEM;
+        return *out ? 0 : AM_ELIMIT;
     }
     if (!ipv6_canon(buf, s, n, strict))
         return 0;
 copy:
     *out = am_arena_strdup(a, buf);
-    return *out ? 0 : AM_ENOMEM;
+    return *out ? 0 : AM_ELIMIT;
 }
 
 bool ioc_ip_is_private(const char *ip)
@@ -153,6 +162,18 @@ bool ioc_ip_is_private(const char *ip)
             return true;                                /* :: and ::1 */
         return (b[0] & 0xfe) == 0xfc ||                 /* fc00::/7 */
                (b[0] == 0xfe && (b[1] & 0xc0) == 0x80); /* fe80::/10 */
+    }
+    return false;
+}
+
+bool ioc_ip_is_local(const char *ip)
+{
+    unsigned char b[16];
+    if (inet_pton(AF_INET, ip, b) == 1)
+        return b[0] == 127 || (b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] == 0);
+    if (inet_pton(AF_INET6, ip, b) == 1) {
+        static const unsigned char zero[15];
+        return memcmp(b, zero, 15) == 0 && (b[15] == 0 || b[15] == 1);
     }
     return false;
 }
@@ -208,12 +229,12 @@ static bool psl_ok(const char *dom, const char *tld)
     return !psl_is_public_suffix2(p, dom, PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE);
 }
 
-/* IDN to A-labels; returns an arena copy, NULL + *oom on failure. */
-static char *to_alabels(const char *s, size_t n, am_arena_t *a, bool *oom)
+/* IDN to A-labels; returns an arena copy, NULL + *over_cap when the arena is. */
+static char *to_alabels(const char *s, size_t n, am_arena_t *a, bool *over_cap)
 {
     char *tmp = am_arena_strndup(a, s, n);
     if (tmp == NULL) {
-        *oom = true;
+        *over_cap = true;
         return NULL;
     }
     uint8_t *res = NULL;
@@ -225,7 +246,7 @@ static char *to_alabels(const char *s, size_t n, am_arena_t *a, bool *oom)
     char *copy = am_arena_strdup(a, (const char *)res);
     idn2_free(res);
     if (copy == NULL)
-        *oom = true;
+        *over_cap = true;
     return copy;
 }
 
@@ -254,12 +275,12 @@ int ioc_canon_domain(const char **out, const char *s, size_t n, int mode, am_are
     if (ascii) {
         d = lower_dup(a, s, n);
         if (d == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
     } else {
-        bool oom = false;
-        d = to_alabels(s, n, a, &oom);
+        bool over_cap = false;
+        d = to_alabels(s, n, a, &over_cap);
         if (d == NULL)
-            return oom ? AM_ENOMEM : 0;
+            return over_cap ? AM_ELIMIT : 0;
         for (char *p = d; *p; p++)
             *p = lower(*p);
         n = strlen(d);
@@ -291,6 +312,8 @@ int ioc_canon_domain(const char **out, const char *s, size_t n, int mode, am_are
             numeric = false;
     if (numeric)
         return 0; /* "1.2.3.4.5", versions: not names */
+    if ((mode & IOC_DOM_NAME) && labels < 2)
+        return 0; /* "grafana", "localhost": a host's short name, no domain */
     if (strict) {
         if (labels < 2 || !psl_ok(d, tld))
             return 0;
@@ -395,12 +418,21 @@ bool ioc_numeric_host(const char *s, size_t n)
     return true;
 }
 
-/* Length up to the first Unicode space (U+00A0, U+2000-U+200B, U+2028,
- * U+2029, U+202F, U+205F, U+3000): in prose a URL ends there too. */
+/* Length up to the first Unicode space (U+00A0, U+1680, U+2000-U+200B,
+ * U+2028, U+2029, U+202F, U+205F, U+3000) or full-width or CJK bracket
+ * (U+FF1C, U+FF1E, U+3008-U+3011): in prose a URL ends there too. */
 static size_t cut_at_unicode_space(const char *p, size_t n)
 {
     const unsigned char *s = (const unsigned char *)p;
     for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] < 0xc2)
+            continue;
+        if (i + 2 < n && s[i] == 0xef && s[i + 1] == 0xbc && (s[i + 2] == 0x9c || s[i + 2] == 0x9e))
+            return i;
+        if (i + 2 < n && s[i] == 0xe3 && s[i + 1] == 0x80 && s[i + 2] >= 0x88 && s[i + 2] <= 0x91)
+            return i;
+        if (i + 2 < n && s[i] == 0xe1 && s[i + 1] == 0x9a && s[i + 2] == 0x80)
+            return i;
         if (s[i] == 0xc2 && s[i + 1] == 0xa0)
             return i;
         if (i + 2 < n && s[i] == 0xe2 && s[i + 1] == 0x80 &&
@@ -439,13 +471,13 @@ int ioc_canon_url(const char **out, const char *s, size_t n, bool strict, am_are
             return 0;
         host = am_arena_printf(a, "[%s]", buf);
         if (host == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
     } else if (ioc_numeric_host(hs, hn)) {
         if (!parse_ipv4(hs, hn))
             return 0;
         host = am_arena_strndup(a, hs, hn);
         if (host == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
     } else {
         rc = ioc_canon_domain(&host, hs, hn, 0, a);
         if (rc < 0 || host == NULL)
@@ -455,7 +487,7 @@ int ioc_canon_url(const char **out, const char *s, size_t n, bool strict, am_are
     size_t total = u.scheme_len + (u.host - u.scheme_len) + hl + (n - u.host_end);
     char *r = am_arena_alloc(a, total + 1);
     if (r == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     size_t o = 0;
     for (size_t i = 0; i < u.scheme_len; i++)
         r[o++] = lower(s[i]);
@@ -505,6 +537,10 @@ int ioc_canon_email(const char **out, const char *s, size_t n, bool strict, am_a
         s += 7;
         n -= 7;
     }
+    while (strict && n > 0 && s[0] == '-') {
+        s++; /* free text: "-----bob@x.com" is a dash line before the address */
+        n--;
+    }
     if (n == 0 || n > IOC_MAX_EMAIL)
         return 0;
     const char *at = memrchr(s, '@', n);
@@ -526,7 +562,7 @@ int ioc_canon_email(const char **out, const char *s, size_t n, bool strict, am_a
         return rc;
     char *local = lower_dup(a, s, ln);
     if (local == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     *out = am_arena_printf(a, "%s@%s", local, dom);
-    return *out ? 0 : AM_ENOMEM;
+    return *out ? 0 : AM_ELIMIT;
 }

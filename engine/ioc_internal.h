@@ -6,7 +6,8 @@
  * The canonicalizers take a trimmed, refanged, valid UTF-8 value s[0..n)
  * (need not be NUL-terminated) and set *out to its canonical form copied
  * into arena a, or to NULL when the value is not valid for the type.
- * They return 0 (valid or not) or AM_ENOMEM. Reentrant.
+ * They return 0 (valid or not) or AM_ELIMIT (the arena is over its cap).
+ * Reentrant.
  */
 #ifndef ENG_IOC_INTERNAL_H
 #define ENG_IOC_INTERNAL_H
@@ -92,6 +93,7 @@ static inline char *lower_dup(am_arena_t *a, const char *s, size_t n)
 enum {
     IOC_DOM_STRICT = 1,   /* public suffix required, at least two labels */
     IOC_DOM_FREETEXT = 2, /* also the file-name and code-identifier rules */
+    IOC_DOM_NAME = 4,     /* at least two labels (a declared domain) */
 };
 
 /* An IPv4 (optionally with ":port") or IPv6 address (optionally in

@@ -62,7 +62,7 @@ static int parse_bracket(parser_t *ps, pseg_t *s)
         s->seg.klen = qe - p - 1;
         s->seg.key = am_arena_strndup(ps->a, t + p + 1, s->seg.klen);
         if (s->seg.key == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         ps->pos = qe + 2;
         return 0;
     }
@@ -97,7 +97,7 @@ static int parse_bracket(parser_t *ps, pseg_t *s)
             return fail(ps, sub0, "a filter needs a field name");
         size_t suboff, sublen = q - sub0;
         const char *submsg;
-        int rc = path_compile(&s->seg.fpath, t + sub0, sublen, ps->a, &suboff, &submsg);
+        int rc = eng_path_compile(&s->seg.fpath, t + sub0, sublen, ps->a, &suboff, &submsg);
         if (rc == AM_EINVAL)
             return fail(ps, sub0 + suboff, submsg);
         if (rc != 0)
@@ -127,7 +127,7 @@ static int parse_bracket(parser_t *ps, pseg_t *s)
         }
         s->seg.fval = am_arena_strndup(ps->a, t + v0, vlen);
         if (s->seg.fval == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         s->seg.fvlen = vlen;
         ps->pos = q + 1;
         return 0;
@@ -150,13 +150,13 @@ static int build_joins(am_arena_t *a, pseg_t *v, size_t n)
         s->join = am_arena_alloc(a, run * sizeof(char *));
         s->joinlen = am_arena_alloc(a, run * sizeof(size_t));
         if (s->join == NULL || s->joinlen == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         size_t total = s->klen;
         for (size_t k = 1; k <= run; k++) {
             total += 1 + v[i + k].seg.klen;
             char *j = am_arena_alloc(a, total + 1);
             if (j == NULL)
-                return AM_ENOMEM;
+                return AM_ELIMIT;
             size_t off = 0;
             for (size_t m = 0; m <= k; m++) {
                 if (m > 0)
@@ -173,8 +173,8 @@ static int build_joins(am_arena_t *a, pseg_t *v, size_t n)
     return 0;
 }
 
-int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
-                 const char **err_msg)
+int eng_path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
+                     const char **err_msg)
 {
     parser_t ps = {.t = text, .len = len, .a = a};
     pseg_t segs[MAX_SEGS];
@@ -183,10 +183,10 @@ int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, siz
     *out = NULL;
     epath_t *p = am_arena_calloc(a, 1, sizeof(*p));
     if (p == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     p->text = am_arena_strndup(a, text, len);
     if (p->text == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     if (len == 0) {
         rc = fail(&ps, 0, "empty path");
         goto done;
@@ -245,7 +245,7 @@ int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, siz
             s->seg.klen = ps.pos - b;
             s->seg.key = am_arena_strndup(a, text + b, s->seg.klen);
             if (s->seg.key == NULL) {
-                rc = AM_ENOMEM;
+                rc = AM_ELIMIT;
                 goto done;
             }
         }
@@ -276,7 +276,7 @@ int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, siz
     if (n > 0) {
         p->segs = am_arena_alloc(a, n * sizeof(path_seg_t));
         if (p->segs == NULL) {
-            rc = AM_ENOMEM;
+            rc = AM_ELIMIT;
             goto done;
         }
         for (size_t i = 0; i < n; i++)
@@ -294,7 +294,7 @@ done:
 
 /* ---- evaluation ----------------------------------------------------------- */
 
-const char *path_scalar_text(const json_t *v, char *buf, size_t *len)
+const char *eng_path_scalar_text(const json_t *v, char *buf, size_t *len)
 {
     switch (json_typeof(v)) {
     case JSON_STRING:
@@ -331,13 +331,13 @@ static bool text_matches(const json_t *x, const char *want, size_t wlen)
 {
     char buf[32];
     size_t len;
-    const char *s = path_scalar_text(x, buf, &len);
+    const char *s = eng_path_scalar_text(x, buf, &len);
     return s != NULL && len == wlen && strncasecmp(s, want, len) == 0;
 }
 
 static bool filter_matches(const path_seg_t *s, json_t *elem, json_t *root)
 {
-    json_t *x = path_first(s->fpath, elem, root);
+    json_t *x = eng_path_first(s->fpath, elem, root);
     if (x == NULL)
         return false;
     if (s->fval == NULL)
@@ -441,7 +441,7 @@ static int walk(const epath_t *p, size_t i, json_t *v, json_t *root, path_visit_
     return fn(ctx, v);
 }
 
-int path_visit(const epath_t *p, json_t *cur, json_t *root, path_visit_fn fn, void *ctx)
+int eng_path_visit(const epath_t *p, json_t *cur, json_t *root, path_visit_fn fn, void *ctx)
 {
     json_t *start = p->root ? root : cur;
     if (start == NULL || json_is_null(start))
@@ -455,7 +455,7 @@ static int take_first(void *ctx, json_t *v)
     return 1;
 }
 
-json_t *path_first(const epath_t *p, json_t *cur, json_t *root)
+json_t *eng_path_first(const epath_t *p, json_t *cur, json_t *root)
 {
     json_t *v = NULL;
     if (!p->multi && p->nsegs == 1 && p->segs[0].kind == SEG_KEY && !p->root) {
@@ -465,6 +465,6 @@ json_t *path_first(const epath_t *p, json_t *cur, json_t *root)
         v = json_object_getn(cur, p->segs[0].key, p->segs[0].klen);
         return v == NULL || json_is_null(v) ? NULL : v;
     }
-    path_visit(p, cur, root, take_first, &v);
+    eng_path_visit(p, cur, root, take_first, &v);
     return v;
 }

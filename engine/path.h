@@ -8,7 +8,7 @@
  * without building any string: at each object level the longest joined key
  * present wins.
  *
- * Compiled paths live in the arena given to path_compile() and are read-only
+ * Compiled paths live in the arena given to eng_path_compile() and are read-only
  * afterwards; evaluation is reentrant and allocates nothing.
  */
 #ifndef ENG_PATH_H
@@ -57,28 +57,28 @@ struct epath {
 /*
  * Compiles the path text[0..len). On success *out is set and 0 returned. On
  * a syntax error returns AM_EINVAL with *err_off the byte offset of the
- * problem and *err_msg a static description. AM_ENOMEM when a is exhausted.
+ * problem and *err_msg a static description. AM_ELIMIT when a is at its cap.
  */
-int path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
-                 const char **err_msg);
+int eng_path_compile(epath_t **out, const char *text, size_t len, am_arena_t *a, size_t *err_off,
+                     const char **err_msg);
 
 /* Called for every value the path selects (never NULL or JSON null; arrays
  * selected without [*] are passed whole). Return 0 to continue, anything
- * else stops the walk and is returned by path_visit(). */
+ * else stops the walk and is returned by eng_path_visit(). */
 typedef int (*path_visit_fn)(void *ctx, json_t *v);
 
 /* Walks p from cur (or from root when the path starts with '$'). Borrowed
  * references throughout. Returns 0 or the first non-zero callback result. */
-int path_visit(const epath_t *p, json_t *cur, json_t *root, path_visit_fn fn, void *ctx);
+int eng_path_visit(const epath_t *p, json_t *cur, json_t *root, path_visit_fn fn, void *ctx);
 
 /* The first value p selects, or NULL. Borrowed. */
-json_t *path_first(const epath_t *p, json_t *cur, json_t *root);
+json_t *eng_path_first(const epath_t *p, json_t *cur, json_t *root);
 
 /* Text of a scalar JSON value for comparisons and output: strings as they
  * are, integers in decimal, reals in the shortest form that reads back the
  * same (at most 17 significant digits), booleans "true"/"false". Numbers and
  * booleans are written into buf (at least 32 bytes). Returns NULL for null,
  * objects and arrays. *len receives the length. */
-const char *path_scalar_text(const json_t *v, char *buf, size_t *len);
+const char *eng_path_scalar_text(const json_t *v, char *buf, size_t *len);
 
 #endif

@@ -1,11 +1,17 @@
 /*
- * engine/program.h - compiled mapping programs and sets. Internal to engine/.
+ * engine/program.h - compiled mapping programs and the sets that hold them:
+ * the one data structure between the compiler and the executor. Internal
+ * to engine/.
  *
- * compile.c builds these structures from a mapping file; exec.c only reads
- * them. Everything of a set lives in the set's arena (set.c), except the
- * PCRE2 codes, which the set frees on its last reference. After
- * eng_set_load() returns, nothing here is written again, so any number of
- * threads may run programs at once.
+ * The compiler (compile.c, expr.c, sig_compile.c) builds these structures
+ * with the set builder below (set.c); the loader (load.c) adds what needs
+ * the file system or the environment (sample lists, resolved secrets) and
+ * publishes the set; the executor (exec.c, exec_ioc.c) only reads them.
+ * Neither the compiler nor the executor calls the other; this header and
+ * tables.h are what they share. Everything of a set lives in the set's
+ * arena, except the PCRE2 codes, which the set frees on its last
+ * reference. After eng_set_publish() nothing here is written again, so any
+ * number of threads may run programs at once.
  */
 #ifndef ENG_PROGRAM_H
 #define ENG_PROGRAM_H
@@ -16,6 +22,7 @@
 #include "ioc.h"
 #include "path.h"
 #include "signature.h"
+#include "tables.h"
 #include "timeparse.h"
 
 /* ---- value expressions ---------------------------------------------------- */
@@ -28,20 +35,6 @@ typedef struct tpart {
     size_t litlen;
     epath_t *hole;
 } tpart_t;
-
-/* Case-insensitive lookup table: open addressing over lowercased keys. */
-typedef struct map_slot {
-    const char *key; /* lowercased; NULL = empty slot */
-    size_t klen;
-    uint32_t hash;
-    const char *value; /* NULL: the value maps to "absent" (YAML null) */
-} map_slot_t;
-
-typedef struct map_table {
-    map_slot_t *slots;
-    size_t mask;   /* capacity - 1, capacity a power of two */
-    size_t maxkey; /* longest key: longer inputs cannot match */
-} map_table_t;
 
 typedef struct range {
     double min, max;
@@ -139,6 +132,7 @@ struct eng_program {
     int64_t loaded_at_us;
     const struct eng_set *set;
     sig_spec_t *sig;
+    bool auth_query_key; /* `auth: {query_key: true}`: ?api_key= accepted for ingest */
     match_rule_t *match;
     size_t nmatch;
     epath_t *split;
@@ -150,11 +144,21 @@ struct eng_program {
     const char *untitled_origin;
     irule_t *irules;
     size_t nirules;
-    uint32_t max_groups;     /* largest capture count of any pattern, for match data */
-    const char *samples_dir; /* resolved folder, NULL when none */
-    const char **samples;    /* sample payload file names (sorted) */
+    uint32_t max_groups; /* largest capture count of any pattern, for match data */
+    /* samples: the compiler resolves the folder's name (no file access);
+     * the loader lists it and fills samples/nsamples */
+    const char *samples_dir; /* folder, NULL when none */
+    bool samples_declared;   /* named by a `samples:` key (then it must exist) */
+    int samples_line, samples_col;
+    const char **samples; /* sample payload file names (sorted) */
     size_t nsamples;
 };
+
+/* Scanner of free text with the set's indicator rules (ioc_extract()'s
+ * signature). The loader supplies it with the rules, so the executor runs
+ * scans without linking the code that compiles the rule file. */
+typedef int (*eng_scan_fn)(ioc_vec_t *v, am_arena_t *a, const eng_rules_t *r, const char *text,
+                           size_t len, unsigned mask, const char *source_field, const char *origin);
 
 struct eng_set {
     atomic_int refs;
@@ -163,35 +167,27 @@ struct eng_set {
     size_t nprogs;
     eng_program_t **table; /* open addressing by source name */
     size_t tmask;
-    eng_rules_t *rules;
-    bool rules_borrowed; /* set_load_texts() with shared rules: not freed */
-    pcre2_code **codes;  /* every compiled pattern, freed with the set */
+    eng_rules_t *rules;                 /* NULL: no scan rules (scan finds nothing) */
+    void (*rules_free)(eng_rules_t *r); /* NULL when the rules are borrowed */
+    eng_scan_fn scan;                   /* NULL when rules is NULL */
+    pcre2_code **codes;                 /* every compiled pattern, freed with the set */
     size_t ncodes, capcodes;
 };
 
-/* compile.c: compiles one file's text into a program allocated in s->arena
- * (patterns registered in s->codes). All problems go to d. Returns 0,
- * AM_EINVAL (diagnostics added) or AM_ENOMEM. */
-int prog_compile(eng_program_t **out, eng_set_t *s, const char *file, const char *text, size_t len,
-                 am_diags_t *d);
+/* ---- the set builder (set.c) --------------------------------------------- */
 
-/* set.c: eng_set_load_files() on mappings held in memory: texts[i] (lens[i]
- * bytes, borrowed, need no terminator) is compiled as if read from the file
- * names[i], which diagnostics and provenance name and beside which samples
- * are looked up. rules: compiled shared rules the set borrows (they must
- * outlive it), or NULL to load them as eng_set_load_files() does. Same
- * results and errors as eng_set_load_files(). Used by the fuzz target of
- * the compiler, which must not read files and compile the rules per input. */
-int set_load_texts(eng_set_t **out, const char *const *names, const char *const *texts,
-                   const size_t *lens, size_t n, eng_rules_t *rules, const eng_load_options_t *opt,
-                   am_diags_t *diags);
-
-/* set.c: keeps a pattern so the set frees it. Returns 0 or AM_ENOMEM (the
- * code is freed then). */
-int set_keep_code(eng_set_t *s, pcre2_code *code);
-
-/* Case-insensitive table lookup; returns the slot or NULL. */
-const map_slot_t *map_lookup(const map_table_t *m, const char *key, size_t len);
-uint32_t map_hash(const char *lower, size_t len);
+/* A new empty set with one reference and its arena (aborts when the heap
+ * is exhausted). Free it with eng_set_unref(). */
+eng_set_t *eng_set_new(void);
+/* Keeps a compiled pattern so that the set frees it with itself. */
+void eng_set_keep_code(eng_set_t *s, pcre2_code *code);
+/* A new zeroed program of s named after file (copied; basename derived),
+ * loaded now; the caller fills in the rest. NULL when the set's arena is at
+ * its cap. */
+eng_program_t *eng_program_new(eng_set_t *s, const char *file);
+/* Makes progs[0..n) the programs of s: sorted by source, indexed for
+ * eng_set_find(). Source names must be distinct. Returns 0, or AM_ELIMIT
+ * when the set's arena is at its cap. */
+int eng_set_publish(eng_set_t *s, eng_program_t *const *progs, size_t n);
 
 #endif

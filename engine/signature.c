@@ -1,15 +1,16 @@
 /*
- * engine/signature.c - the `signature:` block of a mapping: compiled once
- * into an immutable sig_spec_t, verified per request; see signature.h and
- * docs/mapping-language.md ("signature").
+ * engine/signature.c - verifying a request against a mapping's compiled
+ * `signature:` block (sig_compile.c builds it; see signature.h and
+ * docs/mapping-language.md, "signature").
  *
- * Secrets are never stored: the spec holds only the names of environment
- * variables, read on every call so that an operator rotates a secret by
- * setting a second variable, reloading nothing. All comparisons of secret
- * material are constant-time; error messages name headers, parameters and
- * schemes, never a secret or a computed digest.
+ * Secrets are not part of the mapping: the spec names environment
+ * variables, and the loader reads them once per load (eng_sig_resolve), so
+ * a request never calls getenv(). The values live in the set's arena and
+ * are wiped when the set is freed (eng_sig_forget). All comparisons of
+ * secret material are constant-time; error messages name headers,
+ * parameters and schemes, never a secret or a computed digest.
  */
-#include "signature.h"
+#include "program.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -17,283 +18,15 @@
 #include <openssl/params.h>
 #include <openssl/sha.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_MAX_SKEW 300
-#define MAX_SKEW_LIMIT   86400
-#define MAX_DIGEST       32
-#define MAX_SECRETS      16 /* variables per signature block */
+#define MAX_DIGEST 32
 
-typedef enum { SCHEME_HMAC_SHA256, SCHEME_HMAC_SHA1, SCHEME_TOKEN, SCHEME_QUERY_TOKEN } scheme_t;
-typedef enum { ENC_HEX, ENC_BASE64 } encoding_t;
-
-struct sig_spec {
-    scheme_t scheme;
-    encoding_t encoding;
-    const char *header;      /* hmac-*, token */
-    const char *query_param; /* query-token */
-    const char *prefix;      /* NULL when none */
-    size_t prefix_len;
-    const char **secret_env; /* variable names, at least one */
-    size_t nsecret_env;
-    const char *timestamp_header; /* hmac-*: sign "timestamp.body" */
-    int64_t max_skew;
-};
-
-static const char *const scheme_names[] = {"hmac-sha256", "hmac-sha1", "token", "query-token"};
-static const char *const known_keys[] = {"scheme", "header",     "query_param",      "encoding",
-                                         "prefix", "secret_env", "timestamp_header", "max_skew"};
-#define KNOWN_KEYS_TEXT                                                                            \
-    "scheme, header, query_param, encoding, prefix, secret_env, timestamp_header, max_skew"
-
-/* ---- compiling ----------------------------------------------------------- */
-
-typedef struct {
-    const char *file;
-    am_diags_t *d;
-    am_arena_t *a;
-    int errors;
-} cc_t;
-
-static void err(cc_t *c, const yt_node_t *at, const char *fmt, ...) AM_PRINTF(3, 4);
-static void err(cc_t *c, const yt_node_t *at, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    am_diags_vadd(c->d, c->file, at ? at->line : 0, at ? at->col : 0, fmt, ap);
-    va_end(ap);
-    c->errors++;
-}
-
-/* A non-empty string scalar, else an error naming key. */
-static const char *string_value(cc_t *c, const yt_pair_t *p)
-{
-    const yt_node_t *v = p->value;
-    if (v == NULL || v->kind != YT_SCALAR || yt_is_null(v)) {
-        err(c, v ? v : p->key, "'%s' must be a string, got %s", p->key->str,
-            v == NULL || yt_is_null(v) ? "nothing" : yt_kind_name(v));
-        return NULL;
-    }
-    if (v->len == 0 || strlen(v->str) != v->len) {
-        err(c, v, "'%s' must not be empty", p->key->str);
-        return NULL;
-    }
-    return v->str;
-}
-
-static bool is_token_char(unsigned char ch)
-{
-    /* RFC 9110 tchar */
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-static const char *header_value(cc_t *c, const yt_pair_t *p)
-{
-    const char *s = string_value(c, p);
-    if (s == NULL)
-        return NULL;
-    for (const char *q = s; *q; q++) {
-        if (!is_token_char((unsigned char)*q)) {
-            err(c, p->value, "'%s' is not a valid HTTP header name: '%s'", p->key->str, s);
-            return NULL;
-        }
-    }
-    return s;
-}
-
-static bool is_env_name(const char *s)
-{
-    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
-        return false;
-    for (s++; *s; s++) {
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-              *s == '_'))
-            return false;
-    }
-    return true;
-}
-
-static void compile_secret_env(cc_t *c, sig_spec_t *spec, const yt_pair_t *p)
-{
-    const yt_node_t *v = p->value;
-    const yt_node_t *const *items = NULL;
-    size_t n = 0;
-    const yt_node_t *one[1];
-
-    if (v != NULL && v->kind == YT_SCALAR && !yt_is_null(v)) {
-        one[0] = v;
-        items = one;
-        n = 1;
-    } else if (v != NULL && v->kind == YT_SEQ) {
-        items = (const yt_node_t *const *)v->items;
-        n = v->nitems;
-        if (n == 0 || n > MAX_SECRETS) {
-            err(c, v, "'secret_env' must name 1 to %d environment variables", MAX_SECRETS);
-            return;
-        }
-    } else {
-        err(c, v ? v : p->key, "'secret_env' must be a variable name or a list of them, got %s",
-            v == NULL || yt_is_null(v) ? "nothing" : yt_kind_name(v));
-        return;
-    }
-    spec->secret_env = am_arena_calloc(c->a, n, sizeof(*spec->secret_env));
-    if (spec->secret_env == NULL)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        const yt_node_t *it = items[i];
-        if (it->kind != YT_SCALAR || yt_is_null(it)) {
-            err(c, it, "'secret_env' entries must be variable names, got %s",
-                yt_is_null(it) ? "nothing" : yt_kind_name(it));
-            continue;
-        }
-        /* The value is not echoed: an author may have pasted a secret here. */
-        if (strlen(it->str) != it->len || !is_env_name(it->str)) {
-            err(c, it,
-                "'secret_env' must name an environment variable ([A-Za-z_][A-Za-z0-9_]*); "
-                "secrets themselves never go in a mapping");
-            continue;
-        }
-        spec->secret_env[spec->nsecret_env++] = it->str;
-    }
-}
-
-static void compile_max_skew(cc_t *c, sig_spec_t *spec, const yt_pair_t *p)
-{
-    const yt_node_t *v = p->value;
-    int64_t x = 0;
-    bool ok = v != NULL && v->kind == YT_SCALAR && !v->quoted && v->len > 0 && v->len <= 6;
-    for (size_t i = 0; ok && i < v->len; i++) {
-        if (v->str[i] < '0' || v->str[i] > '9')
-            ok = false;
-        else
-            x = x * 10 + (v->str[i] - '0');
-    }
-    if (!ok || x < 1 || x > MAX_SKEW_LIMIT) {
-        err(c, v ? v : p->key, "'max_skew' must be a whole number of seconds from 1 to %d",
-            MAX_SKEW_LIMIT);
-        return;
-    }
-    spec->max_skew = x;
-}
-
-static int parse_enum(const char *s, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(s, names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-enum { K_SCHEME, K_HEADER, K_QUERY_PARAM, K_ENCODING, K_PREFIX, K_SECRET_ENV, K_TS, K_SKEW };
-
-/* Keys required by, or not applying to, the scheme. seen[] is indexed by K_*. */
-static void check_applicable(cc_t *c, scheme_t scheme, const yt_node_t *node,
-                             const yt_pair_t *const *seen)
-{
-    bool hmac = scheme == SCHEME_HMAC_SHA256 || scheme == SCHEME_HMAC_SHA1;
-    bool query = scheme == SCHEME_QUERY_TOKEN;
-    if (!query && seen[K_HEADER] == NULL)
-        err(c, node, "scheme %s needs 'header' (the request header carrying the %s)",
-            scheme_names[scheme], hmac ? "signature" : "token");
-    if (query && seen[K_HEADER] != NULL)
-        err(c, seen[K_HEADER]->key,
-            "'header' does not apply to scheme query-token (use 'query_param')");
-    if (!query && seen[K_QUERY_PARAM] != NULL)
-        err(c, seen[K_QUERY_PARAM]->key, "'query_param' applies only to scheme query-token");
-    if (!hmac && seen[K_ENCODING] != NULL)
-        err(c, seen[K_ENCODING]->key, "'encoding' applies only to hmac schemes");
-    if (!hmac && seen[K_TS] != NULL)
-        err(c, seen[K_TS]->key, "'timestamp_header' applies only to hmac schemes");
-}
-
-int sig_compile(sig_spec_t **out, const yt_node_t *node, const char *file, am_arena_t *a,
-                am_diags_t *d)
-{
-    cc_t c = {.file = file, .d = d, .a = a};
-    const yt_pair_t *seen[AM_ARRAY_LEN(known_keys)] = {0};
-
-    *out = NULL;
-    if (node == NULL || node->kind != YT_MAP) {
-        err(&c, node, "'signature' must be a mapping, got %s",
-            node == NULL || yt_is_null(node) ? "nothing" : yt_kind_name(node));
-        return AM_EINVAL;
-    }
-    sig_spec_t *spec = am_arena_calloc(a, 1, sizeof(*spec));
-    if (spec == NULL)
-        return AM_ENOMEM;
-    spec->max_skew = DEFAULT_MAX_SKEW;
-
-    for (size_t i = 0; i < node->npairs; i++) {
-        const yt_pair_t *p = &node->pairs[i];
-        int k = parse_enum(p->key->str, known_keys, AM_ARRAY_LEN(known_keys));
-        if (k < 0) {
-            err(&c, p->key, "unknown key '%s' in signature (expected one of: %s)", p->key->str,
-                KNOWN_KEYS_TEXT);
-            continue;
-        }
-        if (seen[k] == NULL) /* duplicates are reported by the YAML loader */
-            seen[k] = p;
-    }
-
-    if (seen[K_SCHEME] == NULL) {
-        err(&c, node,
-            "signature needs 'scheme' (one of: hmac-sha256, hmac-sha1, token, "
-            "query-token)");
-    } else {
-        const char *s = string_value(&c, seen[K_SCHEME]);
-        int sc = s ? parse_enum(s, scheme_names, AM_ARRAY_LEN(scheme_names)) : -1;
-        if (s != NULL && sc < 0)
-            err(&c, seen[K_SCHEME]->value,
-                "unknown signature scheme '%s' (expected one of: hmac-sha256, hmac-sha1, "
-                "token, query-token)",
-                s);
-        /* With an unknown scheme, which keys apply is unknown: their syntax is
-         * still checked below. */
-        if (sc >= 0) {
-            spec->scheme = (scheme_t)sc;
-            check_applicable(&c, spec->scheme, node, seen);
-        }
-    }
-    if (seen[K_SKEW] != NULL && seen[K_TS] == NULL)
-        err(&c, seen[K_SKEW]->key, "'max_skew' needs 'timestamp_header'");
-    if (seen[K_HEADER] != NULL)
-        spec->header = header_value(&c, seen[K_HEADER]);
-    if (seen[K_TS] != NULL)
-        spec->timestamp_header = header_value(&c, seen[K_TS]);
-    if (seen[K_QUERY_PARAM] != NULL)
-        spec->query_param = string_value(&c, seen[K_QUERY_PARAM]);
-    else
-        spec->query_param = "token";
-    if (seen[K_ENCODING] != NULL) {
-        const char *s = string_value(&c, seen[K_ENCODING]);
-        if (s != NULL && strcmp(s, "hex") == 0)
-            spec->encoding = ENC_HEX;
-        else if (s != NULL && strcmp(s, "base64") == 0)
-            spec->encoding = ENC_BASE64;
-        else if (s != NULL)
-            err(&c, seen[K_ENCODING]->value, "unknown encoding '%s' (expected one of: hex, base64)",
-                s);
-    }
-    if (seen[K_PREFIX] != NULL) {
-        spec->prefix = string_value(&c, seen[K_PREFIX]);
-        spec->prefix_len = spec->prefix ? strlen(spec->prefix) : 0;
-    }
-    if (seen[K_SECRET_ENV] == NULL)
-        err(&c, node, "signature needs 'secret_env' (the environment variable holding the secret)");
-    else
-        compile_secret_env(&c, spec, seen[K_SECRET_ENV]);
-    if (seen[K_SKEW] != NULL)
-        compile_max_skew(&c, spec, seen[K_SKEW]);
-
-    if (c.errors > 0)
-        return AM_EINVAL;
-    if (spec->secret_env == NULL)
-        return AM_ENOMEM;
-    *out = spec;
-    return AM_OK;
-}
+const char *const eng_sig_scheme_names[ENG_SIG__SCHEMES] = {"hmac-sha256", "hmac-sha1", "token",
+                                                            "query-token"};
 
 /* ---- verifying ----------------------------------------------------------- */
 
@@ -465,7 +198,7 @@ static bool parse_ts(int64_t *out, const char *s, size_t len)
 static int verify_hmac(const sig_spec_t *spec, const eng_sig_request_t *req,
                        const char *const *secrets, size_t nsecrets, eng_error_t *e)
 {
-    const char *sname = scheme_names[spec->scheme];
+    const char *sname = eng_sig_scheme_names[spec->scheme];
     size_t dlen = spec->scheme == SCHEME_HMAC_SHA1 ? 20 : 32;
     size_t len = 0;
     const char *v = get_header(req, spec->header, &len);
@@ -504,8 +237,9 @@ static int verify_hmac(const sig_spec_t *spec, const eng_sig_request_t *req,
         if (!compute_hmac(got, &glen, spec->scheme, secrets[i], strlen(secrets[i]), ts, tslen,
                           req->body, req->body_len) ||
             glen != dlen) {
-            OPENSSL_cleanse(got, sizeof(got));
-            return AM_ENOMEM;
+            /* HMAC fails only when OpenSSL cannot allocate: as for the heap */
+            fputs("alertmap: HMAC unavailable from OpenSSL\n", stderr);
+            abort();
         }
         matched |= CRYPTO_memcmp(got, want, dlen) == 0;
         OPENSSL_cleanse(got, sizeof(got));
@@ -569,9 +303,7 @@ static int verify_query(const sig_spec_t *spec, const eng_sig_request_t *req,
 
     if (q == NULL || req->query_len == 0)
         return fail(e, "missing query parameter '%s'", spec->query_param);
-    buf = malloc(req->query_len + 1);
-    if (buf == NULL)
-        return AM_ENOMEM;
+    buf = am_xmalloc(req->query_len + 1);
     while (q < end) {
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *pe = amp ? amp : end;
@@ -600,20 +332,43 @@ static int verify_query(const sig_spec_t *spec, const eng_sig_request_t *req,
     return rc;
 }
 
-int sig_verify(const sig_spec_t *spec, const eng_sig_request_t *req, bool *secret_set,
-               eng_error_t *e)
+int eng_sig_resolve(sig_spec_t *spec, am_arena_t *a)
 {
-    const char *secrets[MAX_SECRETS];
-    size_t n = 0;
+    if (spec == NULL)
+        return 0;
+    spec->nsecrets = 0;
+    spec->secrets = am_arena_calloc(a, spec->nsecret_env + 1, sizeof(*spec->secrets));
+    if (spec->secrets == NULL)
+        return AM_ELIMIT;
+    for (size_t i = 0; i < spec->nsecret_env && spec->nsecrets < ENG_SIG_MAX_SECRETS; i++) {
+        const char *v = getenv(spec->secret_env[i]);
+        if (v == NULL || v[0] == '\0')
+            continue;
+        char *copy = am_arena_strdup(a, v);
+        if (copy == NULL)
+            return AM_ELIMIT;
+        spec->secrets[spec->nsecrets++] = copy;
+    }
+    return 0;
+}
 
+void eng_sig_forget(sig_spec_t *spec)
+{
+    if (spec == NULL)
+        return;
+    for (size_t i = 0; i < spec->nsecrets; i++)
+        OPENSSL_cleanse(spec->secrets[i], strlen(spec->secrets[i]));
+    spec->nsecrets = 0;
+}
+
+int eng_sig_verify(const sig_spec_t *spec, const eng_sig_request_t *req, bool *secret_set,
+                   eng_error_t *e)
+{
     *secret_set = false;
     if (spec == NULL)
         return AM_OK;
-    for (size_t i = 0; i < spec->nsecret_env && n < MAX_SECRETS; i++) {
-        const char *s = getenv(spec->secret_env[i]);
-        if (s != NULL && s[0] != '\0')
-            secrets[n++] = s;
-    }
+    const char *const *secrets = (const char *const *)spec->secrets;
+    size_t n = spec->nsecrets;
     if (n == 0)
         return AM_OK;
     *secret_set = true;
@@ -634,6 +389,14 @@ int sig_verify(const sig_spec_t *spec, const eng_sig_request_t *req, bool *secre
     }
     case SCHEME_QUERY_TOKEN:
         return verify_query(spec, req, secrets, n, e);
+    case ENG_SIG__SCHEMES:
+        break;
     }
     return fail(e, "unsupported signature scheme");
+}
+
+int eng_verify_signature(const eng_program_t *p, const eng_sig_request_t *req, bool *secret_set,
+                         eng_error_t *err)
+{
+    return eng_sig_verify(p->sig, req, secret_set, err);
 }

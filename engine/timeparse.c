@@ -13,7 +13,7 @@
 /* 9999-12-31T23:59:59Z, the last second a 4-digit year can spell. */
 #define MAX_EPOCH_S INT64_C(253402300799)
 
-int tp_format_parse(tp_format_t *out, const char *name)
+int eng_tp_format_parse(tp_format_t *out, const char *name)
 {
     static const struct {
         const char *name;
@@ -84,7 +84,7 @@ static bool parse_offset(int *off_s, const char *p, const char *end)
     return true;
 }
 
-int tp_parse_iso8601(int64_t *out_us, const char *s, size_t len)
+int eng_parse_iso8601(int64_t *out_us, const char *s, size_t len)
 {
     int y, mo, d, h, mi, sec = 0, off_s = 0;
     int64_t frac_us = 0;
@@ -208,7 +208,7 @@ static int from_number(int64_t *out_us, const json_t *v, tp_format_t fmt)
     return AM_OK;
 }
 
-int tp_parse_json(int64_t *out_us, const json_t *v, tp_format_t fmt)
+int eng_tp_parse_json(int64_t *out_us, const json_t *v, tp_format_t fmt)
 {
     int64_t us = 0;
     int rc = AM_EINVAL;
@@ -225,7 +225,7 @@ int tp_parse_json(int64_t *out_us, const json_t *v, tp_format_t fmt)
         int64_t whole, frac_ns;
         bool numeric = parse_decimal(&whole, &frac_ns, s, len);
         if (fmt == TP_ISO8601 || (fmt == TP_AUTO && !numeric)) {
-            rc = tp_parse_iso8601(&us, s, len);
+            rc = eng_parse_iso8601(&us, s, len);
         } else if (numeric) {
             const int64_t e11 = INT64_C(100000000000);
             bool above = whole > e11 || (whole == e11 && frac_ns > 0);

@@ -6,6 +6,7 @@
 #define ENG_TIMEPARSE_H
 
 #include "am.h"
+#include "eng.h"
 
 #include <jansson.h>
 
@@ -17,23 +18,13 @@ typedef enum {
 } tp_format_t;
 
 /* Parses "auto", "iso8601", "epoch_s", "epoch_ms". Returns 0 or AM_EINVAL. */
-int tp_format_parse(tp_format_t *out, const char *name);
+int eng_tp_format_parse(tp_format_t *out, const char *name);
 
-/*
- * ISO-8601 date-time: YYYY-MM-DD[Tt ]hh:mm[:ss[.f{1,9}]][Z|z|±hh:mm|±hhmm|±hh];
- * no offset means UTC. The whole of s..s+len must match (no surrounding
- * space). Fields are range-checked (year 0001-9999, month 1-12, day valid
- * for the month and year, hour ≤ 23, minute ≤ 59, second ≤ 60, offset hours
- * ≤ 23 and minutes ≤ 59). A fraction is truncated to microseconds; a leap
- * second (:60) counts as the first second of the next minute. Returns 0 with
- * microseconds since the epoch (UTC, negative before 1970) in *out_us, or
- * AM_EINVAL (*out_us untouched).
- */
-int tp_parse_iso8601(int64_t *out_us, const char *s, size_t len);
+/* ISO-8601 date-times: eng_parse_iso8601() in eng.h. */
 
 /*
  * A JSON value (borrowed) in the given format:
- *   TP_ISO8601  a string as tp_parse_iso8601();
+ *   TP_ISO8601  a string as eng_parse_iso8601();
  *   TP_EPOCH_S  a number or numeric string ("1714557600", "1714557600.123":
  *               digits with an optional fraction, no sign or exponent);
  *   TP_EPOCH_MS the same in milliseconds;
@@ -45,6 +36,6 @@ int tp_parse_iso8601(int64_t *out_us, const char *s, size_t len);
  * 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z are AM_EINVAL.
  * Returns 0 with UTC microseconds in *out_us.
  */
-int tp_parse_json(int64_t *out_us, const json_t *v, tp_format_t fmt);
+int eng_tp_parse_json(int64_t *out_us, const json_t *v, tp_format_t fmt);
 
 #endif

@@ -13,7 +13,7 @@ typedef struct {
     const char *file;
     am_diags_t *diags;
     int errors;
-    bool oom;
+    bool limit;
     bool broken; /* the tree is partial: syntax error, depth, several documents */
 } loader_t;
 
@@ -27,7 +27,7 @@ static yt_node_t *new_node(loader_t *l, yt_kind_t kind, const yaml_mark_t *m)
 {
     yt_node_t *n = am_arena_calloc(l->arena, 1, sizeof(*n));
     if (n == NULL) {
-        l->oom = true;
+        l->limit = true;
         return NULL;
     }
     n->kind = kind;
@@ -43,19 +43,14 @@ typedef struct {
     size_t n, cap, elem;
 } vec_t;
 
-static bool vec_push(vec_t *v, const void *x)
+static void vec_push(vec_t *v, const void *x)
 {
     if (v->n == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 8;
-        void *p = realloc(v->data, cap * v->elem);
-        if (p == NULL)
-            return false;
-        v->data = p;
-        v->cap = cap;
+        v->cap = v->cap ? v->cap * 2 : 8;
+        v->data = am_xrealloc(v->data, v->cap * v->elem);
     }
     memcpy((char *)v->data + v->n * v->elem, x, v->elem);
     v->n++;
-    return true;
 }
 
 static bool next_event(loader_t *l, yaml_event_t *ev)
@@ -89,19 +84,17 @@ static yt_node_t *parse_seq(loader_t *l, yaml_event_t *start, int depth)
         }
         yt_node_t *item = parse_node(l, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (l->oom)
+        if (l->limit)
             goto fail;
-        if (item != NULL && !vec_push(&v, &item)) {
-            l->oom = true;
-            goto fail;
-        }
+        if (item != NULL)
+            vec_push(&v, &item);
         if (l->parser.error != YAML_NO_ERROR)
             goto fail;
     }
     if (n != NULL && v.n > 0) {
         n->items = am_arena_alloc(l->arena, v.n * sizeof(yt_node_t *));
         if (n->items == NULL)
-            l->oom = true;
+            l->limit = true;
         else
             memcpy(n->items, v.data, v.n * sizeof(yt_node_t *));
         n->nitems = v.n;
@@ -127,13 +120,13 @@ static yt_node_t *parse_map(loader_t *l, yaml_event_t *start, int depth)
         }
         yt_node_t *key = parse_node(l, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (l->oom || l->parser.error != YAML_NO_ERROR)
+        if (l->limit || l->parser.error != YAML_NO_ERROR)
             goto fail;
         if (!next_event(l, &ev))
             goto fail;
         yt_node_t *val = parse_node(l, &ev, depth + 1);
         yaml_event_delete(&ev);
-        if (l->oom || l->parser.error != YAML_NO_ERROR)
+        if (l->limit || l->parser.error != YAML_NO_ERROR)
             goto fail;
         if (key == NULL || val == NULL)
             continue;
@@ -156,15 +149,12 @@ static yt_node_t *parse_map(loader_t *l, yaml_event_t *start, int depth)
         if (dup)
             continue;
         yt_pair_t pr = {key, val};
-        if (!vec_push(&v, &pr)) {
-            l->oom = true;
-            goto fail;
-        }
+        vec_push(&v, &pr);
     }
     if (n != NULL && v.n > 0) {
         n->pairs = am_arena_alloc(l->arena, v.n * sizeof(yt_pair_t));
         if (n->pairs == NULL)
-            l->oom = true;
+            l->limit = true;
         else
             memcpy(n->pairs, v.data, v.n * sizeof(yt_pair_t));
         n->npairs = v.n;
@@ -176,7 +166,7 @@ fail:
     return NULL;
 }
 
-/* Returns NULL both on fatal error (parser error / oom, checked by callers)
+/* Returns NULL both on fatal error (parser error / limit, checked by callers)
  * and for nodes that were reported and skipped (aliases). */
 static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
 {
@@ -195,7 +185,7 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
         n->len = ev->data.scalar.length;
         n->str = am_arena_strndup(l->arena, (const char *)ev->data.scalar.value, n->len);
         if (n->str == NULL)
-            l->oom = true;
+            l->limit = true;
         n->quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
         return n;
     }
@@ -217,21 +207,21 @@ static yt_node_t *parse_node(loader_t *l, yaml_event_t *ev, int depth)
     }
 }
 
-int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
-             am_diags_t *d)
+int eng_yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
+                 am_diags_t *d)
 {
     bool whole;
-    return yt_parse_all(out, &whole, a, file, text, len, d);
+    return eng_yt_parse_all(out, &whole, a, file, text, len, d);
 }
 
-int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
-                 size_t len, am_diags_t *d)
+int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file,
+                     const char *text, size_t len, am_diags_t *d)
 {
     loader_t l = {.arena = a, .file = file, .diags = d};
     *out = NULL;
     *whole = false;
     if (!yaml_parser_initialize(&l.parser))
-        return AM_ENOMEM;
+        am_oom(sizeof(l.parser));
     yaml_parser_set_input_string(&l.parser, (const unsigned char *)text, len);
     yaml_event_t ev;
     int docs = 0;
@@ -257,7 +247,7 @@ int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, 
         case YAML_MAPPING_START_EVENT:
         case YAML_ALIAS_EVENT:
             *out = parse_node(&l, &ev, 0);
-            if (l.oom || l.parser.error != YAML_NO_ERROR)
+            if (l.limit || l.parser.error != YAML_NO_ERROR)
                 done = true;
             break;
         default:
@@ -266,13 +256,13 @@ int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, 
         yaml_event_delete(&ev);
     }
     yaml_parser_delete(&l.parser);
-    if (l.oom)
-        return AM_ENOMEM;
+    if (l.limit)
+        return AM_ELIMIT;
     *whole = !l.broken;
     return l.errors > 0 ? AM_EINVAL : AM_OK;
 }
 
-yt_node_t *yt_get(const yt_node_t *map, const char *key)
+yt_node_t *eng_yt_get(const yt_node_t *map, const char *key)
 {
     if (map == NULL || map->kind != YT_MAP)
         return NULL;
@@ -285,7 +275,7 @@ yt_node_t *yt_get(const yt_node_t *map, const char *key)
     return NULL;
 }
 
-bool yt_is_null(const yt_node_t *n)
+bool eng_yt_is_null(const yt_node_t *n)
 {
     if (n == NULL)
         return true;
@@ -295,7 +285,7 @@ bool yt_is_null(const yt_node_t *n)
            strcmp(n->str, "Null") == 0 || strcmp(n->str, "NULL") == 0;
 }
 
-const char *yt_kind_name(const yt_node_t *n)
+const char *eng_yt_kind_name(const yt_node_t *n)
 {
     if (n == NULL)
         return "nothing";

@@ -39,23 +39,23 @@ struct yt_node {
  * Parses text (len bytes) of the file named file. On success *out is the
  * root (NULL for an empty document) and 0 is returned. On any error the
  * diagnostics are added to d and AM_EINVAL is returned (*out may still hold
- * a partial tree). AM_ENOMEM when the arena is exhausted.
+ * a partial tree). AM_ELIMIT when the arena is at its cap.
  */
-int yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
-             am_diags_t *d);
-/* Like yt_parse(), and tells whether the tree is whole: *whole is true when
+int eng_yt_parse(yt_node_t **out, am_arena_t *a, const char *file, const char *text, size_t len,
+                 am_diags_t *d);
+/* Like eng_yt_parse(), and tells whether the tree is whole: *whole is true when
  * the only problems were duplicate keys or non-string keys (those pairs are
  * left out), so that the tree can still be checked for further errors;
  * false after a syntax error, an alias, too deep nesting or a second
  * document. */
-int yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file, const char *text,
-                 size_t len, am_diags_t *d);
+int eng_yt_parse_all(yt_node_t **out, bool *whole, am_arena_t *a, const char *file,
+                     const char *text, size_t len, am_diags_t *d);
 
 /* Map lookup by key; NULL when absent or when map is not a map. */
-yt_node_t *yt_get(const yt_node_t *map, const char *key);
+yt_node_t *eng_yt_get(const yt_node_t *map, const char *key);
 /* True for a plain (unquoted) scalar spelling null: "", "~", "null", "Null", "NULL". */
-bool yt_is_null(const yt_node_t *n);
+bool eng_yt_is_null(const yt_node_t *n);
 /* Kind name for messages: "a string", "a list", "a mapping". */
-const char *yt_kind_name(const yt_node_t *n);
+const char *eng_yt_kind_name(const yt_node_t *n);
 
 #endif

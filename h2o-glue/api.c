@@ -1,15 +1,24 @@
 /*
  * h2o-glue/api.c - the read API: GET /v1/sources (answered from the mapping
  * set), GET /v1/alerts, GET and PATCH /v1/alerts/{uuid} (queued to the
- * store's reader threads; status and body relayed as the store gives them).
+ * store's reader threads; status and body relayed as the store gives them),
+ * and the liveness answer GET /healthz.
  */
 #include "glue.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void glue_handle_sources(glue_reqctx_t *rc)
+void glue_handle_healthz(glue_reqctx_t *rc, const glue_route_params_t *params)
 {
+    (void)params;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    glue_send_json(rc, 200, ok, sizeof(ok) - 1);
+}
+
+void glue_handle_sources(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    (void)params;
     rc->set = glue_mappings_acquire();
     json_t *list = json_array();
     size_t n = rc->set ? eng_set_count(rc->set) : 0;
@@ -27,39 +36,61 @@ void glue_handle_sources(glue_reqctx_t *rc)
             list = NULL;
         }
     }
-    if (list == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
-        return;
-    }
-    glue_log_request(rc, 200, NULL, NULL);
-    glue_send_value(rc, 200, json_pack("{s:o}", "data", list));
+    /* list NULL: a mapping's text that is not UTF-8; answered 500 */
+    glue_send_value(rc, 200, list ? json_pack("{s:o}", "data", list) : NULL);
 }
+
+/* A query waiting for a reader thread. */
+typedef struct query_pending {
+    glue_pending_t base;
+    int http_status;
+    char *body; /* heap; the store's JSON answer */
+} query_pending_t;
 
 /* Runs on a store reader thread. */
 static void on_reply(const store_reply_t *reply, void *ctx)
 {
-    glue_pending_t *p = ctx;
+    query_pending_t *p = ctx;
     p->http_status = reply->http_status;
-    p->body = reply->body ? strdup(reply->body) : NULL;
-    glue_pending_post(p);
+    p->body = reply->body ? am_xstrdup(reply->body) : NULL;
+    glue_pending_post(&p->base);
+}
+
+/* Loop thread: relays the store's answer. */
+static void query_complete(glue_reqctx_t *rc, glue_pending_t *base)
+{
+    query_pending_t *p = (query_pending_t *)base;
+    if (p->body == NULL) {
+        glue_send_error(rc, 500, "INTERNAL", "the store gave no answer");
+        return;
+    }
+    glue_send_json(rc, p->http_status, p->body, strlen(p->body));
+}
+
+static void query_dispose(glue_pending_t *base)
+{
+    free(((query_pending_t *)base)->body);
 }
 
 static void submit(glue_reqctx_t *rc, const store_query_t *q)
 {
-    glue_pending_t *p = glue_pending_new(rc, GLUE_PENDING_QUERY);
-    if (p == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+    store_t *store = glue_server_store(rc->srv);
+    if (store == NULL) {
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE", "no store is configured");
         return;
     }
-    if (store_query(glue_server_store(rc->srv), q, on_reply, p) != AM_OK) {
-        glue_pending_cancel(p);
+    query_pending_t *p = glue_pending_new(rc, sizeof(*p), query_complete, query_dispose);
+    if (store_query(store, q, on_reply, p) != AM_OK) {
+        glue_pending_cancel(&p->base);
         glue_send_error(rc, 503, "DATABASE_UNAVAILABLE", "the store is not accepting queries");
     }
 }
 
-void glue_handle_alert(glue_reqctx_t *rc, const char *uuid, size_t len)
+void glue_handle_alert(glue_reqctx_t *rc, const glue_route_params_t *params)
 {
     h2o_req_t *req = rc->req;
+    const char *uuid = params->uuid.base;
+    size_t len = params->uuid.len;
     /* The store checks the uuid (400 INVALID_UUID) and, for PATCH, the body
      * (400 INVALID_JSON, 422 INVALID_BODY, 409 INVALID_TRANSITION). */
     store_query_t q = {0};
@@ -68,28 +99,27 @@ void glue_handle_alert(glue_reqctx_t *rc, const char *uuid, size_t len)
         q.kind = STORE_Q_GET_ALERT;
     } else {
         q.kind = STORE_Q_PATCH_ALERT;
+        q.key_id = rc->key_id; /* recorded as the alert's updated_by_key */
         q.body =
             req->entity.base ? am_arena_strndup(rc->arena, req->entity.base, req->entity.len) : "";
     }
     if (q.uuid == NULL || (q.kind == STORE_Q_PATCH_ALERT && q.body == NULL)) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        glue_send_error(rc, 413, "LIMIT_EXCEEDED",
+                        "the request body does not fit in the per-request memory limit");
         return;
     }
     submit(rc, &q);
 }
 
-void glue_handle_alerts(glue_reqctx_t *rc)
+void glue_handle_alerts(glue_reqctx_t *rc, const glue_route_params_t *route_params)
 {
+    (void)route_params;
     h2o_req_t *req = rc->req;
     glue_qparam_t *params = NULL;
     size_t n = 0;
     if (req->query_at != SIZE_MAX) {
         int prc = glue_query_parse(&params, &n, req->path.base + req->query_at + 1,
                                    req->path.len - req->query_at - 1, rc->arena);
-        if (prc == AM_ENOMEM) {
-            glue_send_error(rc, 500, "INTERNAL", "out of memory");
-            return;
-        }
         if (prc != AM_OK) {
             glue_send_error(rc, 400, "INVALID_PARAMETER",
                             prc == AM_ELIMIT ? "too many query parameters"

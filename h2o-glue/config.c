@@ -1,5 +1,6 @@
 /* h2o-glue/config.c - alertmapd configuration: environment, then flags. */
 #include "glue.h"
+#include "ratelimit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -20,8 +21,7 @@ void glue_config_usage(FILE *out)
           "                                               on (default " GLUE_DEFAULT_LISTEN ")\n"
           "  --database-url URL    DATABASE_URL           libpq connection string or URL\n"
           "                                               (required)\n"
-          "  --mappings DIR        ALERTMAP_MAPPINGS      mappings directory "
-          "(default " GLUE_DEFAULT_MAPPINGS ")\n"
+          "  --mappings DIR        ALERTMAP_MAPPINGS      mappings directory (default below)\n"
           "  --threads N           ALERTMAP_THREADS       event-loop threads (default: one per\n"
           "                                               CPU core, at most 256)\n"
           "  --writers N           ALERTMAP_WRITERS       database writer connections (default:\n"
@@ -34,25 +34,79 @@ void glue_config_usage(FILE *out)
           "                                               with suffix s/m/h/d; 0 disables\n"
           "                                               (default 24h)\n"
           "  --sql-dir DIR         ALERTMAP_SQL_DIR       SQL migrations applied at start-up\n"
-          "                                               (default " GLUE_DEFAULT_SQL_DIR ")\n"
+          "                                               (default below)\n"
           "  --db-wait SECONDS     ALERTMAP_DB_WAIT       how long start-up retries an\n"
           "                                               unreachable database (default 30)\n"
           "  --log-level LEVEL     ALERTMAP_LOG_LEVEL     debug, info, warn or error\n"
-          "                                               (default info)\n"
+          "                                               (default info)\n",
+          out);
+    /* two strings: C11 compilers need support only 4095 bytes in one */
+    fputs("  --rate-per-key R[:B]  ALERTMAP_RATE_PER_KEY  requests per second and burst of\n"
+          "                                               each API key (default 100:1000;\n"
+          "                                               0 or off: no limit); over it: 429\n"
+          "  --rate-per-source R[:B]\n"
+          "                        ALERTMAP_RATE_PER_SOURCE  the same per ingest source\n"
+          "                                               (default 500:5000)\n"
+          "  --unsigned-sources LIST\n"
+          "                        ALERTMAP_UNSIGNED_SOURCES  sources (comma-separated) whose\n"
+          "                                               signature secret may stay unset: they\n"
+          "                                               take ingest API keys only; any other\n"
+          "                                               source with an unset secret refuses\n"
+          "                                               every request (default: none)\n"
+          "  --metrics-access MODE ALERTMAP_METRICS_ACCESS  who reads GET /metrics without a\n"
+          "                                               key: loopback (default: clients on\n"
+          "                                               127.0.0.0/8 and ::1), public, or key\n"
+          "                                               (always a key with scope read)\n"
+          "  --tls-cert FILE       ALERTMAP_TLS_CERT      PEM certificate chain: serve HTTPS\n"
+          "                                               (TLS 1.2 and 1.3, ALPN h2, http/1.1)\n"
+          "  --tls-key FILE        ALERTMAP_TLS_KEY       PEM private key of --tls-cert; both\n"
+          "                                               are re-read on SIGHUP\n"
+          "  --allow-plain-http    ALERTMAP_ALLOW_PLAIN_HTTP=1\n"
+          "                                               serve plain HTTP on an address that\n"
+          "                                               is not loopback (default: refused)\n"
+          "  --max-connections N   ALERTMAP_MAX_CONNECTIONS\n"
+          "                                               open connections before new ones are\n"
+          "                                               closed at once (default 4096)\n"
+          "  --request-deadline DUR ALERTMAP_REQUEST_DEADLINE\n"
+          "                                               how long a request waits for the\n"
+          "                                               database before 503 (default 5s);\n"
+          "                                               also the statement_timeout\n"
+          "  --client-timeout DUR  ALERTMAP_CLIENT_TIMEOUT\n"
+          "                                               time a client has for the TLS\n"
+          "                                               handshake and for sending a request;\n"
+          "                                               idle keep-alive time (default 10s)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
+          "\n"
+          "API keys (alertmap keys create) are checked on every route but /healthz\n"
+          "and /readyz: Authorization: Bearer KEY or X-API-Key: KEY. Their hashes are\n"
+          "keyed with ALERTMAP_KEY_PEPPER (the same for every alertmapd and the\n"
+          "alertmap tool; default: a documented constant). Ingest takes the\n"
+          "mapping's webhook signature or an ingest key (docs/security.md).\n"
           "\n"
           "Webhook secrets are read from the environment variables each mapping names\n"
           "(e.g. SENTINEL_WEBHOOK_SECRET). A mapping may list two variables so that\n"
           "an old and a new secret are valid at once while senders switch; a new\n"
           "value takes effect at the next start (see docs/operations.md, Secrets).\n"
           "\n"
-          "Signals: SIGHUP reloads the mappings (kept unchanged if any file fails);\n"
+          "Signals: SIGHUP reloads the mappings (kept unchanged if any file fails)\n"
+          "and the TLS certificate and key (the old pair stays if the new one fails);\n"
           "SIGTERM or SIGINT stop accepting, finish in-flight requests and exit 0.\n"
           "\n"
           "Exit status: 0 after a clean shutdown, 1 when start-up fails (mappings,\n"
           "database, listen address), 2 for invalid options.\n",
           out);
+    const char *why;
+    const char *m = am_default_path(AM_PATH_MAPPINGS, &why);
+    fprintf(out,
+            "\nDefaults of this copy of alertmapd:\n"
+            "  mappings  %s\n            (%s)\n"
+            "  sql-dir   %s\n"
+            "An installed alertmapd reads %s when that directory\n"
+            "exists, else the shipped %s.\n",
+            m, why, am_default_path(AM_PATH_SQL, NULL),
+            am_default_path(AM_PATH_OPERATOR_MAPPINGS, NULL),
+            am_default_path(AM_PATH_SHIPPED_MAPPINGS, NULL));
 }
 
 /* ---- value parsers --------------------------------------------------- */
@@ -223,12 +277,23 @@ typedef enum {
     OPT_SQL_DIR,
     OPT_DB_WAIT,
     OPT_LOG_LEVEL,
+    OPT_RATE_PER_KEY,
+    OPT_RATE_PER_SOURCE,
+    OPT_UNSIGNED_SOURCES,
+    OPT_METRICS_ACCESS,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_ALLOW_PLAIN_HTTP,
+    OPT_MAX_CONNECTIONS,
+    OPT_REQUEST_DEADLINE,
+    OPT_CLIENT_TIMEOUT,
     OPT__COUNT
 } opt_t;
 
 static const struct {
     const char *flag;
     const char *env;
+    bool is_switch; /* a flag without value; its variable takes 1/0 */
 } options[OPT__COUNT] = {
     [OPT_LISTEN] = {"--listen", "ALERTMAP_LISTEN"},
     [OPT_DATABASE_URL] = {"--database-url", "DATABASE_URL"},
@@ -240,7 +305,45 @@ static const struct {
     [OPT_SQL_DIR] = {"--sql-dir", "ALERTMAP_SQL_DIR"},
     [OPT_DB_WAIT] = {"--db-wait", "ALERTMAP_DB_WAIT"},
     [OPT_LOG_LEVEL] = {"--log-level", "ALERTMAP_LOG_LEVEL"},
+    [OPT_RATE_PER_KEY] = {"--rate-per-key", "ALERTMAP_RATE_PER_KEY"},
+    [OPT_RATE_PER_SOURCE] = {"--rate-per-source", "ALERTMAP_RATE_PER_SOURCE"},
+    [OPT_UNSIGNED_SOURCES] = {"--unsigned-sources", "ALERTMAP_UNSIGNED_SOURCES"},
+    [OPT_METRICS_ACCESS] = {"--metrics-access", "ALERTMAP_METRICS_ACCESS"},
+    [OPT_TLS_CERT] = {"--tls-cert", "ALERTMAP_TLS_CERT"},
+    [OPT_TLS_KEY] = {"--tls-key", "ALERTMAP_TLS_KEY"},
+    [OPT_ALLOW_PLAIN_HTTP] = {"--allow-plain-http", "ALERTMAP_ALLOW_PLAIN_HTTP", true},
+    [OPT_MAX_CONNECTIONS] = {"--max-connections", "ALERTMAP_MAX_CONNECTIONS"},
+    [OPT_REQUEST_DEADLINE] = {"--request-deadline", "ALERTMAP_REQUEST_DEADLINE"},
+    [OPT_CLIENT_TIMEOUT] = {"--client-timeout", "ALERTMAP_CLIENT_TIMEOUT"},
 };
+
+/* "1", "true", "yes", "on" or "0", "false", "no", "off" (any case). */
+static int parse_bool(bool *out, const char *s)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return AM_OK;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return AM_OK;
+        }
+    }
+    return AM_EINVAL;
+}
+
+/* A duration of 1 s to 1 h, as glue_parse_duration() reads it. */
+static int parse_seconds(int *out, const char *s)
+{
+    int64_t v;
+    if (glue_parse_duration(&v, s) != AM_OK || v < 1 || v > 3600)
+        return AM_EINVAL;
+    *out = (int)v;
+    return AM_OK;
+}
 
 /* Where a value came from, for error messages. */
 static const char *origin_of(opt_t o, bool from_flag)
@@ -269,8 +372,10 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
     case OPT_MAPPINGS:
         if (*v == '\0')
             what = "must not be empty";
-        else
+        else {
             cfg->mappings = v;
+            cfg->mappings_from = origin_of(o, from_flag);
+        }
         break;
     case OPT_SQL_DIR:
         if (*v == '\0')
@@ -302,6 +407,63 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         if (glue_parse_log_level(&cfg->log_level, v) != AM_OK)
             what = "expected debug, info, warn or error";
         break;
+    case OPT_RATE_PER_KEY:
+    case OPT_RATE_PER_SOURCE: {
+        double rate, burst;
+        bool off;
+        if (glue_ratelimit_parse(&rate, &burst, &off, v) != AM_OK) {
+            what = "expected RATE[:BURST] such as 100, 100:1000 or 0.5:5, or 0/off";
+            break;
+        }
+        if (off)
+            rate = burst = 0;
+        if (o == OPT_RATE_PER_KEY) {
+            cfg->rate_per_key = rate;
+            cfg->burst_per_key = burst;
+        } else {
+            cfg->rate_per_source = rate;
+            cfg->burst_per_source = burst;
+        }
+        break;
+    }
+    case OPT_UNSIGNED_SOURCES:
+        cfg->unsigned_sources = *v ? v : NULL;
+        break;
+    case OPT_METRICS_ACCESS:
+        if (strcmp(v, "loopback") == 0)
+            cfg->metrics_access = GLUE_METRICS_LOOPBACK;
+        else if (strcmp(v, "public") == 0)
+            cfg->metrics_access = GLUE_METRICS_PUBLIC;
+        else if (strcmp(v, "key") == 0)
+            cfg->metrics_access = GLUE_METRICS_KEY;
+        else
+            what = "expected loopback, public or key";
+        break;
+    case OPT_TLS_CERT:
+    case OPT_TLS_KEY:
+        if (*v == '\0')
+            what = "must not be empty";
+        else if (o == OPT_TLS_CERT)
+            cfg->tls_cert = v;
+        else
+            cfg->tls_key = v;
+        break;
+    case OPT_ALLOW_PLAIN_HTTP:
+        if (parse_bool(&cfg->allow_plain_http, v) != AM_OK)
+            what = "expected 1 or 0 (true/false, yes/no)";
+        break;
+    case OPT_MAX_CONNECTIONS:
+        if (parse_int_range(&cfg->max_connections, v, 1, 1000000) != AM_OK)
+            what = "expected a whole number from 1 to 1000000";
+        break;
+    case OPT_REQUEST_DEADLINE:
+        if (parse_seconds(&cfg->deadline_s, v) != AM_OK)
+            what = "expected a duration from 1s to 1h, e.g. 5, 5s or 2m";
+        break;
+    case OPT_CLIENT_TIMEOUT:
+        if (parse_seconds(&cfg->client_timeout_s, v) != AM_OK)
+            what = "expected a duration from 1s to 1h, e.g. 10, 10s or 1m";
+        break;
     case OPT__COUNT:
         break;
     }
@@ -326,13 +488,21 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     memset(cfg, 0, sizeof(*cfg));
     *action = GLUE_ACT_RUN;
     err[0] = '\0';
-    cfg->mappings = GLUE_DEFAULT_MAPPINGS;
-    cfg->sql_dir = GLUE_DEFAULT_SQL_DIR;
+    cfg->mappings = am_default_path(AM_PATH_MAPPINGS, &cfg->mappings_from);
+    cfg->sql_dir = am_default_path(AM_PATH_SQL, NULL);
     cfg->threads = default_threads();
     cfg->max_body = GLUE_DEFAULT_MAX_BODY;
     cfg->dedup_window_s = GLUE_DEFAULT_DEDUP_S;
     cfg->db_wait_s = GLUE_DEFAULT_DB_WAIT_S;
     cfg->log_level = AM_LOG_INFO;
+    cfg->rate_per_key = GLUE_DEFAULT_RATE_PER_KEY;
+    cfg->burst_per_key = GLUE_DEFAULT_BURST_PER_KEY;
+    cfg->rate_per_source = GLUE_DEFAULT_RATE_PER_SOURCE;
+    cfg->burst_per_source = GLUE_DEFAULT_BURST_PER_SOURCE;
+    cfg->metrics_access = GLUE_METRICS_LOOPBACK;
+    cfg->max_connections = GLUE_DEFAULT_MAX_CONNECTIONS;
+    cfg->deadline_s = GLUE_DEFAULT_DEADLINE_S;
+    cfg->client_timeout_s = GLUE_DEFAULT_CLIENT_TIMEOUT_S;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;
@@ -362,6 +532,9 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
             if (arg[fl] == '=') {
                 found = o;
                 value = arg + fl + 1;
+            } else if (arg[fl] == '\0' && options[o].is_switch) {
+                found = o;
+                value = "1";
             } else if (arg[fl] == '\0') {
                 found = o;
                 if (i + 1 >= argc) {
@@ -382,6 +555,12 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
             return rc;
     }
 
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, errlen, "%s",
+                 cfg->tls_cert ? "--tls-cert needs --tls-key (ALERTMAP_TLS_KEY) as well"
+                               : "--tls-key needs --tls-cert (ALERTMAP_TLS_CERT) as well");
+        return AM_EINVAL;
+    }
     if (cfg->database_url == NULL) {
         snprintf(err, errlen,
                  "no database: set DATABASE_URL or pass --database-url "

@@ -1,6 +1,9 @@
-/* h2o-glue/http.c - JSON bodies, responses, header lookup, request log. */
+/* h2o-glue/http.c - JSON bodies, the one function that answers, header
+ * lookup, request log. */
 #include "glue.h"
 
+#include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -16,6 +19,8 @@ const char *glue_reason(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -28,6 +33,8 @@ const char *glue_reason(int status)
         return "Unsupported Media Type";
     case 422:
         return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -41,15 +48,13 @@ char *glue_error_json(const char *code, const char *message)
 {
     json_t *v =
         json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message ? message : "");
-    if (v == NULL) {
-        /* invalid UTF-8 in the message: fall back to the code alone */
+    if (v == NULL) /* invalid UTF-8 in the message: fall back to the code alone */
         v = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", "(unprintable)");
-        if (v == NULL)
-            return NULL;
-    }
-    char *s = json_dumps(v, JSON_COMPACT);
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
-    return s;
+    /* jansson allocates with am_xmalloc; only a code that is not UTF-8
+     * (a programming error) gets here */
+    return s ? s : am_xstrdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"(unprintable)\"}}");
 }
 
 static json_t *outcome_json(const store_alert_outcome_t *o)
@@ -64,21 +69,14 @@ json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_lis
 {
     if (n == 0)
         return NULL;
+    /* jansson allocates with am_xmalloc (aborts when the heap is gone) and
+     * every string here is a uuid or a literal: nothing below fails */
     json_t *data = outcome_json(&o[0]);
-    if (data == NULL)
-        return NULL;
     if (with_list) {
         json_t *list = json_array();
-        if (list == NULL || json_object_set_new(data, "alerts", list) != 0) {
-            json_decref(data);
-            return NULL;
-        }
-        for (size_t i = 0; i < n; i++) {
-            if (json_array_append_new(list, outcome_json(&o[i])) != 0) {
-                json_decref(data);
-                return NULL;
-            }
-        }
+        json_object_set_new(data, "alerts", list);
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(list, outcome_json(&o[i]));
     }
     return json_pack("{s:o}", "data", data);
 }
@@ -98,9 +96,31 @@ const char *glue_header_find(const h2o_headers_t *headers, const char *name, siz
 
 /* ---- responses ---------------------------------------------------------- */
 
-void glue_log_request(const glue_reqctx_t *rc, int status, const char *alert_uuid, const char *code)
+/* 503 answers: summarised (glue_log_request, glue_log_flush). */
+static am_lograte_t lr_503 = AM_LOGRATE_INIT(0);
+
+uint64_t glue_lograte_due(am_lograte_t *lr, int64_t now_us)
 {
-    h2o_req_t *req = rc->req;
+    int64_t next = atomic_load_explicit(&lr->next_us, memory_order_relaxed);
+    if (now_us < next || atomic_load_explicit(&lr->count, memory_order_relaxed) == 0)
+        return 0;
+    if (!atomic_compare_exchange_strong(&lr->next_us, &next, now_us + lr->interval_us))
+        return 0;
+    return am_lograte_take(lr);
+}
+
+void glue_log_flush(int64_t now_us)
+{
+    uint64_t n = glue_lograte_due(&lr_503, now_us);
+    if (n > 0)
+        am_log(AM_LOG_WARN, "request", "istatus", (int64_t)503, "icount", (int64_t)n, "smessage",
+               "503 answers since the last request line with status 503", NULL);
+}
+
+void glue_log_request(h2o_req_t *req, glue_route_kind_t route, const char *request_id,
+                      const char *source, const char *key, int64_t started_us, int status,
+                      const char *alert_uuid, const char *code)
+{
     char method[16] = "";
     char path[256] = "";
     size_t ml = req->method.len < sizeof(method) - 1 ? req->method.len : sizeof(method) - 1;
@@ -109,31 +129,60 @@ void glue_log_request(const glue_reqctx_t *rc, int status, const char *alert_uui
     /* the path without its query string: a query may carry a token */
     size_t pl =
         req->path_normalized.len < sizeof(path) - 1 ? req->path_normalized.len : sizeof(path) - 1;
-    memcpy(path, req->path_normalized.base, pl);
+    if (pl > 0)
+        memcpy(path, req->path_normalized.base, pl);
     path[pl] = '\0';
-    double ms = (double)(am_now_us() - rc->started_us) / 1000.0;
+    /* a key pasted into the path itself: its secret never reaches the log */
+    store_key_mask(path, pl);
     am_log_level_t level = status >= 500 ? AM_LOG_WARN : AM_LOG_INFO;
-    if (status == 200 && (strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0))
+    if (status == 200 &&
+        (route == GLUE_R_HEALTHZ || route == GLUE_R_READYZ || route == GLUE_R_METRICS))
         level = AM_LOG_DEBUG;
-    glue_metrics_request(rc->route, status, code);
-    am_log(level, "request", "srequest_id", rc->request_id, "smethod", method, "spath", path,
-           "ssource", rc->source, "salert_uuid", alert_uuid, "istatus", (int64_t)status, "scode",
-           code, "dduration_ms", ms, NULL);
+    glue_metrics_request(route, status, code);
+    double ms = started_us > 0 ? (double)(am_now_us() - started_us) / 1000.0 : 0.0;
+    if (status == 503) {
+        /* an outage answers every request 503: one line per second, with the
+         * number of 503 answers it stands for (all are in the metrics) */
+        uint64_t n = am_lograte_hit(&lr_503, am_now_us());
+        if (n > 0)
+            am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path,
+                   "ssource", source, "istatus", (int64_t)status, "scode", code, "dduration_ms", ms,
+                   "icount", (int64_t)n, NULL);
+        return;
+    }
+    am_log(level, "request", "srequest_id", request_id, "smethod", method, "spath", path, "ssource",
+           source, "skey", key && key[0] ? key : NULL, "salert_uuid", alert_uuid, "istatus",
+           (int64_t)status, "scode", code, "dduration_ms", ms, NULL);
 }
 
-void glue_send_json(glue_reqctx_t *rc, int status, const char *body, size_t len)
+void glue_respond(glue_reqctx_t *rc, int status, const char *content_type, const char *body,
+                  size_t len, const char *code)
 {
+    assert(!rc->answered && "a request is answered once");
+    if (rc->answered)
+        return;
+    rc->answered = true;
     h2o_req_t *req = rc->req;
     req->res.status = status;
     req->res.reason = glue_reason(status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                   strlen(content_type));
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0,
                           "X-Request-Id", rc->request_id, strlen(rc->request_id));
     if (status == 503)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
     req->res.content_length = len;
+    /* logged before sending: with a body in one piece h2o may complete and
+     * release the request inside h2o_send_inline() */
+    glue_log_request(req, rc->route, rc->request_id, rc->source, rc->key, rc->started_us, status,
+                     rc->alert_uuid, code);
+    /* h2o_send_inline() copies body into the request's pool */
     h2o_send_inline(req, body, len);
+}
+
+void glue_send_json(glue_reqctx_t *rc, int status, const char *body, size_t len)
+{
+    glue_respond(rc, status, "application/json", body, len, NULL);
 }
 
 void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
@@ -141,7 +190,9 @@ void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
     if (s == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        /* the value could not be built (a string that is not UTF-8) */
+        rc->alert_uuid = NULL;
+        glue_send_error(rc, 500, "INTERNAL", "the answer could not be encoded");
         return;
     }
     glue_send_json(rc, status, s, strlen(s));
@@ -151,60 +202,83 @@ void glue_send_value(glue_reqctx_t *rc, int status, json_t *v)
 void glue_send_error(glue_reqctx_t *rc, int status, const char *code, const char *message)
 {
     char *s = glue_error_json(code, message);
-    static const char fallback[] = "{\"error\":{\"code\":\"INTERNAL\",\"message\":\"out of "
-                                   "memory\"}}";
-    glue_log_request(rc, status, NULL, code);
-    if (s == NULL) {
-        glue_send_json(rc, status, fallback, sizeof(fallback) - 1);
-        return;
-    }
-    glue_send_json(rc, status, s, strlen(s));
+    glue_respond(rc, status, "application/json", s, strlen(s), code);
     free(s);
 }
 
-/* ---- h2o's own 413 as a JSON error -------------------------------------- */
+/* ---- libh2o's own errors as JSON ---------------------------------------- */
 
 /*
- * libh2o answers a body over max_request_entity_size itself (before any
- * handler runs, for Content-Length and chunked bodies alike) with a plain
- * text 413. This output filter swaps that body for the API's JSON error.
+ * libh2o answers some requests itself, before any handler runs, with a
+ * plain-text body (h2o_send_error_generic() in lib/http1.c): 413 for a body
+ * over max_request_entity_size, 400 for a broken chunked encoding, an
+ * unknown Transfer-Encoding or a broken Content-Length, 417 for an Expect
+ * other than 100-continue. Those answers go through the output filters of
+ * the fallback path, so this filter swaps the body for the API's JSON error
+ * (and logs and counts it). What libh2o 2.2 closes without any answer
+ * (a request line or headers it cannot parse, more than 100 headers, a
+ * header block over its maximum, a request timeout) is listed in
+ * docs/operations.md.
  */
-static const char too_large_json[] =
-    "{\"error\":{\"code\":\"PAYLOAD_TOO_LARGE\",\"message\":\"request body larger than the "
-    "configured maximum (--max-body)\"}}";
+static const struct {
+    int status;
+    const char *code;
+    const char *message;
+} own_errors[] = {
+    {400, "BAD_REQUEST",
+     "malformed HTTP request (broken chunked encoding, unknown Transfer-Encoding or invalid "
+     "Content-Length)"},
+    {413, "PAYLOAD_TOO_LARGE", "request body larger than the configured maximum (--max-body)"},
+    {417, "EXPECTATION_FAILED", "unsupported Expect header (only 100-continue is)"},
+};
 
-static void too_large_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+typedef struct own_error_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} own_error_ostream_t;
+
+static void own_error_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
                            h2o_send_state_t state)
 {
     (void)bufs;
     (void)bufcnt;
+    own_error_ostream_t *os = (own_error_ostream_t *)self;
     /* h2o_send_inline() delivers its body in one final call */
-    h2o_iovec_t b = h2o_iovec_init(too_large_json, sizeof(too_large_json) - 1);
-    h2o_ostream_send_next(self, req, &b, 1, state);
+    h2o_ostream_send_next(self, req, &os->body, 1, state);
 }
 
-static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+static void own_error_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
     size_t ct_len = 0;
     const char *ct = glue_header_find(&req->res.headers, "content-type", &ct_len);
     bool ours = ct != NULL && ct_len >= 16 && memcmp(ct, "application/json", 16) == 0;
-    if (req->res.status == 413 && !ours) {
+    if (req->res.status >= 400 && !ours) {
+        const char *code = "HTTP_ERROR";
+        const char *message = "the request was refused by the HTTP layer";
+        for (size_t i = 0; i < AM_ARRAY_LEN(own_errors); i++) {
+            if (own_errors[i].status == req->res.status) {
+                code = own_errors[i].code;
+                message = own_errors[i].message;
+            }
+        }
+        char *json = glue_error_json(code, message);
+        own_error_ostream_t *os = (own_error_ostream_t *)h2o_add_ostream(req, sizeof(*os), slot);
+        os->body = h2o_strdup(&req->pool, json, strlen(json));
+        free(json);
+        os->super.do_send = own_error_send;
         h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
                        H2O_STRLIT("application/json"), 1);
-        req->res.content_length = sizeof(too_large_json) - 1;
-        h2o_ostream_t *os = h2o_add_ostream(req, sizeof(*os), slot);
-        os->do_send = too_large_send;
+        req->res.content_length = os->body.len;
         char path[256];
         size_t pl = req->path_normalized.len < sizeof(path) - 1 ? req->path_normalized.len
                                                                 : sizeof(path) - 1;
-        memcpy(path, req->path_normalized.base, pl);
+        if (pl > 0)
+            memcpy(path, req->path_normalized.base, pl);
         path[pl] = '\0';
         glue_route_t r;
         glue_route_match(&r, path, pl);
-        glue_metrics_request(r.kind, 413, "PAYLOAD_TOO_LARGE");
-        am_log(AM_LOG_INFO, "request", "spath", path, "istatus", (int64_t)413, "scode",
-               "PAYLOAD_TOO_LARGE", NULL);
+        glue_log_request(req, r.kind, NULL, NULL, NULL, 0, req->res.status, NULL, code);
     }
     h2o_setup_next_ostream(req, slot);
 }
@@ -212,5 +286,5 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
 void glue_install_filters(h2o_pathconf_t *path)
 {
     h2o_filter_t *f = h2o_create_filter(path, sizeof(*f));
-    f->on_setup_ostream = too_large_setup;
+    f->on_setup_ostream = own_error_setup;
 }

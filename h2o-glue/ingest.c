@@ -2,13 +2,19 @@
  * h2o-glue/ingest.c - POST /v1/ingest/{source} and its dry run
  * POST /v1/sources/{source}/test, along the request path of design.md:
  *
- *     body over --max-body      413 PAYLOAD_TOO_LARGE (server.c, before routing)
+ *     body over --max-body      413 PAYLOAD_TOO_LARGE (server.c, before the handler)
+ *     credential                401/403/429 (auth.c, before the handler: the
+ *                               mapping's signature or an ingest key for
+ *                               ingest, an admin key for the dry run)
  *   0 find the program          404 UNKNOWN_SOURCE
- *   1 signature (ingest only)   401 INVALID_SIGNATURE
  *   2 parse JSON                400 INVALID_JSON, 422 INVALID_PAYLOAD (not an object)
  *   3-5 eng_run                 422 INVALID_PAYLOAD / LIMIT_EXCEEDED
+ *     the request's arena full  413 LIMIT_EXCEEDED (copy of the body) or
+ *                               422 LIMIT_EXCEEDED (the rows for the store)
  *   6 store_ingest              503 DATABASE_UNAVAILABLE (Retry-After: 5)
- *   7 202 after commit, answered on the request's own loop.
+ *   7 the store's answer, on the request's own loop (ingest_complete):
+ *     202 after commit, 422 INVALID_PAYLOAD (the database refused the data),
+ *     503 DATABASE_UNAVAILABLE.
  *
  * Everything of the request lives in its arena; the payload is decref'd
  * before the handler returns (store_ingest copies what it keeps).
@@ -18,19 +24,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *header_of(void *ctx, const char *name, size_t *len)
-{
-    h2o_req_t *req = ctx;
-    return glue_header_find(&req->headers, name, len);
-}
+/* An ingest waiting for the writer. */
+typedef struct ingest_pending {
+    glue_pending_t base;
+    bool with_list;
+    /* filled on the writer thread */
+    store_status_t status;
+    char message[256]; /* the store's reason when not STORE_OK */
+    size_t nalerts;
+    store_alert_outcome_t *outcomes; /* heap */
+} ingest_pending_t;
 
-/* A JSON text of v copied into the arena (NULL when out of memory). */
+/* A JSON text of v copied into the arena (NULL when the arena's cap is
+ * reached; v comes from jansson's parser, so dumping it cannot fail). */
 static const char *dump_into(json_t *v, int flags, am_arena_t *a)
 {
     char *s = json_dumps(v, flags | JSON_COMPACT);
-    if (s == NULL)
-        return NULL;
-    char *copy = am_arena_strdup(a, s);
+    char *copy = s ? am_arena_strdup(a, s) : NULL;
     free(s);
     return copy;
 }
@@ -43,19 +53,17 @@ static int optional_fields(const char **out, const eng_alert_t *al, am_arena_t *
     for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++) {
         if (al->field[f] == NULL)
             continue;
-        if (obj == NULL && (obj = json_object()) == NULL)
-            return AM_ENOMEM;
-        if (json_object_set_new(obj, eng_field_name((eng_field_t)f), json_string(al->field[f])) !=
-            0) {
-            json_decref(obj);
-            return AM_ENOMEM;
-        }
+        if (obj == NULL)
+            obj = json_object();
+        /* json_string() is NULL only for text that is not UTF-8, which the
+         * engine never produces; set_new then fails and the field is left out */
+        json_object_set_new(obj, eng_field_name((eng_field_t)f), json_string(al->field[f]));
     }
     if (obj == NULL)
         return AM_OK;
     *out = dump_into(obj, 0, a);
     json_decref(obj);
-    return *out ? AM_OK : AM_ENOMEM;
+    return *out ? AM_OK : AM_ELIMIT;
 }
 
 int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payload,
@@ -65,7 +73,7 @@ int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payl
     bool split = res->nalerts > 1 || (res->nalerts == 1 && res->alerts[0].raw != payload);
     store_alert_t *arr = am_arena_calloc(a, res->nalerts ? res->nalerts : 1, sizeof(*arr));
     if (arr == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     for (size_t i = 0; i < res->nalerts; i++) {
         const eng_alert_t *al = &res->alerts[i];
         store_alert_t *sa = &arr[i];
@@ -82,14 +90,14 @@ int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payl
         if (!split)
             sa->raw_payload = body;
         else if ((sa->raw_payload = dump_into(al->raw, JSON_ENCODE_ANY, a)) == NULL)
-            return AM_ENOMEM;
+            return AM_ELIMIT;
         int rc = optional_fields(&sa->fields_json, al, a);
         if (rc != AM_OK)
             return rc;
         if (al->nindicators > 0) {
             store_indicator_t *ind = am_arena_calloc(a, al->nindicators, sizeof(*ind));
             if (ind == NULL)
-                return AM_ENOMEM;
+                return AM_ELIMIT;
             for (size_t k = 0; k < al->nindicators; k++) {
                 ind[k].type = eng_ioc_type_name(al->indicators[k].type);
                 ind[k].value = al->indicators[k].value;
@@ -106,7 +114,7 @@ int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payl
 /* Runs on the store's writer thread: copy the outcome and hand it back. */
 static void on_ingested(const store_ingest_result_t *res, void *ctx)
 {
-    glue_pending_t *p = ctx;
+    ingest_pending_t *p = ctx;
     p->status = res->status;
     if (res->message != NULL)
         snprintf(p->message, sizeof(p->message), "%s", res->message);
@@ -117,17 +125,40 @@ static void on_ingested(const store_ingest_result_t *res, void *ctx)
         glue_metrics_ingested(res->nalerts - dups, dups);
     }
     if (res->status == STORE_OK && res->nalerts > 0) {
-        p->outcomes = calloc(res->nalerts, sizeof(*p->outcomes));
-        if (p->outcomes != NULL) {
-            memcpy(p->outcomes, res->alerts, res->nalerts * sizeof(*p->outcomes));
-            p->nalerts = res->nalerts;
-        } else {
-            /* committed, but we cannot say so: the sender retries and the
-             * retry is answered as a duplicate of this alert */
-            p->status = STORE_UNAVAILABLE;
-        }
+        p->outcomes = am_xcalloc(res->nalerts, sizeof(*p->outcomes));
+        memcpy(p->outcomes, res->alerts, res->nalerts * sizeof(*p->outcomes));
+        p->nalerts = res->nalerts;
     }
-    glue_pending_post(p);
+    glue_pending_post(&p->base);
+}
+
+/* Loop thread: the store's answer to an ingest. */
+static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
+{
+    ingest_pending_t *p = (ingest_pending_t *)base;
+    if (p->status == STORE_REJECTED) {
+        /* the database refused this payload's data; a retry fails too */
+        glue_send_error(rc, 422, "INVALID_PAYLOAD",
+                        p->message[0] ? p->message : "the database refused the payload");
+        return;
+    }
+    if (p->status != STORE_OK || p->nalerts == 0) {
+        static am_lograte_t lr_store = AM_LOGRATE_INIT(0);
+        uint64_t n = p->message[0] ? am_lograte_hit(&lr_store, am_now_us()) : 0;
+        if (n > 0) /* one line per second in an outage, with the count */
+            am_log(AM_LOG_WARN, "store_failed", "srequest_id", rc->request_id, "smessage",
+                   p->message, "icount", (int64_t)n, NULL);
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
+                        "the database is unavailable; nothing was stored, retry later");
+        return;
+    }
+    rc->alert_uuid = am_arena_strdup(rc->arena, p->outcomes[0].uuid);
+    glue_send_value(rc, 202, glue_ingest_json(p->outcomes, p->nalerts, p->with_list));
+}
+
+static void ingest_dispose(glue_pending_t *base)
+{
+    free(((ingest_pending_t *)base)->outcomes);
 }
 
 static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
@@ -140,12 +171,8 @@ static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
             alerts = NULL;
         }
     }
-    if (alerts == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
-        return;
-    }
-    glue_log_request(rc, 200, NULL, NULL);
-    glue_send_value(rc, 200, json_pack("{s:{s:o}}", "data", "alerts", alerts));
+    /* alerts NULL: an alert the engine could not encode; answered 500 */
+    glue_send_value(rc, 200, alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL);
 }
 
 /* The part of the source name we print: bounded, as it comes from the URL. */
@@ -154,12 +181,28 @@ static const char *source_label(glue_reqctx_t *rc, const char *src, size_t len)
     return am_arena_strndup(rc->arena, src, len > 64 ? 64 : len);
 }
 
-void glue_handle_ingest(glue_reqctx_t *rc, const char *src, size_t srclen, bool dry_run)
+/* Answers an engine failure: its own code (INVALID_PAYLOAD, LIMIT_EXCEEDED,
+ * ...) with 422, and 500 only for a failure the engine calls INTERNAL. */
+static void send_engine_error(glue_reqctx_t *rc, int erc, const eng_error_t *err)
+{
+    const char *code = err->code;
+    if (code == NULL)
+        code = erc == AM_ELIMIT ? "LIMIT_EXCEEDED" : erc == AM_OK ? "INVALID_PAYLOAD" : "INTERNAL";
+    const char *msg = err->message[0] ? err->message
+                      : erc == AM_OK  ? "the payload produced no alert"
+                                      : "normalization failed";
+    glue_send_error(rc, strcmp(code, "INTERNAL") == 0 ? 500 : 422, code, msg);
+}
+
+static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dry_run)
 {
     h2o_req_t *req = rc->req;
     char msg[640];
+    const char *src = params->source_name.base;
+    size_t srclen = params->source_name.len;
     rc->source = source_label(rc, src, srclen);
-    rc->set = glue_mappings_acquire();
+    if (rc->set == NULL) /* auth.c took it for an ingest */
+        rc->set = glue_mappings_acquire();
     const eng_program_t *prog = rc->set ? eng_set_find(rc->set, src, srclen) : NULL;
     if (prog == NULL) {
         snprintf(msg, sizeof(msg), "no mapping for source '%s'", rc->source ? rc->source : "");
@@ -168,25 +211,6 @@ void glue_handle_ingest(glue_reqctx_t *rc, const char *src, size_t srclen, bool 
     }
     const char *body = req->entity.base ? req->entity.base : "";
     size_t blen = req->entity.base ? req->entity.len : 0;
-
-    if (!dry_run) {
-        eng_sig_request_t sr = {.header = header_of,
-                                .header_ctx = req,
-                                .body = body,
-                                .body_len = blen,
-                                .now_s = am_now_us() / 1000000};
-        if (req->query_at != SIZE_MAX) {
-            sr.query = req->path.base + req->query_at + 1;
-            sr.query_len = req->path.len - req->query_at - 1;
-        }
-        bool secret_set = false;
-        eng_error_t err = {0};
-        if (eng_verify_signature(prog, &sr, &secret_set, &err) != AM_OK) {
-            glue_send_error(rc, 401, "INVALID_SIGNATURE",
-                            err.message[0] ? err.message : "signature verification failed");
-            return;
-        }
-    }
 
     /* Duplicate keys are refused: the signed bytes must mean one thing. */
     json_error_t jerr;
@@ -208,11 +232,7 @@ void glue_handle_ingest(glue_reqctx_t *rc, const char *src, size_t srclen, bool 
     int erc = eng_run(&res, prog, payload, rc->arena, am_now_us(), &err);
     if (erc != AM_OK || res.nalerts == 0) {
         json_decref(payload);
-        if (erc == AM_EINVAL || erc == AM_ELIMIT || (erc == AM_OK && res.nalerts == 0))
-            glue_send_error(rc, 422, err.code ? err.code : "INVALID_PAYLOAD",
-                            err.message[0] ? err.message : "the payload produced no alert");
-        else
-            glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        send_engine_error(rc, erc, &err);
         return;
     }
     if (dry_run) {
@@ -221,28 +241,47 @@ void glue_handle_ingest(glue_reqctx_t *rc, const char *src, size_t srclen, bool 
         return;
     }
 
-    store_alert_t *alerts = NULL;
+    /* The rows reference the arena copy of the body: the store copies them. */
     const char *text = am_arena_strndup(rc->arena, body, blen);
-    int rc2 = text ? glue_store_alerts(&alerts, &res, payload, text, rc->arena) : AM_ENOMEM;
+    if (text == NULL) {
+        json_decref(payload);
+        glue_send_error(rc, 413, "LIMIT_EXCEEDED",
+                        "the request body does not fit in the per-request memory limit");
+        return;
+    }
+    store_alert_t *alerts = NULL;
+    int rc2 = glue_store_alerts(&alerts, &res, payload, text, rc->arena);
     bool split = res.nalerts > 1 || res.alerts[0].raw != payload;
     json_decref(payload);
     if (rc2 != AM_OK) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        glue_send_error(rc, 422, "LIMIT_EXCEEDED",
+                        "the normalized alerts do not fit in the per-request memory limit");
         return;
     }
-    glue_pending_t *p = glue_pending_new(rc, GLUE_PENDING_INGEST);
-    if (p == NULL) {
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+    store_t *store = glue_server_store(rc->srv);
+    if (store == NULL) {
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE", "no store is configured");
         return;
     }
+    ingest_pending_t *p = glue_pending_new(rc, sizeof(*p), ingest_complete, ingest_dispose);
     p->with_list = split;
-    int sr = store_ingest(glue_server_store(rc->srv), alerts, res.nalerts, on_ingested, p);
+    int sr = store_ingest(store, alerts, res.nalerts, on_ingested, p);
     if (sr == AM_OK)
         return;
-    glue_pending_cancel(p);
+    glue_pending_cancel(&p->base);
     if (sr == AM_EINVAL) /* the engine produced an alert the store refuses */
         glue_send_error(rc, 500, "INTERNAL", "the normalized alert was refused by the store");
     else
         glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
                         "the store is not accepting alerts; nothing was stored, retry later");
+}
+
+void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    ingest(rc, params, false);
+}
+
+void glue_handle_source_test(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    ingest(rc, params, true);
 }

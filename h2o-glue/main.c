@@ -4,11 +4,13 @@
  * Start-up, in order: options (exit 2 when invalid), mappings compiled with
  * their samples checked (exit 1 with file:line:col lines on stderr),
  * migrations applied (an unreachable database is retried once a second for
- * --db-wait seconds, then exit 1), the store started, the listening socket
- * bound (exit 1), the event loops started ("listening" logged).
+ * --db-wait seconds, then exit 1), the store and the API key verifier
+ * started, the listening socket bound (exit 1), the event loops started
+ * ("listening" logged).
  *
  * Signals are blocked in every thread and taken here with sigwait(): SIGHUP
- * reloads the mappings on this thread (the loops keep serving); SIGTERM and
+ * reloads the mappings and the TLS certificate on this thread (the loops
+ * keep serving); SIGTERM and
  * SIGINT stop the listeners, wait for in-flight requests and their commits,
  * drain the store and exit 0.
  */
@@ -19,6 +21,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static int load_mappings(const glue_config_t *cfg)
@@ -81,6 +84,31 @@ static int migrate(const glue_config_t *cfg, const sigset_t *sigs)
     }
 }
 
+/* Raises the descriptor soft limit to the hard limit (every connection is
+ * a descriptor; --max-connections should stay below it) and logs both. */
+static void raise_fd_limit(const glue_config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t before = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = before;
+    }
+    int64_t soft = rl.rlim_cur == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_cur;
+    int64_t hard = rl.rlim_max == RLIM_INFINITY ? -1 : (int64_t)rl.rlim_max;
+    am_log(AM_LOG_INFO, "fd_limit", "isoft_before", (int64_t)before, "isoft", soft, "ihard", hard,
+           "imax_connections", (int64_t)cfg->max_connections, NULL);
+    if (soft >= 0 && (int64_t)cfg->max_connections + 64 > soft)
+        am_log(AM_LOG_WARN, "fd_limit_low", "isoft", soft, "imax_connections",
+               (int64_t)cfg->max_connections, "smessage",
+               "the descriptor limit is below --max-connections (plus the server's own "
+               "descriptors): accepting pauses when descriptors run out",
+               NULL);
+}
+
 static const char *signal_name(int sig)
 {
     switch (sig) {
@@ -97,6 +125,9 @@ static const char *signal_name(int sig)
 
 int main(int argc, char **argv)
 {
+    /* out of memory aborts with a message (am_oom), in jansson too: its
+     * creation functions then fail only for bad input */
+    json_set_alloc_funcs(am_xmalloc, free);
     glue_config_t cfg;
     glue_action_t action;
     char err[512];
@@ -114,6 +145,9 @@ int main(int argc, char **argv)
     }
     am_log_set_level(cfg.log_level);
     glue_metrics_start(am_now_us());
+    raise_fd_limit(&cfg);
+    /* the writer's and readers' statements end at the request deadline */
+    store_set_statement_timeout(cfg.deadline_s * 1000);
 
     /* Every thread created from here on inherits the blocked set. */
     sigset_t sigs;
@@ -125,15 +159,23 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     am_log(AM_LOG_INFO, "starting", "sversion", ALERTMAP_VERSION, "slisten", cfg.listen,
-           "smappings", cfg.mappings, "ithreads", (int64_t)cfg.threads, "idedup_window_s",
-           cfg.dedup_window_s, NULL);
-    if (load_mappings(&cfg) != AM_OK)
+           "smappings", cfg.mappings, "smappings_from", cfg.mappings_from, "ssql_dir", cfg.sql_dir,
+           "ithreads", (int64_t)cfg.threads, "idedup_window_s", cfg.dedup_window_s, NULL);
+    glue_auth_init(&cfg); /* the policy the mapping check below logs against */
+    if (load_mappings(&cfg) != AM_OK) {
+        glue_auth_shutdown();
         return 1;
+    }
 
     if (migrate(&cfg, &sigs) != AM_OK) {
         glue_mappings_shutdown();
+        glue_auth_shutdown();
         return 1;
     }
+    /* API keys: its own thread and connection; needs no database up */
+    store_keys_options_t kopt = {.conninfo = cfg.database_url, .pepper = store_key_pepper()};
+    store_keys_t *keys = store_keys_new(&kopt);
+    glue_auth_set_keys(keys);
     store_options_t sopt = {.conninfo = cfg.database_url,
                             .dedup_window_s = cfg.dedup_window_s,
                             .readers = 2,
@@ -142,6 +184,8 @@ int main(int argc, char **argv)
     store_t *store = store_new(&sopt);
     if (store == NULL) {
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", "cannot start the store", NULL);
+        glue_auth_shutdown();
+        store_keys_free(keys);
         glue_mappings_shutdown();
         return 1;
     }
@@ -152,16 +196,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "alertmapd: %s\n", err);
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", err, NULL);
         store_free(store);
+        glue_auth_shutdown();
+        store_keys_free(keys);
         glue_mappings_shutdown();
         return 1;
     }
     if (glue_server_start(srv, store) != AM_OK) {
+        fprintf(stderr, "alertmapd: cannot start the event loops (see the startup_failed line)\n");
         glue_server_stop(srv);
         store_free(store);
         glue_server_free(srv);
+        glue_auth_shutdown();
+        store_keys_free(keys);
         glue_mappings_shutdown();
         return 1;
     }
+    am_sd_notify("READY=1"); /* systemd Type=notify: serving from now on */
 
     int sig = 0;
     for (;;) {
@@ -171,13 +221,17 @@ int main(int argc, char **argv)
             break;
         am_log(AM_LOG_INFO, "reload", "smappings", cfg.mappings, NULL);
         glue_mappings_reload(cfg.mappings);
+        glue_server_reload_tls(srv);
     }
 
     am_log(AM_LOG_INFO, "shutdown", "ssignal", signal_name(sig), "smessage",
            "closing listeners, finishing in-flight requests", NULL);
-    glue_server_stop(srv);
+    am_sd_notify("STOPPING=1");
+    glue_server_stop(srv); /* waits for in-flight key checks too */
     store_free(store);
     glue_server_free(srv);
+    glue_auth_shutdown();
+    store_keys_free(keys);
     glue_mappings_shutdown();
     am_log(AM_LOG_INFO, "stopped", NULL);
     return 0;

@@ -15,7 +15,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define ROUTES     ((int)GLUE_R_METRICS + 1)
+#define ROUTES     ((int)GLUE_R__COUNT)
 #define STATUS_MIN 100
 #define STATUS_MAX 599
 #define STATUSES   (STATUS_MAX - STATUS_MIN + 1)
@@ -72,7 +72,10 @@ const char *glue_metrics_route_label(glue_route_kind_t kind)
         return "healthz";
     case GLUE_R_METRICS:
         return "metrics";
+    case GLUE_R_READYZ:
+        return "readyz";
     case GLUE_R_NONE:
+    case GLUE_R__COUNT:
         break;
     }
     return "other";
@@ -261,14 +264,14 @@ int glue_metrics_render(am_buf_t *b, const store_stats_t *store)
     header(b, info, "gauge", "Always 1; the version label names the running build.");
     sample(b, info, "version", ALERTMAP_VERSION, 1);
 
-    return am_buf_ok(b) ? AM_OK : AM_ENOMEM;
+    return am_buf_ok(b) ? AM_OK : AM_ELIMIT;
 }
 
 /* ---- GET /metrics ------------------------------------------------------- */
 
-void glue_handle_metrics(glue_reqctx_t *rc)
+void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params)
 {
-    h2o_req_t *req = rc->req;
+    (void)params;
     store_stats_t st;
     store_t *store = glue_server_store(rc->srv);
     if (store != NULL)
@@ -278,19 +281,10 @@ void glue_handle_metrics(glue_reqctx_t *rc)
     am_buf_init(&b, (size_t)4 * 1024 * 1024);
     if (glue_metrics_render(&b, store ? &st : NULL) != AM_OK) {
         am_buf_dispose(&b);
-        glue_send_error(rc, 500, "INTERNAL", "out of memory");
+        glue_send_error(rc, 500, "INTERNAL", "the metrics text passed its bound");
         return;
     }
-    /* counted after rendering: a scrape shows in the next one */
-    glue_log_request(rc, 200, NULL, NULL);
-    req->res.status = 200;
-    req->res.reason = glue_reason(200);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("text/plain; version=0.0.4"));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0,
-                          "X-Request-Id", rc->request_id, strlen(rc->request_id));
-    req->res.content_length = b.len;
-    /* h2o_send_inline() copies the body into the request's pool */
-    h2o_send_inline(req, b.data ? b.data : "", b.len);
+    /* counted when sent, after rendering: a scrape shows in the next one */
+    glue_respond(rc, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
     am_buf_dispose(&b);
 }

@@ -54,36 +54,9 @@ void glue_mappings_shutdown(void)
     eng_set_unref(old);
 }
 
-static const char *no_header(void *ctx, const char *name, size_t *len)
-{
-    (void)ctx;
-    (void)name;
-    *len = 0;
-    return NULL;
-}
-
 void glue_mappings_warn_secrets(const eng_set_t *s)
 {
-    size_t n = eng_set_count(s);
-    for (size_t i = 0; i < n; i++) {
-        const eng_program_t *p = eng_set_at(s, i);
-        eng_program_info_t info;
-        eng_program_info(&info, p);
-        if (!info.has_signature)
-            continue;
-        /* An empty request: the engine tells whether any secret is set
-         * without us knowing the variable names. */
-        eng_sig_request_t req = {.header = no_header, .body = "", .now_s = am_now_us() / 1000000};
-        bool secret_set = true;
-        eng_error_t err;
-        int rc = eng_verify_signature(p, &req, &secret_set, &err);
-        if (rc == AM_OK && !secret_set)
-            am_log(AM_LOG_WARN, "signature_secret_unset", "ssource", info.source, "sfile",
-                   info.file, "smessage",
-                   "no secret variable of this mapping's signature block is set: the source "
-                   "accepts unsigned requests",
-                   NULL);
-    }
+    glue_auth_check_mappings(s);
 }
 
 int glue_mappings_reload(const char *dir)
@@ -97,17 +70,13 @@ int glue_mappings_reload(const char *dir)
         am_diags_sort(&diags);
         for (size_t i = 0; i < diags.count; i++) {
             const am_diag_t *d = &diags.items[i];
-            char *text = NULL;
-            size_t len = 0;
-            FILE *f = open_memstream(&text, &len);
-            if (f != NULL) {
-                fprintf(f, "%s:%d:%d: %s", d->file ? d->file : "?", d->line, d->col,
-                        d->msg ? d->msg : "(message lost: out of memory)");
-                fclose(f);
-            }
-            am_log(AM_LOG_ERROR, "reload_failed", "smessage", text, "sfile", d->file, "iline",
+            am_buf_t text;
+            am_buf_init(&text, 0);
+            am_buf_printf(&text, "%s:%d:%d: %s", d->file ? d->file : "?", d->line, d->col,
+                          d->msg ? d->msg : "");
+            am_log(AM_LOG_ERROR, "reload_failed", "smessage", text.data, "sfile", d->file, "iline",
                    (int64_t)d->line, "icol", (int64_t)d->col, NULL);
-            free(text);
+            am_buf_dispose(&text);
         }
         am_log(AM_LOG_ERROR, "reload_failed", "smappings", dir, "ierrors", (int64_t)diags.count,
                "smessage", "the mappings did not compile; the running set is kept", NULL);

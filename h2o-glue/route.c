@@ -1,117 +1,178 @@
-/* h2o-glue/route.c - the route table, UUIDs and query strings. Pure. */
+/*
+ * h2o-glue/route.c - the route table, path parameters, UUIDs and query
+ * strings. Pure (the Allow strings are built once, under pthread_once).
+ *
+ * The table is the one list of what alertmapd serves: the server registers
+ * an h2o path per distinct prefix of it (server.c), the handler bound to a
+ * prefix finds its row here, the 405 Allow header is derived from it, and
+ * each row names the scope a credential needs for it (enforced by
+ * glue_auth_dispatch in auth.c before the row's handler runs).
+ */
 #include "glue.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <string.h>
 
-/* Whether [p, p+n) starts with the literal lit; on success advances. */
-static bool eat(const char **p, size_t *n, const char *lit)
+static const glue_route_entry_t routes[] = {
+    {GLUE_R_HEALTHZ, "GET", "/healthz", GLUE_SCOPE_PUBLIC, glue_handle_healthz},
+    {GLUE_R_READYZ, "GET", "/readyz", GLUE_SCOPE_PUBLIC, glue_handle_readyz},
+    {GLUE_R_METRICS, "GET", "/metrics", GLUE_SCOPE_METRICS, glue_handle_metrics},
+    {GLUE_R_INGEST, "POST", "/v1/ingest/{source_name}", GLUE_SCOPE_INGEST, glue_handle_ingest},
+    {GLUE_R_SOURCES, "GET", "/v1/sources", GLUE_SCOPE_ADMIN, glue_handle_sources},
+    {GLUE_R_SOURCE_TEST, "POST", "/v1/sources/{source_name}/test", GLUE_SCOPE_ADMIN,
+     glue_handle_source_test},
+    {GLUE_R_ALERTS, "GET", "/v1/alerts", GLUE_SCOPE_READ, glue_handle_alerts},
+    {GLUE_R_ALERT, "GET", "/v1/alerts/{uuid}", GLUE_SCOPE_READ, glue_handle_alert},
+    {GLUE_R_ALERT, "PATCH", "/v1/alerts/{uuid}", GLUE_SCOPE_WRITE, glue_handle_alert},
+};
+
+const glue_route_entry_t *glue_route_table(size_t *n)
 {
-    size_t l = strlen(lit);
-    if (*n < l || memcmp(*p, lit, l) != 0)
-        return false;
-    *p += l;
-    *n -= l;
-    return true;
+    *n = AM_ARRAY_LEN(routes);
+    return routes;
 }
 
-static bool is_exact(const char *p, size_t n, const char *lit)
+const char *glue_scope_name(glue_scope_t scope)
 {
-    return n == strlen(lit) && memcmp(p, lit, n) == 0;
+    switch (scope) {
+    case GLUE_SCOPE_PUBLIC:
+        return "public";
+    case GLUE_SCOPE_INGEST:
+        return "ingest";
+    case GLUE_SCOPE_READ:
+        return "read";
+    case GLUE_SCOPE_WRITE:
+        return "write";
+    case GLUE_SCOPE_ADMIN:
+        return "admin";
+    case GLUE_SCOPE_METRICS:
+        return "metrics";
+    case GLUE_SCOPE__COUNT:
+        break;
+    }
+    return "?";
 }
 
-/* One path segment: non-empty, no '/'. */
-static bool segment(const char *p, size_t n, size_t *seglen)
+size_t glue_route_prefix(const char *pattern)
 {
-    const char *slash = memchr(p, '/', n);
-    size_t l = slash ? (size_t)(slash - p) : n;
-    if (l == 0)
-        return false;
-    *seglen = l;
-    return true;
+    const char *brace = strchr(pattern, '{');
+    size_t n = brace ? (size_t)(brace - pattern) : strlen(pattern);
+    while (n > 1 && pattern[n - 1] == '/')
+        n--;
+    return n;
+}
+
+/* The slot of a parameter name ("{source_name}" without braces), or NULL. */
+static h2o_iovec_t *param_slot(glue_route_params_t *params, const char *name, size_t len)
+{
+    if (len == 11 && memcmp(name, "source_name", 11) == 0)
+        return &params->source_name;
+    if (len == 4 && memcmp(name, "uuid", 4) == 0)
+        return &params->uuid;
+    return NULL;
+}
+
+bool glue_route_pattern_match(const char *pattern, const char *path, size_t len,
+                              glue_route_params_t *params)
+{
+    memset(params, 0, sizeof(*params));
+    const char *pat = pattern;
+    size_t i = 0;
+    while (*pat != '\0') {
+        /* both are at the start of a segment: a '/' */
+        if (*pat != '/' || i >= len || path[i] != '/')
+            return false;
+        pat++;
+        i++;
+        const char *pend = strchr(pat, '/');
+        size_t plen = pend ? (size_t)(pend - pat) : strlen(pat);
+        const char *seg = path + i;
+        const char *send = memchr(seg, '/', len - i);
+        size_t slen = send ? (size_t)(send - seg) : len - i;
+        if (plen >= 2 && pat[0] == '{' && pat[plen - 1] == '}') {
+            h2o_iovec_t *slot = param_slot(params, pat + 1, plen - 2);
+            if (slot == NULL || slen == 0)
+                return false;
+            *slot = h2o_iovec_init(seg, slen);
+        } else if (plen != slen || memcmp(pat, seg, slen) != 0) {
+            return false;
+        }
+        pat += plen;
+        i += slen;
+    }
+    return i == len;
+}
+
+static bool method_is(const char *method, const char *m, size_t mlen)
+{
+    return strlen(method) == mlen && memcmp(method, m, mlen) == 0;
+}
+
+const glue_route_entry_t *glue_route_find(const glue_route_entry_t *const *rows, size_t n,
+                                          const char *method, size_t mlen, const char *path,
+                                          size_t len, glue_route_kind_t *kind,
+                                          glue_route_params_t *params)
+{
+    *kind = GLUE_R_NONE;
+    memset(params, 0, sizeof(*params));
+    for (size_t i = 0; i < n; i++) {
+        glue_route_params_t p;
+        if (!glue_route_pattern_match(rows[i]->pattern, path, len, &p))
+            continue;
+        if (*kind == GLUE_R_NONE) {
+            *kind = rows[i]->kind;
+            *params = p;
+        }
+        if (method_is(rows[i]->method, method, mlen))
+            return rows[i];
+    }
+    return NULL;
 }
 
 bool glue_route_match(glue_route_t *out, const char *path, size_t len)
 {
     memset(out, 0, sizeof(*out));
-    const char *p = path;
-    size_t n = len, seg;
-    if (is_exact(p, n, "/healthz")) {
-        out->kind = GLUE_R_HEALTHZ;
+    for (size_t i = 0; i < AM_ARRAY_LEN(routes); i++) {
+        glue_route_params_t p;
+        if (!glue_route_pattern_match(routes[i].pattern, path, len, &p))
+            continue;
+        out->kind = routes[i].kind;
+        h2o_iovec_t arg = p.source_name.base ? p.source_name : p.uuid;
+        out->arg = arg.base;
+        out->arg_len = arg.len;
         return true;
     }
-    if (is_exact(p, n, "/metrics")) {
-        out->kind = GLUE_R_METRICS;
-        return true;
-    }
-    if (!eat(&p, &n, "/v1/"))
-        return false;
-    if (eat(&p, &n, "ingest/")) {
-        if (!segment(p, n, &seg) || seg != n)
-            return false;
-        out->kind = GLUE_R_INGEST;
-    } else if (is_exact(p, n, "sources")) {
-        out->kind = GLUE_R_SOURCES;
-        return true;
-    } else if (eat(&p, &n, "sources/")) {
-        if (!segment(p, n, &seg) || !is_exact(p + seg, n - seg, "/test"))
-            return false;
-        out->kind = GLUE_R_SOURCE_TEST;
-    } else if (is_exact(p, n, "alerts")) {
-        out->kind = GLUE_R_ALERTS;
-        return true;
-    } else if (eat(&p, &n, "alerts/")) {
-        if (!segment(p, n, &seg) || seg != n)
-            return false;
-        out->kind = GLUE_R_ALERT;
-    } else {
-        return false;
-    }
-    out->arg = p;
-    out->arg_len = seg;
-    return true;
-}
-
-static const char *allow_of(glue_route_kind_t kind)
-{
-    switch (kind) {
-    case GLUE_R_INGEST:
-    case GLUE_R_SOURCE_TEST:
-        return "POST";
-    case GLUE_R_ALERT:
-        return "GET, PATCH";
-    case GLUE_R_HEALTHZ:
-    case GLUE_R_SOURCES:
-    case GLUE_R_ALERTS:
-    case GLUE_R_METRICS:
-        return "GET";
-    case GLUE_R_NONE:
-        break;
-    }
-    return "";
-}
-
-const char *glue_route_allow_header(glue_route_kind_t kind)
-{
-    return allow_of(kind);
+    return false;
 }
 
 bool glue_route_allows(glue_route_kind_t kind, const char *method, size_t len)
 {
-    const char *allow = allow_of(kind);
-    /* allow is a ", "-separated list of method names */
-    while (*allow != '\0') {
-        const char *comma = strchr(allow, ',');
-        size_t l = comma ? (size_t)(comma - allow) : strlen(allow);
-        if (l == len && memcmp(allow, method, len) == 0)
+    for (size_t i = 0; i < AM_ARRAY_LEN(routes); i++)
+        if (routes[i].kind == kind && method_is(routes[i].method, method, len))
             return true;
-        if (comma == NULL)
-            break;
-        allow = comma + 1;
-        while (*allow == ' ')
-            allow++;
-    }
     return false;
+}
+
+static char allow_text[GLUE_R__COUNT][32];
+static pthread_once_t allow_once = PTHREAD_ONCE_INIT;
+
+static void build_allow(void)
+{
+    for (size_t i = 0; i < AM_ARRAY_LEN(routes); i++) {
+        char *a = allow_text[routes[i].kind];
+        size_t used = strlen(a);
+        snprintf(a + used, sizeof(allow_text[0]) - used, "%s%s", used ? ", " : "",
+                 routes[i].method);
+    }
+}
+
+const char *glue_route_allow_header(glue_route_kind_t kind)
+{
+    pthread_once(&allow_once, build_allow);
+    if ((int)kind <= (int)GLUE_R_NONE || (int)kind >= (int)GLUE_R__COUNT)
+        return "";
+    return allow_text[kind];
 }
 
 bool glue_is_uuid(const char *s, size_t len)
@@ -136,7 +197,7 @@ static int decode(const char **out, const char *s, size_t n, am_arena_t *a)
 {
     char *d = am_arena_alloc(a, n + 1);
     if (d == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -166,7 +227,7 @@ int glue_query_parse(glue_qparam_t **out, size_t *n, const char *q, size_t len, 
     *n = 0;
     glue_qparam_t *params = am_arena_calloc(a, GLUE_MAX_QPARAMS, sizeof(*params));
     if (params == NULL)
-        return AM_ENOMEM;
+        return AM_ELIMIT;
     size_t count = 0, i = 0;
     while (i < len) {
         const char *amp = memchr(q + i, '&', len - i);

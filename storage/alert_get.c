@@ -84,6 +84,10 @@ static const char *val(const PGresult *r, int row, int col)
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
 }
 
+/* GET only, after COL_RAW: the key of the last PATCH (id and prefix). */
+#define COL_UPDATED_BY_ID     (COL_RAW + 1)
+#define COL_UPDATED_BY_PREFIX (COL_RAW + 2)
+
 void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind)
 {
     am_buf_putc(b, '{');
@@ -129,6 +133,16 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
     store_json_put_key(b, "close_classification");
     store_json_put_str(b, val(r, row, COL_CLASSIFICATION));
     if (ind != NULL) {
+        /* the key of the last PATCH: {"key_id", "key_prefix"}, or null */
+        store_json_put_key(b, "updated_by");
+        if (PQgetisnull(r, row, COL_UPDATED_BY_ID)) {
+            am_buf_puts(b, "null");
+        } else {
+            am_buf_printf(b,
+                          "{\"key_id\":%s,\"key_prefix\":", PQgetvalue(r, row, COL_UPDATED_BY_ID));
+            store_json_put_str(b, val(r, row, COL_UPDATED_BY_PREFIX));
+            am_buf_putc(b, '}');
+        }
         store_json_put_key(b, "raw_payload");
         /* valid JSON (the column validated it). A json column keeps the
          * body's layout; its line breaks can only be whitespace between
@@ -161,8 +175,10 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
     am_buf_putc(b, '}');
 }
 
-static const char GET_SQL[] = "SELECT " ALERT_COLS ", a.raw_payload::text"
-                              " FROM alerts a WHERE a.uuid = $1::uuid";
+static const char GET_SQL[] =
+    "SELECT " ALERT_COLS ", a.raw_payload::text, a.updated_by_key,"
+    " (SELECT 'amk_' || k.prefix FROM api_keys k WHERE k.id = a.updated_by_key)"
+    " FROM alerts a WHERE a.uuid = $1::uuid";
 static const char IND_SQL[] =
     "SELECT i.type, i.value, ai.source_field FROM alert_indicators ai"
     " JOIN indicators i ON i.id = ai.indicator_id WHERE ai.alert_id = $1::int8"
@@ -300,10 +316,11 @@ static const char PATCH_SQL[] =
     " triaged_at = CASE WHEN $2 = 'Triaging' THEN now() ELSE triaged_at END,"
     " escalated_at = CASE WHEN $2 = 'Escalated' THEN now() ELSE escalated_at END,"
     " closed_at = CASE WHEN $2 = 'Closed' THEN now() ELSE closed_at END,"
-    " close_classification = $3"
+    " close_classification = $3, updated_by_key = NULLIF($5::int8, 0)"
     " WHERE uuid = $1::uuid AND status = ANY ($4::text[]) RETURNING id";
 
-int store_alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out)
+int store_alert_patch(PGconn *c, const char *uuid, const char *body, int64_t key_id,
+                      reply_buf_t *out)
 {
     const char *status, *cls;
     json_t *root = NULL;
@@ -311,8 +328,10 @@ int store_alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t
     int rc = AM_OK;
     if (!patch_body(body, &status, &cls, &root, out))
         goto done;
-    const char *p[] = {uuid, status, cls, allowed_from(status)};
-    r = PQexecParams(c, PATCH_SQL, 4, NULL, p, NULL, NULL, 0);
+    char kid[24];
+    snprintf(kid, sizeof(kid), "%lld", (long long)(key_id > 0 ? key_id : 0));
+    const char *p[] = {uuid, status, cls, allowed_from(status), kid};
+    r = PQexecParams(c, PATCH_SQL, 5, NULL, p, NULL, NULL, 0);
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = store_reply_db_error(c, r, out);
         goto done;

@@ -70,6 +70,25 @@ int64_t store_pgconn_wait_us(const pgconn_t *pc)
     return d > 0 ? d : 0;
 }
 
+/* store_set_statement_timeout(); read by every connecting thread */
+static _Atomic int statement_timeout_ms;
+
+void store_set_statement_timeout(int ms)
+{
+    atomic_store(&statement_timeout_ms, ms > 0 ? ms : 0);
+}
+
+/* The session's statement_timeout, before anything else runs on c. */
+static int set_statement_timeout(PGconn *c)
+{
+    int ms = atomic_load(&statement_timeout_ms);
+    if (ms <= 0)
+        return 0;
+    char sql[64];
+    snprintf(sql, sizeof(sql), "SET statement_timeout = %d", ms);
+    return store_pg_exec_simple(c, sql, NULL, NULL, 0);
+}
+
 int store_pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen)
 {
     if (pc->conn != NULL && PQstatus(pc->conn) == CONNECTION_OK)
@@ -81,7 +100,8 @@ int store_pgconn_ensure(pgconn_t *pc, bool force, char *err, size_t errlen)
     }
     char e[256];
     PGconn *c = store_pgconn_open(pc->conninfo, e, sizeof(e));
-    if (c != NULL && pc->on_connect != NULL && pc->on_connect(c, pc->on_connect_ctx) != 0) {
+    if (c != NULL && (set_statement_timeout(c) != 0 ||
+                      (pc->on_connect != NULL && pc->on_connect(c, pc->on_connect_ctx) != 0))) {
         store_pg_errcopy(e, sizeof(e), PQerrorMessage(c));
         PQfinish(c);
         c = NULL;

@@ -107,7 +107,7 @@ static int run(PGconn *c, const store_query_t *q, reply_buf_t *out)
     case STORE_Q_GET_ALERT:
         return store_alert_get(c, q->uuid, out);
     case STORE_Q_PATCH_ALERT:
-        return store_alert_patch(c, q->uuid, q->body, out);
+        return store_alert_patch(c, q->uuid, q->body, q->key_id, out);
     case STORE_Q_LIST_ALERTS:
         return store_alert_list(c, q, out);
     }

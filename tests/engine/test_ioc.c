@@ -74,6 +74,11 @@ static const canon_case_t cases[] = {
     {IP, "00:1a:2b:3c:4d:5e", NULL, NULL},
     {IP, "fe80::1%", NULL, NULL},
     {IP, "[2001:db8::1]x", NULL, NULL},
+    /* address literals as in e-mail: brackets around IPv4, an "IPv6:" tag */
+    {IP, "[198.51.100.1]", "198.51.100.1", "198.51.100.1"},
+    {IP, "[IPv6:2001:DB8::1]", "2001:db8::1", "2001:db8::1"},
+    {IP, "[ipv6:198.51.100.1]", NULL, NULL},
+    {IP, "[198.51.100.256]", NULL, NULL},
     /* ---- domain ---- */
     {DOM, "Example.COM", "example.com", "example.com"},
     {DOM, "EVIL.EXAMPLE.COM", "evil.example.com", "evil.example.com"},
@@ -85,7 +90,8 @@ static const canon_case_t cases[] = {
     {DOM, "evil\\.com", "evil.com", "evil.com"},
     {DOM, "ws-01.corp.local", "ws-01.corp.local", NULL},
     {DOM, "host.example", "host.example", NULL},
-    {DOM, "WS-01", "ws-01", NULL},
+    {DOM, "WS-01", NULL, NULL}, /* a single label is a short host name, no domain */
+    {DOM, "localhost", NULL, NULL},
     {DOM, "_ldap._tcp.dc.example.com", "_ldap._tcp.dc.example.com", NULL},
     {DOM, "bücher.de", "xn--bcher-kva.de", "xn--bcher-kva.de"},
     {DOM, "BÜCHER.DE", "xn--bcher-kva.de", "xn--bcher-kva.de"},
@@ -93,7 +99,7 @@ static const canon_case_t cases[] = {
     {DOM, "xn--bcher-kva.de", "xn--bcher-kva.de", "xn--bcher-kva.de"},
     {DOM, "evil.co.uk", "evil.co.uk", "evil.co.uk"},
     {DOM, "co.uk", "co.uk", NULL},
-    {DOM, "com", "com", NULL},
+    {DOM, "com", NULL, NULL},
     {DOM, "-evil.com", NULL, NULL},
     {DOM, "evil-.com", NULL, NULL},
     {DOM, "ev il.com", NULL, NULL},
@@ -281,6 +287,15 @@ typedef struct {
 
 static const refang_case_t refangs[] = {
     {"evil[.]com", "evil.com"},
+    {"http://evil.com[/]x", "http://evil.com/x"},
+    /* a bracket token with one space on each side, between words, takes them */
+    {"evil [.] com", "evil.com"},
+    {"bob [at] evil.com", "bob@evil.com"},
+    {"bob {@} evil (dot) com", "bob@evil.com"},
+    {"meet (at) noon", "meet @ noon"},
+    {"a  [.] b", "a  . b"},
+    {"end [.] ", "end . "},
+    {"x [.]y", "x .y"},
     {"evil(.)com", "evil.com"},
     {"evil{.}com", "evil.com"},
     {"evil[dot]com", "evil.com"},
@@ -374,7 +389,7 @@ static void test_vec_dedup_and_limit(void **state)
     am_arena_free(a);
 }
 
-static void test_vec_oom(void **state)
+static void test_vec_arena_cap(void **state)
 {
     (void)state;
     am_arena_t *a = am_arena_new(256, 512);
@@ -388,7 +403,7 @@ static void test_vec_oom(void **state)
         snprintf(vals[i], sizeof(vals[i]), "10.0.0.%d", i);
         rc = ioc_vec_add(&v, a, ENG_IOC_IP, vals[i], "f", NULL);
     }
-    assert_int_equal(rc, AM_ENOMEM);
+    assert_int_equal(rc, AM_ELIMIT); /* the arena cap is a limit */
     am_arena_free(a);
 }
 
@@ -475,6 +490,76 @@ static void test_private_ranges(void **state)
     for (size_t i = 0; i < AM_ARRAY_LEN(pub); i++)
         assert_false(ioc_ip_is_private(pub[i]));
     assert_false(ioc_ip_is_private("not an ip"));
+}
+
+/* A declared single-label name ("instance: Grafana") is no domain; a url
+ * with such a host stays a url, without a domain. */
+static void test_declared_single_label(void **state)
+{
+    (void)state;
+    am_arena_t *a = am_arena_new(4096, 0);
+    ioc_vec_t v = {0};
+    add(&v, a, DOM, "Grafana", false, IOC_MASK_ALL);
+    add(&v, a, DOM, "localhost:9090", false, IOC_MASK_ALL);
+    add(&v, a, ENG_IOC_URL, "http://grafana:3000/d/x", false, IOC_MASK_ALL);
+    add(&v, a, DOM, "grafana.example.com", false, IOC_MASK_ALL);
+    assert_string_equal(dump(&v, a), "url:http://grafana:3000/d/x\n"
+                                     "domain:grafana.example.com\n");
+    am_arena_free(a);
+}
+
+/* Loopback and unspecified addresses are kept (and private); the caller
+ * that flags tells them apart with ioc_ip_is_local(). */
+static void test_local_addresses(void **state)
+{
+    (void)state;
+    const char *local[] = {"127.0.0.1", "127.1.2.3", "0.0.0.0", "::1", "::"};
+    const char *other[] = {"10.0.0.1", "0.0.0.1", "128.0.0.1", "::2", "fe80::1", "8.8.8.8"};
+    for (size_t i = 0; i < AM_ARRAY_LEN(local); i++) {
+        assert_true(ioc_ip_is_local(local[i]));
+        assert_true(ioc_ip_is_private(local[i]));
+    }
+    for (size_t i = 0; i < AM_ARRAY_LEN(other); i++)
+        assert_false(ioc_ip_is_local(other[i]));
+    assert_false(ioc_ip_is_local("localhost"));
+    am_arena_t *a = am_arena_new(4096, 0);
+    assert_string_equal(eng_ioc_canonical(ENG_IOC_IP, "127.0.0.1", 9, false, a), "127.0.0.1");
+    assert_string_equal(eng_ioc_canonical(ENG_IOC_IP, "0.0.0.0", 7, true, a), "0.0.0.0");
+    am_arena_free(a);
+}
+
+/* The index finds duplicates among many items, also among items the vector
+ * was given at start or that were appended by hand. */
+static void test_vec_index(void **state)
+{
+    (void)state;
+    am_arena_t *a = am_arena_new(0, 0);
+    ioc_vec_t v = {0};
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 900; i++) {
+            char *s = am_arena_printf(a, "10.%d.%d.1", i / 256, i % 256);
+            assert_int_equal(ioc_vec_add(&v, a, ENG_IOC_IP, s, "f", NULL), 0);
+        }
+    assert_int_equal(v.n, 900);
+    for (int i = 0; i < 900; i++)
+        assert_string_equal(v.items[i].value, am_arena_printf(a, "10.%d.%d.1", i / 256, i % 256));
+    /* same value, other type: another indicator */
+    assert_int_equal(ioc_vec_add(&v, a, ENG_IOC_DOMAIN, "10.0.0.1", "f", NULL), 0);
+    assert_int_equal(v.n, 901);
+    /* a vector made from an array */
+    eng_indicator_t given[2] = {{.type = ENG_IOC_IP, .value = "1.1.1.1"},
+                                {.type = ENG_IOC_URL, .value = "http://a.com/"}};
+    ioc_vec_t w = {.items = given, .n = 2, .cap = 2};
+    assert_int_equal(ioc_vec_add(&w, a, ENG_IOC_IP, "1.1.1.1", "f", NULL), 0);
+    assert_int_equal(ioc_vec_add(&w, a, ENG_IOC_URL, "http://a.com/", "f", NULL), 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(ioc_vec_add(&w, a, ENG_IOC_IP, "2.2.2.2", "f", NULL), 0);
+    assert_int_equal(w.n, 3);
+    /* appended by hand after the index was made */
+    w.items[w.n++] = (eng_indicator_t){.type = ENG_IOC_IP, .value = "3.3.3.3"};
+    assert_int_equal(ioc_vec_add(&w, a, ENG_IOC_IP, "3.3.3.3", "f", NULL), 0);
+    assert_int_equal(w.n, 4);
+    am_arena_free(a);
 }
 
 static void test_match_context_bounds(void **state)
@@ -644,10 +729,13 @@ int main(void)
         cmocka_unit_test(test_refang),
         cmocka_unit_test(test_type_names),
         cmocka_unit_test(test_vec_dedup_and_limit),
-        cmocka_unit_test(test_vec_oom),
+        cmocka_unit_test(test_vec_arena_cap),
         cmocka_unit_test(test_add_value),
         cmocka_unit_test(test_url_host),
         cmocka_unit_test(test_private_ranges),
+        cmocka_unit_test(test_local_addresses),
+        cmocka_unit_test(test_declared_single_label),
+        cmocka_unit_test(test_vec_index),
         cmocka_unit_test(test_match_context_bounds),
         cmocka_unit_test(test_hostile_values),
         cmocka_unit_test(test_random_values_are_fixed_points),

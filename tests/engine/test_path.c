@@ -29,7 +29,7 @@ static epath_t *P(const char *text)
     epath_t *p = NULL;
     size_t off = 0;
     const char *msg = NULL;
-    int rc = path_compile(&p, text, strlen(text), arena, &off, &msg);
+    int rc = eng_path_compile(&p, text, strlen(text), arena, &off, &msg);
     if (rc != 0)
         fail_msg("path '%s' did not compile: %s at %zu", text, msg, off);
     return p;
@@ -41,7 +41,7 @@ static size_t E(const char *text, const char *want)
     epath_t *p = NULL;
     size_t off = 99;
     const char *msg = NULL;
-    assert_int_equal(path_compile(&p, text, strlen(text), arena, &off, &msg), AM_EINVAL);
+    assert_int_equal(eng_path_compile(&p, text, strlen(text), arena, &off, &msg), AM_EINVAL);
     assert_non_null(msg);
     assert_string_equal(msg, want);
     return off;
@@ -56,7 +56,7 @@ static int collect(void *ctx, json_t *v)
     collect_t *c = ctx;
     char buf[32];
     size_t len = 0;
-    const char *s = path_scalar_text(v, buf, &len);
+    const char *s = eng_path_scalar_text(v, buf, &len);
     if (s == NULL) {
         s = json_is_array(v) ? "<array>" : "<object>";
         len = strlen(s);
@@ -72,7 +72,7 @@ static const char *all(const char *path, const char *json)
     memset(&c, 0, sizeof(c));
     json_t *doc = json_loads(json, 0, NULL);
     assert_non_null(doc);
-    path_visit(P(path), doc, doc, collect, &c);
+    eng_path_visit(P(path), doc, doc, collect, &c);
     json_decref(doc);
     return c.out;
 }
@@ -139,14 +139,14 @@ static void test_root(void **state)
     (void)state;
     json_t *doc = json_loads("{\"top\":\"T\",\"items\":[{\"v\":1}]}", 0, NULL);
     json_t *el = json_array_get(json_object_get(doc, "items"), 0);
-    json_t *x = path_first(P("$.top"), el, doc);
+    json_t *x = eng_path_first(P("$.top"), el, doc);
     assert_non_null(x);
     assert_string_equal(json_string_value(x), "T");
-    assert_null(path_first(P("top"), el, doc));
-    assert_int_equal(json_integer_value(path_first(P("v"), el, doc)), 1);
-    assert_ptr_equal(path_first(P("$"), el, doc), doc);
-    assert_int_equal(json_integer_value(path_first(P("$.items[0].v"), el, doc)), 1);
-    assert_int_equal(json_integer_value(path_first(P("$['top'][0]"), el, doc)), 0);
+    assert_null(eng_path_first(P("top"), el, doc));
+    assert_int_equal(json_integer_value(eng_path_first(P("v"), el, doc)), 1);
+    assert_ptr_equal(eng_path_first(P("$"), el, doc), doc);
+    assert_int_equal(json_integer_value(eng_path_first(P("$.items[0].v"), el, doc)), 1);
+    assert_int_equal(json_integer_value(eng_path_first(P("$['top'][0]"), el, doc)), 0);
     json_decref(doc);
 }
 
@@ -177,23 +177,23 @@ static void test_scalar_text(void **state)
     char buf[32];
     size_t len;
     json_t *v = json_integer(-42);
-    assert_string_equal(path_scalar_text(v, buf, &len), "-42");
+    assert_string_equal(eng_path_scalar_text(v, buf, &len), "-42");
     json_decref(v);
     v = json_real(0.1);
-    assert_string_equal(path_scalar_text(v, buf, &len), "0.1");
+    assert_string_equal(eng_path_scalar_text(v, buf, &len), "0.1");
     json_decref(v);
     v = json_real(1714557600.5);
-    assert_string_equal(path_scalar_text(v, buf, &len), "1714557600.5");
+    assert_string_equal(eng_path_scalar_text(v, buf, &len), "1714557600.5");
     json_decref(v);
     v = json_real(5.0);
-    assert_string_equal(path_scalar_text(v, buf, &len), "5");
+    assert_string_equal(eng_path_scalar_text(v, buf, &len), "5");
     json_decref(v);
     v = json_real(1.0 / 3.0);
-    assert_string_equal(path_scalar_text(v, buf, &len), "0.3333333333333333");
+    assert_string_equal(eng_path_scalar_text(v, buf, &len), "0.3333333333333333");
     json_decref(v);
-    assert_string_equal(path_scalar_text(json_true(), buf, &len), "true");
-    assert_string_equal(path_scalar_text(json_false(), buf, &len), "false");
-    assert_null(path_scalar_text(json_null(), buf, &len));
+    assert_string_equal(eng_path_scalar_text(json_true(), buf, &len), "true");
+    assert_string_equal(eng_path_scalar_text(json_false(), buf, &len), "false");
+    assert_null(eng_path_scalar_text(json_null(), buf, &len));
 }
 
 int main(void)

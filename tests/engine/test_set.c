@@ -1,10 +1,11 @@
 /* tests/engine/test_set.c - loading directories, lookup, metadata,
  * reference counting across threads, duplicate sources. */
 #include "engtest.h"
-#include "program.h"
+#include "load.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 static char mappings[4096];
@@ -94,7 +95,7 @@ static void test_load_texts(void **state)
     const char *texts[] = {good, "source: bad\nfields: [1]\n"};
     size_t lens[] = {strlen(good) - 2, strlen(texts[1])}; /* "XX" is not part of it */
     eng_set_t *s = NULL;
-    assert_int_equal(set_load_texts(&s, names, texts, lens, 1, rules, NULL, &d), 0);
+    assert_int_equal(eng_set_load_texts(&s, names, texts, lens, 1, rules, NULL, &d), 0);
     assert_int_equal(d.count, 0);
     assert_ptr_equal(eng_set_rules(s), rules);
     const eng_program_t *p = eng_set_find(s, "mem", 3);
@@ -107,7 +108,7 @@ static void test_load_texts(void **state)
     /* errors name the given file; the rules are loaded from opt when not lent */
     eng_load_options_t opt = {.rules_file = t_rules()};
     s = NULL;
-    assert_int_equal(set_load_texts(&s, names, texts, lens, 2, NULL, &opt, &d), AM_EINVAL);
+    assert_int_equal(eng_set_load_texts(&s, names, texts, lens, 2, NULL, &opt, &d), AM_EINVAL);
     assert_null(s);
     assert_true(d.count > 0);
     assert_string_equal(d.items[0].file, "/nowhere/bad.yaml");
@@ -236,6 +237,50 @@ static void test_signature_passthrough(void **state)
     eng_set_unref(s);
 }
 
+static const char *token_header(void *ctx, const char *name, size_t *len)
+{
+    const char *tok = ctx;
+    if (strcasecmp(name, "X-Token") != 0)
+        return NULL;
+    *len = strlen(tok);
+    return tok;
+}
+
+/* A set's secrets are those of the environment when it was loaded: a
+ * request does not read the environment, a (re)load does. */
+static void test_secrets_resolved_per_load(void **state)
+{
+    (void)state;
+    static const char yaml[] = "source: tok\n"
+                               "signature: {scheme: token, header: X-Token, secret_env: "
+                               "AM_TEST_SET_TOKEN}\n"
+                               "fields: {title: t}\n";
+    setenv("AM_TEST_SET_TOKEN", "first-token", 1);
+    eng_set_t *old = t_load(yaml);
+    setenv("AM_TEST_SET_TOKEN", "second-token", 1);
+    eng_set_t *fresh = t_load(yaml); /* what a reload builds */
+    unsetenv("AM_TEST_SET_TOKEN");
+
+    eng_sig_request_t req = {.header = token_header, .body = "{}", .body_len = 2};
+    bool set = false;
+    eng_error_t err = {0};
+    req.header_ctx = (void *)"first-token";
+    assert_int_equal(eng_verify_signature(eng_set_at(old, 0), &req, &set, &err), 0);
+    assert_true(set); /* the variable is unset now, but was at load time */
+    assert_int_equal(eng_verify_signature(eng_set_at(fresh, 0), &req, &set, &err), AM_EAUTH);
+    req.header_ctx = (void *)"second-token";
+    assert_int_equal(eng_verify_signature(eng_set_at(fresh, 0), &req, &set, &err), 0);
+    assert_int_equal(eng_verify_signature(eng_set_at(old, 0), &req, &set, &err), AM_EAUTH);
+    eng_set_unref(old);
+    eng_set_unref(fresh);
+
+    /* loaded while unset: the source accepts unsigned requests */
+    eng_set_t *none = t_load(yaml);
+    assert_int_equal(eng_verify_signature(eng_set_at(none, 0), &req, &set, &err), 0);
+    assert_false(set);
+    eng_set_unref(none);
+}
+
 /* eng_run is reentrant: threads sharing one set get the same results. */
 typedef struct {
     eng_set_t *set;
@@ -296,9 +341,13 @@ static void test_concurrent_runs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shipped_mappings), cmocka_unit_test(test_refcount_threads),
-        cmocka_unit_test(test_directory_rules),  cmocka_unit_test(test_signature_passthrough),
-        cmocka_unit_test(test_concurrent_runs),  cmocka_unit_test(test_load_texts),
+        cmocka_unit_test(test_shipped_mappings),
+        cmocka_unit_test(test_refcount_threads),
+        cmocka_unit_test(test_directory_rules),
+        cmocka_unit_test(test_signature_passthrough),
+        cmocka_unit_test(test_concurrent_runs),
+        cmocka_unit_test(test_load_texts),
+        cmocka_unit_test(test_secrets_resolved_per_load),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

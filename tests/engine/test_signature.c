@@ -1,6 +1,8 @@
-/* tests/engine/test_signature.c - the signature block (engine/signature.c):
- * compile errors with positions, HMAC/token/query-token verification,
- * rotation, timestamps. Expected digests were computed independently
+/* tests/engine/test_signature.c - the signature block (engine/sig_compile.c,
+ * engine/signature.c): compile errors with positions, HMAC/token/query-token
+ * verification, rotation, timestamps, secrets read at load time only. Each
+ * verification below first resolves the secrets, as the loader does for
+ * every set it builds. Expected digests were computed independently
  * (Python's hmac module) for the body below. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "signature.h"
+#include "compile.h"
 
 #define BODY "{\"title\":\"Suspicious login\",\"severity\":\"High\"}"
 #define NOW  1714557600
@@ -49,10 +51,13 @@ typedef struct {
     am_diags_t diags;
 } fixture_t;
 
+static am_arena_t *resolve_arena; /* the current fixture's arena */
+
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     f->arena = am_arena_new(0, 0);
+    resolve_arena = f->arena;
     am_diags_init(&f->diags);
     unsetenv("AM_TEST_SECRET");
     unsetenv("AM_TEST_SECRET_OLD");
@@ -71,13 +76,13 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Compiles a YAML signature block; returns sig_compile's code. */
+/* Compiles a YAML signature block; returns eng_sig_compile's code. */
 static int compile(fixture_t *f, sig_spec_t **spec, const char *yaml)
 {
     yt_node_t *root = NULL;
-    int rc = yt_parse(&root, f->arena, "m.yaml", yaml, strlen(yaml), &f->diags);
+    int rc = eng_yt_parse(&root, f->arena, "m.yaml", yaml, strlen(yaml), &f->diags);
     assert_int_equal(rc, AM_OK);
-    return sig_compile(spec, root, "m.yaml", f->arena, &f->diags);
+    return eng_sig_compile(spec, root, "m.yaml", f->arena, &f->diags);
 }
 
 static sig_spec_t *compile_ok(fixture_t *f, const char *yaml)
@@ -90,6 +95,16 @@ static sig_spec_t *compile_ok(fixture_t *f, const char *yaml)
     }
     assert_non_null(spec);
     return spec;
+}
+
+/* What a load followed by a request does: resolve the secrets from the
+ * environment (eng_sig_resolve), then verify. The spec's arena is the
+ * fixture's. */
+static int load_and_verify(const sig_spec_t *spec, const eng_sig_request_t *req, bool *set,
+                           eng_error_t *err)
+{
+    assert_int_equal(eng_sig_resolve((sig_spec_t *)spec, resolve_arena), 0);
+    return eng_sig_verify(spec, req, set, err);
 }
 
 /* Verifies BODY with the given headers and query; returns the code. */
@@ -106,7 +121,7 @@ static int verify(const sig_spec_t *spec, headers_t *h, const char *query, int64
         .now_s = now,
     };
     memset(err, 0, sizeof(*err));
-    return sig_verify(spec, &req, set, err);
+    return load_and_verify(spec, &req, set, err);
 }
 
 static int verify_sig(const sig_spec_t *spec, const char *header, const char *value)
@@ -244,7 +259,7 @@ static void rotation_any_secret_matches(void **state)
     setenv("AM_TEST_SECRET_OLD", "topsecret-1", 1);
     assert_int_equal(verify_sig(spec, "X-Sig", S256_K1), AM_OK);
     assert_int_equal(verify_sig(spec, "X-Sig", S256_K2), AM_OK);
-    /* retire the old secret: read at every call, no recompile */
+    /* retire the old secret: read at the next load, no recompile */
     unsetenv("AM_TEST_SECRET_OLD");
     assert_int_equal(verify_sig(spec, "X-Sig", S256_K1), AM_EAUTH);
     assert_int_equal(verify_sig(spec, "X-Sig", S256_K2), AM_OK);
@@ -252,6 +267,38 @@ static void rotation_any_secret_matches(void **state)
     unsetenv("AM_TEST_SECRET");
     setenv("AM_TEST_SECRET_OLD", "topsecret-1", 1);
     assert_int_equal(verify_sig(spec, "X-Sig", S256_K1), AM_OK);
+}
+
+/* Secrets are resolved once per load: a request does not read the
+ * environment, so a changed variable counts only after the next load. */
+static void secrets_read_at_load_not_per_request(void **state)
+{
+    fixture_t *f = *state;
+    sig_spec_t *spec = compile_ok(f, "scheme: hmac-sha256\nheader: X-Sig\n"
+                                     "secret_env: AM_TEST_SECRET\n");
+    setenv("AM_TEST_SECRET", "topsecret-1", 1);
+    assert_int_equal(eng_sig_resolve(spec, f->arena), 0);
+    headers_t h = {{"X-Sig"}, {S256_K1}};
+    eng_sig_request_t req = {.header = get_header,
+                             .header_ctx = &h,
+                             .body = BODY,
+                             .body_len = strlen(BODY),
+                             .now_s = NOW};
+    bool set = false;
+    eng_error_t err = {0};
+    setenv("AM_TEST_SECRET", "rotated-2", 1);
+    assert_int_equal(eng_sig_verify(spec, &req, &set, &err), AM_OK); /* still the loaded one */
+    assert_true(set);
+    unsetenv("AM_TEST_SECRET");
+    assert_int_equal(eng_sig_verify(spec, &req, &set, &err), AM_OK);
+    assert_true(set);
+    /* the next load sees the environment as it is now */
+    setenv("AM_TEST_SECRET", "rotated-2", 1);
+    assert_int_equal(eng_sig_resolve(spec, f->arena), 0);
+    assert_int_equal(eng_sig_verify(spec, &req, &set, &err), AM_EAUTH);
+    h.value[0] = S256_K2;
+    assert_int_equal(eng_sig_verify(spec, &req, &set, &err), AM_OK);
+    eng_sig_forget(spec);
 }
 
 static void timestamp_signed_text(void **state)
@@ -394,9 +441,9 @@ static void empty_body_is_signed_too(void **state)
     eng_sig_request_t req = {.header = get_header, .header_ctx = &h, .now_s = NOW};
     bool set;
     eng_error_t err;
-    assert_int_equal(sig_verify(spec, &req, &set, &err), AM_OK);
+    assert_int_equal(load_and_verify(spec, &req, &set, &err), AM_OK);
     h.value[0] = S256_K1;
-    assert_int_equal(sig_verify(spec, &req, &set, &err), AM_EAUTH);
+    assert_int_equal(load_and_verify(spec, &req, &set, &err), AM_EAUTH);
 }
 
 /* ---- compiling ------------------------------------------------------------ */
@@ -496,7 +543,7 @@ static void compile_null_node(void **state)
 {
     fixture_t *f = *state;
     sig_spec_t *spec = (sig_spec_t *)1;
-    assert_int_equal(sig_compile(&spec, NULL, "m.yaml", f->arena, &f->diags), AM_EINVAL);
+    assert_int_equal(eng_sig_compile(&spec, NULL, "m.yaml", f->arena, &f->diags), AM_EINVAL);
     assert_null(spec);
     assert_int_equal(f->diags.count, 1);
     assert_non_null(strstr(f->diags.items[0].msg, "'signature' must be a mapping, got nothing"));
@@ -513,6 +560,7 @@ int main(void)
         T(hmac_sha256_base64),
         T(hmac_sha1),
         T(rotation_any_secret_matches),
+        T(secrets_read_at_load_not_per_request),
         T(timestamp_signed_text),
         T(timestamp_custom_skew),
         T(static_token),

@@ -90,7 +90,7 @@ static void iso_table_good(void **state)
     (void)state;
     for (size_t i = 0; i < AM_ARRAY_LEN(iso_good); i++) {
         int64_t us = -42;
-        int rc = tp_parse_iso8601(&us, iso_good[i].in, strlen(iso_good[i].in));
+        int rc = eng_parse_iso8601(&us, iso_good[i].in, strlen(iso_good[i].in));
         if (rc != AM_OK || us != iso_good[i].want)
             fail_msg("%s: rc %d, got %lld, want %lld", iso_good[i].in, rc, (long long)us,
                      (long long)iso_good[i].want);
@@ -102,7 +102,7 @@ static void iso_table_bad(void **state)
     (void)state;
     for (size_t i = 0; i < AM_ARRAY_LEN(iso_bad); i++) {
         int64_t us = -42;
-        int rc = tp_parse_iso8601(&us, iso_bad[i], strlen(iso_bad[i]));
+        int rc = eng_parse_iso8601(&us, iso_bad[i], strlen(iso_bad[i]));
         if (rc != AM_EINVAL || us != -42)
             fail_msg("'%s' should be rejected (rc %d, us %lld)", iso_bad[i], rc, (long long)us);
     }
@@ -114,11 +114,11 @@ static void iso_respects_length(void **state)
     int64_t us;
     /* the length bounds the input: trailing bytes beyond it are not read */
     const char *s = "2024-05-01T10:00:00Zgarbage";
-    assert_int_equal(tp_parse_iso8601(&us, s, 20), AM_OK);
+    assert_int_equal(eng_parse_iso8601(&us, s, 20), AM_OK);
     assert_int_equal(us, T0);
-    assert_int_equal(tp_parse_iso8601(&us, s, 19), AM_OK); /* no zone = UTC */
-    assert_int_equal(tp_parse_iso8601(&us, s, 18), AM_EINVAL);
-    assert_int_equal(tp_parse_iso8601(&us, NULL, 0), AM_EINVAL);
+    assert_int_equal(eng_parse_iso8601(&us, s, 19), AM_OK); /* no zone = UTC */
+    assert_int_equal(eng_parse_iso8601(&us, s, 18), AM_EINVAL);
+    assert_int_equal(eng_parse_iso8601(&us, NULL, 0), AM_EINVAL);
 }
 
 /* JSON values: each row is a JSON text, a format and the result. */
@@ -189,7 +189,7 @@ static void json_table(void **state)
         if (v == NULL)
             fail_msg("bad test JSON %s: %s", c->json, jerr.text);
         int64_t us = -42;
-        int rc = tp_parse_json(&us, v, c->fmt);
+        int rc = eng_tp_parse_json(&us, v, c->fmt);
         json_decref(v);
         if (rc != c->rc)
             fail_msg("%s (fmt %d): rc %d, want %d", c->json, (int)c->fmt, rc, c->rc);
@@ -205,25 +205,25 @@ static void json_null_pointer(void **state)
 {
     (void)state;
     int64_t us;
-    assert_int_equal(tp_parse_json(&us, NULL, TP_AUTO), AM_EINVAL);
+    assert_int_equal(eng_tp_parse_json(&us, NULL, TP_AUTO), AM_EINVAL);
 }
 
 static void format_names(void **state)
 {
     (void)state;
     tp_format_t f;
-    assert_int_equal(tp_format_parse(&f, "auto"), AM_OK);
+    assert_int_equal(eng_tp_format_parse(&f, "auto"), AM_OK);
     assert_int_equal(f, TP_AUTO);
-    assert_int_equal(tp_format_parse(&f, "iso8601"), AM_OK);
+    assert_int_equal(eng_tp_format_parse(&f, "iso8601"), AM_OK);
     assert_int_equal(f, TP_ISO8601);
-    assert_int_equal(tp_format_parse(&f, "epoch_s"), AM_OK);
+    assert_int_equal(eng_tp_format_parse(&f, "epoch_s"), AM_OK);
     assert_int_equal(f, TP_EPOCH_S);
-    assert_int_equal(tp_format_parse(&f, "epoch_ms"), AM_OK);
+    assert_int_equal(eng_tp_format_parse(&f, "epoch_ms"), AM_OK);
     assert_int_equal(f, TP_EPOCH_MS);
-    assert_int_equal(tp_format_parse(&f, "ISO8601"), AM_EINVAL);
-    assert_int_equal(tp_format_parse(&f, "rfc3339"), AM_EINVAL);
-    assert_int_equal(tp_format_parse(&f, ""), AM_EINVAL);
-    assert_int_equal(tp_format_parse(&f, NULL), AM_EINVAL);
+    assert_int_equal(eng_tp_format_parse(&f, "ISO8601"), AM_EINVAL);
+    assert_int_equal(eng_tp_format_parse(&f, "rfc3339"), AM_EINVAL);
+    assert_int_equal(eng_tp_format_parse(&f, ""), AM_EINVAL);
+    assert_int_equal(eng_tp_format_parse(&f, NULL), AM_EINVAL);
 }
 
 /* Every parsed time prints back (am_format_time) as the canonical text. */
@@ -240,7 +240,7 @@ static void round_trip_with_format(void **state)
     for (size_t i = 0; i < AM_ARRAY_LEN(cases); i++) {
         int64_t us;
         char buf[32];
-        assert_int_equal(tp_parse_iso8601(&us, cases[i][0], strlen(cases[i][0])), AM_OK);
+        assert_int_equal(eng_parse_iso8601(&us, cases[i][0], strlen(cases[i][0])), AM_OK);
         am_format_time(buf, us);
         assert_string_equal(buf, cases[i][1]);
     }
@@ -259,7 +259,7 @@ static void every_day_is_consecutive(void **state)
                 char s[32];
                 snprintf(s, sizeof(s), "%04d-%02d-%02dT00:00:00Z", y, m, d);
                 int64_t us;
-                int rc = tp_parse_iso8601(&us, s, strlen(s));
+                int rc = eng_parse_iso8601(&us, s, strlen(s));
                 if (rc != AM_OK)
                     continue;
                 if (us != prev + 86400 * INT64_C(1000000))

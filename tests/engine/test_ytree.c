@@ -32,7 +32,7 @@ static int parse(yt_node_t **root, const char *text)
 {
     am_diags_dispose(&diags);
     am_diags_init(&diags);
-    return yt_parse(root, arena, "f.yaml", text, strlen(text), &diags);
+    return eng_yt_parse(root, arena, "f.yaml", text, strlen(text), &diags);
 }
 
 static void test_positions(void **state)
@@ -42,7 +42,7 @@ static void test_positions(void **state)
     assert_int_equal(parse(&r, "a: 1\nb:\n  - x\n  - 'y'\nc: {d: \"e\", f: ~}\n"), 0);
     assert_int_equal(r->kind, YT_MAP);
     assert_int_equal(r->npairs, 3);
-    yt_node_t *b = yt_get(r, "b");
+    yt_node_t *b = eng_yt_get(r, "b");
     assert_int_equal(b->kind, YT_SEQ);
     assert_int_equal(b->nitems, 2);
     assert_int_equal(b->items[0]->line, 3);
@@ -50,19 +50,19 @@ static void test_positions(void **state)
     assert_false(b->items[0]->quoted);
     assert_true(b->items[1]->quoted);
     assert_string_equal(b->items[1]->str, "y");
-    yt_node_t *c = yt_get(r, "c");
+    yt_node_t *c = eng_yt_get(r, "c");
     assert_int_equal(c->line, 5);
     assert_int_equal(c->col, 4);
-    assert_string_equal(yt_get(c, "d")->str, "e");
-    assert_int_equal(yt_get(c, "d")->col, 8);
-    assert_true(yt_is_null(yt_get(c, "f")));
-    assert_false(yt_is_null(yt_get(c, "d")));
-    assert_true(yt_is_null(NULL));
-    assert_null(yt_get(r, "zz"));
-    assert_null(yt_get(b, "a")); /* not a map */
-    assert_string_equal(yt_kind_name(b), "a list");
-    assert_string_equal(yt_kind_name(c), "a mapping");
-    assert_string_equal(yt_kind_name(yt_get(r, "a")), "a string");
+    assert_string_equal(eng_yt_get(c, "d")->str, "e");
+    assert_int_equal(eng_yt_get(c, "d")->col, 8);
+    assert_true(eng_yt_is_null(eng_yt_get(c, "f")));
+    assert_false(eng_yt_is_null(eng_yt_get(c, "d")));
+    assert_true(eng_yt_is_null(NULL));
+    assert_null(eng_yt_get(r, "zz"));
+    assert_null(eng_yt_get(b, "a")); /* not a map */
+    assert_string_equal(eng_yt_kind_name(b), "a list");
+    assert_string_equal(eng_yt_kind_name(c), "a mapping");
+    assert_string_equal(eng_yt_kind_name(eng_yt_get(r, "a")), "a string");
 }
 
 static void test_nulls(void **state)
@@ -70,13 +70,13 @@ static void test_nulls(void **state)
     (void)state;
     yt_node_t *r;
     assert_int_equal(parse(&r, "a: null\nb: Null\nc: NULL\nd: ~\ne:\nf: 'null'\ng: nil\n"), 0);
-    assert_true(yt_is_null(yt_get(r, "a")));
-    assert_true(yt_is_null(yt_get(r, "b")));
-    assert_true(yt_is_null(yt_get(r, "c")));
-    assert_true(yt_is_null(yt_get(r, "d")));
-    assert_true(yt_is_null(yt_get(r, "e")));
-    assert_false(yt_is_null(yt_get(r, "f")));
-    assert_false(yt_is_null(yt_get(r, "g")));
+    assert_true(eng_yt_is_null(eng_yt_get(r, "a")));
+    assert_true(eng_yt_is_null(eng_yt_get(r, "b")));
+    assert_true(eng_yt_is_null(eng_yt_get(r, "c")));
+    assert_true(eng_yt_is_null(eng_yt_get(r, "d")));
+    assert_true(eng_yt_is_null(eng_yt_get(r, "e")));
+    assert_false(eng_yt_is_null(eng_yt_get(r, "f")));
+    assert_false(eng_yt_is_null(eng_yt_get(r, "g")));
 }
 
 static void test_errors(void **state)
@@ -130,21 +130,21 @@ static void test_whole(void **state)
     const char *dup = "a: 1\na: 2\nb: 3\n";
     am_diags_dispose(&diags);
     am_diags_init(&diags);
-    assert_int_equal(yt_parse_all(&r, &whole, arena, "f.yaml", dup, strlen(dup), &diags),
+    assert_int_equal(eng_yt_parse_all(&r, &whole, arena, "f.yaml", dup, strlen(dup), &diags),
                      AM_EINVAL);
     assert_true(whole); /* the rest of the file can still be checked */
     assert_int_equal(r->npairs, 2);
-    assert_string_equal(yt_get(r, "a")->str, "1");
+    assert_string_equal(eng_yt_get(r, "a")->str, "1");
     const char *bad = "a: [1\nb: 3\n";
-    assert_int_equal(yt_parse_all(&r, &whole, arena, "f.yaml", bad, strlen(bad), &diags),
+    assert_int_equal(eng_yt_parse_all(&r, &whole, arena, "f.yaml", bad, strlen(bad), &diags),
                      AM_EINVAL);
     assert_false(whole);
     const char *alias = "a: &x 1\nb: *x\n";
-    assert_int_equal(yt_parse_all(&r, &whole, arena, "f.yaml", alias, strlen(alias), &diags),
+    assert_int_equal(eng_yt_parse_all(&r, &whole, arena, "f.yaml", alias, strlen(alias), &diags),
                      AM_EINVAL);
     assert_false(whole);
     const char *good = "a: 1\n";
-    assert_int_equal(yt_parse_all(&r, &whole, arena, "f.yaml", good, strlen(good), &diags), 0);
+    assert_int_equal(eng_yt_parse_all(&r, &whole, arena, "f.yaml", good, strlen(good), &diags), 0);
     assert_true(whole);
 }
 

@@ -10,10 +10,16 @@
 
 #include "glue.h"
 
-static const char *const env_names[] = {
-    "ALERTMAP_LISTEN",  "DATABASE_URL",      "ALERTMAP_MAPPINGS",
-    "ALERTMAP_THREADS", "ALERTMAP_MAX_BODY", "ALERTMAP_DEDUP_WINDOW",
-    "ALERTMAP_SQL_DIR", "ALERTMAP_DB_WAIT",  "ALERTMAP_LOG_LEVEL"};
+static const char *const env_names[] = {"ALERTMAP_LISTEN",          "DATABASE_URL",
+                                        "ALERTMAP_MAPPINGS",        "ALERTMAP_THREADS",
+                                        "ALERTMAP_MAX_BODY",        "ALERTMAP_DEDUP_WINDOW",
+                                        "ALERTMAP_SQL_DIR",         "ALERTMAP_DB_WAIT",
+                                        "ALERTMAP_LOG_LEVEL",       "ALERTMAP_RATE_PER_KEY",
+                                        "ALERTMAP_RATE_PER_SOURCE", "ALERTMAP_UNSIGNED_SOURCES",
+                                        "ALERTMAP_METRICS_ACCESS",  "ALERTMAP_TLS_CERT",
+                                        "ALERTMAP_TLS_KEY",         "ALERTMAP_ALLOW_PLAIN_HTTP",
+                                        "ALERTMAP_MAX_CONNECTIONS", "ALERTMAP_REQUEST_DEADLINE",
+                                        "ALERTMAP_CLIENT_TIMEOUT"};
 
 static int clear_env(void **state)
 {
@@ -50,13 +56,114 @@ static void defaults(void **state)
     assert_string_equal(cfg.host, "127.0.0.1");
     assert_string_equal(cfg.port, "8080");
     assert_string_equal(cfg.database_url, "postgresql:///x");
-    assert_string_equal(cfg.mappings, "./mappings");
-    assert_string_equal(cfg.sql_dir, "./schemas/sql");
+    /* this test runs from the build tree: the defaults are the source tree's */
+    const char *root = getenv("ALERTMAP_SOURCE_ROOT");
+    assert_non_null(root);
+    char want[4096];
+    snprintf(want, sizeof(want), "%s/mappings", root);
+    assert_string_equal(cfg.mappings, want);
+    snprintf(want, sizeof(want), "%s/schemas/sql", root);
+    assert_string_equal(cfg.sql_dir, want);
     assert_true(cfg.threads >= 1);
     assert_int_equal(cfg.max_body, 5 * 1024 * 1024);
     assert_int_equal(cfg.dedup_window_s, 86400);
     assert_int_equal(cfg.db_wait_s, 30);
     assert_int_equal(cfg.log_level, AM_LOG_INFO);
+    assert_true(cfg.rate_per_key == 100.0 && cfg.burst_per_key == 1000.0);
+    assert_true(cfg.rate_per_source == 500.0 && cfg.burst_per_source == 5000.0);
+    assert_int_equal(cfg.metrics_access, GLUE_METRICS_LOOPBACK);
+    assert_null(cfg.unsigned_sources);
+    assert_null(cfg.tls_cert);
+    assert_null(cfg.tls_key);
+    assert_false(cfg.allow_plain_http);
+    assert_int_equal(cfg.max_connections, 4096);
+    assert_int_equal(cfg.deadline_s, 5);
+    assert_int_equal(cfg.client_timeout_s, 10);
+}
+
+/* The options of authentication and rate limits: environment, flags win,
+ * bad values named. */
+static void auth_options(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    setenv("DATABASE_URL", "postgresql:///x", 1);
+    setenv("ALERTMAP_RATE_PER_KEY", "5:7", 1);
+    setenv("ALERTMAP_UNSIGNED_SOURCES", "generic,splunk", 1);
+    setenv("ALERTMAP_METRICS_ACCESS", "key", 1);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--rate-per-source", "off", NULL), AM_OK);
+    assert_true(cfg.rate_per_key == 5.0 && cfg.burst_per_key == 7.0);
+    assert_true(cfg.rate_per_source == 0.0);
+    assert_string_equal(cfg.unsigned_sources, "generic,splunk");
+    assert_int_equal(cfg.metrics_access, GLUE_METRICS_KEY);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--rate-per-key=2", "--metrics-access",
+                           "public", "--unsigned-sources", "", NULL),
+                     AM_OK);
+    assert_true(cfg.rate_per_key == 2.0 && cfg.burst_per_key == 20.0);
+    assert_int_equal(cfg.metrics_access, GLUE_METRICS_PUBLIC);
+    assert_null(cfg.unsigned_sources);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--rate-per-key", "fast", NULL),
+                     AM_EINVAL);
+    assert_non_null(strstr(err, "--rate-per-key 'fast'"));
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--metrics-access", "open", NULL),
+                     AM_EINVAL);
+    assert_non_null(strstr(err, "loopback, public or key"));
+    /* the list helper the policy uses */
+    assert_true(glue_auth_list_has("generic, splunk ,x", "splunk"));
+    assert_true(glue_auth_list_has("generic", "generic"));
+    assert_false(glue_auth_list_has("generic2,xgeneric", "generic"));
+    assert_false(glue_auth_list_has(",,", ""));
+    assert_false(glue_auth_list_has(NULL, "generic"));
+}
+
+/* TLS, plain HTTP, connection and time limits: flags, variables, the
+ * switch without a value, and the pair rule of --tls-cert/--tls-key. */
+static void security_options(void **state)
+{
+    (void)state;
+    glue_config_t cfg;
+    glue_action_t act;
+    char err[256];
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--database-url", "x", "--tls-cert",
+                           "/c.pem", "--tls-key=/k.pem", "--allow-plain-http", "--max-connections",
+                           "100", "--request-deadline", "2m", "--client-timeout", "30s", NULL),
+                     AM_OK);
+    assert_string_equal(cfg.tls_cert, "/c.pem");
+    assert_string_equal(cfg.tls_key, "/k.pem");
+    assert_true(cfg.allow_plain_http);
+    assert_int_equal(cfg.max_connections, 100);
+    assert_int_equal(cfg.deadline_s, 120);
+    assert_int_equal(cfg.client_timeout_s, 30);
+
+    setenv("ALERTMAP_TLS_CERT", "/env.crt", 1);
+    setenv("ALERTMAP_TLS_KEY", "/env.key", 1);
+    setenv("ALERTMAP_ALLOW_PLAIN_HTTP", "yes", 1);
+    setenv("ALERTMAP_MAX_CONNECTIONS", "7", 1);
+    setenv("ALERTMAP_REQUEST_DEADLINE", "3", 1);
+    assert_int_equal(
+        parse(&cfg, &act, err, sizeof(err), "--database-url", "x", "--allow-plain-http=0", NULL),
+        AM_OK);
+    assert_string_equal(cfg.tls_cert, "/env.crt");
+    assert_string_equal(cfg.tls_key, "/env.key");
+    assert_false(cfg.allow_plain_http); /* the flag wins */
+    assert_int_equal(cfg.max_connections, 7);
+    assert_int_equal(cfg.deadline_s, 3);
+
+    setenv("ALERTMAP_ALLOW_PLAIN_HTTP", "maybe", 1);
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--database-url", "x", NULL), AM_EINVAL);
+    assert_non_null(strstr(err, "ALERTMAP_ALLOW_PLAIN_HTTP"));
+    unsetenv("ALERTMAP_ALLOW_PLAIN_HTTP");
+
+    unsetenv("ALERTMAP_TLS_KEY");
+    assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--database-url", "x", NULL), AM_EINVAL);
+    assert_non_null(strstr(err, "--tls-cert needs --tls-key"));
+    unsetenv("ALERTMAP_TLS_CERT");
+    assert_int_equal(
+        parse(&cfg, &act, err, sizeof(err), "--database-url", "x", "--tls-key", "/k", NULL),
+        AM_EINVAL);
+    assert_non_null(strstr(err, "--tls-key needs --tls-cert"));
 }
 
 static void env_then_flags_win(void **state)
@@ -146,15 +253,31 @@ static void invalid_values(void **state)
     static const struct {
         const char *flag, *value, *expect;
     } bad[] = {
-        {"--listen", "localhost", "--listen"},      {"--listen", "1.2.3.4:70000", "--listen"},
-        {"--listen", "::1:80", "--listen"},         {"--listen", ":80", "--listen"},
-        {"--listen", "[::1]80", "--listen"},        {"--threads", "0", "--threads"},
-        {"--threads", "257", "--threads"},          {"--threads", "2x", "--threads"},
-        {"--max-body", "0", "--max-body"},          {"--max-body", "5G", "--max-body"},
-        {"--max-body", "-1", "--max-body"},         {"--max-body", "2048M", "--max-body"},
-        {"--dedup-window", "1w", "--dedup-window"}, {"--dedup-window", "h", "--dedup-window"},
-        {"--dedup-window", "-5", "--dedup-window"}, {"--log-level", "loud", "--log-level"},
-        {"--db-wait", "forever", "--db-wait"},      {"--database-url", "", "--database-url"},
+        {"--listen", "localhost", "--listen"},
+        {"--listen", "1.2.3.4:70000", "--listen"},
+        {"--listen", "::1:80", "--listen"},
+        {"--listen", ":80", "--listen"},
+        {"--listen", "[::1]80", "--listen"},
+        {"--threads", "0", "--threads"},
+        {"--threads", "257", "--threads"},
+        {"--threads", "2x", "--threads"},
+        {"--max-body", "0", "--max-body"},
+        {"--max-body", "5G", "--max-body"},
+        {"--max-body", "-1", "--max-body"},
+        {"--max-body", "2048M", "--max-body"},
+        {"--dedup-window", "1w", "--dedup-window"},
+        {"--dedup-window", "h", "--dedup-window"},
+        {"--dedup-window", "-5", "--dedup-window"},
+        {"--log-level", "loud", "--log-level"},
+        {"--db-wait", "forever", "--db-wait"},
+        {"--database-url", "", "--database-url"},
+        {"--max-connections", "0", "--max-connections"},
+        {"--max-connections", "1000001", "--max-connections"},
+        {"--request-deadline", "0", "--request-deadline"},
+        {"--request-deadline", "2h", "--request-deadline"},
+        {"--client-timeout", "fast", "--client-timeout"},
+        {"--tls-cert", "", "--tls-cert"},
+        {"--allow-plain-http=perhaps", NULL, "--allow-plain-http"},
     };
     for (size_t i = 0; i < AM_ARRAY_LEN(bad); i++) {
         glue_config_t cfg;
@@ -163,7 +286,7 @@ static void invalid_values(void **state)
         int rc = parse(&cfg, &act, err, sizeof(err), "--database-url", "x", bad[i].flag,
                        bad[i].value, NULL);
         if (rc != AM_EINVAL)
-            fail_msg("%s %s accepted", bad[i].flag, bad[i].value);
+            fail_msg("%s %s accepted", bad[i].flag, bad[i].value ? bad[i].value : "");
         assert_non_null(strstr(err, bad[i].expect));
     }
 }
@@ -302,7 +425,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(defaults, clear_env),
+        cmocka_unit_test_setup(auth_options, clear_env),
         cmocka_unit_test_setup(env_then_flags_win, clear_env),
+        cmocka_unit_test_setup(security_options, clear_env),
         cmocka_unit_test_setup(missing_database_url, clear_env),
         cmocka_unit_test_setup(help_and_version, clear_env),
         cmocka_unit_test_setup(invalid_values, clear_env),

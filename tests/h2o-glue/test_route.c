@@ -36,6 +36,7 @@ static void routes(void **state)
     assert_int_equal(match("/v1/alerts").kind, GLUE_R_ALERTS);
     assert_int_equal(match("/v1/sources").kind, GLUE_R_SOURCES);
     assert_int_equal(match("/healthz").kind, GLUE_R_HEALTHZ);
+    assert_int_equal(match("/readyz").kind, GLUE_R_READYZ);
 
     const char *none[] = {"/",
                           "",
@@ -55,7 +56,8 @@ static void routes(void **state)
                           "/v2/ingest/x",
                           "/healthz/",
                           "/v1/alertsx",
-                          "/v1/sourcesx"};
+                          "/v1/sourcesx",
+                          "/readyz/"};
     for (size_t i = 0; i < AM_ARRAY_LEN(none); i++) {
         glue_route_t x;
         if (glue_route_match(&x, none[i], strlen(none[i])) || x.kind != GLUE_R_NONE)
@@ -80,6 +82,109 @@ static void methods(void **state)
     assert_false(glue_route_allows(GLUE_R_NONE, "GET", 3));
     assert_string_equal(glue_route_allow_header(GLUE_R_ALERT), "GET, PATCH");
     assert_string_equal(glue_route_allow_header(GLUE_R_INGEST), "POST");
+}
+
+/* Every row of the route table: a known method, a pattern that parses
+ * (every parameter known, so it can match), a handler, a scope; one kind
+ * per pattern; the public rows are exactly the ones meant to be public. */
+static void table_walk(void **state)
+{
+    (void)state;
+    size_t n;
+    const glue_route_entry_t *t = glue_route_table(&n);
+    assert_true(n >= 9);
+    for (size_t i = 0; i < n; i++) {
+        const glue_route_entry_t *r = &t[i];
+        assert_non_null(r->handle);
+        assert_true(r->kind > GLUE_R_NONE && r->kind < GLUE_R__COUNT);
+        assert_true(r->scope >= GLUE_SCOPE_PUBLIC && r->scope < GLUE_SCOPE__COUNT);
+        assert_string_not_equal(glue_scope_name(r->scope), "?");
+        assert_true(strcmp(r->method, "GET") == 0 || strcmp(r->method, "POST") == 0 ||
+                    strcmp(r->method, "PATCH") == 0);
+        assert_true(glue_route_allows(r->kind, r->method, strlen(r->method)));
+        /* an example path: each parameter replaced by a value */
+        char path[256] = "";
+        size_t k = 0;
+        for (const char *p = r->pattern; *p != '\0';) {
+            if (*p == '{') {
+                const char *close = strchr(p, '}');
+                assert_non_null(close);
+                k += (size_t)snprintf(path + k, sizeof(path) - k, "%s",
+                                      strncmp(p, "{uuid}", 6) == 0
+                                          ? "6f1c1e7e-0000-4000-8000-000000000001"
+                                          : "generic");
+                p = close + 1;
+            } else {
+                path[k++] = *p++;
+            }
+        }
+        path[k] = '\0';
+        glue_route_params_t params;
+        if (!glue_route_pattern_match(r->pattern, path, k, &params))
+            fail_msg("pattern %s does not match %s", r->pattern, path);
+        glue_route_kind_t kind;
+        const glue_route_entry_t *rows[1] = {r};
+        assert_ptr_equal(
+            glue_route_find(rows, 1, r->method, strlen(r->method), path, k, &kind, &params), r);
+        assert_int_equal(kind, r->kind);
+        /* the registered h2o path is a prefix of every path of the row */
+        size_t plen = glue_route_prefix(r->pattern);
+        assert_true(plen > 1 && plen <= k);
+        assert_memory_equal(path, r->pattern, plen);
+        assert_true(path[plen] == '\0' || path[plen] == '/');
+        /* rows with one pattern share one kind, and the reverse */
+        for (size_t j = 0; j < n; j++)
+            assert_int_equal(strcmp(t[j].pattern, r->pattern) == 0, t[j].kind == r->kind);
+        /* exactly liveness and readiness need no credential; /metrics is
+         * public only as --metrics-access says; every other row names a
+         * scope a key must have */
+        bool public_route = r->kind == GLUE_R_HEALTHZ || r->kind == GLUE_R_READYZ;
+        assert_int_equal(r->scope == GLUE_SCOPE_PUBLIC, public_route);
+        assert_int_equal(r->scope == GLUE_SCOPE_METRICS, r->kind == GLUE_R_METRICS);
+        assert_true(r->scope < GLUE_SCOPE__COUNT);
+        assert_string_not_equal(glue_scope_name(r->scope), "?");
+    }
+    assert_string_equal(glue_route_allow_header(GLUE_R_READYZ), "GET");
+    assert_string_equal(glue_route_allow_header(GLUE_R_NONE), "");
+}
+
+static void path_parameters(void **state)
+{
+    (void)state;
+    glue_route_params_t p;
+    const char *path = "/v1/sources/elastic/test";
+    assert_true(glue_route_pattern_match("/v1/sources/{source_name}/test", path, strlen(path), &p));
+    assert_int_equal(p.source_name.len, 7);
+    assert_memory_equal(p.source_name.base, "elastic", 7);
+    assert_null(p.uuid.base);
+    path = "/v1/alerts/abc";
+    assert_true(glue_route_pattern_match("/v1/alerts/{uuid}", path, strlen(path), &p));
+    assert_int_equal(p.uuid.len, 3);
+    assert_null(p.source_name.base);
+    /* an unknown parameter name never matches */
+    assert_false(glue_route_pattern_match("/x/{nope}", "/x/y", 4, &p));
+    assert_int_equal(glue_route_prefix("/v1/sources/{source_name}/test"), strlen("/v1/sources"));
+    assert_int_equal(glue_route_prefix("/healthz"), strlen("/healthz"));
+
+    /* a known path with another method: NULL, and the path's kind */
+    size_t n;
+    const glue_route_entry_t *t = glue_route_table(&n);
+    const glue_route_entry_t *rows[16];
+    for (size_t i = 0; i < n; i++)
+        rows[i] = &t[i];
+    glue_route_kind_t kind;
+    path = "/v1/alerts/6f1c1e7e-0000-4000-8000-000000000001";
+    assert_null(glue_route_find(rows, n, "DELETE", 6, path, strlen(path), &kind, &p));
+    assert_int_equal(kind, GLUE_R_ALERT);
+    const glue_route_entry_t *r =
+        glue_route_find(rows, n, "PATCH", 5, path, strlen(path), &kind, &p);
+    assert_non_null(r);
+    assert_int_equal(r->scope, GLUE_SCOPE_WRITE);
+    r = glue_route_find(rows, n, "GET", 3, path, strlen(path), &kind, &p);
+    assert_int_equal(r->scope, GLUE_SCOPE_READ);
+    assert_int_equal(p.uuid.len, 36);
+    assert_null(glue_route_find(rows, n, "GET", 3, "/v1/nope", 8, &kind, &p));
+    assert_int_equal(kind, GLUE_R_NONE);
 }
 
 static void uuids(void **state)
@@ -170,8 +275,10 @@ static void list_parameters(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(routes),        cmocka_unit_test(methods),         cmocka_unit_test(uuids),
-        cmocka_unit_test(query_strings), cmocka_unit_test(list_parameters),
+        cmocka_unit_test(routes),          cmocka_unit_test(methods),
+        cmocka_unit_test(uuids),           cmocka_unit_test(query_strings),
+        cmocka_unit_test(list_parameters), cmocka_unit_test(table_walk),
+        cmocka_unit_test(path_parameters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,15 @@ Inputs (set by tests/integration/meson.build and scripts/test):
                               user 'alertmap' is a trust-authenticated superuser
 
 A missing database is a failure, never a skip.
+
+API keys: every Server creates a key with every scope (ingest, read, write,
+admin) through the real `alertmap keys create` (the CLI beside alertmapd in
+the build tree), and request() sends it as "Authorization: Bearer" to that
+server's port unless the request names its own Authorization or X-API-Key
+header, or passes key=None (no key) or key="amk_..." (another key). The
+shipped sources are opted out of their (unset) signature secrets with
+ALERTMAP_UNSIGNED_SOURCES, so that they take the key, unless a test sets
+that variable itself.
 """
 
 import hashlib
@@ -158,6 +167,42 @@ def alert_uuids_in_db(url):
     return set(psql(url, "select uuid from alerts").split())
 
 
+# ---- API keys ----------------------------------------------------------------
+
+# The key request() sends by default to a port (set by Server.start).
+KEYS = {}
+DEFAULT_KEY = object()
+ALL_SCOPES = "ingest,read,write,admin"
+
+
+def alertmap_cli():
+    """The alertmap CLI of the build tree alertmapd belongs to."""
+    return os.path.join(os.path.dirname(os.path.dirname(ALERTMAPD)), "cli", "alertmap")
+
+
+def create_key(url, name="harness", scopes=ALL_SCOPES, sources=None, expires=None, env=None):
+    """A new API key on the database at url (the CLI applies the migrations
+    first); returns the CLI's JSON: {"id", "token", "prefix", ...}."""
+    argv = [alertmap_cli(), "keys", "create", "--name", name, "--scope", scopes, "--json",
+            "--database-url", url, "--sql-dir", os.path.join(ROOT, "schemas", "sql")]
+    if sources:
+        argv += ["--source", sources]
+    if expires:
+        argv += ["--expires", expires]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, **(env or {})))
+    if r.returncode != 0:
+        raise AssertionError("alertmap keys create failed (%d): %s" % (r.returncode, r.stderr))
+    return json.loads(r.stdout)
+
+
+def revoke_key(url, which):
+    r = subprocess.run([alertmap_cli(), "keys", "revoke", which, "--database-url", url],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError("alertmap keys revoke failed (%d): %s" % (r.returncode, r.stderr))
+
+
 # ---- HTTP ------------------------------------------------------------------
 
 
@@ -182,8 +227,11 @@ class Response:
 
 
 def request(port, method, path, body=None, headers=None, timeout=60, conn=None,
-            chunked=False):
+            chunked=False, key=DEFAULT_KEY):
     """One HTTP request to 127.0.0.1:port. body may be bytes, str or a JSON value.
+    key: the API key sent as Authorization: Bearer (default: the key of the
+    server on port, see KEYS; None: none); never when headers carry
+    Authorization or X-API-Key already.
     Returns a Response; raises OSError/HTTPException on transport errors."""
     if body is not None and not isinstance(body, (bytes, str)) and not chunked:
         body = json.dumps(body)
@@ -191,6 +239,10 @@ def request(port, method, path, body=None, headers=None, timeout=60, conn=None,
         body = body.encode("utf-8")
     hdrs = {"Content-Type": "application/json"}
     hdrs.update(headers or {})
+    if key is DEFAULT_KEY:
+        key = KEYS.get(port)
+    if key and not any(k.lower() in ("authorization", "x-api-key") for k in hdrs):
+        hdrs["Authorization"] = "Bearer " + key
     own = conn is None
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * SLOW)
     try:
@@ -221,7 +273,7 @@ class Server:
     """A real alertmapd on a free 127.0.0.1 port, with a private copy of the
     shipped mappings (so tests can edit them) and its stderr captured."""
 
-    def __init__(self, database_url, env=None, mappings=None, args=None):
+    def __init__(self, database_url, env=None, mappings=None, args=None, key=None):
         self.tmp = tempfile.mkdtemp(prefix="alertmap-it-")
         self.mappings = os.path.join(self.tmp, "mappings")
         shutil.copytree(mappings or os.path.join(ROOT, "mappings"), self.mappings)
@@ -234,11 +286,20 @@ class Server:
             if k.endswith("_WEBHOOK_SECRET"):
                 del self.env[k]
         self.env["ALERTMAP_SQL_DIR"] = os.path.join(ROOT, "schemas", "sql")
+        # the shipped sources take the harness key without their (unset)
+        # signature secrets; tests of the policy set the variable themselves
+        self.env["ALERTMAP_UNSIGNED_SOURCES"] = ",".join(sorted(shipped_sources()))
         self.env.update(env or {})
+        self.key = key  # the token request() sends; made at start() when None
         self.args = list(args or [])
         self.proc = None
 
     def start(self, wait=True):
+        if self.key is None:
+            self.key = create_key(self.database_url, name="harness-%d" % self.port,
+                                  env={k: v for k, v in self.env.items()
+                                       if k == "ALERTMAP_KEY_PEPPER"})["token"]
+        KEYS[self.port] = self.key
         self._err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(
             [ALERTMAPD, "--listen", "127.0.0.1:%d" % self.port, "--database-url",

@@ -70,8 +70,12 @@ class DatabaseOutageTest(unittest.TestCase):
     def test_database_down_at_start(self):
         # alertmapd may refuse to start without its database, or start and answer
         # 503; it must never acknowledge an alert it could not store.
+        # a key made while the database was up: the verifier cannot check it
+        # either, which must be a 503 too, never a 401
+        key = harness.create_key(self.cluster.url)["token"]
         self.cluster.stop()
-        self.srv = harness.Server(self.cluster.url, env={"ALERTMAP_DB_WAIT": "2"}).start(wait=False)
+        self.srv = harness.Server(self.cluster.url, env={"ALERTMAP_DB_WAIT": "2"},
+                                  key=key).start(wait=False)
         deadline = time.monotonic() + 20 * harness.SLOW
         answered = False
         while time.monotonic() < deadline and self.srv.proc.poll() is None:

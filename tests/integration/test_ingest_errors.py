@@ -127,7 +127,7 @@ class IngestErrorsTest(harness.ServerTestCase):
             for case, (path, headers) in cases.items():
                 with self.subTest(source=src, case=case):
                     self.rejected(self.signed, 401, "INVALID_SIGNATURE", path, payload,
-                                  headers=headers)
+                                  headers=headers, key=None)
 
     def test_good_signature_hex_202(self):
         self.assertTrue(self.specs, "no shipped mapping declares a signature")
@@ -135,7 +135,7 @@ class IngestErrorsTest(harness.ServerTestCase):
             with self.subTest(source=src):
                 _, payload, _ = harness.accepted_sample(src)
                 path, headers = self.auth(src, payload)
-                r = self.signed.post(path, payload, headers=headers)
+                r = self.signed.post(path, payload, headers=headers, key=None)
                 self.assertEqual(r.status, 202, r)
                 self.assertIn(harness.ingest_uuids(r)[0], harness.alert_uuids_in_db(self.db.url))
 
@@ -149,19 +149,25 @@ class IngestErrorsTest(harness.ServerTestCase):
                 raw = payload.rstrip() + b"\n\n"
                 path, headers = self.auth(src, raw, prefix=True)
                 self.assertTrue(headers[self.specs[src]["header"]].startswith("sha256="))
-                r = self.signed.post(path, raw, headers=headers)
+                r = self.signed.post(path, raw, headers=headers, key=None)
                 self.assertEqual(r.status, 202, r)
                 self.assertIn(harness.ingest_uuids(r)[0], harness.alert_uuids_in_db(self.db.url))
 
-    def test_secret_unset_202(self):
-        # self.srv runs without any *_WEBHOOK_SECRET: signed sources accept
-        # unsigned requests.
+    def test_secret_unset_opted_out_takes_keys_only_202(self):
+        # self.srv runs without any *_WEBHOOK_SECRET, every shipped source
+        # listed in ALERTMAP_UNSIGNED_SOURCES (the harness): an ingest key
+        # is accepted, no credential at all is not.
         for src in sorted(self.specs):
             with self.subTest(source=src):
                 _, payload, _ = harness.accepted_sample(src)
                 r = self.srv.post("/v1/ingest/" + src, payload)
                 self.assertEqual(r.status, 202, r)
+                self.rejected(self.srv, 401, "UNAUTHORIZED", "/v1/ingest/" + src, payload,
+                              key=None)
         self.assertTrue(self.specs)
+        opted = {x.get("source") for x in self.srv.log_lines()
+                 if x.get("event") == "signature_opt_out"}
+        self.assertEqual(opted, set(self.specs), "every opt-out is logged at start")
 
 
     def test_logs_carry_no_secret_and_no_payload(self):
@@ -169,11 +175,11 @@ class IngestErrorsTest(harness.ServerTestCase):
         body = harness.generic_payload("log check", note=marker)
         raw = json.dumps(body).encode()
         path, headers = self.auth("generic", raw)
-        r = self.signed.post(path, raw, headers=headers)
+        r = self.signed.post(path, raw, headers=headers, key=None)
         self.assertEqual(r.status, 202, r)
         u = harness.ingest_uuids(r)[0]
         path, headers = self.auth("generic", raw, secret="wrong-" + SECRET)
-        self.assertEqual(self.signed.post(path, raw, headers=headers).status, 401)
+        self.assertEqual(self.signed.post(path, raw, headers=headers, key=None).status, 401)
         time.sleep(0.2)
         err = self.signed.stderr()
         self.assertNotIn(SECRET, err)

@@ -1,5 +1,8 @@
-"""./scripts/run: the curl example it prints works as printed, and Ctrl-C
-stops alertmapd and the private PostgreSQL cleanly."""
+"""./scripts/run: the curl example it prints works as printed (with the
+development API key it makes on first start, kept in a file of mode 0600 and
+reused on the next start), the README's example too, a request without the
+key is refused, and Ctrl-C stops alertmapd and the private PostgreSQL
+cleanly."""
 
 import json
 import os
@@ -52,6 +55,10 @@ class RunScriptTest(unittest.TestCase):
         e.pop("DATABASE_URL", None)
         e.update(env)
         e["ALERTMAP_LISTEN"] = "127.0.0.1:%d" % self.port
+        # never the developer's own var/dev-api-key
+        self.keyfile = os.path.join(self.tmp, "var", "dev-api-key")
+        e["ALERTMAP_DEV_KEY_FILE"] = self.keyfile
+        e.pop("ALERTMAP_UNSIGNED_SOURCES", None)
         # the build tree this test belongs to (BUILD/h2o-glue/alertmapd)
         e["ALERTMAP_BUILD_DIR"] = os.path.dirname(os.path.dirname(harness.ALERTMAPD))
         self.errpath = os.path.join(self.tmp, "stderr")
@@ -104,10 +111,28 @@ class RunScriptTest(unittest.TestCase):
             time.sleep(0.2)
         self.fail("alertmapd of scripts/run never became healthy: " + self.stderr())
 
+    def dev_key(self):
+        """The key the script printed, checked against its file."""
+        text = "".join(self.out)
+        m = re.search(r"Development API key \(every scope, kept in (\S+)\): (amk_\S+)", text)
+        self.assertIsNotNone(m, text)
+        self.assertEqual(m.group(1), self.keyfile)
+        with open(self.keyfile, encoding="utf-8") as f:
+            self.assertEqual(f.read().strip(), m.group(2))
+        self.assertEqual(os.stat(self.keyfile).st_mode & 0o777, 0o600)
+        return m.group(2)
+
     def check_example(self):
         lines = self.example()
         self.assertTrue(any("curl" in x for x in lines), lines)
         self.wait_healthy()
+        key = self.dev_key()
+        self.assertTrue(all("cat %s" % self.keyfile in x for x in lines if "curl" in x), lines)
+        # without the key: refused
+        r = harness.request(self.port, "POST", "/v1/ingest/generic",
+                            harness.generic_payload("no key"), key=None)
+        self.assertEqual((r.status, r.json["error"]["code"]), (401, "UNAUTHORIZED"), r)
+        self.assertEqual(harness.request(self.port, "GET", "/v1/alerts", key=key).status, 200)
         r = subprocess.run(["bash", "-c", "\n".join(lines)], capture_output=True, text=True,
                            timeout=60, cwd=harness.ROOT)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -133,6 +158,8 @@ class RunScriptTest(unittest.TestCase):
         block = section.split("```sh\n", 1)[1].split("```", 1)[0]
         self.assertIn("127.0.0.1:8080", block)
         block = block.replace("127.0.0.1:8080", "127.0.0.1:%d" % self.port)
+        self.assertIn("var/dev-api-key", block)
+        block = block.replace("var/dev-api-key", self.keyfile)
         r = subprocess.run(["bash", "-c", block], capture_output=True, text=True, timeout=60,
                            cwd=harness.ROOT)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -167,11 +194,22 @@ class RunScriptTest(unittest.TestCase):
         pg = os.path.join(self.tmp, "pg")
         self.start({"ALERTMAP_PG_DIR": pg})
         self.check_example()
+        first = self.dev_key()
         sock = os.path.join(pg, "socket")
         self.assertTrue(any(f.startswith(".s.PGSQL") for f in os.listdir(sock)))
         self.interrupt()
         self.assertFalse(any(f.startswith(".s.PGSQL") for f in os.listdir(sock)),
                          "the private PostgreSQL is still running")
+        # the second start keeps the key: the database still knows it
+        self.reader.join(10)
+        self.proc.stdout.close()
+        self.err.close()
+        self.out = []
+        self.start({"ALERTMAP_PG_DIR": pg})
+        self.check_example()
+        self.assertEqual(self.dev_key(), first)
+        self.assertNotIn("created a development API key", self.stderr())
+        self.interrupt()
 
 
 if __name__ == "__main__":

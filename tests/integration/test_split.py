@@ -254,8 +254,9 @@ class SplitTest(harness.ServerTestCase):
         for case, headers in {"missing": {}, "wrong": {"Authorization": "Bearer nope"},
                               "other scheme": {"Authorization": "Basic " + TOKEN + "x"}}.items():
             with self.subTest(case=case):
+                # no API key either: only the token could vouch for it
                 err = self.rejected(payload, 401, "INVALID_SIGNATURE", srv=self.signed,
-                                    headers=headers)
+                                    headers=headers, key=None)
                 self.assertNotIn(TOKEN, err["message"], "the secret leaks into the answer")
         r = self.post(payload, srv=self.signed, headers={"Authorization": "Bearer " + TOKEN})
         lst = self.answer_list(r)
@@ -263,6 +264,11 @@ class SplitTest(harness.ServerTestCase):
         # "Bearer " is optional on the wire; the same alert again deduplicates
         r = self.post(payload, srv=self.signed, headers={"Authorization": TOKEN})
         self.assertIs(self.answer_list(r)[0].get("is_duplicate"), True)
+        # an ingest API key as the bearer credentials works while the token is set
+        other = json.dumps(notification([element(unique("keyed"), "10.3.3.4:9100")])).encode()
+        r = self.post(other, srv=self.signed,
+                      headers={"Authorization": "Bearer " + self.signed.key})
+        self.assertIs(self.answer_list(r)[0].get("is_duplicate"), False)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ static void test_get_alert(void **state)
                                        "escalated_at",
                                        "closed_at",
                                        "close_classification",
+                                       "updated_by",
                                        "raw_payload",
                                        "indicators"};
     size_t i = 0;
@@ -127,6 +128,7 @@ static void test_get_alert(void **state)
     }
     assert_int_equal(i, sizeof(keys) / sizeof(keys[0]));
     assert_string_equal(str(d, "uuid"), uuid);
+    assert_true(json_is_null(json_object_get(d, "updated_by"))); /* no PATCH yet */
     assert_string_equal(str(d, "title"), "Read me");
     assert_string_equal(str(d, "severity"), "High");
     assert_string_equal(str(d, "occurred_at"), "2024-05-01T10:00:00.123456Z");

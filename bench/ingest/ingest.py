@@ -1,0 +1,1035 @@
+#!/usr/bin/env python3
+"""bench/ingest - alertmapd's ingest speed against PostgreSQL's own limit.
+
+Run through bench/ingest/run (which builds alertmapd and the load generator).
+See bench/README.md for what each phase measures and how."""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+HERE = os.path.join(ROOT, "bench", "ingest")
+IS_ROOT = os.geteuid() == 0
+HZ = os.sysconf("SC_CLK_TCK")
+
+# Phase durations (seconds) per mode: reference pgbench runs, wrk at full
+# speed, each open-loop level, each read query, and the alerts stored
+# before the growth measurements.
+MODES = {
+    "smoke": dict(pgbench=2, full=2, warm=1, level=1.5, read=1, fills=[0, 20000],
+                  heavy_alerts=40, heavy_lead=1.5, heavy_tail=0.5),
+    "quick": dict(pgbench=5, full=5, warm=1, level=4, read=2, fills=[0, 200000],
+                  heavy_alerts=400),
+    "default": dict(pgbench=10, full=10, warm=2, level=10, read=3, fills=[0, 1000000],
+                    heavy_alerts=400),
+    "long": dict(pgbench=10, full=10, warm=2, level=10, read=3,
+                 fills=[0, 1000000, 5000000], heavy_alerts=400),
+}
+
+
+def log(msg):
+    print("bench/ingest: " + msg, file=sys.stderr, flush=True)
+
+
+def as_pg(cmd):
+    return (["runuser", "-u", "postgres", "--"] + cmd) if IS_ROOT else cmd
+
+
+# ---- payloads --------------------------------------------------------------------
+
+def elastic_template():
+    """A realistic Elastic Security alert of about 2.5 KB (flat kibana.alert.*
+    keys as a Kibana webhook connector sends them, ECS fields nested), with
+    __N__ in the rule name and __IP__ as the last octet of source.ip."""
+    rule_uuid = "5b1a0f52-3c9d-4e8a-9f6b-2d7c1e0a4b39"
+    doc = {
+        "@timestamp": "2026-11-30T14:03:27.512Z",
+        "kibana.alert.rule.name": "Suspicious PowerShell Execution __N__",
+        "kibana.alert.rule.uuid": rule_uuid,
+        "kibana.alert.rule.rule_id": "c2b9a1e7-42f0-4d6e-8b35-0f9e6a7d1c24",
+        "kibana.alert.rule.severity": "high",
+        "kibana.alert.rule.risk_score": 73,
+        "kibana.alert.rule.description": (
+            "Identifies PowerShell started with an encoded command or a download cradle, "
+            "a technique commonly used by attackers to run payloads fetched from the network."),
+        "kibana.alert.rule.tags": ["Domain: Endpoint", "OS: Windows", "Use Case: Threat Detection",
+                                   "Tactic: Execution", "Data Source: Elastic Defend"],
+        "kibana.alert.rule.type": "query",
+        "kibana.alert.rule.threat": [{
+            "framework": "MITRE ATT&CK",
+            "tactic": {"id": "TA0002", "name": "Execution",
+                       "reference": "https://attack.mitre.org/tactics/TA0002/"},
+            "technique": [{"id": "T1059.001", "name": "PowerShell",
+                           "reference": "https://attack.mitre.org/techniques/T1059/001/"}]}],
+        "kibana.alert.severity": "high",
+        "kibana.alert.risk_score": 73,
+        "kibana.alert.status": "active",
+        "kibana.alert.workflow_status": "open",
+        "kibana.alert.start": "2026-11-30T14:03:29.104Z",
+        "kibana.alert.uuid": "9e3f6c1d2b7a48e5a0c4f18d3b6e2a71",
+        "kibana.alert.reason": (
+            "process event with process powershell.exe, parent process winword.exe, "
+            "by CORP\\jdoe on WS-0231 created high alert Suspicious PowerShell Execution."),
+        "kibana.alert.original_time": "2026-11-30T14:03:27.512Z",
+        "kibana.space_ids": ["default"],
+        "event": {"kind": "signal", "category": ["process"], "type": ["start"],
+                  "action": "start", "module": "endpoint", "dataset": "endpoint.events.process"},
+        "host": {"name": "WS-0231", "hostname": "ws-0231", "ip": ["10.20.31.131"],
+                 "os": {"name": "Windows", "version": "10.0", "family": "windows"}},
+        "user": {"name": "jdoe", "domain": "CORP"},
+        "process": {
+            "name": "powershell.exe", "pid": 7412,
+            "executable": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+            "command_line": ("powershell.exe -NoProfile -ExecutionPolicy Bypass -EncodedCommand "
+                             "SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMA"),
+            "hash": {"sha256": "de96a6e69944335375dc1ac238336066889d9ffc7d73628ef4fe1b1b160ab32c"},
+            "parent": {"name": "winword.exe", "pid": 5120,
+                       "executable": "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE"},
+        },
+        "source": {"ip": "185.220.101.__IP__", "port": 49712},
+        "destination": {"ip": "10.20.31.131", "port": 443, "domain": "update-cdn.example.com"},
+        "url": {"full": "https://update-cdn.example.com/dl/stage2.ps1"},
+        "agent": {"type": "endpoint", "version": "8.11.1",
+                  "id": "7d2c0b8e-9a41-4f3e-b6d5-1c8e2f0a9b47"},
+        "ecs": {"version": "8.11.0"},
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def heavy_alertmanager(n_alerts, tag):
+    """The heavy request: an Alertmanager notification of n_alerts alerts,
+    each naming 900 distinct IPs in its description (400 x 900: 4.3 MB)."""
+    alerts = []
+    for i in range(n_alerts):
+        ips = " ".join("10.%d.%d.%d" % (i // 2, (i % 2) * 4 + j // 256, j % 256)
+                       for j in range(900))
+        alerts.append({
+            "status": "firing",
+            "labels": {"alertname": "HostScan-%s-%d" % (tag, i), "instance": "10.250.%d.%d:9100"
+                       % (i // 250, i % 250 + 1), "job": "node", "severity": "warning"},
+            "annotations": {"summary": "Port scan from many hosts %s-%d" % (tag, i),
+                            "description": "Hosts seen scanning: " + ips},
+            "startsAt": "2026-11-30T14:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example:9090/graph",
+            "fingerprint": "%016x" % i})
+    body = {"version": "4", "groupKey": "{}:{alertname=\"HostScan\"}", "status": "firing",
+            "receiver": "alertmap", "groupLabels": {"alertname": "HostScan"},
+            "commonLabels": {"job": "node"}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager.example:9093", "alerts": alerts}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+# ---- processes and /proc ------------------------------------------------------------
+
+def proc_ticks(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[11]) + int(rest[12])  # utime + stime
+    except (OSError, IndexError):
+        return None
+
+
+def proc_status(pid, key):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])  # kB
+    except OSError:
+        pass
+    return None
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def machine_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    return v[0] + v[1] + v[2] + v[5] + v[6], sum(v)  # busy, total
+
+
+class Cpu:
+    """CPU ticks of alertmapd and of every process of the cluster between
+    start() and stop(), per process so that backends that come and go count."""
+
+    def __init__(self, bench):
+        self.b = bench
+
+    def snap(self):
+        pg = {p: proc_ticks(p) for p in [self.b.postmaster] + children(self.b.postmaster)}
+        return proc_ticks(self.b.daemon.pid) or 0, pg, machine_ticks(), time.monotonic()
+
+    def start(self):
+        self.s0 = self.snap()
+
+    def stop(self, alerts):
+        a1, pg1, m1, t1 = self.snap()
+        a0, pg0, m0, t0 = self.s0
+        am = (a1 - a0) / HZ
+        pg = sum((v or 0) - (pg0.get(p) or 0) for p, v in pg1.items()) / HZ
+        wall = t1 - t0
+        busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
+        per = (lambda s: round(s * 1e6 / alerts, 1)) if alerts else (lambda s: None)
+        return {"wall_s": round(wall, 2), "alertmapd_cpu_s": round(am, 2),
+                "postgres_cpu_s": round(pg, 2),
+                "alertmapd_cores": round(am / wall, 2), "postgres_cores": round(pg / wall, 2),
+                "alertmapd_us_per_alert": per(am), "postgres_us_per_alert": per(pg),
+                "postgres_share": round(pg / (am + pg), 3) if am + pg > 0 else None,
+                "machine_busy": round(busy, 3)}
+
+
+class Bench:
+    def __init__(self, args, mode):
+        self.args = args
+        self.m = MODES[mode]
+        self.mode = mode
+        self.work = tempfile.mkdtemp(prefix="alertmap-bench-ingest.")
+        os.chmod(self.work, 0o755)
+        self.pgdir = os.path.join(self.work, "pg")
+        self.daemon = None
+        self.daemon_log = None
+        self.postmaster = None
+        self.tag = "%x" % int(time.time())
+        self.res = {"mode": mode, "argv": sys.argv[1:], "started_at": datetime.datetime.now(datetime.timezone.utc)
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    # -- PostgreSQL --
+    def pg_start(self):
+        out = subprocess.run([os.path.join(ROOT, "scripts", "pg"), "start", self.pgdir, "postgres"],
+                             check=True, capture_output=True, text=True)
+        self.sock = os.path.join(self.pgdir, "socket")
+        with open(os.path.join(self.pgdir, "data", "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+        self.res["postgres"] = {
+            "version": self.sql("postgres", "show server_version"),
+            "fsync": self.sql("postgres", "show fsync"),
+            "synchronous_commit": self.sql("postgres", "show synchronous_commit"),
+            "shared_buffers": self.sql("postgres", "show shared_buffers")}
+        del out
+
+    def pg_stop(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "pg"), "stop", self.pgdir],
+                       capture_output=True)
+
+    def url(self, db):
+        return "postgresql:///%s?host=%s&user=alertmap" % (db, self.sock)
+
+    def psql(self, db, script, timeout=3600):
+        r = subprocess.run(as_pg(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.sock,
+                                  "-U", "alertmap", "-d", db, "-tA", "-f", "-"]),
+                           input=script, capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise RuntimeError("psql on %s failed: %s" % (db, r.stderr.strip()))
+        return r.stdout.strip()
+
+    def sql(self, db, query):
+        return self.psql(db, query + ";\n")
+
+    def createdb(self, db):
+        self.sql("postgres", 'drop database if exists "%s"' % db)
+        self.sql("postgres", 'create database "%s"' % db)
+
+    # -- alertmapd --
+    def daemon_start(self, db):
+        port_sock = socket.socket()
+        port_sock.bind(("127.0.0.1", 0))
+        self.port = port_sock.getsockname()[1]
+        port_sock.close()
+        env = dict(os.environ)
+        for k in list(env):
+            if k.endswith("_WEBHOOK_SECRET") or k.startswith("ALERTMAP_"):
+                del env[k]
+        env["ALERTMAP_SQL_DIR"] = os.path.join(ROOT, "schemas", "sql")
+        # The benchmark measures ingest, not the rate limits or signatures:
+        # the sources it posts to take its API key, and no bucket applies.
+        env["ALERTMAP_UNSIGNED_SOURCES"] = "elastic,alertmanager"
+        env["ALERTMAP_RATE_PER_KEY"] = "off"
+        env["ALERTMAP_RATE_PER_SOURCE"] = "off"
+        env.update(json.loads(self.args.env or "{}"))
+        self.daemon_log = open(os.path.join(self.work, "alertmapd-%s.log" % db), "w")
+        self.daemon = subprocess.Popen(
+            # a long request deadline: the heavy phase measures how long the
+            # writer stalls the others, which the default 5 s deadline would
+            # turn into 503s (docs/security.md, Request deadline)
+            [self.args.alertmapd, "--listen", "127.0.0.1:%d" % self.port,
+             "--database-url", self.url(db), "--mappings", os.path.join(ROOT, "mappings"),
+             "--request-deadline", "5m"],
+            env=env, stdout=self.daemon_log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                raise RuntimeError("alertmapd exited: " + open(self.daemon_log.name).read()[-2000:])
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    self.api_key(db)
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("alertmapd did not become healthy")
+
+    def api_key(self, db):
+        """Once per run: an API key with every scope, made with the alertmap
+        CLI in the database alertmapd has just migrated, sent by every client
+        (unless --header already sends a credential)."""
+        if any(h.split(":", 1)[0].strip().lower() in ("authorization", "x-api-key")
+               for h in self.args.header):
+            return
+        cli = self.args.alertmap or os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(self.args.alertmapd))), "cli", "alertmap")
+        r = subprocess.run([cli, "keys", "create", "--name", "bench-" + db,
+                            "--scope", "ingest,read,write,admin", "--database-url", self.url(db)],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError("alertmap keys create failed: " + r.stderr.strip())
+        self.args.header.append("Authorization: Bearer " + r.stdout.strip())
+
+    def daemon_stop(self):
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            try:
+                self.daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        self.daemon = None
+
+    def http(self, method, path, body=None, timeout=300):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        headers = {"Content-Type": "application/json"}
+        for h in self.args.header:
+            k, v = h.split(":", 1)
+            headers[k.strip()] = v.strip()
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    # -- load --
+    def wrk(self, seconds, path, template, tag, connections=32):
+        cmd = ["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
+               "-s", os.path.join(HERE, "post.lua")]
+        for h in self.args.header:
+            cmd += ["-H", h]
+        cmd += ["http://127.0.0.1:%d" % self.port, "--", template, path, tag]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120).stdout
+        m = re.search(r"^WRKRESULT (.*)$", out, re.M)
+        if not m:
+            raise RuntimeError("wrk gave no result:\n" + out)
+        r = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+        ok = r["requests"] - r["non2xx"]
+        return {"requests": r["requests"], "ok": ok, "non2xx": r["non2xx"],
+                "socket_errors": r["connect"] + r["read"] + r["write"] + r["timeout"],
+                "duration_s": round(r["duration_us"] / 1e6, 3),
+                "rate": round(ok / (r["duration_us"] / 1e6), 1),
+                "latency_ms": {"p50": r["p50_us"] / 1e3, "p90": r["p90_us"] / 1e3,
+                               "p99": r["p99_us"] / 1e3, "max": r["max_us"] / 1e3}}
+
+    def loadgen(self, rate, seconds, connections=32, raw=None, method="POST", path=None,
+                paths=None, body=None, tag=None, background=False, grace=None):
+        cmd = [self.args.loadgen, "--port", str(self.port), "--rate", "%.2f" % rate,
+               "--duration", "%.2f" % seconds, "--connections", str(connections),
+               "--method", method]
+        if path:
+            cmd += ["--path", path]
+        if paths:
+            cmd += ["--paths", paths]
+        if body:
+            cmd += ["--body", body]
+        if tag:
+            cmd += ["--tag", tag]
+        if raw:
+            cmd += ["--raw", raw]
+        if grace is not None:
+            cmd += ["--grace", str(grace)]
+        for h in self.args.header:
+            cmd += ["--header", h]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        if background:
+            return p
+        return self.loadgen_result(p, seconds + 120)
+
+    @staticmethod
+    def loadgen_result(p, timeout):
+        out, _ = p.communicate(timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError("loadgen failed (%d)" % p.returncode)
+        return json.loads(out)
+
+    def rss(self):
+        return {"rss_mb": round((proc_status(self.daemon.pid, "VmRSS") or 0) / 1024, 1),
+                "peak_rss_mb": round((proc_status(self.daemon.pid, "VmHWM") or 0) / 1024, 1)}
+
+    # ---- phases ------------------------------------------------------------------
+    def write_templates(self):
+        tpl = elastic_template()
+        self.template = os.path.join(self.work, "elastic.json")
+        with open(self.template, "w") as f:
+            f.write(tpl)
+        self.sample_payload = tpl.replace("__N__", "0").replace("__IP__", "1")
+        self.res["payload"] = {"source": "elastic", "bytes": len(self.sample_payload)}
+
+    def phase_reference(self):
+        ref = self.args.reference
+        d = self.m["pgbench"]
+        lit = self.sample_payload.replace("'", "''")
+        out = {}
+        for name, script, clients, extra, per_tx in (
+                ("batched", "batch.sql", 2, [], 100),
+                ("naive", "one.sql", 32, ["--max-tries", "10"], 1)):
+            db = "ref_" + name
+            self.createdb(db)
+            with open(os.path.join(ref, "schema.sql")) as f:
+                self.psql(db, f.read())
+            with open(os.path.join(ref, script)) as f:
+                text = f.read().replace("$PAYLOAD", lit)
+            path = os.path.join(self.work, script)
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o644)
+            cmd = as_pg(["pgbench", "-n", "-h", self.sock, "-U", "alertmap", "-c", str(clients),
+                         "-j", "2", "-T", str(d)] + extra + ["-f", path, db])
+            log("reference %s: %s" % (name, " ".join(cmd[cmd.index("pgbench"):])))
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=d + 120)
+            m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
+            if r.returncode != 0 or not m:
+                raise RuntimeError("pgbench failed:\n" + r.stdout + r.stderr)
+            failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
+            alerts = int(self.sql(db, "select count(*) from alerts"))
+            out[name] = {"clients": clients, "alerts_per_tx": per_tx, "seconds": d,
+                         "tps": float(m.group(1)), "rate": round(float(m.group(1)) * per_tx, 1),
+                         "failed_tx": int(failed.group(1)) if failed else 0,
+                         "alerts_stored": alerts}
+            log("  %.0f alerts/s" % out[name]["rate"])
+            self.sql("postgres", 'drop database "%s"' % db)
+        self.res["reference"] = out
+
+    def phase_e2e(self):
+        m = self.m
+        path = "/v1/ingest/elastic"
+        st, data = self.http("POST", path, self.sample_payload.replace("Execution 0", "Execution smoke-" + self.tag))
+        if st != 202:
+            raise RuntimeError("a smoke ingest answered %d: %s" % (st, data[:300]))
+        self.wrk(m["warm"], path, self.template, self.tag + "w")
+        cpu = Cpu(self)
+        cpu.start()
+        full = self.wrk(m["full"], path, self.template, self.tag + "f")
+        full["cpu"] = cpu.stop(full["ok"])
+        full.update(self.rss())
+        log("end to end, wrk -t2 -c32: %.0f alerts/s, p99 %.1f ms, non-2xx %d"
+            % (full["rate"], full["latency_ms"]["p99"], full["non2xx"]))
+        levels = []
+        for frac in (0.25, 0.5, 0.75):
+            rate = max(1.0, frac * full["rate"])
+            cpu.start()
+            r = self.loadgen(rate, m["level"], body=self.template, path=path,
+                             tag="%sl%d" % (self.tag, int(frac * 100)))
+            r["fraction"] = frac
+            r["cpu"] = cpu.stop(r["ok"])
+            levels.append(r)
+            log("  at %d %% (%.0f/s offered, %.0f/s done): p50 %.1f p90 %.1f p99 %.1f max %.1f ms, "
+                "non-2xx %d, errors %d" % (frac * 100, rate, r["achieved_rate"],
+                                         r["latency_ms"]["p50"], r["latency_ms"]["p90"],
+                                         r["latency_ms"]["p99"], r["latency_ms"]["max"],
+                                         r["non2xx"], r["errors"]))
+        ref = self.res.get("reference", {})
+        e2e = {"full": full, "levels": levels, "rss_after_ordinary_load": self.rss(),
+               "alerts_stored": int(self.sql("am_e2e", "select count(*) from alerts")),
+               "answered_2xx": 1 + full["ok"] + sum(l["ok"] for l in levels),
+               # every request is a new alert: none may have been deduplicated
+               "deduplicated": int(self.sql("am_e2e", "select coalesce(sum(duplicate_count), 0)"
+                                                      " from alerts"))}
+        if ref:
+            e2e["ratio_to_batched"] = round(full["rate"] / ref["batched"]["rate"], 3)
+            e2e["ratio_to_naive"] = round(full["rate"] / ref["naive"]["rate"], 3)
+        e2e["non2xx_total"] = full["non2xx"] + sum(l["non2xx"] + l["errors"] for l in levels)
+        self.res["e2e"] = e2e
+
+    def phase_heavy(self):
+        """Normal senders at 50 % of full speed; after a few seconds one heavy
+        Alertmanager request. The others' latency while it runs is compared
+        with the 50 % level measured alone (same rate, same senders)."""
+        full = self.res["e2e"]["full"]["rate"]
+        rate = max(1.0, 0.5 * full)
+        body = heavy_alertmanager(self.m["heavy_alerts"], self.tag)
+        raw = os.path.join(self.work, "heavy.raw")
+        lead, tail, cap = self.m.get("heavy_lead", 3.0), self.m.get("heavy_tail", 2.0), 180.0
+        p = self.loadgen(rate, cap, body=self.template, path="/v1/ingest/elastic",
+                         tag=self.tag + "h", raw=raw, background=True, grace=120)
+        time.sleep(lead)
+        t0 = time.monotonic_ns()
+        try:
+            st, data = self.http("POST", "/v1/ingest/alertmanager", body, timeout=cap)
+        except (OSError, http.client.HTTPException) as e:
+            st, data = 0, str(e).encode()
+        t1 = time.monotonic_ns()
+        time.sleep(tail)
+        # stop the schedule; the requests queued meanwhile are still sent and waited for
+        p.send_signal(signal.SIGTERM)
+        summary = self.loadgen_result(p, 180)
+        t_end = time.monotonic_ns()
+        recs = []
+        with open(raw) as f:
+            for line in f:
+                s_, _, d, code = (int(x) for x in line.split())
+                recs.append((s_, d or t_end, code if d else -1))
+
+        def stats(sel):
+            lat = sorted((d - s_) / 1e6 for s_, d, _ in sel)
+            if not lat:
+                return {"requests": 0}
+            q = lambda p_: lat[min(len(lat) - 1, int(p_ / 100 * len(lat)))]
+            return {"requests": len(lat), "p50_ms": round(q(50), 2), "p99_ms": round(q(99), 2),
+                    "max_ms": round(lat[-1], 2),
+                    "non2xx": sum(1 for _, _, c in sel if c >= 0 and not 200 <= c < 300),
+                    "unfinished": sum(1 for _, _, c in sel if c < 0)}
+        before = [r for r in recs if r[1] <= t0]
+        during = [r for r in recs if r[1] > t0 and r[0] <= t1]
+        alone = next((l for l in self.res["e2e"]["levels"] if l["fraction"] == 0.5), None)
+        h = {"body_bytes": len(body), "alerts": self.m["heavy_alerts"], "ips_per_alert": 900,
+             "status": st, "seconds": round((t1 - t0) / 1e9, 2), "others_rate": round(rate, 1),
+             "others_before": stats(before), "others_during": stats(during),
+             "others_whole_run": {k: summary[k] for k in ("ok", "non2xx", "errors", "unfinished")},
+             "longest_wait_ms": round(max(((d - s_) / 1e6 for s_, d, _ in recs), default=0), 2),
+             "rss_after": self.rss()}
+        if st != 202:
+            h["answer"] = data[:300].decode(errors="replace")
+        base = alone["latency_ms"]["p99"] if alone else h["others_before"].get("p99_ms")
+        h["others_p99_without_ms"] = base
+        if base and h["others_during"].get("p99_ms") is not None:
+            h["p99_ratio"] = round(h["others_during"]["p99_ms"] / base, 2)
+        log("heavy request (%d bytes): %d in %.1f s; others' p99 %s ms during vs %s ms without, "
+            "longest wait %.0f ms" % (len(body), st, h["seconds"],
+                                      h["others_during"].get("p99_ms"), base, h["longest_wait_ms"]))
+        self.res["heavy"] = h
+
+    # -- growth: ingest rate and the read API as the table grows --
+    def fill(self, db, target):
+        have = int(self.sql(db, "select count(*) from alerts"))
+        n = target - have
+        if n <= 0:
+            return 0.0
+        log("filling %s with %d alerts (SQL)" % (db, n))
+        t = time.monotonic()
+        lit = self.sample_payload.replace("'", "''")
+        # secondary indexes (not backing a constraint) are dropped during the
+        # fill and built again after it: much faster than maintaining them
+        idx = self.psql(db, """select pg_get_indexdef(i.indexrelid) || ';' || i.indexrelid::regclass
+            from pg_index i where i.indrelid in ('alerts'::regclass, 'alert_indicators'::regclass,
+            'enrichment_jobs'::regclass, 'indicators'::regclass)
+            and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid);""")
+        defs = [l.rsplit(";", 1) for l in idx.splitlines() if l]
+        npool = max(1000, target // 10)
+        script = ["set session_replication_role = replica;",  # no FK or NOTIFY triggers
+                  "set maintenance_work_mem = '256MB';"]
+        script += ["drop index %s;" % name for _, name in defs]
+        script.append("""
+insert into indicators (type, value)
+  select 'ip', '10.' || (g / 65536) %% 256 || '.' || (g / 256) %% 256 || '.' || g %% 256
+  from generate_series(1, %(npool)d) g on conflict do nothing;
+create temp table fill_base as select coalesce(max(id), 0) as base from alerts;
+insert into alerts (title, severity, occurred_at, source_name, description, status,
+                    close_classification, tags, raw_payload, detection_rule_ref, fingerprint,
+                    ingested_at, updated_at)
+  select 'Filled alert ' || g,
+         (array['Informational','Low','Medium','High','Critical'])[1 + g %% 5],
+         t - interval '2 minutes', (array['elastic','sentinel','splunk','generic','alertmanager'])[1 + (g / 5) %% 5],
+         'Identifies PowerShell started with an encoded command.',
+         (array['Open','Open','Triaging','Escalated','Closed'])[1 + (g / 25) %% 5],
+         case when (g / 25) %% 5 = 4 then 'false_positive' end,
+         '{PowerShell,Endpoint}', '%(lit)s'::jsonb, 'rule-' || g %% 100, md5('fill-%(tag)s-' || g),
+         t, t
+  from (select g, now() - interval '1 day' - (%(target)d - g) * interval '1 second' * 0.5 as t
+        from generate_series(%(lo)d, %(hi)d) g) s;
+insert into alert_indicators (alert_id, indicator_id, source_field, position)
+  select a.id, i.id, 'source.ip', 1 from alerts a
+  join indicators i on i.type = 'ip' and i.id = 1 + a.id %% %(npool)d
+  where a.id > (select base from fill_base);
+insert into enrichment_jobs (alert_id, status, attempts, created_at, claimed_at, finished_at)
+  select id, 'done', 1, ingested_at, ingested_at, ingested_at from alerts
+  where id > (select base from fill_base);
+""" % {"npool": npool, "lit": lit, "tag": self.tag, "target": target, "lo": have + 1,
+       "hi": target})
+        script += [d + ";" for d, _ in defs]
+        self.psql(db, "\n".join(script))
+        self.psql(db, "vacuum analyze;")
+        return round(time.monotonic() - t, 1)
+
+    def read_paths(self, db):
+        """The read API requests: the list with each filter, pages reached
+        through the cursor, and single alerts by uuid."""
+        since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)) \
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+        kinds = {
+            "list": ["/v1/alerts"],
+            "list_limit500": ["/v1/alerts?limit=500"],
+            "source_name": ["/v1/alerts?source_name=sentinel"],
+            "severity": ["/v1/alerts?severity=Critical"],
+            "status": ["/v1/alerts?status=Escalated"],
+            "since": ["/v1/alerts?since=" + since],
+            "combined": ["/v1/alerts?source_name=elastic&severity=High&status=Open"],
+        }
+        for name, first in (("cursor", "/v1/alerts"), ("cursor_severity", "/v1/alerts?severity=High")):
+            pages, p = [], first
+            for _ in range(20):
+                st, data = self.http("GET", p)
+                if st != 200:
+                    raise RuntimeError("GET %s answered %d: %s" % (p, st, data[:200]))
+                cur = json.loads(data).get("meta", {}).get("next_cursor")
+                if not cur:
+                    break
+                sep = "&" if "?" in first else "?"
+                p = first + sep + "cursor=" + urlquote(cur)
+                pages.append(p)
+            if pages:
+                kinds[name] = pages
+        uuids = self.sql(db, "select uuid from alerts tablesample system (1) limit 500").split()
+        if len(uuids) < 50:
+            uuids = self.sql(db, "select uuid from alerts order by random() limit 500").split()
+        if uuids:
+            kinds["get_uuid"] = ["/v1/alerts/" + u for u in uuids]
+        return kinds
+
+    def measure_reads(self, db):
+        out = {}
+        for kind, paths in self.read_paths(db).items():
+            pf = os.path.join(self.work, "paths-%s.txt" % kind)
+            with open(pf, "w") as f:
+                f.write("\n".join(paths) + "\n")
+            r = self.loadgen(50, self.m["read"], connections=4, method="GET", paths=pf)
+            # latency: from the scheduled time (queueing included when the
+            # answers are slower than the schedule); service: from the send
+            out[kind] = {"p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"],
+                         "max_ms": r["latency_ms"]["max"],
+                         "service_p50_ms": r["service_ms"]["p50"],
+                         "service_p99_ms": r["service_ms"]["p99"],
+                         "achieved_rate": r["achieved_rate"], "requests": r["responses"],
+                         "non2xx": r["non2xx"] + r["errors"]}
+        return out
+
+    def phase_growth(self):
+        db = "am_growth"
+        self.createdb(db)
+        self.daemon_start(db)
+        steps = []
+        for target in self.m["fills"]:
+            self.daemon_stop()  # the fill runs alone
+            fill_s = self.fill(db, target)
+            self.daemon_start(db)
+            stored = int(self.sql(db, "select count(*) from alerts"))
+            self.wrk(self.m["warm"], "/v1/ingest/elastic", self.template, self.tag + "gw%d" % target)
+            cpu = Cpu(self)
+            cpu.start()
+            w = self.wrk(self.m["full"], "/v1/ingest/elastic", self.template,
+                         self.tag + "g%d" % target)
+            w["cpu"] = cpu.stop(w["ok"])
+            stored_read = int(self.sql(db, "select count(*) from alerts"))
+            reads = self.measure_reads(db)
+            size = self.sql(db, "select pg_size_pretty(pg_database_size(current_database()))")
+            steps.append({"stored_alerts": stored, "fill_seconds": fill_s, "database_size": size,
+                          "stored_alerts_at_read": stored_read,
+                          "ingest": w, "read": reads})
+            log("with %d alerts stored: ingest %.0f alerts/s (p99 %.1f ms); read p99 %s" % (
+                stored, w["rate"], w["latency_ms"]["p99"],
+                ", ".join("%s %.1f ms" % (k, v["p99_ms"]) for k, v in reads.items())))
+        base = steps[0]["ingest"]["rate"]
+        for s in steps:
+            s["ingest_vs_empty"] = round(s["ingest"]["rate"] / base, 3) if base else None
+        self.daemon_stop()
+        self.res["growth"] = steps
+
+    def run(self, phases):
+        self.write_templates()
+        self.pg_start()
+        try:
+            if "reference" in phases:
+                self.phase_reference()
+            if "e2e" in phases or "heavy" in phases:
+                self.createdb("am_e2e")
+                self.daemon_start("am_e2e")
+                self.phase_e2e()
+                if "heavy" in phases:
+                    self.phase_heavy()
+                self.daemon_stop()
+            if "growth" in phases:
+                self.phase_growth()
+        finally:
+            self.daemon_stop()
+            self.pg_stop()
+        self.res["finished_at"] = datetime.datetime.now(datetime.timezone.utc) \
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def urlquote(s):
+    from urllib.parse import quote
+    return quote(s, safe="")
+
+
+# ---- report ------------------------------------------------------------------------
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    return {"cores": os.cpu_count(), "cpu": cpu, "loadavg_at_end": [float(x) for x in load]}
+
+
+def report(res):
+    p = print
+    p("alertmap ingest benchmark (%s, mode %s)" % (res["started_at"], res["mode"]))
+    mc = res["machine"]
+    p("  machine: %d cores, %s; load average at the end %s" % (
+        mc["cores"], mc["cpu"], " ".join(str(x) for x in mc["loadavg_at_end"])))
+    pg = res.get("postgres", {})
+    p("  PostgreSQL %s, fsync=%s, synchronous_commit=%s, shared_buffers=%s; payload: Elastic "
+      "alert of %d bytes" % (pg.get("version"), pg.get("fsync"), pg.get("synchronous_commit"),
+                             pg.get("shared_buffers"), res["payload"]["bytes"]))
+    p("")
+    ref = res.get("reference")
+    if ref:
+        p("  %-62s %10s" % ("figure", "alerts/s"))
+        p("  %-62s %10.0f" % ("PostgreSQL, reference rows, 100 alerts/transaction, 2 clients",
+                              ref["batched"]["rate"]))
+        p("  %-62s %10.0f" % ("PostgreSQL, reference rows, 1 alert/transaction, 32 clients",
+                              ref["naive"]["rate"]))
+    e = res.get("e2e")
+    if e:
+        f = e["full"]
+        p("  %-62s %10.0f   (p50 %.1f, p99 %.1f ms)" % (
+            "alertmapd end to end, wrk -t2 -c32", f["rate"], f["latency_ms"]["p50"],
+            f["latency_ms"]["p99"]))
+        if "ratio_to_batched" in e:
+            p("")
+            p("  end to end / batched limit: %.2f   (target >= 0.70)" % e["ratio_to_batched"])
+            p("  end to end / naive:         %.2f   (target >= 2)" % e["ratio_to_naive"])
+        p("  non-2xx answers (full speed and levels): %d" % e["non2xx_total"])
+        p("")
+        p("  open-loop latency (fixed schedule, 32 connections, from the scheduled time):")
+        p("  %8s %10s %10s %8s %8s %8s %9s %8s" % ("load", "offered/s", "done/s", "p50 ms",
+                                                  "p90 ms", "p99 ms", "max ms", "non-2xx"))
+        for l in e["levels"]:
+            lm = l["latency_ms"]
+            p("  %7d%% %10.0f %10.0f %8.1f %8.1f %8.1f %9.1f %8d" % (
+                l["fraction"] * 100, l["offered_rate"], l["achieved_rate"], lm["p50"], lm["p90"],
+                lm["p99"], lm["max"], l["non2xx"] + l["errors"]))
+        c = f["cpu"]
+        p("")
+        p("  CPU at full speed: alertmapd %.2f cores (%s us/alert), PostgreSQL %.2f cores (%s us/alert);"
+          " PostgreSQL's share %.0f %%; machine busy %.0f %%" % (
+              c["alertmapd_cores"], c["alertmapd_us_per_alert"], c["postgres_cores"],
+              c["postgres_us_per_alert"], 100 * (c["postgres_share"] or 0), 100 * c["machine_busy"]))
+        r = e["rss_after_ordinary_load"]
+        p("  alertmapd RSS: peak %.1f MB after ordinary load (target <= 64 MB)" % r["peak_rss_mb"])
+    h = res.get("heavy")
+    if h:
+        p("")
+        p("  heavy request: Alertmanager body of %d bytes (%d alerts x %d IPs) -> %d in %.1f s,"
+          % (h["body_bytes"], h["alerts"], h["ips_per_alert"], h["status"], h["seconds"]))
+        p("    others at 50 %% (%.0f/s): p99 %s ms during it, %s ms without (x%s); longest wait %.0f ms;"
+          " peak RSS after %.1f MB" % (h["others_rate"], h["others_during"].get("p99_ms"),
+                                       h["others_p99_without_ms"], h.get("p99_ratio"),
+                                       h["longest_wait_ms"], h["rss_after"]["peak_rss_mb"]))
+    g = res.get("growth")
+    if g:
+        p("")
+        p("  growth: ingest at full speed and read-API p99 (ms) with alerts already stored")
+        kinds = list(g[-1]["read"].keys())
+        p("  %10s %9s %7s  %s" % ("stored", "alerts/s", "vs 0", " ".join("%9s" % k[:9] for k in kinds)))
+        for s in g:
+            p("  %10d %9.0f %7.2f  %s" % (s["stored_alerts"], s["ingest"]["rate"],
+                                        s["ingest_vs_empty"] or 0,
+                                        " ".join("%9.1f" % s["read"].get(k, {}).get("p99_ms", float("nan"))
+                                                 for k in kinds)))
+        for s in g:
+            p("")
+            p("  read API with %d alerts stored (%s), 50 requests/s on 4 connections:" % (
+                s["stored_alerts_at_read"], s["database_size"]))
+            p("  %-16s %8s %8s %8s %12s %12s %8s" % ("query", "p50 ms", "p99 ms", "max ms",
+                                                   "service p50", "service p99", "done/s"))
+            for k, v in s["read"].items():
+                p("  %-16s %8.1f %8.1f %8.1f %12.1f %12.1f %8.1f" % (
+                    k, v["p50_ms"], v["p99_ms"], v["max_ms"], v.get("service_p50_ms", 0),
+                    v.get("service_p99_ms", 0), v.get("achieved_rate", 0)))
+
+
+def markdown(res):
+    """The figures of a result file as Markdown tables (for docs/performance.md)."""
+    p = print
+    mc, pg = res["machine"], res.get("postgres", {})
+    p("`bench/ingest/run%s`, %s, %d cores (%s), load average %s at the end; PostgreSQL %s "
+      "(fsync=%s, synchronous_commit=%s, shared_buffers=%s); Elastic alert of %d bytes; took %.0f s."
+      % ("" if res["mode"] == "default" else " --" + res["mode"], res["started_at"], mc["cores"],
+         mc["cpu"], " / ".join(str(x) for x in mc["loadavg_at_end"]),
+         pg.get("version", "?").split()[0], pg.get("fsync"), pg.get("synchronous_commit"),
+         pg.get("shared_buffers"), res["payload"]["bytes"], res["seconds"]))
+    ref, e = res.get("reference"), res.get("e2e")
+    p("")
+    p("| figure | alerts/s |")
+    p("|---|---:|")
+    if ref:
+        p("| PostgreSQL, reference rows, 100 alerts per transaction, 2 clients | %s |"
+          % "{:,.0f}".format(ref["batched"]["rate"]))
+        p("| PostgreSQL, reference rows, one transaction per alert, 32 clients | %s |"
+          % "{:,.0f}".format(ref["naive"]["rate"]))
+    if e:
+        f = e["full"]
+        p("| alertmapd end to end, wrk -t2 -c32 (p50 %.1f ms, p99 %.1f ms) | %s |"
+          % (f["latency_ms"]["p50"], f["latency_ms"]["p99"], "{:,.0f}".format(f["rate"])))
+        if ref:
+            p("")
+            p("End to end / batched limit **%.2f** (target ≥ 0.70); end to end / naive **%.2f** "
+              "(target ≥ 2); non-2xx answers: %d." % (e["ratio_to_batched"], e["ratio_to_naive"],
+                                                      e["non2xx_total"]))
+        p("")
+        p("| load | offered/s | done/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx |")
+        p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for l in e["levels"]:
+            lm = l["latency_ms"]
+            p("| %d %% | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %d |" % (
+                l["fraction"] * 100, l["offered_rate"], l["achieved_rate"], lm["p50"], lm["p90"],
+                lm["p99"], lm["max"], l["non2xx"] + l["errors"]))
+        c = f["cpu"]
+        p("")
+        p("CPU at full speed (%.1f s): alertmapd %.2f cores = %s µs per alert; PostgreSQL (all "
+          "processes of the cluster) %.2f cores = %s µs per alert, %.0f %% of the two; whole "
+          "machine %.0f %% busy. alertmapd peak RSS %.1f MB after the ordinary load." % (
+              c["wall_s"], c["alertmapd_cores"], c["alertmapd_us_per_alert"], c["postgres_cores"],
+              c["postgres_us_per_alert"], 100 * (c["postgres_share"] or 0), 100 * c["machine_busy"],
+              e["rss_after_ordinary_load"]["peak_rss_mb"]))
+    h = res.get("heavy")
+    if h:
+        p("")
+        p("| heavy request | |")
+        p("|---|---:|")
+        p("| Alertmanager body, %d alerts × %d IPs | %s bytes |" % (
+            h["alerts"], h["ips_per_alert"], "{:,}".format(h["body_bytes"])))
+        p("| its answer, time | %d, %.1f s |" % (h["status"], h["seconds"]))
+        p("| other senders at 50 %% (%.0f/s): p99 without it | %.1f ms |" % (
+            h["others_rate"], h["others_p99_without_ms"]))
+        p("| their p50 / p99 while it ran (%d requests) | %s / %s ms (×%s) |" % (
+            h["others_during"]["requests"], h["others_during"].get("p50_ms"),
+            h["others_during"].get("p99_ms"), h.get("p99_ratio")))
+        p("| longest wait of another request | %.0f ms |" % h["longest_wait_ms"])
+        p("| alertmapd peak RSS after it | %.1f MB |" % h["rss_after"]["peak_rss_mb"])
+    g = res.get("growth")
+    if g:
+        p("")
+        p("| alerts stored | database | fill (SQL) | ingest alerts/s | vs empty | ingest p99 ms |")
+        p("|---:|---:|---:|---:|---:|---:|")
+        for s_ in g:
+            p("| %s | %s | %.0f s | %.0f | %.2f | %.1f |" % (
+                "{:,}".format(s_["stored_alerts"]), s_["database_size"], s_["fill_seconds"],
+                s_["ingest"]["rate"], s_["ingest_vs_empty"] or 0, s_["ingest"]["latency_ms"]["p99"]))
+        kinds = list(g[-1]["read"].keys())
+        p("")
+        p("Read API, 50 requests/s on 4 connections, p99 from the scheduled time "
+          "(service time p50 / p99 from the send in brackets), ms:")
+        p("")
+        p("| query | " + " | ".join("%s stored" % "{:,}".format(s_["stored_alerts_at_read"])
+                                    for s_ in g) + " |")
+        p("|---|" + "---:|" * len(g))
+        for k in kinds:
+            cells = []
+            for s_ in g:
+                v = s_["read"].get(k)
+                cells.append("%.1f (%.1f / %.1f)" % (v["p99_ms"], v.get("service_p50_ms", 0),
+                                                   v.get("service_p99_ms", 0)) if v else "–")
+            p("| %s | %s |" % (k, " | ".join(cells)))
+
+
+def checks(res):
+    """Sanity of a run (for --check and the test suite): every figure is
+    positive and every request was answered 2xx."""
+    bad = []
+    for name, r in res.get("reference", {}).items():
+        if not r["rate"] > 0:
+            bad.append("reference %s: no transactions" % name)
+    e = res.get("e2e")
+    if e:
+        if not e["full"]["rate"] > 0:
+            bad.append("end to end: no 2xx answers")
+        if e["non2xx_total"] or e["full"]["socket_errors"]:
+            bad.append("end to end: %d non-2xx, %d socket errors" % (e["non2xx_total"],
+                                                                    e["full"]["socket_errors"]))
+        # wrk does not count the requests in flight when it stops (committed all the same)
+        if e["alerts_stored"] < e["answered_2xx"]:
+            bad.append("end to end: %d alerts stored, fewer than the %d answered 2xx"
+                       % (e["alerts_stored"], e["answered_2xx"]))
+        if e.get("deduplicated"):
+            bad.append("end to end: %d requests were deduplicated (titles not unique)"
+                       % e["deduplicated"])
+        for l in e["levels"]:
+            if l["unfinished"] or l["errors"] or l["non2xx"]:
+                bad.append("level %d %%: %d non-2xx, %d errors, %d unfinished" % (
+                    l["fraction"] * 100, l["non2xx"], l["errors"], l["unfinished"]))
+    h = res.get("heavy")
+    if h and (h["status"] != 202 or h["others_whole_run"]["non2xx"] or h["others_whole_run"]["errors"]):
+        bad.append("heavy request: answered %d, others %d non-2xx, %d errors" % (
+            h["status"], h["others_whole_run"]["non2xx"], h["others_whole_run"]["errors"]))
+    for st in res.get("growth", []):
+        if not st["ingest"]["rate"] > 0 or st["ingest"]["non2xx"]:
+            bad.append("growth %d: ingest failed" % st["stored_alerts"])
+        for k, v in st["read"].items():
+            if v["non2xx"] or not v["requests"]:
+                bad.append("growth %d: read %s: %d non-2xx of %d" % (st["stored_alerts"], k,
+                                                                    v["non2xx"], v["requests"]))
+    return bad
+
+
+def plot(res, png):
+    e = res.get("e2e")
+    if not e or not shutil.which("gnuplot"):
+        return False
+    data = png[:-4] + ".dat"
+    with open(data, "w") as f:
+        f.write("# offered alerts/s  p50 p90 p99 max (ms)\n")
+        for l in e["levels"]:
+            lm = l["latency_ms"]
+            f.write("%.1f %.3f %.3f %.3f %.3f\n" % (l["offered_rate"], lm["p50"], lm["p90"],
+                                                     lm["p99"], lm["max"]))
+    full = e["full"]
+    fulldat = png[:-4] + "-full.dat"
+    with open(fulldat, "w") as f:
+        f.write("%.1f %.3f %.3f\n" % (full["rate"], full["latency_ms"]["p50"], full["latency_ms"]["p99"]))
+    title = "alertmapd ingest latency vs offered load (%s, %d cores, load avg %.1f)" % (
+        res["started_at"][:10], res["machine"]["cores"], res["machine"]["loadavg_at_end"][0])
+    script = """set terminal png size 900,560
+set output '%(png)s'
+set title "%(title)s"
+set xlabel 'offered load (alerts/s); full speed (wrk, closed loop) = %(full).0f/s'
+set ylabel 'latency from the scheduled send time (ms)'
+set logscale y
+set key left top
+set grid
+set xrange [0:%(xmax).0f]
+set arrow from %(full).0f, graph 0 to %(full).0f, graph 1 nohead dt 2
+plot '%(data)s' using 1:2 with linespoints title 'p50', \\
+     '%(data)s' using 1:3 with linespoints title 'p90', \\
+     '%(data)s' using 1:4 with linespoints title 'p99', \\
+     '%(data)s' using 1:5 with linespoints title 'max', \\
+     '%(fulldat)s' using 1:2 with points pt 7 ps 1.5 title 'full speed p50 (wrk)', \\
+     '%(fulldat)s' using 1:3 with points pt 9 ps 1.5 title 'full speed p99 (wrk)', \\
+     20 with lines dt 3 title 'p99 target 20 ms'
+""" % {"png": png, "title": title, "full": full["rate"], "xmax": full["rate"] * 1.1,
+       "data": data, "fulldat": fulldat}
+    r = subprocess.run(["gnuplot"], input=script, text=True, capture_output=True)
+    if r.returncode != 0:
+        log("gnuplot failed: " + r.stderr)
+        return False
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="bench/ingest/run")
+    ap.add_argument("reference", nargs="?", default=os.path.join(ROOT, "..", "shared", "bench",
+                                                                 "reference"))
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_const", dest="mode", const="quick")
+    g.add_argument("--smoke", action="store_const", dest="mode", const="smoke")
+    g.add_argument("--long", action="store_const", dest="mode", const="long")
+    ap.add_argument("--phases", default="reference,e2e,heavy,growth")
+    ap.add_argument("--alertmapd")
+    ap.add_argument("--alertmap", help="the alertmap CLI (default: cli/alertmap beside alertmapd's build dir)")
+    ap.add_argument("--loadgen")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--header", action="append", default=[],
+                    help="extra request header, e.g. 'Authorization: Bearer KEY'")
+    ap.add_argument("--env", help="JSON object of extra environment variables for alertmapd")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--check", action="store_true",
+                    help="exit 1 unless every figure is positive and every answer 2xx")
+    ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--markdown", metavar="JSON", help="print a result file as Markdown and exit")
+    args = ap.parse_args()
+    if args.markdown:
+        with open(args.markdown) as f:
+            markdown(json.load(f))
+        return 0
+    mode = args.mode or "default"
+    if not args.alertmapd or not args.loadgen:
+        ap.error("--alertmapd and --loadgen are required (bench/ingest/run passes them)")
+    phases = set(args.phases.split(","))
+    need = ["wrk", "psql"] + (["pgbench"] if "reference" in phases else [])
+    missing = [t for t in need if not shutil.which(t)]
+    if missing:
+        print("bench/ingest: %s not installed (scripts/deps installs them)" % ", ".join(missing),
+              file=sys.stderr)
+        return 1
+    if "reference" in phases:
+        for f in ("schema.sql", "batch.sql", "one.sql"):
+            if not os.path.isfile(os.path.join(args.reference, f)):
+                sys.exit("bench/ingest: no %s in %s (give the reference folder)" % (f, args.reference))
+    b = Bench(args, mode)
+    t = time.monotonic()
+    ok = False
+    try:
+        b.run(phases)
+        ok = True
+    finally:
+        if args.keep or not ok:
+            log("kept %s" % b.work)
+        else:
+            shutil.rmtree(b.work, ignore_errors=True)
+    res = b.res
+    res["machine"] = machine()
+    res["seconds"] = round(time.monotonic() - t, 1)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = res["started_at"].replace(":", "").replace("-", "")
+    out = os.path.join(args.out, "ingest-%s-%s.json" % (mode, stamp))
+    with open(out, "w") as f:
+        json.dump(res, f, indent=2)
+        f.write("\n")
+    shutil.copyfile(out, os.path.join(args.out, "ingest-%s.json" % mode))
+    png = os.path.join(args.out, "ingest-%s-latency.png" % mode)
+    report(res)
+    print("")
+    print("  results: %s" % out)
+    if not args.no_plot and plot(res, png):
+        print("  plot:    %s" % png)
+    print("  took %.0f s" % res["seconds"])
+    bad = checks(res)
+    for b_ in bad:
+        print("  check FAILED: " + b_)
+    if args.check:
+        if bad:
+            return 1
+        print("  checks: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
