@@ -24,6 +24,8 @@ void glue_config_usage(FILE *out)
           "  --mappings DIR        ALERTMAP_MAPPINGS      mappings directory (default below)\n"
           "  --threads N           ALERTMAP_THREADS       event-loop threads (default: one per\n"
           "                                               CPU core, at most 256)\n"
+          "  --writers N           ALERTMAP_WRITERS       database writer connections (default:\n"
+          "                                               one per CPU core, at most 64)\n"
           "  --max-body SIZE       ALERTMAP_MAX_BODY      largest request body accepted, bytes or\n"
           "                                               with suffix k/M (default 5M); larger\n"
           "                                               bodies get 413 PAYLOAD_TOO_LARGE\n"
@@ -296,6 +298,7 @@ typedef enum {
     OPT_DATABASE_URL,
     OPT_MAPPINGS,
     OPT_THREADS,
+    OPT_WRITERS,
     OPT_MAX_BODY,
     OPT_DEDUP_WINDOW,
     OPT_SQL_DIR,
@@ -336,6 +339,7 @@ static const struct {
     [OPT_DATABASE_URL] = {"--database-url", "DATABASE_URL"},
     [OPT_MAPPINGS] = {"--mappings", "ALERTMAP_MAPPINGS"},
     [OPT_THREADS] = {"--threads", "ALERTMAP_THREADS"},
+    [OPT_WRITERS] = {"--writers", "ALERTMAP_WRITERS"},
     [OPT_MAX_BODY] = {"--max-body", "ALERTMAP_MAX_BODY"},
     [OPT_DEDUP_WINDOW] = {"--dedup-window", "ALERTMAP_DEDUP_WINDOW"},
     [OPT_SQL_DIR] = {"--sql-dir", "ALERTMAP_SQL_DIR"},
@@ -435,6 +439,10 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
     case OPT_THREADS:
         if (parse_int_range(&cfg->threads, v, 1, GLUE_MAX_THREADS) != AM_OK)
             what = "expected a whole number from 1 to 256";
+        break;
+    case OPT_WRITERS:
+        if (parse_int_range(&cfg->writers, v, 1, 64) != AM_OK)
+            what = "expected a whole number from 1 to 64";
         break;
     case OPT_MAX_BODY:
         if (glue_parse_size(&cfg->max_body, v) != AM_OK)

@@ -212,6 +212,7 @@ int main(int argc, char **argv)
     store_options_t sopt = {.conninfo = cfg.database_url,
                             .dedup_window_s = cfg.dedup_window_s,
                             .readers = 2,
+                            .writers = cfg.writers,
                             .max_batch = 256};
     store_t *store = store_new(&sopt);
     if (store == NULL) {

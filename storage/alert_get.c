@@ -144,7 +144,18 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
             am_buf_putc(b, '}');
         }
         store_json_put_key(b, "raw_payload");
-        am_buf_puts(b, PQgetvalue(r, row, COL_RAW)); /* jsonb text: valid JSON */
+        /* valid JSON (the column validated it). A json column keeps the
+         * body's layout; its line breaks can only be whitespace between
+         * tokens (inside strings they are escapes), so dropping them keeps
+         * the value and makes the answer one line, as with jsonb. */
+        const char *raw = PQgetvalue(r, row, COL_RAW);
+        for (const char *p = raw; *p;) {
+            size_t n = strcspn(p, "\r\n");
+            am_buf_append(b, p, n);
+            p += n;
+            while (*p == '\r' || *p == '\n')
+                p++;
+        }
         store_json_put_key(b, "indicators");
         am_buf_putc(b, '[');
         for (int i = 0; i < PQntuples(ind); i++) {

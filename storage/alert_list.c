@@ -85,6 +85,77 @@ bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out)
     return check_params(q, &lp, out) != 0;
 }
 
+/* The list query of lp into sql with its parameters p (np of them); limit1
+ * holds the LIMIT value. */
+static void build_query(const list_params_t *lp, am_buf_t *sql, const char *p[8], int *npp,
+                        char limit1[24])
+{
+    int np = 0;
+    snprintf(limit1, 24, "%lld", (long long)lp->limit + 1);
+    am_buf_puts(sql, "SELECT " ALERT_COLS " FROM alerts a WHERE true");
+    if (lp->source_name) {
+        p[np++] = lp->source_name;
+        am_buf_printf(sql, " AND a.source_name = $%d", np);
+    }
+    if (lp->severity) {
+        p[np++] = lp->severity;
+        am_buf_printf(sql, " AND a.severity = $%d", np);
+    }
+    if (lp->status) {
+        p[np++] = lp->status;
+        am_buf_printf(sql, " AND a.status = $%d", np);
+    }
+    if (lp->has_since) {
+        p[np++] = lp->since;
+        am_buf_printf(sql,
+                      " AND a.ingested_at >= timestamptz 'epoch' + $%d::int8 * interval "
+                      "'1 microsecond'",
+                      np);
+    }
+    if (lp->has_cursor) {
+        p[np++] = lp->cur_us;
+        p[np++] = lp->cur_id;
+        am_buf_printf(sql,
+                      " AND (a.ingested_at, a.id) < (timestamptz 'epoch' + $%d::int8 * "
+                      "interval '1 microsecond', $%d::int8)",
+                      np - 1, np);
+    }
+    p[np++] = limit1;
+    am_buf_printf(sql, " ORDER BY a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
+    *npp = np;
+}
+
+int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan)
+{
+    *plan = NULL;
+    list_params_t lp;
+    reply_buf_t out = {0};
+    if (check_params(q, &lp, &out) != 0) {
+        free(out.body);
+        return AM_EINVAL;
+    }
+    const char *p[8];
+    int np = 0;
+    char limit1[24];
+    am_buf_t sql, b;
+    am_buf_init(&sql, 0);
+    am_buf_init(&b, 0);
+    am_buf_puts(&sql, "EXPLAIN ");
+    build_query(&lp, &sql, p, &np, limit1);
+    PGresult *r = PQexecParams(c, sql.data, np, NULL, p, NULL, NULL, 0);
+    am_buf_dispose(&sql);
+    int rc = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK ? AM_OK : AM_EUNAVAIL;
+    for (int i = 0; rc == AM_OK && i < PQntuples(r); i++) {
+        am_buf_puts(&b, PQgetvalue(r, i, 0));
+        am_buf_putc(&b, '\n');
+    }
+    PQclear(r);
+    if (rc == AM_OK)
+        *plan = am_buf_steal(&b);
+    am_buf_dispose(&b);
+    return rc;
+}
+
 int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
 {
     list_params_t lp;
@@ -93,39 +164,9 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
     const char *p[8];
     int np = 0;
     char limit1[24];
-    snprintf(limit1, sizeof(limit1), "%lld", (long long)lp.limit + 1);
     am_buf_t sql;
     am_buf_init(&sql, 0);
-    am_buf_puts(&sql, "SELECT " ALERT_COLS " FROM alerts a WHERE true");
-    if (lp.source_name) {
-        p[np++] = lp.source_name;
-        am_buf_printf(&sql, " AND a.source_name = $%d", np);
-    }
-    if (lp.severity) {
-        p[np++] = lp.severity;
-        am_buf_printf(&sql, " AND a.severity = $%d", np);
-    }
-    if (lp.status) {
-        p[np++] = lp.status;
-        am_buf_printf(&sql, " AND a.status = $%d", np);
-    }
-    if (lp.has_since) {
-        p[np++] = lp.since;
-        am_buf_printf(&sql,
-                      " AND a.ingested_at >= timestamptz 'epoch' + $%d::int8 * interval "
-                      "'1 microsecond'",
-                      np);
-    }
-    if (lp.has_cursor) {
-        p[np++] = lp.cur_us;
-        p[np++] = lp.cur_id;
-        am_buf_printf(&sql,
-                      " AND (a.ingested_at, a.id) < (timestamptz 'epoch' + $%d::int8 * "
-                      "interval '1 microsecond', $%d::int8)",
-                      np - 1, np);
-    }
-    p[np++] = limit1;
-    am_buf_printf(&sql, " ORDER BY a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
+    build_query(&lp, &sql, p, &np, limit1);
     PGresult *r = PQexecParams(c, sql.data, np, NULL, p, NULL, NULL, 0);
     am_buf_dispose(&sql);
     int rc = AM_OK;

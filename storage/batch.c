@@ -1,76 +1,138 @@
-/* storage/batch.c - one group-commit transaction, sent as a libpq pipeline.
+/* storage/batch.c - one group-commit transaction: set-based, pipelined.
  *
- * A batch is a few whole requests, written in two pipelines (statements
- * sent together, results read afterwards: two round trips per batch instead
- * of one per statement):
+ * A batch is a few whole requests, written with a handful of statements
+ * whatever its size, in two pipelines (statements sent together, results
+ * read afterwards: two round trips per batch):
  *
+ *   BEGIN; SET LOCAL synchronous_commit = off
+ *   upsert the batch's indicators          (UPSERT_SQL)
+ *   COMMIT
  *   BEGIN
- *   lock the batch's fingerprints   (dedup only, see LOCK_SQL)
- *   upsert the batch's indicators   (one statement, see UPSERT_SQL)
+ *   lock the batch's fingerprints          (LOCK_SQL, dedup only)
  *   ---
- *   per request:  SAVEPOINT r, one INGEST_SQL per alert, RELEASE SAVEPOINT r
+ *   every alert of the batch, its links and its job in ONE statement
+ *                                          (INGEST_SQL over arrays)
  *   COMMIT
  *
- * The first pipeline also proves the connection alive: a connection that
- * fails there (typically a stale one after a database restart) never saw a
- * COMMIT, so the writer may send the batch again on a new connection. Once
- * COMMIT has been handed to libpq a lost connection means "outcome unknown",
- * unless the server had reported an error first (it then skips the rest of
- * the pipeline, COMMIT included).
+ * The indicators are upserted in a short transaction of their own, so that
+ * the row locks of ON CONFLICT DO UPDATE are held for one statement, not for
+ * the whole batch: two writers whose batches share an indicator (the same
+ * internal host in every alert) do not wait on each other's COMMIT. It
+ * commits without waiting for its WAL flush: the alert transaction's COMMIT,
+ * later in the same WAL, flushes it too, so an alert that was answered 202
+ * never points to an indicator row lost in a crash. A batch that fails after
+ * it may leave indicator rows without links (indicators are the set of
+ * values seen; last_seen says when).
  *
- * A request whose own statement fails makes the server skip the rest of the
- * pipeline (COMMIT included). The writer then rolls back to that request's
- * savepoint, marks it failed (STORE_REJECTED for refused data,
- * STORE_UNAVAILABLE for a transient error such as a deadlock) and sends the
- * remaining requests and COMMIT again. So one bad request fails alone and
- * the others commit. A batch of one request uses no savepoint.
+ * INGEST_SQL also announces the jobs: the statement-level trigger of
+ * 003_lean.sql sends one NOTIFY per statement (payload: the highest job id),
+ * not one per row.
+ *
+ * The first pipeline also proves the connection alive: a connection that
+ * fails there (typically a stale one after a database restart) never saw the
+ * alerts' COMMIT, so the writer may send the batch again on a new
+ * connection. Once that COMMIT has been handed to libpq a lost connection
+ * means "outcome unknown", unless the server had reported an error first (it
+ * then skips the rest of the pipeline, COMMIT included).
+ *
+ * What PostgreSQL would refuse for a known reason (invalid UTF-8, \u0000 in
+ * jsonb, a time out of range) was found by store_ingest() and never reaches
+ * a batch. If the set-based statement still fails on data, the transaction
+ * is rolled back and the batch is written again request by request: per
+ * request SAVEPOINT r, one INGEST_SQL per alert, RELEASE SAVEPOINT r. The
+ * request whose statement fails is rolled back to its savepoint and marked
+ * STORE_REJECTED; the others commit. So one bad request still fails alone,
+ * and a request's alerts are still all or nothing.
+ *
+ * A deadlock or serialization failure (SQLSTATE class 40) rolls the
+ * transaction back; the batch is then run again (up to MAX_RETRIES times),
+ * never answered as an error for that reason alone.
  *
  * Dedup under concurrency: before touching any alert the batch takes
  * pg_advisory_xact_lock(hashtextextended(fingerprint, 0)) for each distinct
  * fingerprint, in ascending key order. Every writer of every alertmapd process
  * does the same, so two transactions carrying the same fingerprint are
- * serialized: the second waits until the first commits, and its statements
- * (READ COMMITTED: each sees what committed before it started) then find the
- * first alert and count a duplicate. Taking the locks in one sorted pass
- * means two batches never wait on each other in a cycle. Duplicates inside
- * one batch are successive statements of one transaction and see each other.
+ * serialized: the second waits until the first commits, and its INGEST_SQL
+ * (READ COMMITTED: its snapshot is taken after the locks were granted) then
+ * finds the first alert and counts a duplicate. Taking the locks in one
+ * sorted pass means two batches never wait on each other in a cycle; the
+ * other locks a batch takes (indicator rows, in the upsert's own transaction
+ * and in (type, value) order) are never held while waiting for an advisory
+ * lock. Duplicates inside one batch are ranked by the statement itself
+ * (row_number over the fingerprint, in batch order): the first is the new
+ * alert (or a duplicate of a stored one), the others count up from it.
  * A unique partial index cannot express "within the window", hence locks.
  * A hash collision only serializes two unrelated fingerprints, never merges
- * them. Indicators are upserted for the whole batch in one statement sorted
- * by (type, value), so the row locks of ON CONFLICT DO UPDATE are also taken
- * in one global order. */
+ * them.
+ *
+ * Alert uuids are generated here (UUIDv7: 48 bits of milliseconds, then
+ * random bits), so that the uuid index grows at its right edge like the id
+ * index instead of splitting random pages. */
 #include "store_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
-/* One alert: count a duplicate of the oldest alert with this fingerprint
- * inside the window ($12 s; 0 disables), or insert the alert, its indicator
- * links (in extraction order) and its enrichment job. The job's INSERT
- * trigger sends the NOTIFY. Answers (uuid, duplicate_count, is_duplicate). */
-static const char INGEST_SQL[] =
-    "WITH d AS ("
-    " UPDATE alerts SET duplicate_count = duplicate_count + 1,"
-    "  last_duplicate_at = now(), updated_at = now()"
-    " WHERE id = (SELECT id FROM alerts WHERE $12::int8 > 0 AND fingerprint = $11"
-    "  AND ingested_at >= now() - $12::int8 * interval '1 second'"
-    "  ORDER BY ingested_at, id LIMIT 1)"
-    " RETURNING uuid, duplicate_count),"
-    "a AS ("
-    " INSERT INTO alerts (title, severity, occurred_at, occurred_at_fallback, source_name,"
-    "  description, tags, raw_payload, detection_rule_ref, fields, fingerprint)"
-    " SELECT $1, $2, timestamptz 'epoch' + $3::int8 * interval '1 microsecond', $4::bool, $5,"
-    "  $6, $7::text[], $8::jsonb, $9, COALESCE($10::jsonb, '{}'::jsonb), $11"
-    " WHERE NOT EXISTS (SELECT 1 FROM d)"
-    " RETURNING id, uuid),"
-    "l AS ("
-    " INSERT INTO alert_indicators (alert_id, indicator_id, source_field, position)"
-    " SELECT a.id, i.id, u.sf, u.pos FROM a"
-    " CROSS JOIN unnest($13::text[], $14::text[], $15::text[]) WITH ORDINALITY AS u(t, v, sf, pos)"
-    " JOIN indicators i ON i.type = u.t AND i.value = u.v),"
-    "j AS (INSERT INTO enrichment_jobs (alert_id) SELECT id FROM a)"
-    "SELECT uuid, duplicate_count, true FROM d "
-    "UNION ALL SELECT uuid, 0, false FROM a";
+enum { MAX_RETRIES = 8, NPARAM = 18 };
+
+/* Every alert of the arrays $1..$12 (one element per alert, in batch order)
+ * with its indicators in $14..$18 (one element per link, ord = the alert's
+ * 1-based place): dedup against the oldest alert with the fingerprint inside
+ * the window ($13 s; 0 disables), then insert the new alerts, count the
+ * duplicates, insert links and jobs. One row per alert: (ord, uuid,
+ * duplicate_count, is_duplicate). */
+/* RAW is the type of alerts.raw_payload (json or jsonb), read from the
+ * catalog when a connection is made, so that the payload is parsed once, as
+ * what the column holds. */
+/* clang-format off */
+#define INGEST_SQL(RAW)                                                                              \
+    "WITH u AS ("                                                                                    \
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[],"              \
+    "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[])"       \
+    " WITH ORDINALITY AS u(title, sev, occ, fb, src, descr, tags, raw, rule, flds, fp, uuid, ord))," \
+    "e AS ("                                                                                         \
+    " SELECT x.* FROM (SELECT DISTINCT fp FROM u WHERE $13::int8 > 0) f CROSS JOIN LATERAL"          \
+    " (SELECT a.id, a.fingerprint, a.uuid, a.duplicate_count FROM alerts a"                          \
+    "  WHERE a.fingerprint = f.fp AND a.ingested_at >= now() - $13::int8 * interval '1 second'"      \
+    "  ORDER BY a.fingerprint, a.ingested_at, a.id LIMIT 1) x),"                                     \
+    "c AS ("                                                                                         \
+    " SELECT u.*, e.id AS eid, e.uuid AS euuid, e.duplicate_count AS ecount,"                        \
+    "  row_number() OVER w AS rn, count(*) OVER (PARTITION BY u.fp) AS cnt,"                         \
+    "  first_value(u.uuid) OVER w AS fuuid,"                                                         \
+    "  ($13::int8 <= 0 OR (e.id IS NULL AND row_number() OVER w = 1)) AS fresh"                      \
+    " FROM u LEFT JOIN e ON e.fingerprint = u.fp"                                                    \
+    " WINDOW w AS (PARTITION BY u.fp ORDER BY u.ord)),"                                              \
+    "ins AS ("                                                                                       \
+    " INSERT INTO alerts (uuid, title, severity, occurred_at, occurred_at_fallback, source_name,"    \
+    "  description, tags, raw_payload, detection_rule_ref, fields, fingerprint,"                     \
+    "  duplicate_count, last_duplicate_at)"                                                          \
+    " SELECT uuid, title, sev, timestamptz 'epoch' + occ * interval '1 microsecond', fb, src,"       \
+    "  descr, tags::text[], raw::" RAW ", rule, COALESCE(flds::jsonb, '{}'::jsonb), fp,"             \
+    "  CASE WHEN $13::int8 > 0 THEN cnt - 1 ELSE 0 END,"                                             \
+    "  CASE WHEN $13::int8 > 0 AND cnt > 1 THEN now() END"                                           \
+    " FROM c WHERE fresh ORDER BY ord"                                                               \
+    " RETURNING id, uuid),"                                                                          \
+    "upd AS ("                                                                                       \
+    " UPDATE alerts a SET duplicate_count = a.duplicate_count + x.n,"                                \
+    "  last_duplicate_at = now(), updated_at = now()"                                                \
+    " FROM (SELECT eid, count(*) AS n FROM c WHERE NOT fresh AND eid IS NOT NULL GROUP BY eid) x"    \
+    " WHERE a.id = x.eid),"                                                                          \
+    "l AS ("                                                                                         \
+    " INSERT INTO alert_indicators (alert_id, indicator_id, source_field, position)"                 \
+    " SELECT ins.id, i.id, v.sf, v.pos"                                                              \
+    " FROM unnest($14::int8[], $15::text[], $16::text[], $17::text[], $18::int4[])"                  \
+    "  AS v(ord, t, val, sf, pos)"                                                                   \
+    " JOIN c ON c.ord = v.ord JOIN ins ON ins.uuid = c.uuid"                                         \
+    " JOIN indicators i ON i.type = v.t AND i.value = v.val),"                                       \
+    "j AS (INSERT INTO enrichment_jobs (alert_id) SELECT id FROM ins ORDER BY id)"                   \
+    "SELECT ord,"                                                                                    \
+    " CASE WHEN fresh THEN uuid WHEN eid IS NOT NULL THEN euuid ELSE fuuid END,"                     \
+    " CASE WHEN fresh THEN 0 WHEN eid IS NOT NULL THEN ecount + rn ELSE rn - 1 END,"                 \
+    " NOT fresh FROM c"
+static const char INGEST_SQL_JSONB[] = INGEST_SQL("jsonb");
+static const char INGEST_SQL_JSON[] = INGEST_SQL("json");
+/* clang-format on */
 
 static const char LOCK_SQL[] =
     "SELECT pg_advisory_xact_lock(k) FROM"
@@ -84,36 +146,106 @@ static const char UPSERT_SQL[] =
 int store_batch_prepare(PGconn *c, void *ctx)
 {
     (void)ctx;
-    PGresult *r = PQprepare(c, "am_ingest", INGEST_SQL, 0, NULL);
+    PGresult *r = PQexec(c, "SELECT format_type(atttypid, NULL) FROM pg_attribute"
+                            " WHERE attrelid = 'alerts'::regclass AND attname = 'raw_payload'");
+    bool json = r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+                strcmp(PQgetvalue(r, 0, 0), "json") == 0;
+    PQclear(r);
+    r = PQprepare(c, "am_ingest", json ? INGEST_SQL_JSON : INGEST_SQL_JSONB, 0, NULL);
     int rc = r && PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
     PQclear(r);
     return rc;
 }
 
-typedef enum { C_BEGIN, C_LOCK, C_UPSERT, C_SP, C_ALERT, C_RELEASE, C_COMMIT } cmd_kind_t;
+/* ---- the parameters of INGEST_SQL ---------------------------------------------- */
 
-typedef struct cmd {
-    cmd_kind_t kind;
-    size_t req, alert;
-} cmd_t;
+/* Array literals under construction, one per parameter. */
+typedef struct params {
+    am_buf_t b[NPARAM];
+    size_t nalerts, nlinks;
+} params_t;
 
-typedef struct batch {
-    PGconn *c;
-    char window[24];
-    bool dedup;
-    ingest_req_t **reqs;
-    size_t nreq;
-    bool use_sp;
-    cmd_t *cmds;
-    size_t ncmds;
-    am_buf_t fps, types, values; /* literals of the whole batch */
-    char *err;
-    size_t errlen;
-} batch_t;
+enum {
+    P_TITLE,
+    P_SEV,
+    P_OCC,
+    P_FB,
+    P_SRC,
+    P_DESCR,
+    P_TAGS,
+    P_RAW,
+    P_RULE,
+    P_FIELDS,
+    P_FP,
+    P_UUID,
+    P_WINDOW,
+    P_IORD,
+    P_ITYPE,
+    P_IVAL,
+    P_ISF,
+    P_IPOS
+};
 
-/* Appends the elements of literal lit ("{...}") to the literal being built
- * in b (opened with '{', closed by the caller). */
-static void join_lit(am_buf_t *b, const char *lit)
+static void params_init(params_t *p)
+{
+    for (int i = 0; i < NPARAM; i++) {
+        am_buf_init(&p->b[i], 0);
+        if (i != P_WINDOW)
+            am_buf_putc(&p->b[i], '{');
+    }
+    p->nalerts = p->nlinks = 0;
+}
+
+static void params_dispose(params_t *p)
+{
+    for (int i = 0; i < NPARAM; i++)
+        am_buf_dispose(&p->b[i]);
+}
+
+/* Closes the literals; fills v with the parameter values. */
+static void params_finish(params_t *p, const char *window, const char *v[NPARAM])
+{
+    for (int i = 0; i < NPARAM; i++) {
+        if (i == P_WINDOW)
+            am_buf_puts(&p->b[i], window);
+        else
+            am_buf_putc(&p->b[i], '}');
+        v[i] = p->b[i].data;
+    }
+}
+
+/* Appends one element to an array literal: quoted, NULL when s is. */
+static void elem(am_buf_t *b, const char *s)
+{
+    if (b->len > 1)
+        am_buf_putc(b, ',');
+    if (s == NULL) {
+        am_buf_puts(b, "NULL");
+        return;
+    }
+    am_buf_putc(b, '"');
+    const char *run = s;
+    for (const char *q = s; *q; q++) {
+        if (*q == '"' || *q == '\\') {
+            am_buf_append(b, run, (size_t)(q - run));
+            am_buf_putc(b, '\\');
+            run = q;
+        }
+    }
+    am_buf_puts(b, run);
+    am_buf_putc(b, '"');
+}
+
+/* Appends an unquoted element (numbers, t/f). */
+static void elem_raw(am_buf_t *b, const char *s)
+{
+    if (b->len > 1)
+        am_buf_putc(b, ',');
+    am_buf_puts(b, s);
+}
+
+/* Appends the elements of literal lit ("{...}"). */
+static void elems_of(am_buf_t *b, const char *lit)
 {
     size_t n = strlen(lit);
     if (n <= 2)
@@ -123,26 +255,146 @@ static void join_lit(am_buf_t *b, const char *lit)
     am_buf_append(b, lit + 1, n - 2);
 }
 
+/* A UUIDv7 (RFC 9562) from the time in ms and 10 random bytes. */
+static void uuid7(char out[37], uint64_t ms, const unsigned char rnd[10])
+{
+    unsigned char u[16];
+    for (int i = 0; i < 6; i++)
+        u[i] = (unsigned char)(ms >> (40 - 8 * i));
+    memcpy(u + 6, rnd, 10);
+    u[6] = (unsigned char)(0x70 | (u[6] & 0x0F));
+    u[8] = (unsigned char)(0x80 | (u[8] & 0x3F));
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[u[i] >> 4];
+        *o++ = hex[u[i] & 0x0F];
+    }
+    *o = '\0';
+}
+
+static void random_bytes(unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = getrandom(p, n, 0);
+        if (k <= 0)
+            continue; /* EINTR; the kernel's pool never runs dry after boot */
+        p += k;
+        n -= (size_t)k;
+    }
+}
+
+static void params_add(params_t *p, const w_alert_t *a)
+{
+    size_t ord = ++p->nalerts;
+    elem(&p->b[P_TITLE], a->title);
+    elem(&p->b[P_SEV], a->severity);
+    elem_raw(&p->b[P_OCC], a->occurred);
+    elem_raw(&p->b[P_FB], a->fallback ? "t" : "f");
+    elem(&p->b[P_SRC], a->source_name);
+    elem(&p->b[P_DESCR], a->description);
+    elem(&p->b[P_TAGS], a->tags_lit);
+    elem(&p->b[P_RAW], a->raw_payload);
+    elem(&p->b[P_RULE], a->detection_rule_ref);
+    elem(&p->b[P_FIELDS], a->fields_json);
+    elem(&p->b[P_FP], a->fingerprint);
+    unsigned char rnd[10];
+    random_bytes(rnd, sizeof(rnd));
+    char u[37];
+    uuid7(u, (uint64_t)(am_now_us() / 1000), rnd);
+    elem_raw(&p->b[P_UUID], u);
+    char num[24];
+    snprintf(num, sizeof(num), "%zu", ord);
+    for (size_t i = 0; i < a->nind; i++)
+        elem_raw(&p->b[P_IORD], num);
+    elems_of(&p->b[P_ITYPE], a->ind_types_lit);
+    elems_of(&p->b[P_IVAL], a->ind_values_lit);
+    elems_of(&p->b[P_ISF], a->ind_fields_lit);
+    for (size_t i = 0; i < a->nind; i++) {
+        snprintf(num, sizeof(num), "%zu", i + 1);
+        elem_raw(&p->b[P_IPOS], num);
+    }
+    p->nlinks += a->nind;
+}
+
+/* ---- the pipelines ------------------------------------------------------------- */
+
+typedef enum {
+    C_BEGIN,
+    C_ASYNC,
+    C_UPSERT,
+    C_ICOMMIT,
+    C_LOCK,
+    C_SP,
+    C_ALERTS,
+    C_RELEASE,
+    C_COMMIT
+} cmd_kind_t;
+
+typedef struct cmd {
+    cmd_kind_t kind;
+    size_t req, alert; /* C_ALERTS in fallback mode: the one alert; else all */
+} cmd_t;
+
+typedef struct batch {
+    PGconn *c;
+    char window[24];
+    bool dedup;
+    ingest_req_t **reqs;
+    size_t nreq;
+    bool fallback; /* request by request, with savepoints */
+    cmd_t *cmds;
+    size_t ncmds;
+    am_buf_t fps, types, values; /* literals of the whole batch */
+    char *err;
+    size_t errlen;
+} batch_t;
+
 static void build_literals(batch_t *b)
 {
     am_buf_puts(&b->fps, "{");
     am_buf_puts(&b->types, "{");
     am_buf_puts(&b->values, "{");
     for (size_t i = 0; i < b->nreq; i++) {
+        if (b->reqs[i]->rejected)
+            continue;
         for (size_t k = 0; k < b->reqs[i]->n; k++) {
             const w_alert_t *a = &b->reqs[i]->alerts[k];
-            am_buf_t one;
-            am_buf_init(&one, 0);
-            store_pg_text_array(&one, &a->fingerprint, 1);
-            join_lit(&b->fps, one.data);
-            am_buf_dispose(&one);
-            join_lit(&b->types, a->ind_types_lit);
-            join_lit(&b->values, a->ind_values_lit);
+            elem(&b->fps, a->fingerprint);
+            elems_of(&b->types, a->ind_types_lit);
+            elems_of(&b->values, a->ind_values_lit);
         }
     }
     am_buf_putc(&b->fps, '}');
     am_buf_putc(&b->types, '}');
     am_buf_putc(&b->values, '}');
+}
+
+static int send_simple(PGconn *c, const char *sql)
+{
+    return PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0) ? 0 : -1;
+}
+
+/* Sends INGEST_SQL for every alert of the batch (set mode) or for one
+ * alert (fallback). */
+static int send_alerts(batch_t *b, size_t req, size_t alert)
+{
+    params_t p;
+    params_init(&p);
+    if (b->fallback) {
+        params_add(&p, &b->reqs[req]->alerts[alert]);
+    } else {
+        for (size_t i = 0; i < b->nreq; i++)
+            for (size_t k = 0; !b->reqs[i]->rejected && k < b->reqs[i]->n; k++)
+                params_add(&p, &b->reqs[i]->alerts[k]);
+    }
+    const char *v[NPARAM];
+    params_finish(&p, b->window, v);
+    int rc = PQsendQueryPrepared(b->c, "am_ingest", NPARAM, v, NULL, NULL, 0) ? 0 : -1;
+    params_dispose(&p);
+    return rc;
 }
 
 static int send_cmd(batch_t *b, cmd_kind_t kind, size_t req, size_t alert)
@@ -151,13 +403,16 @@ static int send_cmd(batch_t *b, cmd_kind_t kind, size_t req, size_t alert)
     PGconn *c = b->c;
     switch (kind) {
     case C_BEGIN:
-        return PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ? 0 : -1;
-    case C_SP:
-        return PQsendQueryParams(c, "SAVEPOINT r", 0, NULL, NULL, NULL, NULL, 0) ? 0 : -1;
-    case C_RELEASE:
-        return PQsendQueryParams(c, "RELEASE SAVEPOINT r", 0, NULL, NULL, NULL, NULL, 0) ? 0 : -1;
+        return send_simple(c, "BEGIN");
+    case C_ASYNC:
+        return send_simple(c, "SET LOCAL synchronous_commit = off");
+    case C_ICOMMIT:
     case C_COMMIT:
-        return PQsendQueryParams(c, "COMMIT", 0, NULL, NULL, NULL, NULL, 0) ? 0 : -1;
+        return send_simple(c, "COMMIT");
+    case C_SP:
+        return send_simple(c, "SAVEPOINT r");
+    case C_RELEASE:
+        return send_simple(c, "RELEASE SAVEPOINT r");
     case C_LOCK: {
         const char *p[] = {b->fps.data};
         return PQsendQueryParams(c, LOCK_SQL, 1, NULL, p, NULL, NULL, 0) ? 0 : -1;
@@ -166,27 +421,8 @@ static int send_cmd(batch_t *b, cmd_kind_t kind, size_t req, size_t alert)
         const char *p[] = {b->types.data, b->values.data};
         return PQsendQueryParams(c, UPSERT_SQL, 2, NULL, p, NULL, NULL, 0) ? 0 : -1;
     }
-    case C_ALERT: {
-        const w_alert_t *a = &b->reqs[req]->alerts[alert];
-        const char *p[15] = {
-            a->title,
-            a->severity,
-            a->occurred,
-            a->fallback ? "t" : "f",
-            a->source_name,
-            a->description,
-            a->tags_lit,
-            a->raw_payload,
-            a->detection_rule_ref,
-            a->fields_json,
-            a->fingerprint,
-            b->window,
-            a->ind_types_lit,
-            a->ind_values_lit,
-            a->ind_fields_lit,
-        };
-        return PQsendQueryPrepared(c, "am_ingest", 15, p, NULL, NULL, 0) ? 0 : -1;
-    }
+    case C_ALERTS:
+        return send_alerts(b, req, alert);
     }
     return -1;
 }
@@ -195,6 +431,7 @@ static int send_cmd(batch_t *b, cmd_kind_t kind, size_t req, size_t alert)
 typedef struct failure {
     long at; /* index into cmds, -1 when none */
     pgerr_class_t cls;
+    bool retry; /* deadlock / serialization failure: run the batch again */
     /* for a connection failure: true when the server certainly did not
      * commit (COMMIT not handed to libpq yet, or the server reported an
      * error before reaching it), so that sending the batch again is safe */
@@ -208,6 +445,7 @@ static void note_failure(batch_t *b, failure_t *f, long at, const PGresult *r, b
         return;
     f->at = at;
     f->cls = store_pgerr_classify(b->c, r);
+    f->retry = r != NULL && store_pgerr_retryable(r);
     /* an error with a SQLSTATE came from the server, in pipeline order:
      * everything after it (COMMIT included) was skipped */
     bool from_server = r != NULL && PQresultErrorField(r, PG_DIAG_SQLSTATE) != NULL;
@@ -221,12 +459,41 @@ static void connection_failure(batch_t *b, failure_t *f, long at, bool commit_se
     f->cls = PGERR_CONNECTION;
 }
 
-/* Sends one pipeline and reads every result: with head, BEGIN and the batch
- * statements; with body, requests from..nreq-1 and COMMIT. */
+/* Stores the rows of INGEST_SQL: in set mode the alerts of every request
+ * that is not rejected, in batch order; in fallback mode the one alert. */
+static void take_outcomes(batch_t *b, const cmd_t *cmd, const PGresult *r)
+{
+    int n = PQntuples(r);
+    for (int row = 0; row < n; row++) {
+        size_t ord = strtoull(PQgetvalue(r, row, 0), NULL, 10);
+        size_t req = cmd->req, alert = cmd->alert;
+        if (!b->fallback) {
+            size_t k = ord - 1;
+            req = 0;
+            while (req < b->nreq && (b->reqs[req]->rejected || k >= b->reqs[req]->n)) {
+                if (!b->reqs[req]->rejected)
+                    k -= b->reqs[req]->n;
+                req++;
+            }
+            if (req == b->nreq)
+                continue; /* cannot happen: one row per alert sent */
+            alert = k;
+        }
+        store_alert_outcome_t *out = &b->reqs[req]->out[alert];
+        snprintf(out->uuid, sizeof(out->uuid), "%s", PQgetvalue(r, row, 1));
+        out->duplicate_count = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+        out->is_duplicate = PQgetvalue(r, row, 3)[0] == 't';
+    }
+}
+
+/* Sends one pipeline and reads every result: with head, the indicator
+ * transaction, BEGIN and the locks; with body, the alerts of requests
+ * from..nreq-1 and COMMIT. */
 static void run_pipeline(batch_t *b, bool head, bool body, size_t from, failure_t *f)
 {
     f->at = -1;
     f->safe = true;
+    f->retry = false;
     b->ncmds = 0;
     bool committed = false, commit_sent = false;
     if (!PQenterPipelineMode(b->c)) {
@@ -236,19 +503,26 @@ static void run_pipeline(batch_t *b, bool head, bool body, size_t from, failure_
     }
     int rc = 0;
     if (head) {
+        if (b->types.len > 2) {
+            rc |= send_cmd(b, C_BEGIN, 0, 0);
+            rc |= send_cmd(b, C_ASYNC, 0, 0);
+            rc |= send_cmd(b, C_UPSERT, 0, 0);
+            rc |= send_cmd(b, C_ICOMMIT, 0, 0);
+        }
         rc |= send_cmd(b, C_BEGIN, 0, 0);
         if (b->dedup)
             rc |= send_cmd(b, C_LOCK, 0, 0);
-        if (b->types.len > 2)
-            rc |= send_cmd(b, C_UPSERT, 0, 0);
     }
-    for (size_t i = from; body && i < b->nreq && rc == 0; i++) {
-        if (b->use_sp)
-            rc |= send_cmd(b, C_SP, i, 0);
+    if (body && !b->fallback && rc == 0) {
+        rc |= send_cmd(b, C_ALERTS, 0, 0);
+    }
+    for (size_t i = from; body && b->fallback && i < b->nreq && rc == 0; i++) {
+        if (b->reqs[i]->rejected)
+            continue;
+        rc |= send_cmd(b, C_SP, i, 0);
         for (size_t k = 0; k < b->reqs[i]->n && rc == 0; k++)
-            rc |= send_cmd(b, C_ALERT, i, k);
-        if (b->use_sp && i + 1 < b->nreq)
-            rc |= send_cmd(b, C_RELEASE, i, 0);
+            rc |= send_cmd(b, C_ALERTS, i, k);
+        rc |= send_cmd(b, C_RELEASE, i, 0);
     }
     if (body && rc == 0) {
         commit_sent = true;
@@ -268,16 +542,13 @@ static void run_pipeline(batch_t *b, bool head, bool body, size_t from, failure_
         const cmd_t *cmd = &b->cmds[j];
         if (st == PGRES_FATAL_ERROR) {
             note_failure(b, f, (long)j, r, commit_sent);
-        } else if (st == PGRES_TUPLES_OK && cmd->kind == C_ALERT) {
-            store_alert_outcome_t *out = &b->reqs[cmd->req]->out[cmd->alert];
-            if (PQntuples(r) == 1) {
-                snprintf(out->uuid, sizeof(out->uuid), "%s", PQgetvalue(r, 0, 0));
-                out->duplicate_count = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-                out->is_duplicate = PQgetvalue(r, 0, 2)[0] == 't';
-            }
-        } else if (cmd->kind == C_COMMIT && st == PGRES_COMMAND_OK) {
-            committed = strcmp(PQcmdStatus(r), "COMMIT") == 0;
-            if (!committed) { /* the server rolled back instead */
+        } else if (st == PGRES_TUPLES_OK && cmd->kind == C_ALERTS) {
+            take_outcomes(b, cmd, r);
+        } else if ((cmd->kind == C_COMMIT || cmd->kind == C_ICOMMIT) && st == PGRES_COMMAND_OK) {
+            bool ok = strcmp(PQcmdStatus(r), "COMMIT") == 0;
+            if (cmd->kind == C_COMMIT)
+                committed = ok;
+            if (!ok) { /* the server rolled back instead */
                 note_failure(b, f, (long)j, NULL, false);
                 f->cls = PGERR_TRANSIENT;
             }
@@ -296,73 +567,107 @@ static void run_pipeline(batch_t *b, bool head, bool body, size_t from, failure_
     /* a connection left in pipeline mode is dropped by the writer */
 }
 
-static batch_result_t run(batch_t *b)
+/* What one run of the batch came to. */
+typedef enum { RUN_DONE, RUN_RETRY, RUN_FALLBACK } run_next_t;
+
+static run_next_t run(batch_t *b, batch_result_t *br)
 {
     failure_t f;
     run_pipeline(b, true, false, 0, &f);
     if (f.at >= 0) {
-        const char *what = b->cmds[f.at].kind == C_LOCK     ? "locking fingerprints"
-                           : b->cmds[f.at].kind == C_UPSERT ? "upserting indicators"
-                                                            : "begin";
+        cmd_kind_t k = b->cmds[f.at].kind;
+        const char *what = k == C_LOCK      ? "locking fingerprints"
+                           : k == C_UPSERT  ? "upserting indicators"
+                           : k == C_ICOMMIT ? "committing indicators"
+                                            : "begin";
         snprintf(b->err, b->errlen, "%s: %s", what, f.msg);
-        if (f.cls == PGERR_CONNECTION)
-            return BATCH_CONN_LOST; /* COMMIT was never sent */
+        if (f.cls == PGERR_CONNECTION) {
+            *br = BATCH_CONN_LOST; /* the alerts' COMMIT was never sent */
+            return RUN_DONE;
+        }
         store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
-        return BATCH_FAILED;
+        *br = BATCH_FAILED;
+        return f.retry ? RUN_RETRY : RUN_DONE;
     }
     size_t from = 0;
     for (;;) {
         run_pipeline(b, false, true, from, &f);
-        if (f.at < 0)
-            return BATCH_COMMITTED;
+        if (f.at < 0) {
+            *br = BATCH_COMMITTED;
+            return RUN_DONE;
+        }
         const cmd_t *cmd = &b->cmds[f.at];
         if (f.cls == PGERR_CONNECTION) {
             snprintf(b->err, b->errlen, "%s", f.msg);
-            return f.safe ? BATCH_CONN_LOST : BATCH_COMMIT_UNKNOWN;
+            *br = f.safe ? BATCH_CONN_LOST : BATCH_COMMIT_UNKNOWN;
+            return RUN_DONE;
         }
-        if (cmd->kind == C_COMMIT) {
-            snprintf(b->err, b->errlen, "commit: %s", f.msg);
-            return BATCH_FAILED; /* refused by the server: rolled back */
+        if (f.retry || cmd->kind == C_COMMIT || !b->fallback) {
+            snprintf(b->err, b->errlen, "%s: %s", cmd->kind == C_COMMIT ? "commit" : "alerts",
+                     f.msg);
+            if (cmd->kind != C_COMMIT)
+                store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
+            *br = BATCH_FAILED; /* rolled back */
+            if (f.retry)
+                return RUN_RETRY;
+            /* the set-based statement was refused: find the request */
+            return cmd->kind == C_ALERTS ? RUN_FALLBACK : RUN_DONE;
         }
         /* one request failed on its own */
         ingest_req_t *q = b->reqs[cmd->req];
         q->status = f.cls == PGERR_DATA ? STORE_REJECTED : STORE_UNAVAILABLE;
         snprintf(q->msg, sizeof(q->msg), "alert %zu: %s", cmd->alert, f.msg);
         pgerr_class_t cls = PGERR_DATA;
-        if (!b->use_sp) {
-            store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
-            return BATCH_COMMITTED; /* nothing else was in the batch */
-        }
         if (store_pg_exec_simple(b->c, "ROLLBACK TO SAVEPOINT r; RELEASE SAVEPOINT r", &cls, b->err,
                                  b->errlen) != 0) {
-            if (cls == PGERR_CONNECTION)
-                return BATCH_CONN_LOST; /* the server saw the error: it did not commit */
+            if (cls == PGERR_CONNECTION) {
+                *br = BATCH_CONN_LOST; /* the server saw the error: it did not commit */
+                return RUN_DONE;
+            }
             store_pg_exec_simple(b->c, "ROLLBACK", NULL, NULL, 0);
-            return BATCH_FAILED;
+            *br = BATCH_FAILED;
+            return RUN_DONE;
         }
         from = cmd->req + 1;
     }
 }
 
 batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
-                               char *err, size_t errlen)
+                               unsigned *retries, bool *fallback, char *err, size_t errlen)
 {
     batch_t b = {.c = c, .reqs = reqs, .nreq = nreq, .err = err, .errlen = errlen};
     b.dedup = dedup_window_s > 0;
-    b.use_sp = nreq > 1;
     snprintf(b.window, sizeof(b.window), "%lld", (long long)(b.dedup ? dedup_window_s : 0));
-    size_t ncmd = 4 + 2 * nreq; /* BEGIN, LOCK, UPSERT, COMMIT, SP/RELEASE per request */
-    for (size_t i = 0; i < nreq; i++) {
-        reqs[i]->status = STORE_OK;
-        reqs[i]->msg[0] = '\0';
+    size_t ncmd = 8 + 2 * nreq; /* head, COMMIT, SP/RELEASE per request */
+    for (size_t i = 0; i < nreq; i++)
         ncmd += reqs[i]->n;
-    }
     am_buf_init(&b.fps, 0);
     am_buf_init(&b.types, 0);
     am_buf_init(&b.values, 0);
     b.cmds = am_xcalloc(ncmd, sizeof(*b.cmds));
     build_literals(&b); /* unbounded buffers: cannot fail */
-    batch_result_t br = run(&b);
+    batch_result_t br = BATCH_FAILED;
+    *retries = 0;
+    *fallback = false;
+    for (;;) {
+        for (size_t i = 0; i < nreq; i++) {
+            if (reqs[i]->rejected)
+                continue;
+            reqs[i]->status = STORE_OK;
+            reqs[i]->msg[0] = '\0';
+        }
+        run_next_t next = run(&b, &br);
+        if (next == RUN_RETRY && *retries < MAX_RETRIES) {
+            ++*retries;
+            continue;
+        }
+        if (next == RUN_FALLBACK && !b.fallback) {
+            b.fallback = true;
+            *fallback = true;
+            continue;
+        }
+        break;
+    }
     free(b.cmds);
     am_buf_dispose(&b.fps);
     am_buf_dispose(&b.types);

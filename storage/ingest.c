@@ -1,8 +1,10 @@
 /* storage/ingest.c - store_ingest(): checks a request's alerts and copies
  * them into memory the writer owns (one arena per request), then queues the
- * request for the writer thread (writer.c). Input errors are answered here,
- * synchronously, so that nothing the database would refuse for a reason
- * known in advance ever reaches a batch. */
+ * request for a writer thread (writer.c). Input errors are answered here,
+ * synchronously; data the database would refuse (store_alert_refusal) marks
+ * the request rejected, so that it never reaches a batch and the batch needs
+ * no savepoints: the writer answers it STORE_REJECTED. A request over a
+ * batch's caps goes to the heavy lane. */
 #include "store_internal.h"
 
 #include <stdlib.h>
@@ -80,6 +82,47 @@ static bool fields_valid(const char *text)
     return ok;
 }
 
+/* A JSON text holding \u0000 inside a string (jsonb refuses it). Backslashes
+ * appear only inside strings in JSON, so no string state is needed. */
+static bool json_has_nul_escape(const char *t)
+{
+    for (const char *p = t; (p = strchr(p, '\\')) != NULL;) {
+        if (p[1] == '\0')
+            return false;
+        if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+            return true;
+        p += 2; /* the escaped character, whatever it is */
+    }
+    return false;
+}
+
+/* timestamptz's lower bound (4714-11-24 00:00 BC) in µs since the epoch;
+ * the upper bound (294276 AD) is past any int64 that survives the float
+ * arithmetic of the insert, bounded here at 9e18. */
+#define OCCURRED_MIN_US (-INT64_C(210866803200000000))
+#define OCCURRED_MAX_US INT64_C(9000000000000000000)
+
+const char *store_alert_refusal(const store_alert_t *a)
+{
+    if (!utf8_valid(a->title) || !utf8_valid(a->source_name) ||
+        (a->description && !utf8_valid(a->description)) ||
+        (a->detection_rule_ref && !utf8_valid(a->detection_rule_ref)))
+        return "a text is not valid UTF-8";
+    for (size_t i = 0; i < a->ntags; i++)
+        if (!utf8_valid(a->tags[i]))
+            return "a tag is not valid UTF-8";
+    for (size_t i = 0; i < a->nindicators; i++)
+        if (a->indicators[i].source_field && !utf8_valid(a->indicators[i].source_field))
+            return "an indicator's source field is not valid UTF-8";
+    if (!utf8_valid(a->raw_payload) || json_has_nul_escape(a->raw_payload))
+        return "raw_payload is not valid UTF-8 or holds \\u0000, which jsonb cannot store";
+    if (a->fields_json && json_has_nul_escape(a->fields_json))
+        return "fields hold \\u0000, which jsonb cannot store";
+    if (a->occurred_at_us < OCCURRED_MIN_US || a->occurred_at_us > OCCURRED_MAX_US)
+        return "occurred_at is out of range";
+    return NULL;
+}
+
 static int check_alert(const store_alert_t *a)
 {
     if (a->source_name == NULL || a->title == NULL || a->fingerprint == NULL ||
@@ -131,18 +174,37 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
         (a->description && !w->description) || (a->detection_rule_ref && !w->detection_rule_ref) ||
         (a->fields_json && !w->fields_json) || !w->tags_lit || !types || !values || !sf)
         return AM_ELIMIT;
+    /* repeated (type, value): the first one stays; an open-addressing hash
+     * set of indexes into the kept ones (a list of thousands stays linear) */
+    size_t cap = 16;
+    while (cap < 2 * a->nindicators)
+        cap *= 2;
+    size_t *slot = am_xcalloc(cap, sizeof(*slot)); /* index + 1; 0 = empty */
     size_t n = 0;
     for (size_t i = 0; i < a->nindicators; i++) {
         const store_indicator_t *x = &a->indicators[i];
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a over type, NUL, value */
+        for (const char *p = x->type;; p++) {
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+            if (*p == '\0')
+                break;
+        }
+        for (const char *p = x->value; *p; p++)
+            h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+        size_t j = (size_t)h & (cap - 1);
         bool seen = false;
-        for (size_t k = 0; k < n && !seen; k++)
+        for (; slot[j] != 0 && !seen; j = (j + 1) & (cap - 1)) {
+            size_t k = slot[j] - 1;
             seen = strcmp(types[k], x->type) == 0 && strcmp(values[k], x->value) == 0;
+        }
         if (seen)
-            continue; /* repeated (type, value): the first one stays */
+            continue;
+        slot[j] = n + 1;
         types[n] = x->type;
         values[n] = x->value;
         sf[n++] = x->source_field;
     }
+    free(slot);
     w->nind = n;
     w->ind_types_lit = arena_lit(ar, types, n);
     w->ind_values_lit = arena_lit(ar, values, n);
@@ -178,12 +240,23 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
     r->alerts = am_arena_calloc(ar, n + 1, sizeof(*r->alerts));
     r->out = am_arena_calloc(ar, n + 1, sizeof(*r->out));
     int rc = r->alerts && r->out ? AM_OK : AM_ELIMIT;
-    for (size_t i = 0; i < n && rc == AM_OK; i++)
+    for (size_t i = 0; i < n && rc == AM_OK; i++) {
         rc = copy_alert(ar, &r->alerts[i], &alerts[i]);
+        r->nind += r->alerts[i].nind;
+        const char *why = r->rejected ? NULL : store_alert_refusal(&alerts[i]);
+        if (why != NULL) {
+            /* answered by the writer without sending anything */
+            r->rejected = true;
+            r->status = STORE_REJECTED;
+            snprintf(r->msg, sizeof(r->msg), "alert %zu: %s", i, why);
+        }
+    }
     if (rc != AM_OK) {
         store_ingest_req_free(r);
         return rc;
     }
+    r->heavy = !r->rejected && (n > (size_t)s->max_batch || r->nind > s->max_batch_ind);
+    store_lane_t *lane = &s->lanes[r->heavy ? 1 : 0];
     pthread_mutex_lock(&s->wmu);
     if (s->wstop || atomic_load(&s->stats.queue_depth) >= s->max_queue) {
         int why = s->wstop ? AM_EUNAVAIL : AM_ELIMIT;
@@ -191,23 +264,25 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
         store_ingest_req_free(r);
         return why;
     }
-    if (s->wtail)
-        s->wtail->next = r;
+    if (lane->tail)
+        lane->tail->next = r;
     else
-        s->whead = r;
-    s->wtail = r;
+        lane->head = r;
+    lane->tail = r;
     atomic_fetch_add(&s->stats.queue_depth, 1);
-    pthread_cond_signal(&s->wcond);
+    pthread_cond_signal(&lane->cond);
     pthread_mutex_unlock(&s->wmu);
     return AM_OK;
 }
 
 void store_writer_queue_dispose(store_t *s)
 {
-    while (s->whead) {
-        ingest_req_t *r = s->whead;
-        s->whead = r->next;
-        store_ingest_req_free(r);
+    for (int l = 0; l < 2; l++) {
+        while (s->lanes[l].head) {
+            ingest_req_t *r = s->lanes[l].head;
+            s->lanes[l].head = r->next;
+            store_ingest_req_free(r);
+        }
+        s->lanes[l].tail = NULL;
     }
-    s->wtail = NULL;
 }

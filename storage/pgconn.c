@@ -179,3 +179,9 @@ void store_pg_text_array(am_buf_t *b, const char *const *v, size_t n)
     }
     am_buf_putc(b, '}');
 }
+
+bool store_pgerr_retryable(const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL && strncmp(state, "40", 2) == 0;
+}

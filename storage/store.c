@@ -4,24 +4,40 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { DEFAULT_READERS = 2, MAX_READERS = 64, DEFAULT_BATCH = 256, DEFAULT_QUEUE = 10000 };
+enum {
+    DEFAULT_READERS = 2,
+    MAX_READERS = 64,
+    MAX_WRITERS = 64,
+    DEFAULT_BATCH = 256,
+    DEFAULT_BATCH_IND = 4096,
+    DEFAULT_QUEUE = 10000
+};
+
+/* One writer per online core (at least 1, at most MAX_WRITERS). */
+static int default_writers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_WRITERS ? MAX_WRITERS : (int)n;
+}
 
 static void stop_threads(store_t *s)
 {
     pthread_mutex_lock(&s->wmu);
     s->wstop = true;
-    pthread_cond_broadcast(&s->wcond);
+    pthread_cond_broadcast(&s->lanes[0].cond);
+    pthread_cond_broadcast(&s->lanes[1].cond);
     pthread_mutex_unlock(&s->wmu);
     pthread_mutex_lock(&s->rmu);
     s->rstop = true;
     pthread_cond_broadcast(&s->rcond);
     pthread_mutex_unlock(&s->rmu);
-    if (s->writer_started)
-        pthread_join(s->writer, NULL);
+    for (int i = 0; i < s->writers_started; i++)
+        pthread_join(s->writers[i].thread, NULL);
     for (int i = 0; i < s->readers_started; i++)
         pthread_join(s->readers[i], NULL);
-    s->writer_started = false;
+    s->writers_started = 0;
     s->readers_started = 0;
 }
 
@@ -30,10 +46,12 @@ static void destroy(store_t *s)
     store_writer_queue_dispose(s);
     store_reader_queue_dispose(s);
     pthread_mutex_destroy(&s->wmu);
-    pthread_cond_destroy(&s->wcond);
+    pthread_cond_destroy(&s->lanes[0].cond);
+    pthread_cond_destroy(&s->lanes[1].cond);
     pthread_mutex_destroy(&s->rmu);
     pthread_cond_destroy(&s->rcond);
     free(s->readers);
+    free(s->writers);
     free(s->conninfo);
     free(s);
 }
@@ -49,15 +67,27 @@ store_t *store_new(const store_options_t *opt)
     if (s->nreaders > MAX_READERS)
         s->nreaders = MAX_READERS;
     s->max_batch = opt->max_batch <= 0 ? DEFAULT_BATCH : opt->max_batch;
+    s->max_batch_ind =
+        opt->max_batch_indicators <= 0 ? DEFAULT_BATCH_IND : (size_t)opt->max_batch_indicators;
+    s->nwriters = opt->writers <= 0 ? default_writers() : opt->writers;
+    if (s->nwriters > MAX_WRITERS)
+        s->nwriters = MAX_WRITERS;
+    s->writers = am_xcalloc((size_t)s->nwriters + 1, sizeof(*s->writers));
     s->max_queue = opt->max_queue <= 0 ? DEFAULT_QUEUE : (size_t)opt->max_queue;
     s->readers = am_xcalloc((size_t)s->nreaders, sizeof(*s->readers));
     pthread_mutex_init(&s->wmu, NULL);
-    pthread_cond_init(&s->wcond, NULL);
+    pthread_cond_init(&s->lanes[0].cond, NULL);
+    pthread_cond_init(&s->lanes[1].cond, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_cond_init(&s->rcond, NULL);
-    if (pthread_create(&s->writer, NULL, store_writer_main, s) != 0)
-        goto fail;
-    s->writer_started = true;
+    for (int i = 0; i <= s->nwriters; i++) {
+        store_writer_t *w = &s->writers[i];
+        w->store = s;
+        w->heavy = i == s->nwriters;
+        if (pthread_create(&w->thread, NULL, store_writer_main, w) != 0)
+            goto fail;
+        s->writers_started++;
+    }
     for (int i = 0; i < s->nreaders; i++) {
         if (pthread_create(&s->readers[i], NULL, store_reader_main, s) != 0)
             goto fail;
@@ -93,4 +123,8 @@ void store_stats(const store_t *s, store_stats_t *out)
     out->queries = atomic_load(&m->stats.queries);
     out->reconnects = atomic_load(&m->stats.reconnects);
     out->queue_depth = atomic_load(&m->stats.queue_depth);
+    out->retries = atomic_load(&m->stats.retries);
+    out->fallbacks = atomic_load(&m->stats.fallbacks);
+    out->heavy = atomic_load(&m->stats.heavy);
+    out->writers = (uint64_t)m->nwriters;
 }

@@ -4,10 +4,12 @@
  * - store_migrate(): applies schemas/sql/NNN_*.sql in order inside one
  *   transaction guarded by an advisory lock, recording versions in
  *   schema_migrations. Idempotent; concurrent callers are safe.
- * - A store owns one writer thread (group commit: the alerts of many
- *   concurrent requests go into one transaction; each request is completed
- *   only after that transaction commits) and a few reader threads that run
- *   the read API queries. Callers never block on the database: every call
+ * - A store owns several writer threads, each with its own connection
+ *   (group commit: the alerts of many concurrent requests go into one
+ *   transaction; each request is completed only after that transaction
+ *   commits), one more writer for heavy requests (its own lane, so that a
+ *   huge request never holds the others' batches) and a few reader threads
+ *   that run the read API queries. Callers never block on the database: every call
  *   here only queues work; completion callbacks run on a store thread.
  * - Reconnects by itself after the database restarts.
  *
@@ -28,7 +30,12 @@ typedef struct store_options {
     const char *conninfo;   /* libpq connection string or URL */
     int64_t dedup_window_s; /* seconds; 0 (or negative) disables dedup */
     int readers;            /* reader threads, default 2 */
+    int writers;            /* writer threads (connections), default one per core */
     int max_batch;          /* alerts per group commit, default 256 */
+    /* indicators per group commit, default 4096; a request with more
+     * alerts than max_batch or more indicators than this is heavy: it runs
+     * alone, in its own transaction, on the heavy lane */
+    int max_batch_indicators;
     /* requests waiting per queue (ingest, queries) before store_ingest() /
      * store_query() refuse with AM_ELIMIT (answer 503); default 10000 */
     int max_queue;
@@ -110,7 +117,7 @@ typedef struct store_ingest_result {
     const store_alert_outcome_t *alerts; /* valid during the callback only */
 } store_ingest_result_t;
 
-/* Called exactly once per accepted store_ingest(), on the writer thread,
+/* Called exactly once per accepted store_ingest(), on a writer thread,
  * after the batch transaction committed (STORE_OK) or failed. Must not block
  * for long (it delays the next batch) and must not call store_free(). */
 typedef void (*store_ingest_cb)(const store_ingest_result_t *res, void *ctx);
@@ -183,6 +190,10 @@ typedef struct store_stats {
     uint64_t queries;             /* read-API queries answered */
     uint64_t reconnects;          /* successful (re)connections, all threads */
     uint64_t queue_depth;         /* ingest requests waiting now */
+    uint64_t retries;             /* batches run again after a deadlock / serialization failure */
+    uint64_t fallbacks;           /* batches written request by request after a refusal */
+    uint64_t heavy;               /* requests written alone on the heavy lane */
+    uint64_t writers;             /* ordinary writer threads (the heavy lane has one more) */
 } store_stats_t;
 
 /* Copies the counters (each read atomically; the set is not a snapshot).

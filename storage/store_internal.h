@@ -6,8 +6,8 @@
  *   migrate.c    store_migrate()
  *   store.c      store_new(), store_free(), store_stats()
  *   ingest.c     store_ingest(): input checks, copies, the ingest queue
- *   writer.c     the group-commit writer thread
- *   batch.c      one batch transaction (pipelined)
+ *   writer.c     the group-commit writer threads and the heavy lane
+ *   batch.c      one batch transaction (pipelined, set-based)
  *   reader.c     the query queue and the reader threads
  *   alert_get.c  GET and PATCH of one alert
  *   alert_list.c LIST with filters and cursor
@@ -59,6 +59,11 @@ typedef enum {
 } pgerr_class_t;
 /* Classifies a failed result (res may be NULL) on connection c. */
 pgerr_class_t store_pgerr_classify(PGconn *c, const PGresult *res);
+
+/* true when a failed result is a serialization failure or a deadlock
+ * (SQLSTATE class 40): the transaction was rolled back and running it
+ * again is the remedy. */
+bool store_pgerr_retryable(const PGresult *res);
 
 /* Runs a statement without parameters and checks its status; clears the
  * result. Returns 0 or -1 (and *cls when not NULL, err filled). */
@@ -113,6 +118,11 @@ typedef struct w_alert {
     size_t nind;
 } w_alert_t;
 
+/* Why the database would refuse an alert, found before sending it (NULL when
+ * nothing is known to be wrong): invalid UTF-8 in a text, \u0000 in a JSON
+ * text (jsonb cannot hold it), an occurred_at out of timestamptz's range. */
+const char *store_alert_refusal(const store_alert_t *a);
+
 /* One store_ingest() call waiting for, or inside, a batch. */
 typedef struct ingest_req ingest_req_t;
 struct ingest_req {
@@ -125,6 +135,10 @@ struct ingest_req {
     void *ctx;
     store_status_t status;
     char msg[300];
+    size_t nind;   /* indicators of all its alerts */
+    bool heavy;    /* over a batch's caps: runs alone on the heavy lane */
+    bool rejected; /* refused before sending (store_alert_refusal): status
+                    * and msg are set, the batch skips it */
 };
 void store_ingest_req_free(ingest_req_t *r);
 
@@ -137,33 +151,51 @@ typedef enum {
 } batch_result_t;
 
 /* Writes reqs in one transaction on c (see batch.c). Sets each request's
- * status and outcomes; err gets the reason of a batch-level failure. */
+ * status and outcomes; err gets the reason of a batch-level failure.
+ * *retries counts the runs repeated after a deadlock or serialization
+ * failure; *fallback is set when the batch had to be written request by
+ * request. */
 batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
-                               char *err, size_t errlen);
+                               unsigned *retries, bool *fallback, char *err, size_t errlen);
 /* Prepares the batch statements on a new connection (pgconn on_connect). */
 int store_batch_prepare(PGconn *c, void *ctx);
 
 typedef struct store_counters {
     atomic_uint_fast64_t transactions, batches_failed, requests_ok, requests_failed,
-        alerts_inserted, alerts_deduplicated, queries, reconnects, queue_depth;
+        alerts_inserted, alerts_deduplicated, queries, reconnects, queue_depth, retries, fallbacks,
+        heavy;
 } store_counters_t;
+
+/* One writer thread: its lane and its connection. */
+typedef struct store_writer {
+    store_t *store;
+    bool heavy; /* serves the heavy lane */
+    pthread_t thread;
+} store_writer_t;
+
+/* A queue of requests, guarded by the store's wmu. */
+typedef struct store_lane {
+    ingest_req_t *head, *tail;
+    pthread_cond_t cond;
+} store_lane_t;
 
 struct store {
     char *conninfo;
     int64_t dedup_window_s;
     int nreaders;
     int max_batch;
+    size_t max_batch_ind;
+    int nwriters; /* ordinary writers; one heavy writer more */
     size_t max_queue;
     size_t rdepth; /* queries waiting, guarded by rmu */
     store_counters_t stats;
 
-    /* ingest queue, guarded by wmu */
+    /* ingest queues, guarded by wmu: lanes[0] ordinary, lanes[1] heavy */
     pthread_mutex_t wmu;
-    pthread_cond_t wcond;
-    ingest_req_t *whead, *wtail;
+    store_lane_t lanes[2];
     bool wstop;
-    pthread_t writer;
-    bool writer_started;
+    store_writer_t *writers; /* nwriters + 1, the last one heavy */
+    int writers_started;
 
     /* query queue, guarded by rmu */
     pthread_mutex_t rmu;
@@ -242,6 +274,10 @@ int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out);
 int store_alert_patch(PGconn *c, const char *uuid, const char *body, int64_t key_id,
                       reply_buf_t *out);
 int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
+/* The plan PostgreSQL chooses for the list query of q (EXPLAIN text, one
+ * node a line) as a heap string in *plan; for tests. Returns 0, AM_EINVAL
+ * (q's parameters are refused) or AM_EUNAVAIL (the statement failed). */
+int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan);
 /* Fills out with 500 INTERNAL / 503 DATABASE_UNAVAILABLE for a failed result;
  * returns AM_EUNAVAIL when the connection is gone, else 0. */
 int store_reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);

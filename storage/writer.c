@@ -1,9 +1,17 @@
-/* storage/writer.c - the group-commit writer thread.
+/* storage/writer.c - the group-commit writer threads.
  *
- * The thread takes whatever store_ingest() queued (whole requests, up to
- * max_batch alerts), writes it as ONE transaction (batch.c) and only then
- * calls each request's callback: STORE_OK after COMMIT returned, else the
- * request's own failure or the batch's.
+ * Every writer thread has its own connection. The ordinary writers (one per
+ * core by default) share the ordinary lane: each takes whatever
+ * store_ingest() queued (whole requests, up to max_batch alerts and
+ * max_batch_indicators indicators), writes it as ONE transaction (batch.c)
+ * and only then calls each request's callback: STORE_OK after COMMIT
+ * returned, else the request's own failure or the batch's. While one writer
+ * waits for its COMMIT the next takes the following requests, so batches
+ * overlap on the database. Requests over a batch's caps go to the heavy
+ * lane, served by one more writer, one request per transaction: a 4 MB body
+ * with 300,000 indicators takes its seconds there while the ordinary
+ * batches go on. Dedup and lock order across writers (and processes): see
+ * batch.c.
  *
  * Failures: when the connection breaks before COMMIT the server has rolled
  * everything back, so the batch is sent once more on a new connection (this
@@ -56,6 +64,8 @@ static void finish(store_t *s, ingest_req_t **reqs, size_t n)
 static void fail_all(ingest_req_t **reqs, size_t n, const char *err)
 {
     for (size_t i = 0; i < n; i++) {
+        if (reqs[i]->rejected)
+            continue;
         reqs[i]->status = STORE_UNAVAILABLE;
         snprintf(reqs[i]->msg, sizeof(reqs[i]->msg), "database unavailable: %s", err);
     }
@@ -65,12 +75,25 @@ static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, boo
 {
     char err[256] = "";
     batch_result_t br = BATCH_FAILED;
+    bool all_rejected = true;
+    for (size_t i = 0; i < n; i++)
+        all_rejected = all_rejected && reqs[i]->rejected;
+    if (all_rejected) { /* nothing to send */
+        finish(s, reqs, n);
+        return;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         if (store_pgconn_ensure(pc, attempt > 0 || stopping, err, sizeof(err)) != 0) {
             br = BATCH_FAILED;
             break;
         }
-        br = store_batch_run(pc->conn, s->dedup_window_s, reqs, n, err, sizeof(err));
+        unsigned retries = 0;
+        bool fallback = false;
+        br = store_batch_run(pc->conn, s->dedup_window_s, reqs, n, &retries, &fallback, err,
+                             sizeof(err));
+        atomic_fetch_add(&s->stats.retries, retries);
+        if (fallback)
+            atomic_fetch_add(&s->stats.fallbacks, 1);
         if (br != BATCH_CONN_LOST)
             break;
         /* the server rolled the transaction back: safe to send it again */
@@ -90,7 +113,9 @@ static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, boo
 
 void *store_writer_main(void *arg)
 {
-    store_t *s = arg;
+    store_writer_t *me = arg;
+    store_t *s = me->store;
+    store_lane_t *lane = &s->lanes[me->heavy ? 1 : 0];
     pgconn_t pc;
     store_pgconn_init(&pc, s->conninfo);
     pc.reconnects = &s->stats.reconnects;
@@ -99,9 +124,9 @@ void *store_writer_main(void *arg)
     ingest_req_t **batch = am_xcalloc(cap, sizeof(*batch));
     for (;;) {
         pthread_mutex_lock(&s->wmu);
-        while (s->whead == NULL && !s->wstop) {
+        while (lane->head == NULL && !s->wstop) {
             if (pc.conn != NULL) {
-                pthread_cond_wait(&s->wcond, &s->wmu);
+                pthread_cond_wait(&lane->cond, &s->wmu);
                 continue;
             }
             int64_t w = store_pgconn_wait_us(&pc);
@@ -112,36 +137,45 @@ void *store_writer_main(void *arg)
             int64_t ns = ts.tv_nsec + (w % 1000000) * 1000;
             ts.tv_sec += (time_t)(w / 1000000 + ns / 1000000000);
             ts.tv_nsec = (long)(ns % 1000000000);
-            pthread_cond_timedwait(&s->wcond, &s->wmu, &ts);
+            pthread_cond_timedwait(&lane->cond, &s->wmu, &ts);
         }
-        if (s->whead == NULL && s->wstop) {
+        if (lane->head == NULL && s->wstop) {
             pthread_mutex_unlock(&s->wmu);
             break;
         }
-        size_t n = 0, alerts = 0;
-        size_t bytes = 0;
-        while (s->whead != NULL && (n == 0 || (alerts + s->whead->n <= (size_t)s->max_batch &&
-                                               bytes < MAX_BATCH_BYTES))) {
+        /* a batch closes before the request that would pass a cap; the
+         * heavy lane takes one request at a time */
+        size_t n = 0, alerts = 0, inds = 0, bytes = 0;
+        while (
+            lane->head != NULL &&
+            (n == 0 || (!me->heavy && alerts + lane->head->n <= (size_t)s->max_batch &&
+                        inds + lane->head->nind <= s->max_batch_ind && bytes < MAX_BATCH_BYTES))) {
             if (n == cap) {
                 cap *= 2;
                 batch = am_xrealloc(batch, cap * sizeof(*batch));
             }
-            ingest_req_t *q = s->whead;
-            s->whead = q->next;
-            if (s->whead == NULL)
-                s->wtail = NULL;
+            ingest_req_t *q = lane->head;
+            lane->head = q->next;
+            if (lane->head == NULL)
+                lane->tail = NULL;
             q->next = NULL;
             batch[n++] = q;
             alerts += q->n;
+            inds += q->nind;
             bytes += am_arena_used(q->arena);
         }
         bool stopping = s->wstop;
         atomic_fetch_sub(&s->stats.queue_depth, n);
+        /* more waiting: wake another writer for it while this one works */
+        if (lane->head != NULL)
+            pthread_cond_signal(&lane->cond);
         pthread_mutex_unlock(&s->wmu);
         if (n == 0) {
             store_pgconn_ensure(&pc, false, NULL, 0);
             continue;
         }
+        if (me->heavy)
+            atomic_fetch_add(&s->stats.heavy, n);
         process(s, &pc, batch, n, stopping);
     }
     free(batch);

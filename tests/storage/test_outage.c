@@ -29,7 +29,7 @@ static int setup(void **state)
         fprintf(stderr, "migrate: %s\n", err);
         return -1;
     }
-    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .readers = 1};
+    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .writers = 1};
     g_store = store_new(&o);
     return g_store ? 0 : -1;
 }

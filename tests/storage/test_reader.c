@@ -162,6 +162,29 @@ static void test_get_alert(void **state)
     json_decref(j);
 }
 
+/* raw_payload is stored as sent (json); a pretty-printed body still comes
+ * back as one line with the same value, line breaks inside strings kept. */
+static void test_get_pretty_payload_one_line(void **state)
+{
+    (void)state;
+    char uuid[37];
+    store_alert_t a = th_sample_alert("Pretty payload", "fp-pretty");
+    a.raw_payload = "{\r\n  \"a\": \"line\\nbreak\",\n  \"b\": [\n    1,\n    2\n  ]\n}\n";
+    ingest(&a, uuid);
+    th_reply_t r;
+    store_query_t q = {.kind = STORE_Q_GET_ALERT, .uuid = uuid};
+    th_query(g_store, &q, &r);
+    assert_int_equal(r.status, 200);
+    assert_null(strchr(r.body, '\n'));
+    assert_null(strchr(r.body, '\r'));
+    json_t *j = json_loads(r.body, 0, NULL);
+    json_t *want = json_loads(a.raw_payload, 0, NULL);
+    assert_true(json_equal(want, json_object_get(json_object_get(j, "data"), "raw_payload")));
+    json_decref(want);
+    json_decref(j);
+    th_reply_dispose(&r);
+}
+
 static void test_get_optional_fields_in_order(void **state)
 {
     (void)state;
@@ -590,6 +613,7 @@ int main(void)
     g_ci = th_db_create("reader");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_alert),
+        cmocka_unit_test(test_get_pretty_payload_one_line),
         cmocka_unit_test(test_get_optional_fields_in_order),
         cmocka_unit_test(test_get_not_found_and_bad_uuid),
         cmocka_unit_test(test_list_filters),

@@ -17,7 +17,9 @@ static PGconn *g_db;
 static int setup(void **state)
 {
     (void)state;
-    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .max_batch = 256};
+    /* one writer: the tests of batching count transactions */
+    store_options_t o = {
+        .conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .writers = 1, .max_batch = 256};
     g_store = store_new(&o);
     g_db = th_connect(g_ci);
     return g_store ? 0 : -1;
@@ -69,11 +71,12 @@ static void test_ingest_one(void **state)
                              "Suspicious sign-in|Open|Pending|rule-42|fp-ingest-one|0|"
                              "203.0.113.9|2|quote\"and\\back|t");
     free(row);
-    assert_int_equal(th_int(g_db,
-                            "SELECT count(*) FROM alerts WHERE uuid = $1::uuid AND raw_payload ="
-                            " '{\"a\":{\"nested\":true},\"b\":[1,2.5,\"x\"],\"n\":null}'::jsonb",
-                            1, u),
-                     1);
+    assert_int_equal(
+        th_int(g_db,
+               "SELECT count(*) FROM alerts WHERE uuid = $1::uuid AND raw_payload::jsonb ="
+               " '{\"a\":{\"nested\":true},\"b\":[1,2.5,\"x\"],\"n\":null}'::jsonb",
+               1, u),
+        1);
     /* indicators and links, in extraction order */
     char *links = th_str(g_db,
                          "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
@@ -356,6 +359,187 @@ static void test_dedup_concurrent_two_stores(void **state)
     run_dups(s, 3, "fp-dedup-three-stores");
     store_free(s[0]);
     store_free(s[1]);
+}
+
+static void test_dedup_concurrent_many_writers(void **state)
+{
+    (void)state;
+    /* two stores (two processes) of four writers each, small batches: the
+     * submits race on eight connections */
+    store_options_t o = {
+        .conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .writers = 4, .max_batch = 2};
+    store_t *s[2] = {store_new(&o), store_new(&o)};
+    assert_non_null(s[0]);
+    assert_non_null(s[1]);
+    for (int i = 0; i < 2; i++)
+        assert_true(th_wait_until(writer_connected, s[i], 5000));
+    run_dups(s, 2, "fp-dedup-many-writers");
+    store_free(s[0]);
+    store_free(s[1]);
+}
+
+/* ---- lock order: many writers, shared fingerprints and indicators ------------- */
+
+enum { MIX_THREADS = 16, MIX_PER_THREAD = 12, MIX_FPS = 5 };
+
+typedef struct mixer {
+    store_t *store;
+    int id;
+    int ok, dups, failed;
+} mixer_t;
+
+static void *mixer_thread(void *p)
+{
+    mixer_t *m = p;
+    for (int r = 0; r < MIX_PER_THREAD; r++) {
+        /* two alerts per request, fingerprints from a small set, in an
+         * order that differs between threads; indicators shared too */
+        char fp0[32], fp1[32], v0[32], v1[32];
+        int a = (m->id + r) % MIX_FPS, b = (m->id * 3 + r + 1) % MIX_FPS;
+        snprintf(fp0, sizeof(fp0), "fp-mix-order-%d", a);
+        snprintf(fp1, sizeof(fp1), "fp-mix-order-%d", b);
+        snprintf(v0, sizeof(v0), "10.9.0.%d", a);
+        snprintf(v1, sizeof(v1), "10.9.0.%d", b);
+        store_indicator_t i0[2] = {{"ip", v0, "src_ip"}, {"ip", v1, "dst_ip"}};
+        store_indicator_t i1[2] = {{"ip", v1, "src_ip"}, {"ip", v0, "dst_ip"}};
+        store_alert_t al[2] = {th_sample_alert("Mix order", fp0),
+                               th_sample_alert("Mix order", fp1)};
+        al[0].indicators = i0;
+        al[0].nindicators = 2;
+        al[1].indicators = i1;
+        al[1].nindicators = 2;
+        th_ingest_t w;
+        store_status_t st = th_ingest_sync(m->store, al, 2, &w);
+        if (st == STORE_OK) {
+            m->ok++;
+            m->dups += w.out[0].is_duplicate + w.out[1].is_duplicate;
+        } else {
+            m->failed++;
+        }
+        th_ingest_dispose(&w);
+    }
+    return NULL;
+}
+
+static void test_lock_order_many_writers(void **state)
+{
+    (void)state;
+    store_options_t o = {
+        .conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .writers = 4, .max_batch = 4};
+    store_t *s[2] = {store_new(&o), store_new(&o)};
+    assert_non_null(s[0]);
+    assert_non_null(s[1]);
+    pthread_t t[MIX_THREADS];
+    mixer_t m[MIX_THREADS];
+    for (int i = 0; i < MIX_THREADS; i++) {
+        m[i] = (mixer_t){.store = s[i % 2], .id = i};
+        assert_int_equal(pthread_create(&t[i], NULL, mixer_thread, &m[i]), 0);
+    }
+    int ok = 0, dups = 0, failed = 0;
+    for (int i = 0; i < MIX_THREADS; i++) {
+        pthread_join(t[i], NULL);
+        ok += m[i].ok;
+        dups += m[i].dups;
+        failed += m[i].failed;
+    }
+    /* no deadlock reached a sender, and the books balance: one alert per
+     * fingerprint, every other submit counted on it */
+    assert_int_equal(failed, 0);
+    assert_int_equal(ok, MIX_THREADS * MIX_PER_THREAD);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alerts WHERE fingerprint LIKE 'fp-mix-order-%'", 0),
+        MIX_FPS);
+    assert_int_equal(dups, 2 * MIX_THREADS * MIX_PER_THREAD - MIX_FPS);
+    assert_int_equal(th_int(g_db,
+                            "SELECT sum(duplicate_count) FROM alerts WHERE fingerprint LIKE"
+                            " 'fp-mix-order-%'",
+                            0),
+                     dups);
+    store_free(s[0]);
+    store_free(s[1]);
+}
+
+/* ---- the heavy lane ------------------------------------------------------------- */
+
+static bool ingest_done(void *ctx)
+{
+    th_ingest_t *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    bool d = w->done;
+    pthread_mutex_unlock(&w->mu);
+    return d;
+}
+
+static void test_heavy_request_has_its_own_lane(void **state)
+{
+    (void)state;
+    /* one ordinary writer; a request with more than 8 indicators is heavy */
+    store_options_t o = {.conninfo = g_ci,
+                         .dedup_window_s = 3600,
+                         .readers = 1,
+                         .writers = 1,
+                         .max_batch_indicators = 8};
+    store_t *s = store_new(&o);
+    assert_non_null(s);
+    /* hold the heavy request inside its transaction with its fingerprint */
+    PGconn *lk = th_connect(g_ci);
+    th_int(lk, "SELECT pg_advisory_lock(hashtextextended('fp-heavy', 0))", 0);
+    store_indicator_t ind[20];
+    char v[20][32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(v[i], sizeof(v[i]), "10.77.0.%d", i);
+        ind[i] = (store_indicator_t){"ip", v[i], "src_ip"};
+    }
+    store_alert_t heavy = th_sample_alert("Heavy", "fp-heavy");
+    heavy.indicators = ind;
+    heavy.nindicators = 20;
+    th_ingest_t wh;
+    th_ingest_init(&wh);
+    assert_int_equal(store_ingest(s, &heavy, 1, th_ingest_cb, &wh), 0);
+    /* ordinary requests commit on the ordinary writer meanwhile */
+    for (int i = 0; i < 5; i++) {
+        char fp[32];
+        snprintf(fp, sizeof(fp), "fp-light-%d", i);
+        store_alert_t a = th_sample_alert("Light", fp);
+        th_ingest_t w;
+        assert_int_equal(th_ingest_sync(s, &a, 1, &w), STORE_OK);
+        th_ingest_dispose(&w);
+    }
+    assert_false(ingest_done(&wh));
+    th_int(lk, "SELECT pg_advisory_unlock(hashtextextended('fp-heavy', 0))", 0);
+    th_ingest_wait(&wh);
+    assert_int_equal(wh.status, STORE_OK);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM alert_indicators ai JOIN alerts a ON a.id ="
+                            " ai.alert_id WHERE a.fingerprint = 'fp-heavy'",
+                            0),
+                     20);
+    store_stats_t st;
+    store_stats(s, &st);
+    assert_int_equal(st.heavy, 1);
+    th_ingest_dispose(&wh);
+    PQfinish(lk);
+    store_free(s);
+}
+
+static void test_delete_alert_removes_links_and_job(void **state)
+{
+    (void)state;
+    store_alert_t a = th_sample_alert("Deleted later", "fp-deleted");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    int64_t id = th_int(g_db, "SELECT id FROM alerts WHERE uuid = $1::uuid", 1, w.out[0].uuid);
+    char ids[24];
+    snprintf(ids, sizeof(ids), "%lld", (long long)id);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alert_indicators WHERE alert_id = $1::int8", 1, ids), 2);
+    th_int(g_db, "DELETE FROM alerts WHERE id = $1::int8", 1, ids);
+    /* the cascade of 003_lean.sql's trigger */
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM alert_indicators WHERE alert_id = $1::int8", 1, ids), 0);
+    assert_int_equal(
+        th_int(g_db, "SELECT count(*) FROM enrichment_jobs WHERE alert_id = $1::int8", 1, ids), 0);
+    th_ingest_dispose(&w);
 }
 
 static void test_dedup_inside_one_request(void **state)
@@ -655,6 +839,10 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_dedup_concurrent),
         cmocka_unit_test(test_dedup_concurrent_two_stores),
+        cmocka_unit_test(test_dedup_concurrent_many_writers),
+        cmocka_unit_test(test_lock_order_many_writers),
+        cmocka_unit_test(test_heavy_request_has_its_own_lane),
+        cmocka_unit_test(test_delete_alert_removes_links_and_job),
         cmocka_unit_test(test_dedup_inside_one_request),
         cmocka_unit_test(test_dedup_window_zero),
         cmocka_unit_test(test_dedup_window_expired),
