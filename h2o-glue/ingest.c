@@ -548,7 +548,8 @@ void glue_handle_verification(glue_reqctx_t *rc, const glue_route_params_t *para
     const char *src = params->source_name.base;
     size_t srclen = params->source_name.len;
     rc->source = source_label(rc, src, srclen);
-    rc->set = glue_mappings_acquire();
+    if (rc->set == NULL) /* auth.c may have taken it */
+        rc->set = glue_mappings_acquire();
     const eng_program_t *prog = rc->set ? eng_set_find(rc->set, src, srclen) : NULL;
     if (prog == NULL || !eng_program_verifies(prog, "GET")) {
         /* as for any method a route does not serve */
