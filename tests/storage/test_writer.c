@@ -765,7 +765,10 @@ static void test_ingest_empty_request_and_repeated_indicator(void **state)
 static void test_queue_bound(void **state)
 {
     (void)state;
-    store_options_t o = {.conninfo = g_ci, .dedup_window_s = 3600, .max_queue = 5};
+    store_options_t o = {.conninfo = g_ci,
+                         .dedup_window_s = 3600,
+                         .max_queue = 5,
+                         .writers = 1}; /* one writer, held at the gate: the queue fills */
     store_t *s = store_new(&o);
     assert_non_null(s);
     PGconn *lk = th_connect(g_ci);
