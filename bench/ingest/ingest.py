@@ -285,11 +285,12 @@ class Bench:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    self.api_key(db)
-                    return
+                healthy = c.getresponse().status == 200
             except OSError:
-                pass
+                healthy = False
+            if healthy:
+                self.api_key(db)
+                return
             time.sleep(0.1)
         raise RuntimeError("alertmapd did not become healthy")
 
