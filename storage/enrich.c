@@ -99,6 +99,33 @@ static void fmt_i64(char buf[24], int64_t v)
     snprintf(buf, 24, "%lld", (long long)v);
 }
 
+/* Runs one of the lease-claiming UPDATE … RETURNING statements ($1 the
+ * worker, $2 the lease in µs). 0 with *out a result of one row (the caller
+ * clears it), AM_ENOTFOUND when nothing is due (*out NULL), or an error. */
+static int claim_row(store_enrich_t *e, const char *sql, int64_t lease_us, PGresult **out,
+                     char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    char lease[24];
+    fmt_i64(lease, lease_us);
+    const char *params[] = {e->worker, lease};
+    PGresult *r = PQexecParams(e->c, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+        PQclear(r);
+        return rc;
+    }
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return AM_ENOTFOUND;
+    }
+    *out = r;
+    return AM_OK;
+}
+
 int store_enrich_claim(store_enrich_t *e, int64_t lease_us, store_enrich_job_t *job, char *err,
                        size_t errlen)
 {
@@ -110,25 +137,13 @@ int store_enrich_claim(store_enrich_t *e, int64_t lease_us, store_enrich_job_t *
         "               OR (status = 'running' AND lease_until < now()) "
         "            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
         "RETURNING j.id, j.alert_id, j.attempts";
-    int rc = ensure(e, err, errlen);
+    PGresult *r = NULL;
+    int rc = claim_row(e, sql, lease_us, &r, err, errlen);
     if (rc != AM_OK)
         return rc;
-    char lease[24];
-    fmt_i64(lease, lease_us);
-    const char *params[] = {e->worker, lease};
-    PGresult *r = PQexecParams(e->c, sql, 2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = fail(e, r, err, errlen);
-        goto done;
-    }
-    if (PQntuples(r) == 0) {
-        rc = AM_ENOTFOUND;
-        goto done;
-    }
     job->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     job->alert_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     job->attempts = (int)strtol(PQgetvalue(r, 0, 2), NULL, 10);
-done:
     PQclear(r);
     return rc;
 }
@@ -433,26 +448,14 @@ int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enric
                               "            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
                               "RETURNING id, alert_id, target, attempts";
     memset(d, 0, sizeof(*d));
-    int rc = ensure(e, err, errlen);
+    PGresult *r = NULL;
+    int rc = claim_row(e, sql, lease_us, &r, err, errlen);
     if (rc != AM_OK)
         return rc;
-    char lease[24];
-    fmt_i64(lease, lease_us);
-    const char *params[] = {e->worker, lease};
-    PGresult *r = PQexecParams(e->c, sql, 2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = fail(e, r, err, errlen);
-        goto done;
-    }
-    if (PQntuples(r) == 0) {
-        rc = AM_ENOTFOUND;
-        goto done;
-    }
     d->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     d->alert_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     snprintf(d->target, sizeof(d->target), "%s", PQgetvalue(r, 0, 2));
     d->attempts = (int)strtol(PQgetvalue(r, 0, 3), NULL, 10);
-done:
     PQclear(r);
     return rc;
 }
