@@ -7,6 +7,7 @@
 #include "provider_int.h"
 
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <ctype.h>
@@ -53,11 +54,8 @@ void eng_providers_unref(eng_providers_t *s)
     for (size_t i = 0; i < s->n; i++) {
         eng_provider_t *p = s->items[i];
         for (size_t k = 0; k < p->nsecrets; k++)
-            if (p->secrets[k].value != NULL) {
-                volatile char *v = p->secrets[k].value;
-                while (*v)
-                    *v++ = '\0';
-            }
+            if (p->secrets[k].value != NULL)
+                OPENSSL_cleanse(p->secrets[k].value, strlen(p->secrets[k].value));
     }
     json_decref(s->keep);
     am_arena_free(s->arena);

@@ -9,6 +9,7 @@
 #include "provider_int.h"
 #include "ytree.h"
 
+#include <openssl/crypto.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <limits.h>
@@ -1561,11 +1562,8 @@ void eng_targets_free(eng_targets_t *t)
     if (t == NULL)
         return;
     for (size_t i = 0; i < t->n; i++)
-        if (t->items[i]->secret != NULL) {
-            volatile char *v = (volatile char *)(uintptr_t)t->items[i]->secret;
-            while (*v)
-                *v++ = '\0';
-        }
+        if (t->items[i]->secret != NULL) /* a copy in the targets' arena */
+            OPENSSL_cleanse((char *)(uintptr_t)t->items[i]->secret, strlen(t->items[i]->secret));
     free(t->items);
     am_arena_free(t->arena);
     free(t);
