@@ -599,6 +599,26 @@ def run_threads(n, target, timeout):
                              (stuck, n, timeout * SLOW))
 
 
+class PrivateClusterTestCase(unittest.TestCase):
+    """A test that stops and starts the database: each test gets a
+    PrivateCluster of its own (self.cluster, started) and may put the Server
+    it starts in self.srv; both are stopped and removed afterwards."""
+
+    def setUp(self):
+        self.cluster = PrivateCluster()
+        self.srv = None
+        self.cluster.start()
+
+    def tearDown(self):
+        try:
+            if self.srv:
+                self.srv.stop()
+        finally:
+            if self.srv:
+                self.srv.cleanup()
+            self.cluster.destroy()
+
+
 class ServerTestCase(unittest.TestCase):
     """Base class: one fresh database and one alertmapd per test class."""
 

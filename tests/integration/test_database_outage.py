@@ -5,28 +5,13 @@ import json
 import os
 import sys
 import time
-import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-class DatabaseOutageTest(unittest.TestCase):
-
-    def setUp(self):
-        self.cluster = harness.PrivateCluster()
-        self.srv = None
-        self.cluster.start()
-
-    def tearDown(self):
-        try:
-            if self.srv:
-                self.srv.stop()
-        finally:
-            if self.srv:
-                self.srv.cleanup()
-            self.cluster.destroy()
+class DatabaseOutageTest(harness.PrivateClusterTestCase):
 
     def post(self, title):
         body = json.dumps(harness.generic_payload(title)).encode()

@@ -6,28 +6,13 @@ burst of probes costs the database at most about one check a second."""
 import os
 import sys
 import time
-import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-class ReadyzTest(unittest.TestCase):
-
-    def setUp(self):
-        self.cluster = harness.PrivateCluster()
-        self.srv = None
-        self.cluster.start()
-
-    def tearDown(self):
-        try:
-            if self.srv:
-                self.srv.stop()
-        finally:
-            if self.srv:
-                self.srv.cleanup()
-            self.cluster.destroy()
+class ReadyzTest(harness.PrivateClusterTestCase):
 
     def wait_for(self, status, timeout):
         deadline = time.monotonic() + timeout * harness.SLOW
