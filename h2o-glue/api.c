@@ -1,8 +1,9 @@
 /*
  * h2o-glue/api.c - the read API: GET /v1/sources (answered from the mapping
- * set), GET /v1/alerts, GET and PATCH /v1/alerts/{uuid} (queued to the
- * store's reader threads; status and body relayed as the store gives them),
- * and the liveness answer GET /healthz.
+ * set), GET /v1/alerts, GET and PATCH /v1/alerts/{uuid}, the deliveries of
+ * an alert and the retry of a failed one (queued to the store's reader
+ * threads; status and body relayed as the store gives them), and the
+ * liveness answer GET /healthz.
  */
 #include "glue.h"
 
@@ -133,5 +134,45 @@ void glue_handle_alerts(glue_reqctx_t *rc, const glue_route_params_t *route_para
         glue_send_error(rc, 400, "INVALID_PARAMETER", msg);
         return;
     }
+    submit(rc, &q);
+}
+
+/* A uuid of at most 64 bytes in the arena (the store checks its form:
+ * 400 INVALID_UUID); NULL when the arena is full. */
+static const char *uuid_param(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    size_t len = params->uuid.len;
+    return am_arena_strndup(rc->arena, params->uuid.base, len > 64 ? 64 : len);
+}
+
+void glue_handle_deliveries(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    store_query_t q = {0};
+    q.kind = STORE_Q_LIST_DELIVERIES;
+    q.uuid = uuid_param(rc, params);
+    if (q.uuid == NULL) {
+        glue_send_error(rc, 413, "LIMIT_EXCEEDED", "the per-request memory limit is reached");
+        return;
+    }
+    submit(rc, &q);
+}
+
+void glue_handle_delivery_retry(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    store_query_t q = {0};
+    q.kind = STORE_Q_RETRY_DELIVERY;
+    if (glue_parse_delivery_id(&q.delivery_id, params->delivery_id.base, params->delivery_id.len) !=
+        AM_OK) {
+        glue_send_error(rc, 400, "INVALID_DELIVERY_ID",
+                        "delivery id must be a positive integer (the \"id\" of GET "
+                        "/v1/alerts/{uuid}/deliveries)");
+        return;
+    }
+    q.uuid = uuid_param(rc, params);
+    if (q.uuid == NULL) {
+        glue_send_error(rc, 413, "LIMIT_EXCEEDED", "the per-request memory limit is reached");
+        return;
+    }
+    q.key_id = rc->key_id; /* recorded as the delivery's retried_by_key */
     submit(rc, &q);
 }

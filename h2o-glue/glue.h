@@ -8,7 +8,8 @@
  * keys, signatures and rate limits, checked from each row's scope before
  * its handler), http.c (responses, headers, ids),
  * ingest.c (POST /v1/ingest, dry run), api.c (read API, sources, /healthz),
- * ready.c (GET /readyz), metrics.c (counters and GET /metrics),
+ * ready.c (GET /readyz), metrics.c (counters and GET /metrics), metrics_db.c
+ * (the job and delivery counts of GET /metrics),
  * h2o_compat.c (everything that depends on libh2o's internals).
  *
  * The pure helpers (config parsing, routes, query strings, JSON bodies) have
@@ -159,6 +160,8 @@ typedef enum {
     GLUE_R_ALERT,       /* GET, PATCH /v1/alerts/{uuid} */
     GLUE_R_METRICS,     /* GET /metrics */
     GLUE_R_READYZ,      /* GET /readyz */
+    GLUE_R_DELIVERIES,  /* GET /v1/alerts/{uuid}/deliveries */
+    GLUE_R_RETRY,       /* POST /v1/alerts/{uuid}/deliveries/{delivery_id}/retry */
     GLUE_R__COUNT
 } glue_route_kind_t;
 
@@ -183,6 +186,7 @@ const char *glue_scope_name(glue_scope_t scope);
 typedef struct glue_route_params {
     h2o_iovec_t source_name; /* {source_name} */
     h2o_iovec_t uuid;        /* {uuid} */
+    h2o_iovec_t delivery_id; /* {delivery_id}: any segment; glue_parse_delivery_id checks it */
 } glue_route_params_t;
 
 struct glue_reqctx;
@@ -240,6 +244,9 @@ bool glue_route_allows(glue_route_kind_t kind, const char *method, size_t len);
 const char *glue_route_allow_header(glue_route_kind_t kind);
 /* Whether s is a UUID in 8-4-4-4-12 hex form (either case). */
 bool glue_is_uuid(const char *s, size_t len);
+/* A {delivery_id} segment: 1 to 18 decimal digits, no sign, no leading
+ * zero, value 1..10^18-1 (a bigserial id). Returns 0 or AM_EINVAL. Pure. */
+int glue_parse_delivery_id(int64_t *out, const char *s, size_t len);
 
 typedef struct glue_qparam {
     const char *key;   /* decoded, NUL-terminated, in the arena */
@@ -469,6 +476,9 @@ void glue_handle_source_test(glue_reqctx_t *rc, const glue_route_params_t *param
 void glue_handle_sources(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_alert(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_alerts(glue_reqctx_t *rc, const glue_route_params_t *params);
+/* GET /v1/alerts/{uuid}/deliveries and POST .../{delivery_id}/retry (api.c). */
+void glue_handle_deliveries(glue_reqctx_t *rc, const glue_route_params_t *params);
+void glue_handle_delivery_retry(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_healthz(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_readyz(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params);
@@ -542,5 +552,31 @@ void glue_metrics_label_value(am_buf_t *b, const char *s);
 int glue_metrics_render(am_buf_t *b, const store_stats_t *store);
 /* Clears every counter (tests only; not safe while other threads count). */
 void glue_metrics_reset(void);
+
+/* ---- metrics from the database (metrics_db.c) --------------------------- */
+
+/* How long one count of jobs and deliveries is reused. */
+#define GLUE_QUEUE_COUNTS_CACHE_US ((int64_t)1000000)
+#define GLUE_QC_STATES             4
+
+/* Jobs (queued, running, done, failed) and deliveries (pending, sending,
+ * delivered, failed) in the database. */
+typedef struct glue_queue_counts {
+    bool have_store; /* false: no database configured, nothing to show */
+    bool ok;         /* the count succeeded */
+    uint64_t jobs[GLUE_QC_STATES];
+    uint64_t deliveries[GLUE_QC_STATES];
+} glue_queue_counts_t;
+
+typedef void (*glue_queue_counts_fn)(glue_reqctx_t *rc, const glue_queue_counts_t *c);
+/* The counts for a scrape: true when *out holds them now (cached, or none
+ * to show); false when the request waits for a count, then(rc, counts) is
+ * called later on its loop thread (not when the client has gone). Loop
+ * thread. */
+bool glue_queue_counts_get(glue_reqctx_t *rc, glue_queue_counts_t *out, glue_queue_counts_fn then);
+/* Appends alertmap_queue_counts_up and, when the count succeeded,
+ * alertmap_enrichment_jobs{status} and alertmap_dispatch_deliveries{status}
+ * (nothing without a store). */
+void glue_queue_counts_render(am_buf_t *b, const glue_queue_counts_t *c);
 
 #endif

@@ -74,6 +74,10 @@ const char *glue_metrics_route_label(glue_route_kind_t kind)
         return "metrics";
     case GLUE_R_READYZ:
         return "readyz";
+    case GLUE_R_DELIVERIES:
+        return "deliveries";
+    case GLUE_R_RETRY:
+        return "delivery_retry";
     case GLUE_R_NONE:
     case GLUE_R__COUNT:
         break;
@@ -269,9 +273,9 @@ int glue_metrics_render(am_buf_t *b, const store_stats_t *store)
 
 /* ---- GET /metrics ------------------------------------------------------- */
 
-void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params)
+/* Loop thread: renders and sends the metrics with the database counts qc. */
+static void send_metrics(glue_reqctx_t *rc, const glue_queue_counts_t *qc)
 {
-    (void)params;
     store_stats_t st;
     store_t *store = glue_server_store(rc->srv);
     if (store != NULL)
@@ -279,7 +283,9 @@ void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params)
     am_buf_t b;
     /* the largest text (every route with every status) is far below this */
     am_buf_init(&b, (size_t)4 * 1024 * 1024);
-    if (glue_metrics_render(&b, store ? &st : NULL) != AM_OK) {
+    int rrc = glue_metrics_render(&b, store ? &st : NULL);
+    glue_queue_counts_render(&b, qc);
+    if (rrc != AM_OK || !am_buf_ok(&b)) {
         am_buf_dispose(&b);
         glue_send_error(rc, 500, "INTERNAL", "the metrics text passed its bound");
         return;
@@ -287,4 +293,14 @@ void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params)
     /* counted when sent, after rendering: a scrape shows in the next one */
     glue_respond(rc, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len, NULL);
     am_buf_dispose(&b);
+}
+
+void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params)
+{
+    (void)params;
+    /* the job and delivery counts come from the database (metrics_db.c):
+     * cached, or waited for without blocking the loop */
+    glue_queue_counts_t qc;
+    if (glue_queue_counts_get(rc, &qc, send_metrics))
+        send_metrics(rc, &qc);
 }

@@ -26,6 +26,10 @@ static const glue_route_entry_t routes[] = {
     {GLUE_R_ALERTS, "GET", "/v1/alerts", GLUE_SCOPE_READ, glue_handle_alerts},
     {GLUE_R_ALERT, "GET", "/v1/alerts/{uuid}", GLUE_SCOPE_READ, glue_handle_alert},
     {GLUE_R_ALERT, "PATCH", "/v1/alerts/{uuid}", GLUE_SCOPE_WRITE, glue_handle_alert},
+    {GLUE_R_DELIVERIES, "GET", "/v1/alerts/{uuid}/deliveries", GLUE_SCOPE_READ,
+     glue_handle_deliveries},
+    {GLUE_R_RETRY, "POST", "/v1/alerts/{uuid}/deliveries/{delivery_id}/retry", GLUE_SCOPE_WRITE,
+     glue_handle_delivery_retry},
 };
 
 const glue_route_entry_t *glue_route_table(size_t *n)
@@ -71,6 +75,8 @@ static h2o_iovec_t *param_slot(glue_route_params_t *params, const char *name, si
         return &params->source_name;
     if (len == 4 && memcmp(name, "uuid", 4) == 0)
         return &params->uuid;
+    if (len == 11 && memcmp(name, "delivery_id", 11) == 0)
+        return &params->delivery_id;
     return NULL;
 }
 
@@ -189,6 +195,21 @@ bool glue_is_uuid(const char *s, size_t len)
         }
     }
     return true;
+}
+
+int glue_parse_delivery_id(int64_t *out, const char *s, size_t len)
+{
+    *out = 0;
+    if (len == 0 || len > 18 || s[0] == '0')
+        return AM_EINVAL;
+    int64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return AM_EINVAL;
+        v = v * 10 + (s[i] - '0'); /* at most 18 digits: no overflow */
+    }
+    *out = v;
+    return AM_OK;
 }
 
 /* ---- query strings ----------------------------------------------------- */

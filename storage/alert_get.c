@@ -88,6 +88,72 @@ static const char *val(const PGresult *r, int row, int col)
 #define COL_UPDATED_BY_ID     (COL_RAW + 1)
 #define COL_UPDATED_BY_PREFIX (COL_RAW + 2)
 
+/* The columns of IND_SQL: one row per (indicator, provider result), the
+ * indicator columns repeated, the result columns NULL when there is none. */
+enum {
+    IND_TYPE,
+    IND_VALUE,
+    IND_FIELD,
+    IND_VERDICT,
+    IND_POSITION,
+    RES_PROVIDER,
+    RES_OUTCOME,
+    RES_VERDICT,
+    RES_FIELDS,
+    RES_ERROR,
+    RES_FETCHED
+};
+
+/* The indicators array: rows of the same position are one indicator. */
+static void put_indicators(am_buf_t *b, const PGresult *ind)
+{
+    am_buf_putc(b, '[');
+    int n = PQntuples(ind);
+    for (int i = 0; i < n;) {
+        if (i > 0)
+            am_buf_putc(b, ',');
+        am_buf_putc(b, '{');
+        store_json_put_key(b, "type");
+        store_json_put_str(b, val(ind, i, IND_TYPE));
+        store_json_put_key(b, "value");
+        store_json_put_str(b, val(ind, i, IND_VALUE));
+        store_json_put_key(b, "source_field");
+        store_json_put_str(b, val(ind, i, IND_FIELD));
+        /* this alert's verdict of the indicator (null until enriched) */
+        store_json_put_key(b, "verdict");
+        store_json_put_str(b, val(ind, i, IND_VERDICT));
+        store_json_put_key(b, "enrichment");
+        am_buf_putc(b, '[');
+        const char *pos = PQgetvalue(ind, i, IND_POSITION);
+        bool any = false;
+        for (; i < n && strcmp(PQgetvalue(ind, i, IND_POSITION), pos) == 0; i++) {
+            if (PQgetisnull(ind, i, RES_PROVIDER))
+                continue; /* no provider has answered for this indicator */
+            if (any)
+                am_buf_putc(b, ',');
+            any = true;
+            am_buf_putc(b, '{');
+            store_json_put_key(b, "provider");
+            store_json_put_str(b, val(ind, i, RES_PROVIDER));
+            store_json_put_key(b, "outcome");
+            store_json_put_str(b, val(ind, i, RES_OUTCOME));
+            store_json_put_key(b, "verdict");
+            store_json_put_str(b, val(ind, i, RES_VERDICT));
+            store_json_put_key(b, "result");
+            am_buf_puts(b, PQgetvalue(ind, i, RES_FIELDS)); /* jsonb text: one line */
+            if (!PQgetisnull(ind, i, RES_ERROR)) {
+                store_json_put_key(b, "error");
+                store_json_put_str(b, val(ind, i, RES_ERROR));
+            }
+            store_json_put_key(b, "fetched_at");
+            store_json_put_str(b, val(ind, i, RES_FETCHED));
+            am_buf_putc(b, '}');
+        }
+        am_buf_puts(b, "]}");
+    }
+    am_buf_putc(b, ']');
+}
+
 void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind)
 {
     am_buf_putc(b, '{');
@@ -109,6 +175,12 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
     store_json_put_str(b, val(r, row, COL_STATUS));
     store_json_put_key(b, "enrichment_status");
     store_json_put_str(b, val(r, row, COL_ENRICHMENT));
+    /* the worst verdict of the indicators, null until enriched; the
+     * reasons of a Failed enrichment */
+    store_json_put_key(b, "verdict");
+    store_json_put_str(b, val(r, row, COL_VERDICT));
+    store_json_put_key(b, "enrichment_error");
+    store_json_put_str(b, val(r, row, COL_ENRICHMENT_ERROR));
     store_json_put_key(b, "tags");
     am_buf_puts(b, PQgetvalue(r, row, COL_TAGS)); /* json text made by the query */
     store_json_put_key(b, "detection_rule_ref");
@@ -123,8 +195,9 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
         int col;
     } times[] = {
         {"last_duplicate_at", COL_LAST_DUP}, {"ingested_at", COL_INGESTED},
-        {"updated_at", COL_UPDATED},         {"triaged_at", COL_TRIAGED},
-        {"escalated_at", COL_ESCALATED},     {"closed_at", COL_CLOSED},
+        {"enriched_at", COL_ENRICHED},       {"updated_at", COL_UPDATED},
+        {"triaged_at", COL_TRIAGED},         {"escalated_at", COL_ESCALATED},
+        {"closed_at", COL_CLOSED},
     };
     for (size_t i = 0; i < AM_ARRAY_LEN(times); i++) {
         store_json_put_key(b, times[i].key);
@@ -157,66 +230,86 @@ void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult 
                 p++;
         }
         store_json_put_key(b, "indicators");
-        am_buf_putc(b, '[');
-        for (int i = 0; i < PQntuples(ind); i++) {
-            if (i > 0)
-                am_buf_putc(b, ',');
-            am_buf_putc(b, '{');
-            store_json_put_key(b, "type");
-            store_json_put_str(b, val(ind, i, 0));
-            store_json_put_key(b, "value");
-            store_json_put_str(b, val(ind, i, 1));
-            store_json_put_key(b, "source_field");
-            store_json_put_str(b, val(ind, i, 2));
-            am_buf_putc(b, '}');
-        }
-        am_buf_putc(b, ']');
+        put_indicators(b, ind);
     }
     am_buf_putc(b, '}');
 }
 
-static const char GET_SQL[] =
-    "SELECT " ALERT_COLS ", a.raw_payload::text, a.updated_by_key,"
-    " (SELECT 'amk_' || k.prefix FROM api_keys k WHERE k.id = a.updated_by_key)"
-    " FROM alerts a WHERE a.uuid = $1::uuid";
+#define GET_COLS                                                                                   \
+    "SELECT " ALERT_COLS ", a.raw_payload::text, a.updated_by_key,"                                \
+    " (SELECT 'amk_' || k.prefix FROM api_keys k WHERE k.id = a.updated_by_key) FROM alerts a"
+static const char GET_SQL[] = GET_COLS " WHERE a.uuid = $1::uuid";
+static const char GET_BY_ID_SQL[] = GET_COLS " WHERE a.id = $1::int8";
+/* The indicators in extraction order, each with this alert's verdict of it
+ * (alerts.indicator_verdicts, keyed "type:value") and the latest answer of
+ * every provider (enrichment_results, shared by the alerts that hold the
+ * indicator), in provider order. One statement: the links by the primary
+ * key (alert_id, position), each result by the primary key of
+ * enrichment_results (type, value, provider). */
 static const char IND_SQL[] =
-    "SELECT i.type, i.value, ai.source_field FROM alert_indicators ai"
-    " JOIN indicators i ON i.id = ai.indicator_id WHERE ai.alert_id = $1::int8"
-    " ORDER BY ai.position";
+    "SELECT i.type, i.value, ai.source_field, a.indicator_verdicts ->> (i.type || ':' || i.value),"
+    " ai.position, r.provider, r.outcome, r.verdict, r.fields::text, r.error,"
+    " to_char(r.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    " FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id"
+    " JOIN alerts a ON a.id = ai.alert_id"
+    " LEFT JOIN enrichment_results r ON r.type = i.type AND r.value = i.value"
+    " WHERE ai.alert_id = $1::int8 ORDER BY ai.position, r.provider";
 
-int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out)
+int store_alert_render(PGconn *c, const char *uuid, const char *id, am_buf_t *b, PGresult **failed)
 {
-    const char *p[] = {uuid};
-    PGresult *r = PQexecParams(c, GET_SQL, 1, NULL, p, NULL, NULL, 0);
+    *failed = NULL;
+    const char *p[] = {uuid ? uuid : id};
+    PGresult *r = PQexecParams(c, uuid ? GET_SQL : GET_BY_ID_SQL, 1, NULL, p, NULL, NULL, 0);
     PGresult *ind = NULL;
     int rc = AM_OK;
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = store_reply_db_error(c, r, out);
+        *failed = r;
+        r = NULL;
+        rc = AM_EIO;
         goto done;
     }
     if (PQntuples(r) == 0) {
-        store_reply_set(out, 404, store_json_error("NOT_FOUND", "no alert with uuid %s", uuid));
+        rc = AM_ENOTFOUND;
         goto done;
     }
     const char *ip[] = {PQgetvalue(r, 0, COL_ID)};
     ind = PQexecParams(c, IND_SQL, 1, NULL, ip, NULL, NULL, 0);
     if (ind == NULL || PQresultStatus(ind) != PGRES_TUPLES_OK) {
-        rc = store_reply_db_error(c, ind, out);
+        *failed = ind;
+        ind = NULL;
+        rc = AM_EIO;
         goto done;
     }
-    am_buf_t b;
-    am_buf_init(&b, 0);
-    am_buf_puts(&b, "{\"data\":");
-    store_render_alert(&b, r, 0, ind);
-    am_buf_putc(&b, '}');
-    if (am_buf_ok(&b))
-        store_reply_set(out, 200, am_buf_steal(&b));
-    else /* jansson could not serialize a stored value */
-        store_reply_set(out, 500, store_json_error("INTERNAL", "the alert cannot be rendered"));
-    am_buf_dispose(&b);
+    store_render_alert(b, r, 0, ind);
+    if (!am_buf_ok(b)) /* jansson could not serialize a stored value */
+        rc = AM_EINVAL;
 done:
     PQclear(r);
     PQclear(ind);
+    return rc;
+}
+
+int store_alert_get(PGconn *c, const char *uuid, reply_buf_t *out)
+{
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    am_buf_puts(&b, "{\"data\":");
+    PGresult *failed = NULL;
+    int rc = store_alert_render(c, uuid, NULL, &b, &failed);
+    am_buf_putc(&b, '}');
+    if (rc == AM_OK) {
+        store_reply_set(out, 200, am_buf_steal(&b));
+    } else if (rc == AM_ENOTFOUND) {
+        store_reply_set(out, 404, store_json_error("NOT_FOUND", "no alert with uuid %s", uuid));
+        rc = AM_OK;
+    } else if (rc == AM_EINVAL) {
+        store_reply_set(out, 500, store_json_error("INTERNAL", "the alert cannot be rendered"));
+        rc = AM_OK;
+    } else {
+        rc = store_reply_db_error(c, failed, out);
+    }
+    PQclear(failed);
+    am_buf_dispose(&b);
     return rc;
 }
 

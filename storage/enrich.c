@@ -482,45 +482,8 @@ int store_enrich_delivery_result(store_enrich_t *e, int64_t id, store_dispatch_s
         6, p, true, err, errlen);
 }
 
-/* The enrichment of every indicator of the alert, keyed "type\x1fvalue". */
-static json_t *results_by_indicator(store_enrich_t *e, const char *alert)
-{
-    static const char sql[] =
-        "SELECT r.type, r.value, r.provider, r.outcome, r.verdict, r.fields::text, r.error, "
-        "       to_char(r.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-        "FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
-        "JOIN enrichment_results r ON r.type = i.type AND r.value = i.value "
-        "WHERE ai.alert_id = $1 ORDER BY r.provider";
-    const char *params[] = {alert};
-    json_t *out = json_object();
-    PGresult *r = PQexecParams(e->c, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
-        for (int i = 0; i < PQntuples(r); i++) {
-            char key[4096];
-            snprintf(key, sizeof(key), "%s\x1f%s", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-            json_t *list = json_object_get(out, key);
-            if (list == NULL) {
-                list = json_array();
-                json_object_set_new(out, key, list);
-            }
-            json_t *o = json_object();
-            json_object_set_new(o, "provider", json_string(PQgetvalue(r, i, 2)));
-            json_object_set_new(o, "outcome", json_string(PQgetvalue(r, i, 3)));
-            json_object_set_new(o, "verdict",
-                                PQgetisnull(r, i, 4) ? json_null()
-                                                     : json_string(PQgetvalue(r, i, 4)));
-            json_t *f = json_loads(PQgetvalue(r, i, 5), 0, NULL);
-            json_object_set_new(o, "result", f ? f : json_object());
-            if (!PQgetisnull(r, i, 6))
-                json_object_set_new(o, "error", json_string(PQgetvalue(r, i, 6)));
-            json_object_set_new(o, "fetched_at", json_string(PQgetvalue(r, i, 7)));
-            json_array_append_new(list, o);
-        }
-    }
-    PQclear(r);
-    return out;
-}
-
+/* The document is rendered by alert_get.c, the one rendering of GET
+ * /v1/alerts/{uuid}: a delivery carries exactly what GET answers. */
 int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, char *err,
                             size_t errlen)
 {
@@ -530,60 +493,18 @@ int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, cha
         return rc;
     char alert[24];
     fmt_i64(alert, alert_id);
-    const char *params[] = {alert};
-    PGresult *r = PQexecParams(e->c,
-                               "SELECT uuid::text, coalesce(verdict, ''), enrichment_error, "
-                               "       indicator_verdicts::text FROM alerts a WHERE id = $1",
-                               1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = fail(e, r, err, errlen);
-        PQclear(r);
-        return rc;
-    }
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return AM_ENOTFOUND;
-    }
-    char *uuid = am_xstrdup(PQgetvalue(r, 0, 0));
-    char *verdict = am_xstrdup(PQgetvalue(r, 0, 1));
-    char *error = PQgetisnull(r, 0, 2) ? NULL : am_xstrdup(PQgetvalue(r, 0, 2));
-    json_t *iv = PQgetisnull(r, 0, 3) ? json_object() : json_loads(PQgetvalue(r, 0, 3), 0, NULL);
-    PQclear(r);
-    reply_buf_t rb = {0, NULL};
-    rc = store_alert_get(e->c, uuid, &rb);
-    json_t *doc = rc == AM_OK && rb.status == 200 ? json_loads(rb.body, 0, NULL) : NULL;
-    json_t *data = json_object_get(doc, "data");
-    if (data == NULL) {
-        snprintf(err, errlen, "alert %s cannot be read (HTTP %d)", uuid, rb.status);
-        rc = rc == AM_OK ? AM_EINVAL : rc;
-    } else {
-        json_t *res = results_by_indicator(e, alert);
-        json_object_set_new(data, "verdict", verdict[0] ? json_string(verdict) : json_null());
-        json_object_set_new(data, "enrichment_error", error ? json_string(error) : json_null());
-        size_t i;
-        json_t *ind;
-        json_array_foreach(json_object_get(data, "indicators"), i, ind)
-        {
-            char key[4096];
-            const char *ty = json_string_value(json_object_get(ind, "type"));
-            const char *va = json_string_value(json_object_get(ind, "value"));
-            snprintf(key, sizeof(key), "%s\x1f%s", ty ? ty : "", va ? va : "");
-            char vkey[4096];
-            snprintf(vkey, sizeof(vkey), "%s:%s", ty ? ty : "", va ? va : "");
-            json_t *v = json_object_get(iv, vkey);
-            json_object_set(ind, "verdict", json_is_string(v) ? v : json_null());
-            json_t *list = json_object_get(res, key);
-            json_object_set_new(ind, "enrichment", list ? json_incref(list) : json_array());
-        }
-        json_decref(res);
-        *out = json_dumps(data, JSON_COMPACT);
-        rc = AM_OK;
-    }
-    json_decref(doc);
-    json_decref(iv);
-    free(rb.body);
-    free(uuid);
-    free(verdict);
-    free(error);
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    PGresult *bad = NULL;
+    rc = store_alert_render(e->c, NULL, alert, &b, &bad);
+    if (rc == AM_OK)
+        *out = am_buf_steal(&b);
+    else if (rc == AM_EIO)
+        rc = fail(e, bad, err, errlen);
+    else if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "alert %s %s", alert,
+                 rc == AM_ENOTFOUND ? "is gone" : "cannot be rendered");
+    PQclear(bad);
+    am_buf_dispose(&b);
     return rc;
 }

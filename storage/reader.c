@@ -86,6 +86,8 @@ static bool precheck(const store_query_t *q, reply_buf_t *out)
     switch (q->kind) {
     case STORE_Q_GET_ALERT:
     case STORE_Q_PATCH_ALERT:
+    case STORE_Q_LIST_DELIVERIES:
+    case STORE_Q_RETRY_DELIVERY:
         if (!store_uuid_valid(q->uuid)) {
             store_reply_set(out, 400,
                             store_json_error("INVALID_UUID",
@@ -93,9 +95,17 @@ static bool precheck(const store_query_t *q, reply_buf_t *out)
                                              "(xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"));
             return true;
         }
+        if (q->kind == STORE_Q_RETRY_DELIVERY && q->delivery_id <= 0) {
+            store_reply_set(
+                out, 400,
+                store_json_error("INVALID_DELIVERY_ID", "delivery id must be a positive integer"));
+            return true;
+        }
         return q->kind == STORE_Q_PATCH_ALERT && store_alert_patch_precheck(q->body, out);
     case STORE_Q_LIST_ALERTS:
         return store_alert_list_precheck(q, out);
+    case STORE_Q_QUEUE_COUNTS:
+        return false;
     }
     store_reply_set(out, 400, store_json_error("INVALID_PARAMETER", "unknown query kind"));
     return true;
@@ -110,6 +120,12 @@ static int run(PGconn *c, const store_query_t *q, reply_buf_t *out)
         return store_alert_patch(c, q->uuid, q->body, q->key_id, out);
     case STORE_Q_LIST_ALERTS:
         return store_alert_list(c, q, out);
+    case STORE_Q_LIST_DELIVERIES:
+        return store_alert_deliveries(c, q->uuid, out);
+    case STORE_Q_RETRY_DELIVERY:
+        return store_delivery_retry(c, q->uuid, q->delivery_id, q->key_id, out);
+    case STORE_Q_QUEUE_COUNTS:
+        return store_queue_counts(c, out);
     }
     return AM_EINVAL;
 }

@@ -141,7 +141,11 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
 typedef enum {
     STORE_Q_GET_ALERT,   /* uuid */
     STORE_Q_LIST_ALERTS, /* source_name, severity, status, since, limit, cursor */
-    STORE_Q_PATCH_ALERT  /* uuid, body (JSON text) */
+    STORE_Q_PATCH_ALERT, /* uuid, body (JSON text) */
+    /* dispatch (dispatch_api.c, docs/dispatch.md) */
+    STORE_Q_LIST_DELIVERIES, /* uuid */
+    STORE_Q_RETRY_DELIVERY,  /* uuid, delivery_id, key_id */
+    STORE_Q_QUEUE_COUNTS     /* none: jobs and deliveries by state, for GET /metrics */
 } store_query_kind_t;
 
 typedef struct store_query {
@@ -149,16 +153,17 @@ typedef struct store_query {
     const char *uuid;
     /* list filters (NULL = none) */
     const char *source_name, *severity, *status, *since, *cursor;
-    int64_t limit;    /* 0 = default 50; max 500 */
-    const char *body; /* PATCH body, JSON text */
-    int64_t key_id;   /* PATCH: the API key making the change (0: none) */
+    int64_t limit;       /* 0 = default 50; max 500 */
+    const char *body;    /* PATCH body, JSON text */
+    int64_t key_id;      /* PATCH, retry: the API key making the change (0: none) */
+    int64_t delivery_id; /* retry: the delivery (> 0) */
     /* the raw "limit" query-string value; when non-NULL it is parsed and
      * checked here (1..500, else 400 INVALID_PARAMETER) and limit is ignored */
     const char *limit_text;
 } store_query_t;
 
 typedef struct store_reply {
-    int http_status;  /* 200, 400, 404, 409, 422, 503 */
+    int http_status;  /* 200, 202, 400, 404, 409, 422, 503 */
     const char *body; /* JSON text: {"data":...} or {"error":{"code","message"}} */
 } store_reply_t;
 

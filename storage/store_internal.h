@@ -11,6 +11,7 @@
  *   reader.c     the query queue and the reader threads
  *   alert_get.c  GET and PATCH of one alert
  *   alert_list.c LIST with filters and cursor
+ *   dispatch_api.c deliveries of an alert, their retry, queue counts
  *   codec.c      JSON text writing, uuid / RFC 3339 / cursor parsing
  *
  * Not part of the public interface; nothing outside storage/ includes this.
@@ -234,7 +235,8 @@ typedef struct reply_buf {
     " (EXTRACT(EPOCH FROM a.triaged_at) * 1000000)::int8,"                     \
     " (EXTRACT(EPOCH FROM a.escalated_at) * 1000000)::int8,"                   \
     " (EXTRACT(EPOCH FROM a.closed_at) * 1000000)::int8,"                      \
-    " a.close_classification"
+    " a.close_classification, a.verdict, a.enrichment_error,"                 \
+    " (EXTRACT(EPOCH FROM a.enriched_at) * 1000000)::int8"
 /* clang-format on */
 enum {
     COL_ID,
@@ -259,12 +261,24 @@ enum {
     COL_ESCALATED,
     COL_CLOSED,
     COL_CLASSIFICATION,
+    COL_VERDICT,
+    COL_ENRICHMENT_ERROR,
+    COL_ENRICHED,
     COL_RAW /* GET only */
 };
-/* Appends one alert object from row `row` of r. With ind (the rows type,
- * value, source_field) it also writes raw_payload (column COL_RAW) and
- * indicators; without, it is the list form. */
+/* Appends one alert object from row `row` of r. With ind (the rows of
+ * store_alert_render's indicator query) it also writes raw_payload (column
+ * COL_RAW) and the indicators with their verdicts and enrichment results;
+ * without, it is the list form. */
 void store_render_alert(am_buf_t *b, const PGresult *r, int row, const PGresult *ind);
+/* Appends the alert document of GET /v1/alerts/{uuid} (its "data" object,
+ * the dispatch body too) of the alert named by uuid, or by id (decimal
+ * text) when uuid is NULL: two statements. Returns 0, AM_ENOTFOUND (no such
+ * alert), AM_EINVAL (a stored value cannot be serialized) or AM_EIO: a
+ * statement failed, *failed is its result (may be NULL) for the caller to
+ * classify and clear. b may hold a prefix; on an error it holds part of
+ * the document. */
+int store_alert_render(PGconn *c, const char *uuid, const char *id, am_buf_t *b, PGresult **failed);
 
 /* Checks a query's input without the database; true when out now holds the
  * answer (a 400/422). */
@@ -278,6 +292,14 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
  * node a line) as a heap string in *plan; for tests. Returns 0, AM_EINVAL
  * (q's parameters are refused) or AM_EUNAVAIL (the statement failed). */
 int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan);
+/* Dispatch (dispatch_api.c): GET /v1/alerts/{uuid}/deliveries, POST
+ * .../deliveries/{id}/retry (key_id recorded as retried_by_key), and the
+ * counts of jobs and deliveries by state ({"data":{"jobs":{...},
+ * "deliveries":{...}}}) for GET /metrics. */
+int store_alert_deliveries(PGconn *c, const char *uuid, reply_buf_t *out);
+int store_delivery_retry(PGconn *c, const char *uuid, int64_t delivery_id, int64_t key_id,
+                         reply_buf_t *out);
+int store_queue_counts(PGconn *c, reply_buf_t *out);
 /* Fills out with 500 INTERNAL / 503 DATABASE_UNAVAILABLE for a failed result;
  * returns AM_EUNAVAIL when the connection is gone, else 0. */
 int store_reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);

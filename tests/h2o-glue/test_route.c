@@ -37,6 +37,12 @@ static void routes(void **state)
     assert_int_equal(match("/v1/sources").kind, GLUE_R_SOURCES);
     assert_int_equal(match("/healthz").kind, GLUE_R_HEALTHZ);
     assert_int_equal(match("/readyz").kind, GLUE_R_READYZ);
+    r = match("/v1/alerts/6f1c1e7e-0000-4000-8000-000000000001/deliveries");
+    assert_int_equal(r.kind, GLUE_R_DELIVERIES);
+    assert_int_equal(r.arg_len, 36);
+    assert_int_equal(
+        match("/v1/alerts/6f1c1e7e-0000-4000-8000-000000000001/deliveries/7/retry").kind,
+        GLUE_R_RETRY);
 
     const char *none[] = {"/",
                           "",
@@ -53,6 +59,11 @@ static void routes(void **state)
                           "/v1/sources//test",
                           "/v1/alerts/",
                           "/v1/alerts/a/b",
+                          "/v1/alerts/a/deliveries/",
+                          "/v1/alerts/a/deliveries/7",
+                          "/v1/alerts/a/deliveries//retry",
+                          "/v1/alerts/a/deliveries/7/retry/",
+                          "/v1/alerts/a/deliveries/7/retryx",
                           "/v2/ingest/x",
                           "/healthz/",
                           "/v1/alertsx",
@@ -112,7 +123,8 @@ static void table_walk(void **state)
                 k += (size_t)snprintf(path + k, sizeof(path) - k, "%s",
                                       strncmp(p, "{uuid}", 6) == 0
                                           ? "6f1c1e7e-0000-4000-8000-000000000001"
-                                          : "generic");
+                                      : strncmp(p, "{delivery_id}", 13) == 0 ? "42"
+                                                                             : "generic");
                 p = close + 1;
             } else {
                 path[k++] = *p++;
@@ -161,6 +173,13 @@ static void path_parameters(void **state)
     assert_true(glue_route_pattern_match("/v1/alerts/{uuid}", path, strlen(path), &p));
     assert_int_equal(p.uuid.len, 3);
     assert_null(p.source_name.base);
+    /* {delivery_id} takes any one segment; the handler parses it */
+    path = "/v1/alerts/abc/deliveries/12/retry";
+    assert_true(glue_route_pattern_match("/v1/alerts/{uuid}/deliveries/{delivery_id}/retry", path,
+                                         strlen(path), &p));
+    assert_int_equal(p.uuid.len, 3);
+    assert_int_equal(p.delivery_id.len, 2);
+    assert_memory_equal(p.delivery_id.base, "12", 2);
     /* an unknown parameter name never matches */
     assert_false(glue_route_pattern_match("/x/{nope}", "/x/y", 4, &p));
     assert_int_equal(glue_route_prefix("/v1/sources/{source_name}/test"), strlen("/v1/sources"));
@@ -272,13 +291,51 @@ static void list_parameters(void **state)
     assert_string_equal(q.since, "yesterday");
 }
 
+static void delivery_ids(void **state)
+{
+    (void)state;
+    int64_t v = -1;
+    assert_int_equal(glue_parse_delivery_id(&v, "1", 1), AM_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(glue_parse_delivery_id(&v, "42", 2), AM_OK);
+    assert_int_equal(v, 42);
+    const char *max = "999999999999999999";
+    assert_int_equal(glue_parse_delivery_id(&v, max, strlen(max)), AM_OK);
+    assert_int_equal(v, 999999999999999999LL);
+    /* a segment that is not read past its length */
+    assert_int_equal(glue_parse_delivery_id(&v, "77/retry", 2), AM_OK);
+    assert_int_equal(v, 77);
+    const char *bad[] = {"",
+                         "0",
+                         "00",
+                         "07",
+                         "-1",
+                         "+1",
+                         "1.5",
+                         "1e3",
+                         " 1",
+                         "1 ",
+                         "0x1",
+                         "abc",
+                         "1a",
+                         "%31",
+                         "9999999999999999999",
+                         "1000000000000000000"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 5;
+        if (glue_parse_delivery_id(&v, bad[i], strlen(bad[i])) != AM_EINVAL)
+            fail_msg("accepted delivery id '%s'", bad[i]);
+        assert_int_equal(v, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(routes),          cmocka_unit_test(methods),
         cmocka_unit_test(uuids),           cmocka_unit_test(query_strings),
         cmocka_unit_test(list_parameters), cmocka_unit_test(table_walk),
-        cmocka_unit_test(path_parameters),
+        cmocka_unit_test(path_parameters), cmocka_unit_test(delivery_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,9 +191,11 @@ static void row_path(char *out, size_t len, const glue_route_entry_t *r)
     size_t k = 0;
     for (const char *p = r->pattern; *p != '\0' && k + 40 < len;) {
         if (*p == '{') {
-            k += (size_t)snprintf(
-                out + k, len - k, "%s",
-                strncmp(p, "{uuid}", 6) == 0 ? "6f1c1e7e-0000-4000-8000-000000000001" : "generic");
+            k += (size_t)snprintf(out + k, len - k, "%s",
+                                  strncmp(p, "{uuid}", 6) == 0
+                                      ? "6f1c1e7e-0000-4000-8000-000000000001"
+                                  : strncmp(p, "{delivery_id}", 13) == 0 ? "42"
+                                                                         : "generic");
             p = strchr(p, '}') + 1;
         } else {
             out[k++] = *p++;

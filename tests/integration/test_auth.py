@@ -47,7 +47,8 @@ def route_rows():
 
 
 def fill(pattern):
-    return pattern.replace("{uuid}", UUID0).replace("{source_name}", "generic")
+    return (pattern.replace("{uuid}", UUID0).replace("{source_name}", "generic")
+            .replace("{delivery_id}", "1"))
 
 
 def corrupt(token):

@@ -102,6 +102,8 @@ static void test_get_alert(void **state)
                                        "description",
                                        "status",
                                        "enrichment_status",
+                                       "verdict",
+                                       "enrichment_error",
                                        "tags",
                                        "detection_rule_ref",
                                        "src_ip",
@@ -109,6 +111,7 @@ static void test_get_alert(void **state)
                                        "duplicate_count",
                                        "last_duplicate_at",
                                        "ingested_at",
+                                       "enriched_at",
                                        "updated_at",
                                        "triaged_at",
                                        "escalated_at",
@@ -159,6 +162,16 @@ static void test_get_alert(void **state)
     assert_string_equal(str(json_array_get(ind, 0), "source_field"), "src_ip");
     assert_string_equal(str(json_array_get(ind, 1), "type"), "domain");
     assert_string_equal(str(json_array_get(ind, 1), "source_field"), "description");
+    /* not enriched yet: no verdicts, no results */
+    assert_true(json_is_null(json_object_get(d, "verdict")));
+    assert_true(json_is_null(json_object_get(d, "enrichment_error")));
+    assert_true(json_is_null(json_object_get(d, "enriched_at")));
+    for (size_t x = 0; x < 2; x++) {
+        json_t *one = json_array_get(ind, x);
+        assert_true(json_is_null(json_object_get(one, "verdict")));
+        assert_int_equal(json_array_size(json_object_get(one, "enrichment")), 0);
+        assert_true(json_is_array(json_object_get(one, "enrichment")));
+    }
     json_decref(j);
 }
 
