@@ -11,7 +11,9 @@
  * never blocking its loop) for the next count, and every scrape waiting
  * then gets that one answer, as /readyz does with its database check
  * (ready.c). A failed count is cached as well, and shown as
- * alertmap_queue_counts_up 0 without the status gauges.
+ * alertmap_queue_counts_up 0 without the status gauges; so is a count still
+ * waiting for the database after a second (a hung database delays one
+ * scrape, at most until the request deadline, not every scrape).
  */
 #include "glue.h"
 
@@ -34,6 +36,7 @@ static struct {
     int64_t at_us; /* monotonic; 0 = never counted */
     glue_queue_counts_t counts;
     bool inflight; /* a count is queued to a reader */
+    int64_t inflight_since_us;
     qc_pending_t *waiting;
 } cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -115,7 +118,11 @@ bool glue_queue_counts_get(glue_reqctx_t *rc, glue_queue_counts_t *out, glue_que
         pthread_mutex_unlock(&cache.lock);
         return true;
     }
-    if (cache.inflight && !mine) { /* another server of this process (tests) */
+    /* a count of another server of this process (tests), or one that has
+     * waited for the database longer than the cache lives (it hangs): do
+     * not wait for it, answer without the gauges */
+    if (cache.inflight &&
+        (!mine || mono_us() - cache.inflight_since_us > GLUE_QUEUE_COUNTS_CACHE_US)) {
         pthread_mutex_unlock(&cache.lock);
         return true; /* ok false */
     }
@@ -130,6 +137,7 @@ bool glue_queue_counts_get(glue_reqctx_t *rc, glue_queue_counts_t *out, glue_que
             return true;
         }
         cache.inflight = true;
+        cache.inflight_since_us = mono_us();
         cache.store = store;
     }
     p->next = cache.waiting;

@@ -244,7 +244,7 @@ static const char GET_BY_ID_SQL[] = GET_COLS " WHERE a.id = $1::int8";
  * (alerts.indicator_verdicts, keyed "type:value") and the latest answer of
  * every provider (enrichment_results, shared by the alerts that hold the
  * indicator), in provider order. One statement: the links by the primary
- * key (alert_id, position), each result by the primary key of
+ * key (alert_id, indicator_id), each result by the primary key of
  * enrichment_results (type, value, provider). */
 static const char IND_SQL[] =
     "SELECT i.type, i.value, ai.source_field, a.indicator_verdicts ->> (i.type || ':' || i.value),"

@@ -408,5 +408,24 @@ class QueueMetricsTest(unittest.TestCase):
         self.assertEqual(m[("alertmap_enrichment_jobs", "done")], 2)
 
 
+class MetricsOutageTest(harness.PrivateClusterTestCase):
+    """GET /metrics while the database is stopped: the process counters
+    still answer, the database counts say they could not be read."""
+
+    def test_scrape_answers_while_the_database_is_down(self):
+        self.srv = harness.Server(self.cluster.url, args=["--workers", "0"])
+        self.srv.start()
+        wait_for("counts up", lambda: metrics(self.srv).get(("alertmap_queue_counts_up", None)))
+        self.cluster.stop()
+        m = wait_for("counts down", lambda: (lambda x: x if x.get(
+            ("alertmap_queue_counts_up", None)) == 0 else None)(metrics(self.srv)))
+        self.assertNotIn(("alertmap_enrichment_jobs", "queued"), m)  # no stale values
+        self.assertIn(("alertmap_mappings_loaded", None), m)
+        self.cluster.start()
+        m = wait_for("counts up again", lambda: (lambda x: x if x.get(
+            ("alertmap_queue_counts_up", None)) == 1 else None)(metrics(self.srv)))
+        self.assertEqual(m[("alertmap_enrichment_jobs", "queued")], 0)
+
+
 if __name__ == "__main__":
     harness.main()
