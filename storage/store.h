@@ -509,9 +509,11 @@ int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enric
 int store_enrich_delivery_result(store_enrich_t *e, int64_t id, store_dispatch_state_t state,
                                  int http_status, const char *error, int64_t delay_us, char *err,
                                  size_t errlen);
-/* The alert as GET /v1/alerts/{uuid} returns it ("data"), with its verdict,
- * enrichment_error and, per indicator, its verdict and enrichment results
- * (schemas/dispatch.schema.json). *out is heap JSON text. */
+/* The alert exactly as GET /v1/alerts/{uuid} returns it ("data", rendered
+ * by the same function), with its verdict, enrichment_error and, per
+ * indicator, its verdict and enrichment results
+ * (schemas/dispatch.schema.json). *out is heap JSON text. AM_ENOTFOUND when
+ * the alert is gone. */
 int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, char *err,
                             size_t errlen);
 
