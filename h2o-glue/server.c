@@ -32,6 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,11 @@ struct glue_worker {
     h2o_multithread_receiver_t done_rx; /* completed store calls */
     h2o_multithread_receiver_t ctl_rx;  /* stop request */
     h2o_multithread_message_t ctl_msg;
+    /* threads inside h2o_multithread_send_message() to this loop: libh2o
+     * writes the wake-up byte to the queue's pipe after it has queued the
+     * message, so the loop may already have handled it; the queue (and its
+     * pipe) is not disposed while this is non-zero */
+    atomic_int senders;
     size_t inflight; /* pending store calls; loop thread only */
     size_t nconns;   /* open sockets of this loop, handshakes included; loop thread */
     bool pressure;   /* this loop's client timeouts are the short ones */
@@ -216,9 +222,19 @@ void glue_pending_cancel(glue_pending_t *p)
     pending_free(p);
 }
 
+/* Any thread: posts to a loop's receiver, counted in w->senders (see there). */
+static void worker_send(glue_worker_t *w, h2o_multithread_receiver_t *rx,
+                        h2o_multithread_message_t *msg)
+{
+    atomic_fetch_add(&w->senders, 1);
+    h2o_multithread_send_message(rx, msg);
+    atomic_fetch_sub(&w->senders, 1);
+}
+
 void glue_pending_post(glue_pending_t *p)
 {
-    h2o_multithread_send_message(&p->worker->done_rx, &p->msg);
+    glue_worker_t *w = p->worker; /* p may be freed once it is queued */
+    worker_send(w, &w->done_rx, &p->msg);
 }
 
 static void on_done(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -641,6 +657,10 @@ static void worker_dispose(glue_worker_t *w)
     h2o_timeout_dispose(w->ctx.loop, &w->deadline);
     SSL_CTX_free(w->tls);
     w->tls = NULL;
+    /* Every message was handled (no call is in flight, the stop request was
+     * read), but a sender may still be writing the queue's wake-up byte. */
+    while (atomic_load(&w->senders) != 0)
+        sched_yield();
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->done_rx);
     h2o_multithread_unregister_receiver(w->ctx.queue, &w->ctl_rx);
     glue_compat_context_dispose(&w->ctx);
@@ -1001,7 +1021,7 @@ void glue_server_stop(glue_server_t *srv)
         glue_worker_t *w = &srv->workers[i];
         if (w->running && !w->stop_sent) {
             w->stop_sent = true;
-            h2o_multithread_send_message(&w->ctl_rx, &w->ctl_msg);
+            worker_send(w, &w->ctl_rx, &w->ctl_msg);
         }
     }
     pthread_mutex_lock(&park_lock);
