@@ -215,8 +215,8 @@ int eng_provider_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_ty
     return eng_pv_request(out, p, t, value, false, a, err);
 }
 
-int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t,
-                   const char *value, bool mask, am_arena_t *a, eng_error_t *err)
+int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t, const char *value,
+                   bool mask, am_arena_t *a, eng_error_t *err)
 {
     int rc = AM_OK;
     memset(out, 0, sizeof(*out));
@@ -243,7 +243,8 @@ int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t
     }
     for (size_t i = 0; i < p->nheaders; i++) {
         out->headers[i].name = p->headers[i].name;
-        out->headers[i].value = render(p, &p->headers[i].tpl, PV_ENC_HEADER, value, mask, a, err, &rc);
+        out->headers[i].value =
+            render(p, &p->headers[i].tpl, PV_ENC_HEADER, value, mask, a, err, &rc);
         if (out->headers[i].value == NULL)
             goto done;
     }

@@ -979,10 +979,9 @@ static void load_list(pc_t *c, eng_provider_t *p, const yt_node_t *fnode, bool c
 
 static void compile_list(pc_t *c, eng_provider_t *p, const yt_node_t *root)
 {
-    static const char *const keys[] = {"provider",  "kind",      "description", "types",
-                                       "cache_ttl", "file",      "format",      "column",
-                                       "header",    "delimiter", "verdict",     "tag",
-                                       "samples"};
+    static const char *const keys[] = {"provider", "kind",   "description", "types",  "cache_ttl",
+                                       "file",     "format", "column",      "header", "delimiter",
+                                       "verdict",  "tag",    "samples"};
     check_keys(c, root, keys, AM_ARRAY_LEN(keys));
     const yt_node_t *f = eng_yt_get(root, "file"), *fmt = eng_yt_get(root, "format"),
                     *col = eng_yt_get(root, "column"), *hdr = eng_yt_get(root, "header"),
@@ -1048,8 +1047,8 @@ static void compile_list(pc_t *c, eng_provider_t *p, const yt_node_t *root)
 
 static void compile_cidr(pc_t *c, eng_provider_t *p, const yt_node_t *root)
 {
-    static const char *const keys[] = {"provider", "kind",      "description",
-                                       "types",    "cache_ttl", "ranges",      "samples"};
+    static const char *const keys[] = {"provider",  "kind",   "description", "types",
+                                       "cache_ttl", "ranges", "samples"};
     check_keys(c, root, keys, AM_ARRAY_LEN(keys));
     const yt_node_t *r = eng_yt_get(root, "ranges");
     if (r == NULL) {

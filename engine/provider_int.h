@@ -228,8 +228,8 @@ struct eng_providers {
  * every {secret.NAME} hole is written as that text instead of the secret's
  * value (the sample runner: a secret never reaches a comparison or a
  * message). */
-int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t,
-                   const char *value, bool mask_secrets, am_arena_t *a, eng_error_t *err);
+int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t, const char *value,
+                   bool mask_secrets, am_arena_t *a, eng_error_t *err);
 
 /* "500ms", "30s", "5m", "24h", "7d" or a number of seconds (provider_compile.c). */
 bool eng_pv_parse_duration(const char *s, int64_t *out);
@@ -239,8 +239,8 @@ bool eng_pv_parse_duration(const char *s, int64_t *out);
  * set's. Every problem goes to d at its position in file. Returns false
  * when there was one (provider_samples.c). */
 struct yt_node;
-bool eng_pv_compile_samples(eng_provider_t *p, const struct yt_node *n, am_arena_t *a,
-                            json_t *keep, const char *file, am_diags_t *d);
+bool eng_pv_compile_samples(eng_provider_t *p, const struct yt_node *n, am_arena_t *a, json_t *keep,
+                            const char *file, am_diags_t *d);
 
 /* provider.c helpers the compiler also uses */
 bool eng_pv_parse_net(pv_net_t *out, const char *text, size_t len);

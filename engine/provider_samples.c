@@ -80,7 +80,9 @@ static bool want_map(sc_t *c, const yt_node_t *n, const char *what)
     if (n != NULL && n->kind == YT_MAP)
         return true;
     serr(c, n, "'%s' must be a mapping, got %s", what,
-         n == NULL ? "nothing" : eng_yt_is_null(n) ? "null" : eng_yt_kind_name(n));
+         n == NULL           ? "nothing"
+         : eng_yt_is_null(n) ? "null"
+                             : eng_yt_kind_name(n));
     return false;
 }
 
@@ -89,7 +91,9 @@ static bool want_text(sc_t *c, const yt_node_t *n, const char *what)
     if (is_text(n))
         return true;
     serr(c, n, "'%s' must be a string, got %s", what,
-         n == NULL ? "nothing" : eng_yt_is_null(n) ? "null" : eng_yt_kind_name(n));
+         n == NULL           ? "nothing"
+         : eng_yt_is_null(n) ? "null"
+                             : eng_yt_kind_name(n));
     return false;
 }
 
@@ -144,8 +148,8 @@ static json_t *yaml_json(const yt_node_t *n)
             char *end;
             errno = 0;
             long long v = strtoll(n->str, &end, 10);
-            if (*end == '\0' && errno == 0 && (isdigit((unsigned char)n->str[0]) ||
-                                               (n->str[0] == '-' && n->len > 1)))
+            if (*end == '\0' && errno == 0 &&
+                (isdigit((unsigned char)n->str[0]) || (n->str[0] == '-' && n->len > 1)))
                 return json_integer(v);
             double x = strtod(n->str, &end);
             if (*end == '\0' && isfinite(x) &&

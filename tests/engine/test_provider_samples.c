@@ -50,7 +50,7 @@ static void dump(const am_diags_t *d)
     am_diags_print(d, stderr);
 }
 
-/* A small http provider; its samples follow (line 21 on). */
+/* A small http provider; its samples follow (line 17 on). */
 #define HTTP_HEAD                                                                                  \
     "provider: p\n"                                            /* 1 */                             \
     "kind: http\n"                                             /* 2 */                             \
@@ -69,40 +69,41 @@ static void dump(const am_diags_t *d)
     "  - else: Benign\n"                                       /* 15 */                            \
     "samples:\n"                                               /* 16 */
 
-static const char passing[] = HTTP_HEAD "  - name: bad\n"                            /* 17 */
-                                        "    indicator: {type: ip, value: 2001:db8::1}\n" /* 18 */
-                                        "    reply:\n"                                    /* 19 */
-                                        "      status: 200\n"                             /* 20 */
-                                        "      body: {data: {score: 90, tags: [a, b]}}\n" /* 21 */
-                                        "    expect:\n"                                   /* 22 */
-                                        "      request:\n"                                /* 23 */
-                                        "        method: GET\n"                           /* 24 */
-                                        "        url: "
-                                        "https://h.example/v1/2001%3Adb8%3A%3A1?q=2001%3Adb8%3A%"
-                                        "3A1\n" /* 25 */
-                                        "        headers: {X-Key: \"{secret.k}\", accept: "
-                                        "text/json}\n"                               /* 26 */
-                                        "      outcome: found\n"                     /* 27 */
-                                        "      verdict: Malicious\n"                 /* 28 */
-                                        "      result: {score: 90, tags: [a, b]}\n"  /* 29 */
-                                        "  - name: good\n"                           /* 30 */
-                                        "    indicator: {type: domain, value: example.com}\n"
-                                        "    reply: {status: 200, body: '{\"data\":{\"score\":1}}'}\n"
-                                        "    expect: {outcome: found, verdict: Benign, "
-                                        "result: {score: 1, tags: []}}\n"
-                                        "  - name: unknown\n"
-                                        "    indicator: {type: ip, value: 192.0.2.1}\n"
-                                        "    reply: {status: 404}\n"
-                                        "    expect: {outcome: not_found, verdict: Unknown}\n"
-                                        "  - name: busy\n"
-                                        "    indicator: {type: ip, value: 192.0.2.2}\n"
-                                        "    reply: {status: 429, headers: {retry-after: '120'}}\n"
-                                        "    expect: {outcome: retry, reason: HTTP 429, "
-                                        "retry_after: 2m}\n"
-                                        "  - name: garbage\n"
-                                        "    indicator: {type: ip, value: 192.0.2.3}\n"
-                                        "    reply: {status: 200, body: '{\"data\": '}\n"
-                                        "    expect: {outcome: failed, reason: not JSON}\n";
+static const char passing[] =
+    HTTP_HEAD "  - name: bad\n"                                 /* 17 */
+              "    indicator: {type: ip, value: 2001:db8::1}\n" /* 18 */
+              "    reply:\n"                                    /* 19 */
+              "      status: 200\n"                             /* 20 */
+              "      body: {data: {score: 90, tags: [a, b]}}\n" /* 21 */
+              "    expect:\n"                                   /* 22 */
+              "      request:\n"                                /* 23 */
+              "        method: GET\n"                           /* 24 */
+              "        url: "
+              "https://h.example/v1/2001%3Adb8%3A%3A1?q=2001%3Adb8%3A%"
+              "3A1\n" /* 25 */
+              "        headers: {X-Key: \"{secret.k}\", accept: "
+              "text/json}\n"                              /* 26 */
+              "      outcome: found\n"                    /* 27 */
+              "      verdict: Malicious\n"                /* 28 */
+              "      result: {score: 90, tags: [a, b]}\n" /* 29 */
+              "  - name: good\n"                          /* 30 */
+              "    indicator: {type: domain, value: example.com}\n"
+              "    reply: {status: 200, body: '{\"data\":{\"score\":1}}'}\n"
+              "    expect: {outcome: found, verdict: Benign, "
+              "result: {score: 1, tags: []}}\n"
+              "  - name: unknown\n"
+              "    indicator: {type: ip, value: 192.0.2.1}\n"
+              "    reply: {status: 404}\n"
+              "    expect: {outcome: not_found, verdict: Unknown}\n"
+              "  - name: busy\n"
+              "    indicator: {type: ip, value: 192.0.2.2}\n"
+              "    reply: {status: 429, headers: {retry-after: '120'}}\n"
+              "    expect: {outcome: retry, reason: HTTP 429, "
+              "retry_after: 2m}\n"
+              "  - name: garbage\n"
+              "    indicator: {type: ip, value: 192.0.2.3}\n"
+              "    reply: {status: 200, body: '{\"data\": '}\n"
+              "    expect: {outcome: failed, reason: not JSON}\n";
 
 static void test_shipped_samples_pass(void **state)
 {
@@ -225,19 +226,19 @@ static void test_each_mismatch(void **state)
 static void test_sample_errors(void **state)
 {
     (void)state;
-    static const char text[] = "provider: l\n"                        /* 1 */
-                               "kind: cidr\n"                         /* 2 */
+    static const char text[] = "provider: l\n" /* 1 */
+                               "kind: cidr\n"  /* 2 */
                                "ranges: [{cidr: 10.0.0.0/8, labels: [internal]}]\n"
-                               "samples:\n"                           /* 4 */
-                               "  - name: a\n"                        /* 5 */
+                               "samples:\n"    /* 4 */
+                               "  - name: a\n" /* 5 */
                                "    indicator: {type: domain, value: x.example}\n"
-                               "    expect: {outcome: found}\n"       /* 7 */
-                               "  - name: a\n"                        /* 8 */
+                               "    expect: {outcome: found}\n" /* 7 */
+                               "  - name: a\n"                  /* 8 */
                                "    indicator: {type: ip, value: 10.0.0.01}\n"
-                               "    reply: {status: 200}\n"           /* 10 */
+                               "    reply: {status: 200}\n" /* 10 */
                                "    expect: {outcome: retry, verdict: Benign, colour: red}\n"
                                "  - indicator: {type: ip, value: 10.1.1.1}\n" /* 12 */
-                               "  - name: c\n"                        /* 13 */
+                               "  - name: c\n"                                /* 13 */
                                "    indicator: {type: ip, value: 10.1.1.1}\n"
                                "    expect: {outcome: found, request: {url: x}}\n";
     am_diags_t d;
@@ -257,12 +258,12 @@ static void test_sample_errors(void **state)
     am_diags_dispose(&d);
 
     /* an http sample without its reply, a non-canonical value, a status out of range */
-    static const char http[] = HTTP_HEAD "  - name: a\n"                             /* 17 */
+    static const char http[] = HTTP_HEAD "  - name: a\n" /* 17 */
                                          "    indicator: {type: domain, value: Example.COM}\n"
-                                         "    expect: {outcome: found}\n"            /* 19 */
-                                         "  - name: b\n"                             /* 20 */
+                                         "    expect: {outcome: found}\n" /* 19 */
+                                         "  - name: b\n"                  /* 20 */
                                          "    indicator: {type: ip, value: 192.0.2.1}\n"
-                                         "    reply: {status: 99}\n"                 /* 22 */
+                                         "    reply: {status: 99}\n" /* 22 */
                                          "    expect: {outcome: found, retry_after: 5s}\n";
     assert_int_equal(load(&s, http, false, false, &d), AM_EINVAL);
     assert_true(has_diag(&d, 17, 5, "needs 'reply' (the recorded vendor reply)"));
@@ -409,9 +410,12 @@ static void test_interpret_retry_after(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shipped_samples_pass), cmocka_unit_test(test_passing_sample),
-        cmocka_unit_test(test_each_mismatch),        cmocka_unit_test(test_sample_errors),
-        cmocka_unit_test(test_list_file),            cmocka_unit_test(test_secret_never_shown),
+        cmocka_unit_test(test_shipped_samples_pass),
+        cmocka_unit_test(test_passing_sample),
+        cmocka_unit_test(test_each_mismatch),
+        cmocka_unit_test(test_sample_errors),
+        cmocka_unit_test(test_list_file),
+        cmocka_unit_test(test_secret_never_shown),
         cmocka_unit_test(test_interpret_retry_after),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
