@@ -24,14 +24,15 @@ const char cli_help_check[] =
     "                 the mappings directory, or beside the first mapping file)\n"
     "  --providers PATH  also compile the provider files of PATH (a directory of\n"
     "                 *.yaml or one file; default: $ALERTMAP_PROVIDERS when set);\n"
-    "                 secrets are not read, list files are\n"
+    "                 secrets are not read, list files are; every provider's\n"
+    "                 samples run, a failing one is a problem of its file\n"
     "  -h, --help     this text\n"
     "\n"
-    "Exit status: 0 all mappings compile; 1 a problem was found or a path cannot be\n"
-    "read; 2 usage error.\n";
+    "Exit status: 0 all mappings (and providers) compile and their samples pass;\n"
+    "1 a problem was found or a path cannot be read; 2 usage error.\n";
 
 const char cli_help_test[] =
-    "usage: alertmap test [--rules FILE] [PATH...]\n"
+    "usage: alertmap test [--rules FILE] [--providers PATH] [PATH...]\n"
     "\n"
     "Compiles the mappings (like 'alertmap check'), then runs each mapping's sample\n"
     "payloads: every samples/<source>/NAME.json is normalized and compared with\n"
@@ -44,10 +45,14 @@ const char cli_help_test[] =
     "\n"
     "Options:\n"
     "  --rules FILE   shared indicator rule file (as for check)\n"
+    "  --providers PATH  also run the samples of the provider files of PATH\n"
+    "                 (default: $ALERTMAP_PROVIDERS when set): one line per provider,\n"
+    "                   PASS virustotal (6 samples)\n"
+    "                 and each difference as file:line:col: sample 'NAME': ...\n"
     "  -h, --help     this text\n"
     "\n"
     "Exit status: 0 every sample matches; 1 a mismatch, a sample that cannot be read,\n"
-    "or a mapping that does not compile; 2 usage error.\n";
+    "or a mapping or provider that does not compile; 2 usage error.\n";
 
 typedef struct {
     const char *rules;
@@ -113,7 +118,8 @@ int cli_cmd_check(int argc, char **argv)
     eng_providers_t *ps = NULL;
     if (prov != NULL && *prov != '\0') {
         const char *pp[] = {prov};
-        int prc = eng_providers_load(&ps, pp, 1, NULL, &d);
+        eng_providers_options_t po = {.check_samples = true};
+        int prc = eng_providers_load(&ps, pp, 1, &po, &d);
         if (rc == AM_OK)
             rc = prc;
     }
@@ -121,9 +127,16 @@ int cli_cmd_check(int argc, char **argv)
     if (rc == AM_OK && d.count == 0) {
         size_t n = cli_sets_count(&sets);
         printf("%zu mapping%s OK\n", n, n == 1 ? "" : "s");
-        if (ps != NULL)
-            printf("%zu provider%s OK\n", eng_providers_count(ps),
-                   eng_providers_count(ps) == 1 ? "" : "s");
+        if (ps != NULL) {
+            size_t ns = 0;
+            for (size_t i = 0; i < eng_providers_count(ps); i++) {
+                eng_provider_info_t info;
+                eng_provider_info(&info, eng_providers_at(ps, i));
+                ns += info.nsamples;
+            }
+            printf("%zu provider%s OK (%zu sample%s pass)\n", eng_providers_count(ps),
+                   eng_providers_count(ps) == 1 ? "" : "s", ns, ns == 1 ? "" : "s");
+        }
     } else {
         fprintf(stderr, "alertmap check: %zu problem%s found\n", d.count, d.count == 1 ? "" : "s");
         if (rc == AM_OK)
@@ -165,6 +178,50 @@ static int test_program(const eng_program_t *p, size_t *nsamples, size_t *nfaile
     return failed != 0 ? CLI_FAIL : CLI_OK;
 }
 
+/* Compiles the providers of path (samples not yet run) and runs each
+ * provider's samples: a PASS/FAIL line per provider, the differences as
+ * file:line:col. Returns CLI_OK when everything compiled and passed. */
+static int test_providers(const char *path, size_t *nprov, size_t *nsamples, size_t *nfailed)
+{
+    am_diags_t d;
+    am_diags_init(&d);
+    eng_providers_t *ps = NULL;
+    const char *pp[] = {path};
+    if (eng_providers_load(&ps, pp, 1, NULL, &d) != AM_OK) {
+        cli_print_diags(&d, stderr);
+        fprintf(stderr, "alertmap test: the providers do not compile (%zu problem%s)\n", d.count,
+                d.count == 1 ? "" : "s");
+        am_diags_dispose(&d);
+        return CLI_FAIL;
+    }
+    int status = CLI_OK;
+    for (size_t i = 0; i < eng_providers_count(ps); i++) {
+        const eng_provider_t *p = eng_providers_at(ps, i);
+        eng_provider_info_t info;
+        eng_provider_info(&info, p);
+        am_diags_dispose(&d);
+        int failed = eng_provider_check_samples(p, &d);
+        *nprov += 1;
+        *nsamples += info.nsamples;
+        if (failed > 0) {
+            printf("FAIL %s (%d of %zu sample%s)\n", info.name, failed, info.nsamples,
+                   info.nsamples == 1 ? "" : "s");
+            *nfailed += (size_t)failed;
+            status = CLI_FAIL;
+        } else {
+            printf("PASS %s (%zu sample%s)\n", info.name, info.nsamples,
+                   info.nsamples == 1 ? "" : "s");
+        }
+        if (d.count > 0) {
+            cli_print_diags(&d, stdout);
+            putchar('\n');
+        }
+    }
+    am_diags_dispose(&d);
+    eng_providers_unref(ps);
+    return status;
+}
+
 int cli_cmd_test(int argc, char **argv)
 {
     args_t a;
@@ -199,6 +256,18 @@ int cli_cmd_test(int argc, char **argv)
         printf("%zu mapping%s, %zu sample%s: %zu failed in %zu mapping%s\n", nmappings,
                nmappings == 1 ? "" : "s", nsamples, nsamples == 1 ? "" : "s", nfailed,
                nbad_mappings, nbad_mappings == 1 ? "" : "s");
+    const char *prov = a.providers ? a.providers : getenv("ALERTMAP_PROVIDERS");
+    if (prov != NULL && *prov != '\0') {
+        size_t np = 0, ps = 0, pf = 0;
+        if (test_providers(prov, &np, &ps, &pf) != CLI_OK)
+            status = CLI_FAIL;
+        if (pf == 0)
+            printf("%zu provider%s, %zu sample%s: %s\n", np, np == 1 ? "" : "s", ps,
+                   ps == 1 ? "" : "s", status == CLI_OK ? "all passed" : "see above");
+        else
+            printf("%zu provider%s, %zu sample%s: %zu failed\n", np, np == 1 ? "" : "s", ps,
+                   ps == 1 ? "" : "s", pf);
+    }
     cli_sets_dispose(&sets);
     am_diags_dispose(&d);
     return status;

@@ -94,6 +94,7 @@ void eng_provider_info(eng_provider_info_t *out, const eng_provider_t *p)
     out->nrates = p->nrates;
     out->entries = p->kind == ENG_PROV_CIDR ? p->nnets : p->values.n + p->nnets;
     out->skipped = p->skipped;
+    out->nsamples = p->nsamples;
 }
 
 bool eng_provider_applies(const eng_provider_t *p, eng_ioc_type_t t)
@@ -148,9 +149,10 @@ static void put_b64url(am_buf_t *b, const char *s, size_t n)
     }
 }
 
-/* Renders one template; returns the text in a or NULL (err set). */
+/* Renders one template; returns the text in a or NULL (err set). With mask
+ * a secret is written as {secret.NAME}. */
 static char *render(const eng_provider_t *p, const pv_tpl_t *t, pv_enc_t enc, const char *value,
-                    am_arena_t *a, eng_error_t *err, int *rc)
+                    bool mask, am_arena_t *a, eng_error_t *err, int *rc)
 {
     am_buf_t b;
     am_buf_init(&b, 0);
@@ -169,6 +171,10 @@ static char *render(const eng_provider_t *p, const pv_tpl_t *t, pv_enc_t enc, co
             break;
         case PV_SECRET: {
             const char *s = p->secrets[pt->secret].value;
+            if (mask) {
+                am_buf_printf(&b, "{secret.%s}", p->secrets[pt->secret].name);
+                break;
+            }
             if (s == NULL) {
                 err->code = "PROVIDER_SECRET_MISSING";
                 snprintf(err->message, sizeof(err->message),
@@ -206,6 +212,12 @@ static char *render(const eng_provider_t *p, const pv_tpl_t *t, pv_enc_t enc, co
 int eng_provider_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t,
                          const char *value, am_arena_t *a, eng_error_t *err)
 {
+    return eng_pv_request(out, p, t, value, false, a, err);
+}
+
+int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t, const char *value,
+                   bool mask, am_arena_t *a, eng_error_t *err)
+{
     int rc = AM_OK;
     memset(out, 0, sizeof(*out));
     if (p->kind != ENG_PROV_HTTP || !eng_provider_applies(p, t) || p->url[t] == NULL) {
@@ -220,7 +232,7 @@ int eng_provider_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_ty
         return AM_EINVAL;
     }
     out->method = p->method;
-    out->url = render(p, p->url[t], PV_ENC_URL, value, a, err, &rc);
+    out->url = render(p, p->url[t], PV_ENC_URL, value, mask, a, err, &rc);
     if (out->url == NULL)
         goto done;
     size_t nh = p->nheaders + (p->nform ? 1 : 0);
@@ -231,7 +243,8 @@ int eng_provider_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_ty
     }
     for (size_t i = 0; i < p->nheaders; i++) {
         out->headers[i].name = p->headers[i].name;
-        out->headers[i].value = render(p, &p->headers[i].tpl, PV_ENC_HEADER, value, a, err, &rc);
+        out->headers[i].value =
+            render(p, &p->headers[i].tpl, PV_ENC_HEADER, value, mask, a, err, &rc);
         if (out->headers[i].value == NULL)
             goto done;
     }
@@ -240,7 +253,7 @@ int eng_provider_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_ty
         am_buf_t b;
         am_buf_init(&b, 0);
         for (size_t i = 0; i < p->nform && rc == AM_OK; i++) {
-            char *v = render(p, &p->form[i].tpl, PV_ENC_FORM, value, a, err, &rc);
+            char *v = render(p, &p->form[i].tpl, PV_ENC_FORM, value, mask, a, err, &rc);
             if (v == NULL)
                 break;
             if (i)
@@ -415,16 +428,30 @@ static void set_reason(eng_presult_t *out, eng_outcome_t o, const char *fmt, ...
 void eng_provider_evaluate(eng_presult_t *out, const eng_provider_t *p, eng_ioc_type_t t,
                            int status, const char *body, size_t len)
 {
+    eng_reply_t r = {.status = status, .body = body, .body_len = len};
+    eng_provider_interpret(out, p, t, &r, 0);
+}
+
+void eng_provider_interpret(eng_presult_t *out, const eng_provider_t *p, eng_ioc_type_t t,
+                            const eng_reply_t *reply, int64_t now_us)
+{
     (void)t;
+    int status = reply->status;
+    const char *body = reply->body;
+    size_t len = reply->body_len;
     memset(out, 0, sizeof(*out));
     out->verdict = ENG_VERDICT_UNKNOWN;
     out->fields = json_object();
+    out->retry_after_us = -1;
     if (p->kind != ENG_PROV_HTTP) {
         set_reason(out, ENG_OUT_FAILED, "provider '%s' is not an http provider", p->name);
         return;
     }
     if (status_in(&p->retry, status)) {
         set_reason(out, ENG_OUT_RETRY, "HTTP %d", status);
+        for (size_t i = 0; i < reply->nheaders; i++)
+            if (strcasecmp(reply->headers[i].name, "Retry-After") == 0)
+                out->retry_after_us = eng_retry_after_us(reply->headers[i].value, now_us);
         return;
     }
     if (status_in(&p->not_found, status)) {
@@ -587,6 +614,7 @@ void eng_provider_lookup(eng_presult_t *out, const eng_provider_t *p, eng_ioc_ty
     memset(out, 0, sizeof(*out));
     out->verdict = ENG_VERDICT_UNKNOWN;
     out->fields = json_object();
+    out->retry_after_us = -1;
     out->outcome = ENG_OUT_NOT_FOUND;
     if (p->kind == ENG_PROV_HTTP) {
         set_reason(out, ENG_OUT_FAILED, "provider '%s' is an http provider", p->name);

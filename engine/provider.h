@@ -66,8 +66,9 @@ typedef struct eng_provider_info {
     unsigned max_attempts;
     eng_rate_t rates[ENG_PROV_MAX_RATES];
     size_t nrates;
-    size_t entries; /* list: values and ranges loaded; cidr: ranges */
-    size_t skipped; /* list: lines that were no value of a declared type */
+    size_t entries;  /* list: values and ranges loaded; cidr: ranges */
+    size_t skipped;  /* list: lines that were no value of a declared type */
+    size_t nsamples; /* entries of `samples:` */
 } eng_provider_info_t;
 
 /* ---- loading ---------------------------------------------------------------- */
@@ -78,6 +79,10 @@ typedef struct eng_providers_options {
     bool resolve_secrets;
     /* Read `list` files (off for the fuzz target, which compiles texts). */
     bool no_files;
+    /* Run every provider's `samples:` after compiling (eng_provider_check_samples);
+     * a failing sample is an error of its provider and the load fails. On for
+     * alertmapd's start-up and SIGHUP and for `alertmap check`. */
+    bool check_samples;
 } eng_providers_options_t;
 
 /* Compiles every provider file named by paths: a directory contributes each
@@ -141,13 +146,29 @@ const char *eng_outcome_name(eng_outcome_t o); /* "found", "not_found", "retry",
 
 typedef struct eng_presult {
     eng_outcome_t outcome;
-    eng_verdict_t verdict; /* ENG_VERDICT_UNKNOWN unless found */
-    json_t *fields;        /* new reference: the result object (never NULL) */
-    char reason[256];      /* retry / failed: why, one line */
+    eng_verdict_t verdict;  /* ENG_VERDICT_UNKNOWN unless found */
+    json_t *fields;         /* new reference: the result object (never NULL) */
+    char reason[256];       /* retry / failed: why, one line */
+    int64_t retry_after_us; /* retry: the delay the reply's Retry-After asks for; else -1 */
 } eng_presult_t;
 
-/* Evaluates an HTTP reply (status, body of len bytes). The caller owns
- * out->fields. Reentrant. */
+/* An HTTP reply as the worker received it (or as a sample records it). */
+typedef struct eng_reply {
+    int status;
+    const eng_header_t *headers; /* names compared without case */
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+} eng_reply_t;
+
+/* Interprets an HTTP reply: the outcome by status (retry, not_found, found,
+ * else failed), for a found one the result fields, not_found_when and the
+ * verdict; for a retry the Retry-After header (delta-seconds or HTTP-date,
+ * from now_us) in out->retry_after_us. Pure: no I/O, no clock. The caller
+ * owns out->fields. Reentrant. The worker and the sample runner both call it. */
+void eng_provider_interpret(eng_presult_t *out, const eng_provider_t *p, eng_ioc_type_t t,
+                            const eng_reply_t *reply, int64_t now_us);
+/* eng_provider_interpret() of a reply without headers (status, body of len bytes). */
 void eng_provider_evaluate(eng_presult_t *out, const eng_provider_t *p, eng_ioc_type_t t,
                            int status, const char *body, size_t len);
 
@@ -155,6 +176,18 @@ void eng_provider_evaluate(eng_presult_t *out, const eng_provider_t *p, eng_ioc_
  * http provider, outcome FAILED. The caller owns out->fields. Reentrant. */
 void eng_provider_lookup(eng_presult_t *out, const eng_provider_t *p, eng_ioc_type_t t,
                          const char *value);
+
+/* ---- samples (provider_samples.c; docs/enrichment.md, "Samples") ----------- */
+
+/* Runs p's `samples:` (compiled with the provider): an http sample renders
+ * the request for its indicator with every secret shown as {secret.NAME}
+ * (never its value) and interprets the recorded reply with
+ * eng_provider_interpret(); a list or cidr sample looks its indicator up.
+ * Every difference from the expected request, outcome, verdict, result,
+ * labels, reason or Retry-After delay is added to d at the position of the
+ * expected item in the provider file. No network I/O; list files were read
+ * at load. Returns the number of failing samples (0: all pass). Reentrant. */
+int eng_provider_check_samples(const eng_provider_t *p, am_diags_t *d);
 
 /* The delay a Retry-After header value asks for (delta-seconds or an
  * HTTP-date), in microseconds from now_us; -1 when it is neither. */

@@ -126,7 +126,7 @@ static bool get_uint(pc_t *c, const yt_node_t *n, const char *what, unsigned lo,
 }
 
 /* "500ms", "30s", "5m", "24h", "7d", or a number of seconds. */
-static bool parse_duration(const char *s, int64_t *out)
+bool eng_pv_parse_duration(const char *s, int64_t *out)
 {
     char *end;
     if (!isdigit((unsigned char)*s))
@@ -153,7 +153,7 @@ static bool parse_duration(const char *s, int64_t *out)
 
 static bool get_duration(pc_t *c, const yt_node_t *n, const char *what, int64_t *out)
 {
-    if (is_str(n) && parse_duration(n->str, out))
+    if (is_str(n) && eng_pv_parse_duration(n->str, out))
         return true;
     perr(c, n, "'%s' must be a duration such as 500ms, 30s, 5m, 24h or 7d", what);
     return false;
@@ -754,7 +754,7 @@ static void compile_http(pc_t *c, eng_provider_t *p, const yt_node_t *root)
     static const char *const keys[] = {"provider",    "kind",           "description",  "types",
                                        "cache_ttl",   "secrets",        "request",      "timeout",
                                        "concurrency", "rate_limit",     "max_attempts", "status",
-                                       "results",     "not_found_when", "verdict"};
+                                       "results",     "not_found_when", "verdict",      "samples"};
     check_keys(c, root, keys, AM_ARRAY_LEN(keys));
     const yt_node_t *n;
     if ((n = eng_yt_get(root, "secrets")) != NULL)
@@ -979,9 +979,9 @@ static void load_list(pc_t *c, eng_provider_t *p, const yt_node_t *fnode, bool c
 
 static void compile_list(pc_t *c, eng_provider_t *p, const yt_node_t *root)
 {
-    static const char *const keys[] = {"provider",  "kind",      "description", "types",
-                                       "cache_ttl", "file",      "format",      "column",
-                                       "header",    "delimiter", "verdict",     "tag"};
+    static const char *const keys[] = {"provider", "kind",   "description", "types",  "cache_ttl",
+                                       "file",     "format", "column",      "header", "delimiter",
+                                       "verdict",  "tag",    "samples"};
     check_keys(c, root, keys, AM_ARRAY_LEN(keys));
     const yt_node_t *f = eng_yt_get(root, "file"), *fmt = eng_yt_get(root, "format"),
                     *col = eng_yt_get(root, "column"), *hdr = eng_yt_get(root, "header"),
@@ -1047,8 +1047,8 @@ static void compile_list(pc_t *c, eng_provider_t *p, const yt_node_t *root)
 
 static void compile_cidr(pc_t *c, eng_provider_t *p, const yt_node_t *root)
 {
-    static const char *const keys[] = {"provider", "kind",      "description",
-                                       "types",    "cache_ttl", "ranges"};
+    static const char *const keys[] = {"provider",  "kind",   "description", "types",
+                                       "cache_ttl", "ranges", "samples"};
     check_keys(c, root, keys, AM_ARRAY_LEN(keys));
     const yt_node_t *r = eng_yt_get(root, "ranges");
     if (r == NULL) {
@@ -1195,6 +1195,10 @@ static eng_provider_t *compile_one(pc_t *c, const yt_node_t *root)
         compile_list(c, p, root);
     else
         compile_cidr(c, p, root);
+    const yt_node_t *smp = eng_yt_get(root, "samples");
+    /* samples refer to the provider's types and secrets: compiled last */
+    if (smp != NULL && !eng_pv_compile_samples(p, smp, c->a, c->set->keep, c->file, c->d))
+        c->failed = true;
     return p;
 }
 
@@ -1271,6 +1275,12 @@ static void set_free(eng_providers_t *s)
 
 static int finish(eng_providers_t **out, pc_t *c)
 {
+    /* samples run on providers that compiled, even when another file did
+     * not, so that one pass reports everything */
+    if (c->opt->check_samples)
+        for (size_t i = 0; i < c->set->n; i++)
+            if (eng_provider_check_samples(c->set->items[i], c->d) > 0)
+                c->failed = true;
     if (c->failed || c->d->count > 0) {
         set_free(c->set);
         return AM_EINVAL;
@@ -1289,7 +1299,7 @@ int eng_providers_load_texts(eng_providers_t **out, const char *const *names,
                              const char *const *texts, const size_t *lens, size_t n,
                              const eng_providers_options_t *opt, am_diags_t *d)
 {
-    static const eng_providers_options_t defaults = {false, false};
+    static const eng_providers_options_t defaults = {0};
     pc_t c = {0};
     *out = NULL;
     c.set = set_new();
@@ -1319,7 +1329,7 @@ static void load_file(pc_t *c, const char *path)
 int eng_providers_load(eng_providers_t **out, const char *const *paths, size_t npaths,
                        const eng_providers_options_t *opt, am_diags_t *d)
 {
-    static const eng_providers_options_t defaults = {false, false};
+    static const eng_providers_options_t defaults = {0};
     pc_t c = {0};
     *out = NULL;
     c.set = set_new();
@@ -1505,7 +1515,7 @@ static void target_text(pc_t *c, eng_targets_t *ts, const char *name, const char
 int eng_targets_load(eng_targets_t **out, const char *const *paths, size_t npaths,
                      const eng_providers_options_t *opt, am_diags_t *d)
 {
-    static const eng_providers_options_t defaults = {false, false};
+    static const eng_providers_options_t defaults = {0};
     eng_targets_t *ts = am_xcalloc(1, sizeof(*ts));
     ts->arena = am_arena_new(16384, SET_ARENA_CAP);
     pc_t c = {0};

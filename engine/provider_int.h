@@ -118,6 +118,63 @@ typedef struct pv_hash {
     size_t n;
 } pv_hash_t;
 
+/* ---- samples (provider_samples.c) ------------------------------------------------ */
+
+/* A position in the provider file (1-based; 0 when unknown). */
+typedef struct pv_at {
+    int line, col;
+} pv_at_t;
+
+typedef struct pv_xheader {
+    const char *name, *value; /* the expected value; a secret as {secret.NAME} */
+    pv_at_t at;
+} pv_xheader_t;
+
+typedef struct pv_xfield {
+    const char *name; /* a top-level key of the expected result */
+    pv_at_t at;
+} pv_xfield_t;
+
+/* One entry of `samples:`: an indicator, for http the recorded reply, and
+ * what the provider is expected to make of it. Unset expectations are
+ * NULL / -1 / false and are not compared. */
+typedef struct pv_sample {
+    const char *name;
+    pv_at_t at;
+    eng_ioc_type_t type;
+    const char *value;
+    /* http: the recorded reply */
+    int status;
+    eng_header_t *rheaders;
+    size_t nrheaders;
+    const char *body;
+    size_t body_len;
+    /* expected request (http) */
+    bool x_request;
+    pv_at_t x_request_at;
+    const char *x_method, *x_url, *x_body;
+    pv_at_t x_method_at, x_url_at, x_body_at;
+    bool x_headers; /* `headers:` given: the sent headers are exactly these */
+    pv_at_t x_headers_at;
+    pv_xheader_t *xh;
+    size_t nxh;
+    /* expected answer */
+    eng_outcome_t x_outcome;
+    pv_at_t x_outcome_at;
+    int x_verdict; /* eng_verdict_t, -1 when not given */
+    pv_at_t x_verdict_at;
+    json_t *x_result; /* borrowed from the set's keep array */
+    pv_at_t x_result_at;
+    pv_xfield_t *xf;
+    size_t nxf;
+    json_t *x_labels;
+    pv_at_t x_labels_at;
+    const char *x_reason; /* a part of the reason */
+    pv_at_t x_reason_at;
+    int64_t x_retry_after_us; /* -1 when not given */
+    pv_at_t x_retry_after_at;
+} pv_sample_t;
+
 struct eng_provider {
     const char *name, *file;
     eng_provider_kind_t kind;
@@ -154,6 +211,9 @@ struct eng_provider {
     /* list (ranges in the file) and cidr */
     pv_net_t *nets;
     size_t nnets;
+
+    pv_sample_t *samples;
+    size_t nsamples;
 };
 
 struct eng_providers {
@@ -163,6 +223,24 @@ struct eng_providers {
     size_t n;
     json_t *keep; /* JSON constants of conditions */
 };
+
+/* Renders p's request as eng_provider_request() does; with mask_secrets
+ * every {secret.NAME} hole is written as that text instead of the secret's
+ * value (the sample runner: a secret never reaches a comparison or a
+ * message). */
+int eng_pv_request(eng_request_t *out, const eng_provider_t *p, eng_ioc_type_t t, const char *value,
+                   bool mask_secrets, am_arena_t *a, eng_error_t *err);
+
+/* "500ms", "30s", "5m", "24h", "7d" or a number of seconds (provider_compile.c). */
+bool eng_pv_parse_duration(const char *s, int64_t *out);
+
+/* Compiles the `samples:` list n of provider p (its kind, types and secrets
+ * already compiled) into p->samples; the arena a and the keep array are the
+ * set's. Every problem goes to d at its position in file. Returns false
+ * when there was one (provider_samples.c). */
+struct yt_node;
+bool eng_pv_compile_samples(eng_provider_t *p, const struct yt_node *n, am_arena_t *a, json_t *keep,
+                            const char *file, am_diags_t *d);
 
 /* provider.c helpers the compiler also uses */
 bool eng_pv_parse_net(pv_net_t *out, const char *text, size_t len);

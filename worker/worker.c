@@ -79,7 +79,7 @@ static bundle_t *bundle_load(const char *providers, const char *targets, char *e
         am_diags_t d;
         am_diags_init(&d);
         const char *paths[] = {providers};
-        eng_providers_options_t po = {.resolve_secrets = true};
+        eng_providers_options_t po = {.resolve_secrets = true, .check_samples = true};
         int rc = eng_providers_load(&set, paths, 1, &po, &d);
         if (rc != AM_OK) {
             am_diags_sort(&d);
@@ -378,9 +378,13 @@ static eng_verdict_t ask_http(job_ctx_t *j, bundle_t *b, size_t pi, eng_ioc_type
 
     eng_presult_t r;
     if (status > 0) {
-        eng_provider_evaluate(&r, p, t, status, rep.body.data, rep.body.len);
+        eng_header_t ra_hdr = {"Retry-After", rep.retry_after};
+        eng_reply_t reply = {status, &ra_hdr, rep.retry_after[0] ? 1 : 0, rep.body.data,
+                             rep.body.len};
+        eng_provider_interpret(&r, p, t, &reply, am_now_us());
     } else {
         memset(&r, 0, sizeof(r));
+        r.retry_after_us = -1;
         r.fields = json_object();
         r.outcome = status < 0 ? ENG_OUT_FAILED : ENG_OUT_RETRY;
         snprintf(r.reason, sizeof(r.reason), "%s", reason);
@@ -395,7 +399,7 @@ static eng_verdict_t ask_http(job_ctx_t *j, bundle_t *b, size_t pi, eng_ioc_type
             verdict = r.verdict;
         break;
     case ENG_OUT_RETRY: {
-        int64_t ra = eng_retry_after_us(rep.retry_after[0] ? rep.retry_after : NULL, am_now_us());
+        int64_t ra = r.retry_after_us;
         if (ra >= 0)
             eng_limiter_pause(&st->limiter, am_now_us() + ra);
         if ((unsigned)j->job.attempts < info.max_attempts) {

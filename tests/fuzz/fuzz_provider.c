@@ -1,8 +1,9 @@
 /*
  * tests/fuzz/fuzz_provider.c - fuzz target for the provider compiler: the
  * input is the text of one provider file, compiled from memory without
- * reading list files or the environment. Whatever the bytes, compiling must
- * end with a set or with diagnostics, never a crash or a leak; a compiled
+ * reading list files or the environment, and its `samples:` compiled and
+ * run. Whatever the bytes, compiling must end with a set or with
+ * diagnostics, never a crash or a leak; a compiled
  * http provider must render a request for a hostile value without letting
  * it out of its percent-encoded slot.
  */
@@ -59,7 +60,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     const char *names[] = {"fuzz.yaml"};
     const char *texts[] = {(const char *)data};
     size_t lens[] = {size};
-    eng_providers_options_t opt = {.no_files = true};
+    /* samples run too: their compiler and runner read the same outside input */
+    eng_providers_options_t opt = {.no_files = true, .check_samples = true};
     am_diags_t diags;
     am_diags_init(&diags);
     eng_providers_t *set = NULL;
@@ -77,6 +79,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         eng_presult_t r;
         eng_provider_evaluate(&r, p, ENG_IOC_IP, 200, "{\"data\":{\"a\":[1,\"x\",{}]}}", 26);
         json_decref(r.fields);
+        /* a set that loaded passed its samples; running them again agrees */
+        if (eng_provider_check_samples(p, &diags) != 0)
+            abort();
     }
     eng_providers_unref(set);
     am_diags_dispose(&diags);
