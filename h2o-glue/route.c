@@ -26,6 +26,7 @@ static const glue_route_entry_t routes[] = {
     {GLUE_R_ALERTS, "GET", "/v1/alerts", GLUE_SCOPE_READ, glue_handle_alerts},
     {GLUE_R_ALERT, "GET", "/v1/alerts/{uuid}", GLUE_SCOPE_READ, glue_handle_alert},
     {GLUE_R_ALERT, "PATCH", "/v1/alerts/{uuid}", GLUE_SCOPE_WRITE, glue_handle_alert},
+    {GLUE_R_ENRICHMENTS, "POST", "/v1/enrichments", GLUE_SCOPE_WRITE, glue_handle_enrichments},
 };
 
 const glue_route_entry_t *glue_route_table(size_t *n)

@@ -363,6 +363,385 @@ int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us,
                        5, p, true, err, errlen);
 }
 
+/* ---- batches ------------------------------------------------------------------- */
+
+/* Appends one element of a PostgreSQL array literal: NULL, or the text
+ * double-quoted with " and \ escaped. */
+static void arr_elem(am_buf_t *b, const char *s)
+{
+    if (b->len > 1)
+        am_buf_putc(b, ',');
+    if (s == NULL) {
+        am_buf_puts(b, "NULL");
+        return;
+    }
+    am_buf_putc(b, '"');
+    for (; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\')
+            am_buf_putc(b, '\\');
+        am_buf_putc(b, *s);
+    }
+    am_buf_putc(b, '"');
+}
+
+static void arr_i64(am_buf_t *b, int64_t v)
+{
+    if (b->len > 1)
+        am_buf_putc(b, ',');
+    am_buf_printf(b, "%lld", (long long)v);
+}
+
+static void arr_open(am_buf_t *b)
+{
+    am_buf_init(b, 0);
+    am_buf_putc(b, '{');
+}
+
+static const char *arr_close(am_buf_t *b)
+{
+    am_buf_putc(b, '}');
+    return b->data;
+}
+
+static void parse_facts(store_enrich_facts_t *out, const char *source, const char *severity,
+                        const char *tags_json)
+{
+    out->source = am_xstrdup(source);
+    out->severity = am_xstrdup(severity);
+    json_t *tags = json_loads(tags_json, 0, NULL);
+    size_t n = json_array_size(tags);
+    out->tags = am_xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const char *t = json_string_value(json_array_get(tags, i));
+        out->tags[out->ntags++] = am_xstrdup(t ? t : "");
+    }
+    json_decref(tags);
+}
+
+int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
+                             store_enrich_claimed_t *out, size_t *n, char *err, size_t errlen)
+{
+    /* one statement: the claim and what the worker reads of each alert */
+    static const char sql[] =
+        "WITH c AS (UPDATE enrichment_jobs j SET status = 'running', claimed_by = $1, "
+        "    claimed_at = now(), lease_until = now() + $2 * interval '1 microsecond', "
+        "    attempts = attempts + 1 "
+        "  WHERE id IN (SELECT id FROM enrichment_jobs "
+        "               WHERE (status = 'queued' AND next_attempt_at <= now()) "
+        "                  OR (status = 'running' AND lease_until < now()) "
+        "               ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3) "
+        "  RETURNING j.id, j.alert_id, j.attempts) "
+        "SELECT c.id, c.alert_id, c.attempts, a.id IS NOT NULL, coalesce(a.source_name, ''), "
+        "  coalesce(a.severity::text, ''), coalesce(to_json(a.tags)::text, '[]'), "
+        "  (SELECT coalesce(json_agg(json_build_array(i.type, i.value) ORDER BY ai.position), "
+        "                   '[]')::text "
+        "   FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
+        "   WHERE ai.alert_id = c.alert_id) "
+        "FROM c LEFT JOIN alerts a ON a.id = c.alert_id ORDER BY c.id";
+    *n = 0;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    char lease[24], lim[24];
+    fmt_i64(lease, lease_us);
+    fmt_i64(lim, (int64_t)(max ? max : 1));
+    const char *params[] = {e->worker, lease, lim};
+    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+        PQclear(r);
+        return rc;
+    }
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows && (size_t)i < max; i++) {
+        store_enrich_claimed_t *c = &out[i];
+        memset(c, 0, sizeof(*c));
+        c->job.id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        c->job.alert_id = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        c->job.attempts = (int)strtol(PQgetvalue(r, i, 2), NULL, 10);
+        c->alert_found = PQgetvalue(r, i, 3)[0] == 't';
+        parse_facts(&c->facts, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
+        json_t *iv = json_loads(PQgetvalue(r, i, 7), 0, NULL);
+        size_t k = json_array_size(iv);
+        c->iocs = am_xcalloc(k ? k : 1, sizeof(*c->iocs));
+        for (size_t x = 0; x < k; x++) {
+            json_t *pair = json_array_get(iv, x);
+            const char *t = json_string_value(json_array_get(pair, 0));
+            const char *v = json_string_value(json_array_get(pair, 1));
+            c->iocs[c->niocs].type = am_xstrdup(t ? t : "");
+            c->iocs[c->niocs].value = am_xstrdup(v ? v : "");
+            c->niocs++;
+        }
+        json_decref(iv);
+        (*n)++;
+    }
+    PQclear(r);
+    return *n > 0 ? AM_OK : AM_ENOTFOUND;
+}
+
+void store_enrich_claimed_dispose(store_enrich_claimed_t *c)
+{
+    store_enrich_facts_dispose(&c->facts);
+    store_enrich_iocs_free(c->iocs, c->niocs);
+    c->iocs = NULL;
+    c->niocs = 0;
+}
+
+int store_enrich_heartbeat_many(store_enrich_t *e, const int64_t *ids, size_t n, int64_t lease_us,
+                                bool *held, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "UPDATE enrichment_jobs SET lease_until = now() + $3 * interval '1 microsecond' "
+        "WHERE id = ANY ($1::int8[]) AND claimed_by = $2 AND status = 'running' RETURNING id";
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    am_buf_t a;
+    arr_open(&a);
+    for (size_t i = 0; i < n; i++)
+        arr_i64(&a, ids[i]);
+    char lease[24];
+    fmt_i64(lease, lease_us);
+    const char *params[] = {arr_close(&a), e->worker, lease};
+    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            held[i] = false;
+        for (int k = 0; k < PQntuples(r); k++) {
+            int64_t id = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+            for (size_t i = 0; i < n; i++)
+                if (ids[i] == id)
+                    held[i] = true;
+        }
+    }
+    PQclear(r);
+    am_buf_dispose(&a);
+    return rc;
+}
+
+int store_enrich_cache_get_many(store_enrich_t *e, const store_enrich_key_t *keys, size_t n,
+                                store_enrich_cached_t *out, bool *found, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "SELECT k.i, r.outcome, coalesce(r.verdict, ''), r.fields::text, r.error, "
+        "  to_char(r.fetched_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+        "FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS k(p, t, v, i) "
+        "JOIN enrichment_results r ON r.type = k.t AND r.value = k.v AND r.provider = k.p "
+        "WHERE r.expires_at > now()";
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        found[i] = false;
+    }
+    if (n == 0)
+        return AM_OK;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    am_buf_t p, t, v;
+    arr_open(&p);
+    arr_open(&t);
+    arr_open(&v);
+    for (size_t i = 0; i < n; i++) {
+        arr_elem(&p, keys[i].provider);
+        arr_elem(&t, keys[i].type);
+        arr_elem(&v, keys[i].value);
+    }
+    const char *params[] = {arr_close(&p), arr_close(&t), arr_close(&v)};
+    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+    } else {
+        for (int k = 0; k < PQntuples(r); k++) {
+            long i = strtol(PQgetvalue(r, k, 0), NULL, 10) - 1;
+            if (i < 0 || (size_t)i >= n || found[i])
+                continue;
+            found[i] = true;
+            snprintf(out[i].outcome, sizeof(out[i].outcome), "%s", PQgetvalue(r, k, 1));
+            snprintf(out[i].verdict, sizeof(out[i].verdict), "%s", PQgetvalue(r, k, 2));
+            out[i].fields = am_xstrdup(PQgetvalue(r, k, 3));
+            out[i].error = PQgetisnull(r, k, 4) ? NULL : am_xstrdup(PQgetvalue(r, k, 4));
+            snprintf(out[i].fetched_at, sizeof(out[i].fetched_at), "%s", PQgetvalue(r, k, 5));
+        }
+    }
+    PQclear(r);
+    am_buf_dispose(&p);
+    am_buf_dispose(&t);
+    am_buf_dispose(&v);
+    return rc;
+}
+
+void store_enrich_cached_dispose(store_enrich_cached_t *c)
+{
+    free(c->fields);
+    free(c->error);
+    c->fields = NULL;
+    c->error = NULL;
+}
+
+int store_enrich_cache_put_many(store_enrich_t *e, const store_enrich_result_t *res, size_t n,
+                                char *err, size_t errlen)
+{
+    /* one row per key (a key given twice keeps its last result) */
+    static const char sql[] =
+        "INSERT INTO enrichment_results (provider, type, value, outcome, verdict, fields, error, "
+        "  fetched_at, expires_at) "
+        "SELECT DISTINCT ON (u.t, u.v, u.p) u.p, u.t, u.v, u.o, nullif(u.vd, ''), u.f::jsonb, "
+        "  u.e, now(), now() + u.ttl * interval '1 microsecond' "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+        "            $7::text[], $8::int8[]) WITH ORDINALITY AS u(p, t, v, o, vd, f, e, ttl, i) "
+        "ORDER BY u.t, u.v, u.p, u.i DESC "
+        "ON CONFLICT (type, value, provider) DO UPDATE SET outcome = EXCLUDED.outcome, "
+        "  verdict = EXCLUDED.verdict, fields = EXCLUDED.fields, error = EXCLUDED.error, "
+        "  fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at";
+    if (n == 0)
+        return AM_OK;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    am_buf_t a[8];
+    for (size_t k = 0; k < 8; k++)
+        arr_open(&a[k]);
+    for (size_t i = 0; i < n; i++) {
+        arr_elem(&a[0], res[i].provider);
+        arr_elem(&a[1], res[i].type);
+        arr_elem(&a[2], res[i].value);
+        arr_elem(&a[3], res[i].outcome);
+        arr_elem(&a[4], res[i].verdict ? res[i].verdict : "");
+        arr_elem(&a[5], res[i].fields ? res[i].fields : "{}");
+        arr_elem(&a[6], res[i].error);
+        arr_i64(&a[7], res[i].ttl_us > 0 ? res[i].ttl_us : 0);
+    }
+    const char *params[8];
+    for (size_t k = 0; k < 8; k++)
+        params[k] = arr_close(&a[k]);
+    rc = exec_params(e, sql, 8, params, false, err, errlen);
+    for (size_t k = 0; k < 8; k++)
+        am_buf_dispose(&a[k]);
+    return rc;
+}
+
+static char *ioc_verdicts_text(const store_enrich_outcome_t *o)
+{
+    json_t *iv = json_object();
+    for (size_t i = 0; i < o->niocs; i++) {
+        am_buf_t k;
+        am_buf_init(&k, 0);
+        am_buf_printf(&k, "%s:%s", o->iocs[i].type, o->iocs[i].value);
+        json_object_set_new(iv, k.data ? k.data : ":", json_string(o->iocs[i].verdict));
+        am_buf_dispose(&k);
+    }
+    char *text = json_dumps(iv, JSON_COMPACT);
+    json_decref(iv);
+    return text ? text : am_xstrdup("{}");
+}
+
+int store_enrich_finish_batch(store_enrich_t *e, const store_enrich_outcome_t *o, size_t n,
+                              bool *ended, char *err, size_t errlen)
+{
+    /* One statement for the whole batch. Only the lease holder ends a job
+     * (a job whose lease was taken over changes nothing and is reported
+     * not ended); the alerts of ended jobs get their verdicts and status,
+     * locked in id order; the deliveries of their targets are queued. */
+    static const char sql[] =
+        "WITH o AS (SELECT * FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], "
+        "    $6::text[], $7::text[], $8::int8[], $9::int4[]) "
+        "    AS o(job, alert, kind, verdict, error, iv, delay, uncount)), "
+        "j AS (UPDATE enrichment_jobs j SET "
+        "    status = CASE o.kind WHEN 'retry' THEN 'queued' ELSE o.kind END, "
+        "    finished_at = CASE o.kind WHEN 'retry' THEN j.finished_at ELSE now() END, "
+        "    next_attempt_at = CASE o.kind WHEN 'retry' "
+        "      THEN now() + o.delay * interval '1 microsecond' ELSE j.next_attempt_at END, "
+        "    attempts = CASE o.kind WHEN 'retry' THEN greatest(j.attempts - o.uncount, 0) "
+        "      ELSE j.attempts END, "
+        "    lease_until = NULL, last_error = o.error "
+        "  FROM o WHERE j.id = o.job AND j.claimed_by = $1 AND j.status = 'running' "
+        "  RETURNING j.id, o.alert, o.kind, o.verdict, o.error, o.iv), "
+        "l AS MATERIALIZED (SELECT a.id FROM alerts a WHERE a.id IN "
+        "    (SELECT j.alert FROM j WHERE j.kind <> 'retry') ORDER BY a.id FOR UPDATE), "
+        "u AS (UPDATE alerts a SET enrichment_status = CASE j.kind WHEN 'failed' THEN 'Failed' "
+        "      ELSE 'Enriched' END, verdict = j.verdict, enrichment_error = j.error, "
+        "    indicator_verdicts = j.iv::jsonb, enriched_at = now(), updated_at = now() "
+        "  FROM j JOIN l ON l.id = j.alert WHERE a.id = j.alert AND j.kind <> 'retry'), "
+        "d AS (INSERT INTO dispatch_deliveries (alert_id, target) "
+        "  SELECT DISTINCT t.alert, t.target FROM unnest($10::int8[], $11::text[]) "
+        "    AS t(alert, target) JOIN j ON j.alert = t.alert AND j.kind <> 'retry' "
+        "  ON CONFLICT (alert_id, target) DO NOTHING) "
+        "SELECT id FROM j";
+    for (size_t i = 0; i < n; i++)
+        ended[i] = false;
+    if (n == 0)
+        return AM_OK;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    am_buf_t a[10];
+    for (size_t k = 0; k < 10; k++)
+        arr_open(&a[k]);
+    for (size_t i = 0; i < n; i++) {
+        const store_enrich_outcome_t *x = &o[i];
+        arr_i64(&a[0], x->job_id);
+        arr_i64(&a[1], x->alert_id);
+        arr_elem(&a[2], x->retry ? "retry" : x->failed ? "failed" : "done");
+        arr_elem(&a[3], x->verdict);
+        arr_elem(&a[4], x->error);
+        char *iv = ioc_verdicts_text(x);
+        arr_elem(&a[5], iv);
+        free(iv);
+        arr_i64(&a[6], x->retry_us);
+        arr_i64(&a[7], x->uncount ? 1 : 0);
+        for (size_t t = 0; !x->retry && t < x->ntargets; t++) {
+            arr_i64(&a[8], x->alert_id);
+            arr_elem(&a[9], x->targets[t]);
+        }
+    }
+    const char *params[11];
+    params[0] = e->worker;
+    for (size_t k = 0; k < 10; k++)
+        params[k + 1] = arr_close(&a[k]);
+    PGresult *r = PQexecParams(e->c, sql, 11, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = fail(e, r, err, errlen);
+    } else {
+        for (int k = 0; k < PQntuples(r); k++) {
+            int64_t id = strtoll(PQgetvalue(r, k, 0), NULL, 10);
+            for (size_t i = 0; i < n; i++)
+                if (o[i].job_id == id)
+                    ended[i] = true;
+        }
+    }
+    PQclear(r);
+    for (size_t k = 0; k < 10; k++)
+        am_buf_dispose(&a[k]);
+    return rc;
+}
+
+int store_enrich_deliveries_add_many(store_enrich_t *e, const int64_t *alerts,
+                                     const char *const *targets, size_t n, char *err, size_t errlen)
+{
+    static const char sql[] = "INSERT INTO dispatch_deliveries (alert_id, target) "
+                              "SELECT DISTINCT * FROM unnest($1::int8[], $2::text[]) "
+                              "ON CONFLICT (alert_id, target) DO NOTHING";
+    if (n == 0)
+        return AM_OK;
+    int rc = ensure(e, err, errlen);
+    if (rc != AM_OK)
+        return rc;
+    am_buf_t a, t;
+    arr_open(&a);
+    arr_open(&t);
+    for (size_t i = 0; i < n; i++) {
+        arr_i64(&a, alerts[i]);
+        arr_elem(&t, targets[i]);
+    }
+    const char *params[] = {arr_close(&a), arr_close(&t)};
+    rc = exec_params(e, sql, 2, params, false, err, errlen);
+    am_buf_dispose(&a);
+    am_buf_dispose(&t);
+    return rc;
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 int store_enrich_alert_facts(store_enrich_t *e, int64_t alert_id, store_enrich_facts_t *out,

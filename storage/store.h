@@ -409,9 +409,11 @@ typedef struct store_enrich_ioc {
 } store_enrich_ioc_t;
 
 typedef struct store_enrich_cached {
-    char outcome[16]; /* "found", "not_found" */
-    char verdict[16]; /* "" when none */
-    char *fields;     /* JSON text; the caller frees it */
+    char outcome[16];    /* "found", "not_found" */
+    char verdict[16];    /* "" when none */
+    char *fields;        /* JSON text; the caller frees it */
+    char *error;         /* NULL when none (store_enrich_cache_get_many only) */
+    char fetched_at[40]; /* RFC 3339 UTC (store_enrich_cache_get_many only) */
 } store_enrich_cached_t;
 
 typedef struct store_enrich_result {
@@ -437,6 +439,11 @@ typedef struct store_enrich_outcome {
     size_t niocs;
     const char *const *targets; /* dispatch targets to queue a delivery for */
     size_t ntargets;
+    /* store_enrich_finish_batch: put the job back in the queue instead, due
+     * after retry_us (the alert is not touched); with uncount the claim does
+     * not count as an attempt (a rate limit deferred it) */
+    bool retry, uncount;
+    int64_t retry_us;
 } store_enrich_outcome_t;
 
 /* Connects and LISTENs on alertmap_enrichment; *out is set even on failure
@@ -514,5 +521,51 @@ int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, cha
  * the claim does not count as an attempt (a rate limit deferred it). */
 int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us, const char *error,
                             bool uncount, char *err, size_t errlen);
+
+/* ---- Enrichment in batches (enrich.c): a round trip per batch, not per job */
+
+/* A claimed job and what the worker reads of its alert. */
+typedef struct store_enrich_claimed {
+    store_enrich_job_t job;
+    bool alert_found; /* false: the alert is gone (the job ends without it) */
+    store_enrich_facts_t facts;
+    store_enrich_ioc_t *iocs; /* in extraction order */
+    size_t niocs;
+} store_enrich_claimed_t;
+
+/* A cache key. */
+typedef struct store_enrich_key {
+    const char *provider, *type, *value;
+} store_enrich_key_t;
+
+/* Claims up to max due jobs (as store_enrich_claim, oldest first, FOR
+ * UPDATE SKIP LOCKED, each with its own lease) and reads their alerts'
+ * facts and indicators, in one statement. out has room for max; dispose
+ * each with store_enrich_claimed_dispose. AM_ENOTFOUND when none is due. */
+int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
+                             store_enrich_claimed_t *out, size_t *n, char *err, size_t errlen);
+void store_enrich_claimed_dispose(store_enrich_claimed_t *c);
+/* Extends the leases of jobs ids[0..n) this worker still holds; held[i]
+ * tells which (a lost lease is false, the others are unaffected). */
+int store_enrich_heartbeat_many(store_enrich_t *e, const int64_t *ids, size_t n, int64_t lease_us,
+                                bool *held, char *err, size_t errlen);
+/* The fresh cached results of keys[0..n) in one query: found[i], out[i]
+ * (dispose each with store_enrich_cached_dispose; zeroed when not found). */
+int store_enrich_cache_get_many(store_enrich_t *e, const store_enrich_key_t *keys, size_t n,
+                                store_enrich_cached_t *out, bool *found, char *err, size_t errlen);
+void store_enrich_cached_dispose(store_enrich_cached_t *c);
+/* Writes results res[0..n) in one statement (a key given twice: the last wins). */
+int store_enrich_cache_put_many(store_enrich_t *e, const store_enrich_result_t *res, size_t n,
+                                char *err, size_t errlen);
+/* Ends jobs o[0..n) in one statement: each as store_enrich_finish (done or
+ * failed, the alert's verdicts and status, the deliveries of its targets)
+ * or, with o[i].retry, as store_enrich_reschedule. ended[i] is false for a
+ * job whose lease was taken over (nothing of it changed); the others end. */
+int store_enrich_finish_batch(store_enrich_t *e, const store_enrich_outcome_t *o, size_t n,
+                              bool *ended, char *err, size_t errlen);
+/* Queues one delivery per (alerts[i], targets[i]) (existing ones are kept). */
+int store_enrich_deliveries_add_many(store_enrich_t *e, const int64_t *alerts,
+                                     const char *const *targets, size_t n, char *err,
+                                     size_t errlen);
 
 #endif
