@@ -13,10 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_PREPARED 16
+
 struct store_enrich {
     PGconn *c;
     char *conninfo;
     char *worker; /* claimed_by */
+    /* the statements prepared on c, by the address of their static text:
+     * the worker's statements run many times a second, and parsing and
+     * planning them each time cost PostgreSQL more than running them */
+    const char *prepared[MAX_PREPARED];
+    size_t nprepared;
 };
 
 static int fail(store_enrich_t *e, PGresult *r, char *err, size_t errlen)
@@ -38,6 +45,7 @@ static int ensure(store_enrich_t *e, char *err, size_t errlen)
         return AM_OK;
     if (e->c != NULL)
         PQfinish(e->c);
+    e->nprepared = 0; /* a new connection has none */
     e->c = store_pgconn_open(e->conninfo, err, errlen);
     if (e->c == NULL)
         return AM_EUNAVAIL;
@@ -94,6 +102,27 @@ int store_enrich_wait(store_enrich_t *e, int64_t timeout_us)
     return AM_OK;
 }
 
+/* Runs sql (a static string) as a prepared statement of the connection,
+ * preparing it the first time. The result as PQexecParams gives it. */
+static PGresult *run(store_enrich_t *e, const char *sql, int n, const char *const *params)
+{
+    size_t i = 0;
+    while (i < e->nprepared && e->prepared[i] != sql)
+        i++;
+    char name[32];
+    snprintf(name, sizeof(name), "am_enrich_%zu", i);
+    if (i == e->nprepared) {
+        if (i == MAX_PREPARED)
+            return PQexecParams(e->c, sql, n, NULL, params, NULL, NULL, 0);
+        PGresult *r = PQprepare(e->c, name, sql, n, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            return r;
+        PQclear(r);
+        e->prepared[e->nprepared++] = sql;
+    }
+    return PQexecPrepared(e->c, name, n, params, NULL, NULL, 0);
+}
+
 static void fmt_i64(char buf[24], int64_t v)
 {
     snprintf(buf, 24, "%lld", (long long)v);
@@ -112,7 +141,7 @@ static int claim_row(store_enrich_t *e, const char *sql, int64_t lease_us, PGres
     char lease[24];
     fmt_i64(lease, lease_us);
     const char *params[] = {e->worker, lease};
-    PGresult *r = PQexecParams(e->c, sql, 2, NULL, params, NULL, NULL, 0);
+    PGresult *r = run(e, sql, 2, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
         PQclear(r);
@@ -274,7 +303,7 @@ int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, 
 static int exec_params(store_enrich_t *e, const char *sql, int n, const char *const *params,
                        bool check_rows, char *err, size_t errlen)
 {
-    PGresult *r = PQexecParams(e->c, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = run(e, sql, n, params);
     int rc = AM_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = fail(e, r, err, errlen);
@@ -446,7 +475,7 @@ int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
     fmt_i64(lease, lease_us);
     fmt_i64(lim, (int64_t)(max ? max : 1));
     const char *params[] = {e->worker, lease, lim};
-    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
+    PGresult *r = run(e, sql, 3, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
         PQclear(r);
@@ -503,7 +532,7 @@ int store_enrich_heartbeat_many(store_enrich_t *e, const int64_t *ids, size_t n,
     char lease[24];
     fmt_i64(lease, lease_us);
     const char *params[] = {arr_close(&a), e->worker, lease};
-    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
+    PGresult *r = run(e, sql, 3, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
     } else {
@@ -549,7 +578,7 @@ int store_enrich_cache_get_many(store_enrich_t *e, const store_enrich_key_t *key
         arr_elem(&v, keys[i].value);
     }
     const char *params[] = {arr_close(&p), arr_close(&t), arr_close(&v)};
-    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
+    PGresult *r = run(e, sql, 3, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
     } else {
@@ -700,7 +729,7 @@ int store_enrich_finish_batch(store_enrich_t *e, const store_enrich_outcome_t *o
     params[0] = e->worker;
     for (size_t k = 0; k < 10; k++)
         params[k + 1] = arr_close(&a[k]);
-    PGresult *r = PQexecParams(e->c, sql, 11, NULL, params, NULL, NULL, 0);
+    PGresult *r = run(e, sql, 11, params);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
     } else {

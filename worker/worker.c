@@ -21,7 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_BACKOFF_US ((int64_t)600 * 1000000)
+#define MAX_BACKOFF_US     ((int64_t)600 * 1000000)
+#define WK_BATCH_GATHER_US ((int64_t)50 * 1000) /* after a batch that was not full */
 
 static wk_bundle_t *bundle_load(const char *providers, const char *targets, char *err,
                                 size_t errlen)
@@ -861,6 +862,11 @@ static void *thread_main(void *arg)
         asked = run_batch(w, db, curl, cl, n);
         for (size_t i = 0; i < n; i++)
             store_enrich_claimed_dispose(&cl[i]);
+        /* a batch that was not full: let the queue fill a little before
+         * the next claim, so that under load jobs come in full batches
+         * (a claim and an end per batch, not per job) */
+        if (n < want && !asked)
+            wk_nap(w, WK_BATCH_GATHER_US);
     }
     free(cl);
     curl_easy_cleanup(curl);
