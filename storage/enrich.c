@@ -447,50 +447,102 @@ static void parse_facts(store_enrich_facts_t *out, const char *source, const cha
     json_decref(tags);
 }
 
+/* What the claim returns of each job: id, alert_id, attempts, whether the
+ * worker has work (else the statement ended it), whether the alert
+ * exists, its source, severity, tags and indicators. The indicators of
+ * the whole batch are read with one join (a subquery per job made the
+ * planner scan the indicators table once per job). */
+#define CLAIM_SELECT                                                                               \
+    ", ji AS (SELECT ai.alert_id, json_agg(json_build_array(i.type, i.value) "                     \
+    "    ORDER BY ai.position)::text AS iocs "                                                     \
+    "  FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "                      \
+    "  WHERE ai.alert_id IN (SELECT alert_id FROM j WHERE work) GROUP BY ai.alert_id) "            \
+    "SELECT j.id, j.alert_id, j.attempts, j.work, a.id IS NOT NULL, "                              \
+    "  coalesce(a.source_name, ''), coalesce(a.severity::text, ''), "                              \
+    "  coalesce(to_json(a.tags)::text, '[]'), coalesce(ji.iocs, '[]') "                            \
+    "FROM j LEFT JOIN alerts a ON a.id = j.alert_id AND j.work "                                   \
+    "LEFT JOIN ji ON ji.alert_id = j.alert_id AND j.work ORDER BY j.id"
+
+#define CLAIM_DUE                                                                                  \
+    "SELECT id, alert_id FROM enrichment_jobs "                                                    \
+    "WHERE (status = 'queued' AND next_attempt_at <= now()) "                                      \
+    "   OR (status = 'running' AND lease_until < now()) "                                          \
+    "ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3"
+
 int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
-                             store_enrich_claimed_t *out, size_t *n, char *err, size_t errlen)
+                             const char *const *work_types, size_t ntypes,
+                             store_enrich_claimed_t *out, size_t *n, size_t *ended, char *err,
+                             size_t errlen)
 {
-    /* one statement: the claim and what the worker reads of each alert */
-    static const char sql[] =
-        "WITH c AS (UPDATE enrichment_jobs j SET status = 'running', claimed_by = $1, "
+    /* every job claimed for the worker */
+    static const char sql_all[] =
+        "WITH c AS MATERIALIZED (" CLAIM_DUE "), "
+        "j AS (UPDATE enrichment_jobs j SET status = 'running', claimed_by = $1, "
         "    claimed_at = now(), lease_until = now() + $2 * interval '1 microsecond', "
-        "    attempts = attempts + 1 "
-        "  WHERE id IN (SELECT id FROM enrichment_jobs "
-        "               WHERE (status = 'queued' AND next_attempt_at <= now()) "
-        "                  OR (status = 'running' AND lease_until < now()) "
-        "               ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $3) "
-        "  RETURNING j.id, j.alert_id, j.attempts) "
-        "SELECT c.id, c.alert_id, c.attempts, a.id IS NOT NULL, coalesce(a.source_name, ''), "
-        "  coalesce(a.severity::text, ''), coalesce(to_json(a.tags)::text, '[]'), "
-        "  (SELECT coalesce(json_agg(json_build_array(i.type, i.value) ORDER BY ai.position), "
-        "                   '[]')::text "
-        "   FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
-        "   WHERE ai.alert_id = c.alert_id) "
-        "FROM c LEFT JOIN alerts a ON a.id = c.alert_id ORDER BY c.id";
+        "    attempts = j.attempts + 1 "
+        "  FROM c WHERE j.id = c.id RETURNING j.id, j.alert_id, j.attempts, true AS "
+        "work) " CLAIM_SELECT;
+    /* jobs of alerts with no indicator of the types in $4 (no provider
+     * answers them, and there are no targets) end here, in the claim:
+     * done, the alert Enriched with verdict Unknown and each indicator
+     * Unknown, as the worker would have written; the rest are claimed */
+    static const char sql_fast[] =
+        "WITH c AS MATERIALIZED (" CLAIM_DUE "), "
+        "w AS MATERIALIZED (SELECT DISTINCT ai.alert_id FROM alert_indicators ai "
+        "    JOIN indicators i ON i.id = ai.indicator_id "
+        "    WHERE ai.alert_id IN (SELECT alert_id FROM c) AND i.type = ANY ($4::text[])), "
+        "j AS (UPDATE enrichment_jobs j SET claimed_by = $1, claimed_at = now(), "
+        "    attempts = j.attempts + 1, "
+        "    status = CASE WHEN w.alert_id IS NOT NULL THEN 'running' ELSE 'done' END, "
+        "    lease_until = CASE WHEN w.alert_id IS NOT NULL "
+        "      THEN now() + $2 * interval '1 microsecond' END, "
+        "    finished_at = CASE WHEN w.alert_id IS NOT NULL THEN j.finished_at ELSE now() END, "
+        "    last_error = CASE WHEN w.alert_id IS NOT NULL THEN j.last_error END "
+        "  FROM c LEFT JOIN w ON w.alert_id = c.alert_id WHERE j.id = c.id "
+        "  RETURNING j.id, j.alert_id, j.attempts, w.alert_id IS NOT NULL AS work), "
+        "l AS MATERIALIZED (SELECT a.id FROM alerts a WHERE a.id IN "
+        "    (SELECT alert_id FROM j WHERE NOT work) ORDER BY a.id FOR UPDATE), "
+        "iv AS (SELECT ai.alert_id, jsonb_object_agg(i.type || ':' || i.value, 'Unknown') AS v "
+        "  FROM alert_indicators ai JOIN indicators i ON i.id = ai.indicator_id "
+        "  WHERE ai.alert_id IN (SELECT id FROM l) GROUP BY ai.alert_id), "
+        "u AS (UPDATE alerts a SET enrichment_status = 'Enriched', verdict = 'Unknown', "
+        "    enrichment_error = NULL, enriched_at = now(), updated_at = now(), "
+        "    indicator_verdicts = coalesce(iv.v, '{}') "
+        "  FROM l LEFT JOIN iv ON iv.alert_id = l.id WHERE a.id = l.id)" CLAIM_SELECT;
     *n = 0;
+    *ended = 0;
     int rc = ensure(e, err, errlen);
     if (rc != AM_OK)
         return rc;
     char lease[24], lim[24];
     fmt_i64(lease, lease_us);
     fmt_i64(lim, (int64_t)(max ? max : 1));
-    const char *params[] = {e->worker, lease, lim};
-    PGresult *r = run(e, sql, 3, params);
+    am_buf_t types;
+    arr_open(&types);
+    for (size_t i = 0; work_types != NULL && i < ntypes; i++)
+        arr_elem(&types, work_types[i]);
+    const char *params[] = {e->worker, lease, lim, arr_close(&types)};
+    PGresult *r = work_types ? run(e, sql_fast, 4, params) : run(e, sql_all, 3, params);
+    am_buf_dispose(&types);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(e, r, err, errlen);
         PQclear(r);
         return rc;
     }
     int rows = PQntuples(r);
-    for (int i = 0; i < rows && (size_t)i < max; i++) {
-        store_enrich_claimed_t *c = &out[i];
+    for (int i = 0; i < rows && *n < max; i++) {
+        if (PQgetvalue(r, i, 3)[0] != 't') {
+            (*ended)++;
+            continue;
+        }
+        store_enrich_claimed_t *c = &out[*n];
         memset(c, 0, sizeof(*c));
         c->job.id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
         c->job.alert_id = strtoll(PQgetvalue(r, i, 1), NULL, 10);
         c->job.attempts = (int)strtol(PQgetvalue(r, i, 2), NULL, 10);
-        c->alert_found = PQgetvalue(r, i, 3)[0] == 't';
-        parse_facts(&c->facts, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6));
-        json_t *iv = json_loads(PQgetvalue(r, i, 7), 0, NULL);
+        c->alert_found = PQgetvalue(r, i, 4)[0] == 't';
+        parse_facts(&c->facts, PQgetvalue(r, i, 5), PQgetvalue(r, i, 6), PQgetvalue(r, i, 7));
+        json_t *iv = json_loads(PQgetvalue(r, i, 8), 0, NULL);
         size_t k = json_array_size(iv);
         c->iocs = am_xcalloc(k ? k : 1, sizeof(*c->iocs));
         for (size_t x = 0; x < k; x++) {
@@ -505,7 +557,7 @@ int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
         (*n)++;
     }
     PQclear(r);
-    return *n > 0 ? AM_OK : AM_ENOTFOUND;
+    return *n + *ended > 0 ? AM_OK : AM_ENOTFOUND;
 }
 
 void store_enrich_claimed_dispose(store_enrich_claimed_t *c)

@@ -540,10 +540,17 @@ typedef struct store_enrich_key {
 
 /* Claims up to max due jobs (as store_enrich_claim, oldest first, FOR
  * UPDATE SKIP LOCKED, each with its own lease) and reads their alerts'
- * facts and indicators, in one statement. out has room for max; dispose
- * each with store_enrich_claimed_dispose. AM_ENOTFOUND when none is due. */
+ * facts and indicators, in one statement; out has room for max, *n are
+ * filled (dispose each with store_enrich_claimed_dispose). With work_types
+ * (ntypes names, maybe 0), a job whose alert has no indicator of those
+ * types is not returned but ended by the same statement, as a worker with
+ * no provider for them and no dispatch target would end it (done; the
+ * alert Enriched, verdict Unknown, every indicator Unknown); *ended counts
+ * them. AM_ENOTFOUND when no job was due. */
 int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
-                             store_enrich_claimed_t *out, size_t *n, char *err, size_t errlen);
+                             const char *const *work_types, size_t ntypes,
+                             store_enrich_claimed_t *out, size_t *n, size_t *ended, char *err,
+                             size_t errlen);
 void store_enrich_claimed_dispose(store_enrich_claimed_t *c);
 /* Extends the leases of jobs ids[0..n) this worker still holds; held[i]
  * tells which (a lost lease is false, the others are unaffected). */

@@ -842,8 +842,24 @@ static void *thread_main(void *arg)
     while (!atomic_load(&w->stop)) {
         /* a batch that asked providers is followed by a single job: requests
          * take long, and the other threads should share the queue */
-        size_t want = asked ? 1 : cap, n = 0;
-        int rc = store_enrich_claim_batch(db, w->opt.lease_us, want, cl, &n, err, sizeof(err));
+        size_t want = asked ? 1 : cap, n = 0, ended = 0;
+        /* without targets, jobs no provider has work for end in the claim */
+        wk_bundle_t *b = wk_bundle_acquire(w);
+        bool fast = eng_targets_count(b->targets) == 0;
+        const char *types[ENG_IOC__COUNT];
+        size_t ntypes = 0;
+        for (int t = 0; fast && t < ENG_IOC__COUNT; t++) {
+            bool any = false;
+            for (size_t p = 0; p < b->n && !any; p++)
+                any = eng_provider_applies(eng_providers_at(b->set, p), (eng_ioc_type_t)t);
+            if (any)
+                types[ntypes++] = eng_ioc_type_name((eng_ioc_type_t)t);
+        }
+        int rc = store_enrich_claim_batch(db, w->opt.lease_us, want, fast ? types : NULL, ntypes,
+                                          cl, &n, &ended, err, sizeof(err));
+        wk_bundle_release(w, b);
+        for (size_t i = 0; i < ended; i++)
+            wk_metrics_job(WK_JOB_ENRICHED);
         if (rc == AM_ENOTFOUND) {
             asked = false;
             store_enrich_delivery_t d;
@@ -859,13 +875,13 @@ static void *thread_main(void *arg)
             wk_nap(w, 1000000);
             continue;
         }
-        asked = run_batch(w, db, curl, cl, n);
+        asked = n > 0 && run_batch(w, db, curl, cl, n);
         for (size_t i = 0; i < n; i++)
             store_enrich_claimed_dispose(&cl[i]);
         /* a batch that was not full: let the queue fill a little before
          * the next claim, so that under load jobs come in full batches
          * (a claim and an end per batch, not per job) */
-        if (n < want && !asked)
+        if (n + ended < want && !asked)
             wk_nap(w, WK_BATCH_GATHER_US);
     }
     free(cl);
