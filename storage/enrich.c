@@ -155,82 +155,6 @@ static int claim_row(store_enrich_t *e, const char *sql, int64_t lease_us, PGres
     return AM_OK;
 }
 
-int store_enrich_claim(store_enrich_t *e, int64_t lease_us, store_enrich_job_t *job, char *err,
-                       size_t errlen)
-{
-    static const char sql[] =
-        "UPDATE enrichment_jobs j SET status = 'running', claimed_by = $1, claimed_at = now(), "
-        "  lease_until = now() + $2 * interval '1 microsecond', attempts = attempts + 1 "
-        "WHERE id = (SELECT id FROM enrichment_jobs "
-        "            WHERE (status = 'queued' AND next_attempt_at <= now()) "
-        "               OR (status = 'running' AND lease_until < now()) "
-        "            ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1) "
-        "RETURNING j.id, j.alert_id, j.attempts";
-    PGresult *r = NULL;
-    int rc = claim_row(e, sql, lease_us, &r, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    job->id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    job->alert_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    job->attempts = (int)strtol(PQgetvalue(r, 0, 2), NULL, 10);
-    PQclear(r);
-    return rc;
-}
-
-int store_enrich_heartbeat(store_enrich_t *e, int64_t job_id, int64_t lease_us, char *err,
-                           size_t errlen)
-{
-    static const char sql[] =
-        "UPDATE enrichment_jobs SET lease_until = now() + $3 * interval '1 microsecond' "
-        "WHERE id = $1 AND claimed_by = $2 AND status = 'running'";
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char id[24], lease[24];
-    fmt_i64(id, job_id);
-    fmt_i64(lease, lease_us);
-    const char *params[] = {id, e->worker, lease};
-    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = fail(e, r, err, errlen);
-    else if (strcmp(PQcmdTuples(r), "1") != 0)
-        rc = AM_ENOTFOUND; /* the lease was lost to another worker */
-    PQclear(r);
-    return rc;
-}
-
-int store_enrich_indicators(store_enrich_t *e, int64_t alert_id, store_enrich_ioc_t **out,
-                            size_t *n, char *err, size_t errlen)
-{
-    static const char sql[] = "SELECT i.id, i.type, i.value FROM alert_indicators ai "
-                              "JOIN indicators i ON i.id = ai.indicator_id "
-                              "WHERE ai.alert_id = $1 ORDER BY ai.position";
-    *out = NULL;
-    *n = 0;
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char id[24];
-    fmt_i64(id, alert_id);
-    const char *params[] = {id};
-    PGresult *r = PQexecParams(e->c, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = fail(e, r, err, errlen);
-        goto done;
-    }
-    int rows = PQntuples(r);
-    *out = am_xcalloc(rows ? (size_t)rows : 1, sizeof(**out));
-    for (int i = 0; i < rows; i++) {
-        (*out)[i].id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
-        (*out)[i].type = am_xstrdup(PQgetvalue(r, i, 1));
-        (*out)[i].value = am_xstrdup(PQgetvalue(r, i, 2));
-    }
-    *n = (size_t)rows;
-done:
-    PQclear(r);
-    return rc;
-}
-
 void store_enrich_iocs_free(store_enrich_ioc_t *v, size_t n)
 {
     for (size_t i = 0; v != NULL && i < n; i++) {
@@ -238,65 +162,6 @@ void store_enrich_iocs_free(store_enrich_ioc_t *v, size_t n)
         free(v[i].value);
     }
     free(v);
-}
-
-int store_enrich_cache_get(store_enrich_t *e, const char *provider, const char *type,
-                           const char *value, store_enrich_cached_t *out, char *err, size_t errlen)
-{
-    static const char sql[] = "SELECT outcome, coalesce(verdict, ''), fields::text "
-                              "FROM enrichment_results WHERE type = $1 AND value = $2 "
-                              "AND provider = $3 AND expires_at > now()";
-    memset(out, 0, sizeof(*out));
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    const char *params[] = {type, value, provider};
-    PGresult *r = PQexecParams(e->c, sql, 3, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = fail(e, r, err, errlen);
-        goto done;
-    }
-    if (PQntuples(r) == 0) {
-        rc = AM_ENOTFOUND;
-        goto done;
-    }
-    snprintf(out->outcome, sizeof(out->outcome), "%s", PQgetvalue(r, 0, 0));
-    snprintf(out->verdict, sizeof(out->verdict), "%s", PQgetvalue(r, 0, 1));
-    out->fields = am_xstrdup(PQgetvalue(r, 0, 2));
-done:
-    PQclear(r);
-    return rc;
-}
-
-int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, char *err,
-                           size_t errlen)
-{
-    static const char sql[] =
-        "INSERT INTO enrichment_results (provider, type, value, outcome, verdict, fields, error, "
-        "  fetched_at, expires_at) "
-        "VALUES ($1, $2, $3, $4, nullif($5, ''), $6::jsonb, $7, now(), "
-        "        now() + $8 * interval '1 microsecond') "
-        "ON CONFLICT (type, value, provider) DO UPDATE SET outcome = EXCLUDED.outcome, "
-        "  verdict = EXCLUDED.verdict, fields = EXCLUDED.fields, error = EXCLUDED.error, "
-        "  fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at";
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char ttl[24];
-    fmt_i64(ttl, res->ttl_us > 0 ? res->ttl_us : 0);
-    const char *params[] = {res->provider,
-                            res->type,
-                            res->value,
-                            res->outcome,
-                            res->verdict ? res->verdict : "",
-                            res->fields ? res->fields : "{}",
-                            res->error,
-                            ttl};
-    PGresult *r = PQexecParams(e->c, sql, 8, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = fail(e, r, err, errlen);
-    PQclear(r);
-    return rc;
 }
 
 /* Runs one statement; with check_rows, AM_ENOTFOUND when it changed no row. */
@@ -311,85 +176,6 @@ static int exec_params(store_enrich_t *e, const char *sql, int n, const char *co
         rc = AM_ENOTFOUND;
     PQclear(r);
     return rc;
-}
-
-static int add_deliveries(store_enrich_t *e, const char *alert, const char *const *targets,
-                          size_t n, char *err, size_t errlen);
-
-int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
-                        size_t errlen)
-{
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char id[24], alert[24];
-    fmt_i64(id, o->job_id);
-    fmt_i64(alert, o->alert_id);
-    PGresult *r = PQexec(e->c, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        rc = fail(e, r, err, errlen);
-        PQclear(r);
-        return rc;
-    }
-    PQclear(r);
-    /* only the lease holder finishes the job: a worker whose lease expired
-     * and was reclaimed changes nothing */
-    const char *jp[] = {id, e->worker, o->failed ? "failed" : "done", o->error};
-    rc = exec_params(e,
-                     "UPDATE enrichment_jobs SET status = $3, finished_at = now(), "
-                     "lease_until = NULL, last_error = $4 "
-                     "WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
-                     4, jp, true, err, errlen);
-    json_t *iv = json_object();
-    for (size_t i = 0; i < o->niocs; i++) {
-        am_buf_t k;
-        am_buf_init(&k, 0);
-        am_buf_printf(&k, "%s:%s", o->iocs[i].type, o->iocs[i].value);
-        json_object_set_new(iv, k.data ? k.data : ":", json_string(o->iocs[i].verdict));
-        am_buf_dispose(&k);
-    }
-    char *ivtext = json_dumps(iv, JSON_COMPACT);
-    json_decref(iv);
-    if (rc == AM_OK)
-        rc = add_deliveries(e, alert, o->targets, o->ntargets, err, errlen);
-    if (rc == AM_OK) {
-        const char *ap[] = {alert, o->failed ? "Failed" : "Enriched", o->verdict, o->error,
-                            ivtext ? ivtext : "{}"};
-        rc = exec_params(e,
-                         "UPDATE alerts SET enrichment_status = $2, verdict = $3, "
-                         "enrichment_error = $4, indicator_verdicts = $5::jsonb, "
-                         "enriched_at = now(), updated_at = now() WHERE id = $1",
-                         5, ap, false, err, errlen);
-    }
-    free(ivtext);
-    if (e->c == NULL)
-        return rc;
-    r = PQexec(e->c, rc == AM_OK ? "COMMIT" : "ROLLBACK");
-    if (rc == AM_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
-        rc = fail(e, r, err, errlen);
-    PQclear(r);
-    if (rc == AM_ENOTFOUND && err != NULL && errlen > 0)
-        snprintf(err, errlen, "job %lld: the lease was taken over by another worker",
-                 (long long)o->job_id);
-    return rc;
-}
-
-int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us, const char *error,
-                            bool uncount, char *err, size_t errlen)
-{
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char id[24], delay[24];
-    fmt_i64(id, job_id);
-    fmt_i64(delay, delay_us);
-    const char *p[] = {id, e->worker, delay, error, uncount ? "1" : "0"};
-    return exec_params(e,
-                       "UPDATE enrichment_jobs SET status = 'queued', lease_until = NULL, "
-                       "next_attempt_at = now() + $3 * interval '1 microsecond', last_error = $4, "
-                       "attempts = greatest(attempts - $5::int, 0) "
-                       "WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
-                       5, p, true, err, errlen);
 }
 
 /* ---- batches ------------------------------------------------------------------- */
@@ -825,42 +611,6 @@ int store_enrich_deliveries_add_many(store_enrich_t *e, const int64_t *alerts,
 
 /* ---- dispatch ------------------------------------------------------------------ */
 
-int store_enrich_alert_facts(store_enrich_t *e, int64_t alert_id, store_enrich_facts_t *out,
-                             char *err, size_t errlen)
-{
-    static const char sql[] = "SELECT source_name, severity, to_json(tags)::text, "
-                              "coalesce(verdict, '') FROM alerts WHERE id = $1";
-    memset(out, 0, sizeof(*out));
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char id[24];
-    fmt_i64(id, alert_id);
-    const char *params[] = {id};
-    PGresult *r = PQexecParams(e->c, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = fail(e, r, err, errlen);
-        goto done;
-    }
-    if (PQntuples(r) == 0) {
-        rc = AM_ENOTFOUND;
-        goto done;
-    }
-    out->source = am_xstrdup(PQgetvalue(r, 0, 0));
-    out->severity = am_xstrdup(PQgetvalue(r, 0, 1));
-    json_t *tags = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
-    size_t n = json_array_size(tags);
-    out->tags = am_xcalloc(n ? n : 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        const char *t = json_string_value(json_array_get(tags, i));
-        out->tags[out->ntags++] = am_xstrdup(t ? t : "");
-    }
-    json_decref(tags);
-done:
-    PQclear(r);
-    return rc;
-}
-
 void store_enrich_facts_dispose(store_enrich_facts_t *f)
 {
     for (size_t i = 0; i < f->ntags; i++)
@@ -869,31 +619,6 @@ void store_enrich_facts_dispose(store_enrich_facts_t *f)
     free(f->source);
     free(f->severity);
     memset(f, 0, sizeof(*f));
-}
-
-static int add_deliveries(store_enrich_t *e, const char *alert, const char *const *targets,
-                          size_t n, char *err, size_t errlen)
-{
-    int rc = AM_OK;
-    for (size_t i = 0; rc == AM_OK && i < n; i++) {
-        const char *p[] = {alert, targets[i]};
-        rc = exec_params(e,
-                         "INSERT INTO dispatch_deliveries (alert_id, target) VALUES ($1, $2) "
-                         "ON CONFLICT (alert_id, target) DO NOTHING",
-                         2, p, false, err, errlen);
-    }
-    return rc;
-}
-
-int store_enrich_deliveries_add(store_enrich_t *e, int64_t alert_id, const char *const *targets,
-                                size_t n, char *err, size_t errlen)
-{
-    int rc = ensure(e, err, errlen);
-    if (rc != AM_OK)
-        return rc;
-    char alert[24];
-    fmt_i64(alert, alert_id);
-    return add_deliveries(e, alert, targets, n, err, errlen);
 }
 
 int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enrich_delivery_t *d,
