@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #define MAX_BACKOFF_US     ((int64_t)600 * 1000000)
-#define WK_BATCH_GATHER_US ((int64_t)50 * 1000) /* after a batch that was not full */
+#define WK_BATCH_GATHER_US ((int64_t)200 * 1000) /* after a batch that was not full */
 
 static wk_bundle_t *bundle_load(const char *providers, const char *targets, char *err,
                                 size_t errlen)
