@@ -102,6 +102,11 @@ void glue_config_usage(FILE *out)
           "  --worker-lease DUR    ALERTMAP_WORKER_LEASE  claim lease of a job (default 60s)\n"
           "  --worker-poll DUR     ALERTMAP_WORKER_POLL   queue poll without NOTIFY (default 5s)\n"
           "  --worker-backoff DUR  ALERTMAP_WORKER_BACKOFF first retry delay (default 2s)\n"
+          "  --worker-batch N      ALERTMAP_WORKER_BATCH  jobs a worker claims at once, 1 to 1000\n"
+          "                                               (default 32)\n"
+          "  --ondemand-queue N    ALERTMAP_ONDEMAND_QUEUE\n"
+          "                                               POST /v1/enrichments lookups waiting\n"
+          "                                               at most before 503 (default 16)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
           "\n"
@@ -327,6 +332,8 @@ typedef enum {
     OPT_WORKER_LEASE,
     OPT_WORKER_POLL,
     OPT_WORKER_BACKOFF,
+    OPT_WORKER_BATCH,
+    OPT_ONDEMAND_QUEUE,
     OPT__COUNT
 } opt_t;
 
@@ -368,6 +375,8 @@ static const struct {
     [OPT_WORKER_LEASE] = {"--worker-lease", "ALERTMAP_WORKER_LEASE"},
     [OPT_WORKER_POLL] = {"--worker-poll", "ALERTMAP_WORKER_POLL"},
     [OPT_WORKER_BACKOFF] = {"--worker-backoff", "ALERTMAP_WORKER_BACKOFF"},
+    [OPT_WORKER_BATCH] = {"--worker-batch", "ALERTMAP_WORKER_BATCH"},
+    [OPT_ONDEMAND_QUEUE] = {"--ondemand-queue", "ALERTMAP_ONDEMAND_QUEUE"},
 };
 
 /* "1", "true", "yes", "on" or "0", "false", "no", "off" (any case). */
@@ -567,6 +576,14 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
             what = "expected a duration such as 5, 30s, 2m or 1h (not 0)";
         break;
     }
+    case OPT_WORKER_BATCH:
+        if (parse_int_range(&cfg->worker_batch, v, 1, 1000) != AM_OK)
+            what = "expected a whole number from 1 to 1000";
+        break;
+    case OPT_ONDEMAND_QUEUE:
+        if (parse_int_range(&cfg->ondemand_queue, v, 1, 10000) != AM_OK)
+            what = "expected a whole number from 1 to 10000";
+        break;
     case OPT__COUNT:
         break;
     }
@@ -616,6 +633,8 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->worker_lease_s = 60;
     cfg->worker_poll_s = 5;
     cfg->worker_backoff_s = 2;
+    cfg->worker_batch = 32;
+    cfg->ondemand_queue = 16;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;

@@ -120,6 +120,8 @@ typedef struct glue_config {
     const char *providers;
     const char *targets;
     int64_t worker_lease_s, worker_poll_s, worker_backoff_s;
+    int worker_batch;   /* jobs per claim (docs/enrichment.md) */
+    int ondemand_queue; /* POST /v1/enrichments lookups waiting at most */
 } glue_config_t;
 
 typedef enum { GLUE_ACT_RUN, GLUE_ACT_HELP, GLUE_ACT_VERSION } glue_action_t;
@@ -162,6 +164,7 @@ typedef enum {
     GLUE_R_READYZ,      /* GET /readyz */
     GLUE_R_DELIVERIES,  /* GET /v1/alerts/{uuid}/deliveries */
     GLUE_R_RETRY,       /* POST /v1/alerts/{uuid}/deliveries/{delivery_id}/retry */
+    GLUE_R_ENRICHMENTS, /* POST /v1/enrichments */
     GLUE_R__COUNT
 } glue_route_kind_t;
 
@@ -482,6 +485,12 @@ void glue_handle_delivery_retry(glue_reqctx_t *rc, const glue_route_params_t *pa
 void glue_handle_healthz(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_readyz(glue_reqctx_t *rc, const glue_route_params_t *params);
 void glue_handle_metrics(glue_reqctx_t *rc, const glue_route_params_t *params);
+/* POST /v1/enrichments (enrich_api.c): one indicator enriched on demand by
+ * the worker's on-demand thread, set with glue_enrich_set_worker (start-up
+ * only; NULL: answered 503 ENRICHMENT_UNAVAILABLE). */
+void glue_handle_enrichments(glue_reqctx_t *rc, const glue_route_params_t *params);
+typedef struct wk wk_t;
+void glue_enrich_set_worker(wk_t *w);
 /* Builds the store alerts of an engine result (arena a). body is the exact
  * request body text, used as raw_payload when the payload was not split.
  * Returns 0 or AM_ELIMIT (the arena's cap reached). */

@@ -185,9 +185,15 @@ int main(int argc, char **argv)
                          .threads = (unsigned)cfg.workers,
                          .lease_us = cfg.worker_lease_s * 1000000,
                          .poll_us = cfg.worker_poll_s * 1000000,
-                         .backoff_us = cfg.worker_backoff_s * 1000000};
-    if ((cfg.workers > 0 || cfg.role_worker) &&
-        (wk_new(&wk, &wopt, err, sizeof(err)) != AM_OK || wk_start(wk) != AM_OK)) {
+                         .backoff_us = cfg.worker_backoff_s * 1000000,
+                         .batch = (unsigned)cfg.worker_batch,
+                         /* the server serves POST /v1/enrichments with a thread of its own,
+                          * with --workers 0 too */
+                         .ondemand = !cfg.role_worker,
+                         .ondemand_queue = (unsigned)cfg.ondemand_queue};
+    if (cfg.role_worker && wopt.threads == 0)
+        wopt.threads = 1;
+    if (wk_new(&wk, &wopt, err, sizeof(err)) != AM_OK || wk_start(wk) != AM_OK) {
         fprintf(stderr, "alertmapd: %s\n", wk ? "cannot start the workers" : err);
         am_log(AM_LOG_ERROR, "startup_failed", "smessage", wk ? "workers" : err, NULL);
         wk_free(wk);
@@ -223,6 +229,7 @@ int main(int argc, char **argv)
         glue_mappings_shutdown();
         return 1;
     }
+    glue_enrich_set_worker(wk);
     store_deliveries_t *deliveries = store_deliveries_new(cfg.database_url);
     glue_ingest_set_deliveries(deliveries);
     /* Bound only now: a client never waits in the backlog of a server that

@@ -12,6 +12,8 @@
  */
 #include "glue.h"
 
+#include "worker.h"
+
 #include <stdatomic.h>
 #include <string.h>
 
@@ -78,6 +80,8 @@ const char *glue_metrics_route_label(glue_route_kind_t kind)
         return "deliveries";
     case GLUE_R_RETRY:
         return "delivery_retry";
+    case GLUE_R_ENRICHMENTS:
+        return "enrichments";
     case GLUE_R_NONE:
     case GLUE_R__COUNT:
         break;
@@ -267,6 +271,8 @@ int glue_metrics_render(am_buf_t *b, const store_stats_t *store)
     static const char info[] = "alertmap_build_info";
     header(b, info, "gauge", "Always 1; the version label names the running build.");
     sample(b, info, "version", ALERTMAP_VERSION, 1);
+
+    wk_metrics_render(b); /* the enrichment worker's counters (worker.h) */
 
     return am_buf_ok(b) ? AM_OK : AM_ELIMIT;
 }

@@ -30,6 +30,7 @@ static const glue_route_entry_t routes[] = {
      glue_handle_deliveries},
     {GLUE_R_RETRY, "POST", "/v1/alerts/{uuid}/deliveries/{delivery_id}/retry", GLUE_SCOPE_WRITE,
      glue_handle_delivery_retry},
+    {GLUE_R_ENRICHMENTS, "POST", "/v1/enrichments", GLUE_SCOPE_WRITE, glue_handle_enrichments},
 };
 
 const glue_route_entry_t *glue_route_table(size_t *n)

@@ -414,9 +414,11 @@ typedef struct store_enrich_ioc {
 } store_enrich_ioc_t;
 
 typedef struct store_enrich_cached {
-    char outcome[16]; /* "found", "not_found" */
-    char verdict[16]; /* "" when none */
-    char *fields;     /* JSON text; the caller frees it */
+    char outcome[16];    /* "found", "not_found" */
+    char verdict[16];    /* "" when none */
+    char *fields;        /* JSON text; the caller frees it */
+    char *error;         /* NULL when none */
+    char fetched_at[40]; /* RFC 3339 UTC */
 } store_enrich_cached_t;
 
 typedef struct store_enrich_result {
@@ -442,6 +444,11 @@ typedef struct store_enrich_outcome {
     size_t niocs;
     const char *const *targets; /* dispatch targets to queue a delivery for */
     size_t ntargets;
+    /* put the job back in the queue instead, due
+     * after retry_us (the alert is not touched); with uncount the claim does
+     * not count as an attempt (a rate limit deferred it) */
+    bool retry, uncount;
+    int64_t retry_us;
 } store_enrich_outcome_t;
 
 /* Connects and LISTENs on alertmap_enrichment; *out is set even on failure
@@ -451,29 +458,7 @@ int store_enrich_open(store_enrich_t **out, const char *conninfo, const char *wo
 void store_enrich_close(store_enrich_t *e);
 /* Returns when a job was announced or timeout_us passed. */
 int store_enrich_wait(store_enrich_t *e, int64_t timeout_us);
-/* Claims the oldest due job: a queued one whose next attempt is due, or a
- * running one whose lease expired (its worker died). FOR UPDATE SKIP LOCKED:
- * concurrent workers never claim the same job. AM_ENOTFOUND when none. */
-int store_enrich_claim(store_enrich_t *e, int64_t lease_us, store_enrich_job_t *job, char *err,
-                       size_t errlen);
-/* Extends the lease; AM_ENOTFOUND when this worker no longer holds it. */
-int store_enrich_heartbeat(store_enrich_t *e, int64_t job_id, int64_t lease_us, char *err,
-                           size_t errlen);
-/* The alert's indicators in extraction order; free with store_enrich_iocs_free. */
-int store_enrich_indicators(store_enrich_t *e, int64_t alert_id, store_enrich_ioc_t **out,
-                            size_t *n, char *err, size_t errlen);
 void store_enrich_iocs_free(store_enrich_ioc_t *v, size_t n);
-/* A fresh cached result; AM_ENOTFOUND when none or expired. */
-int store_enrich_cache_get(store_enrich_t *e, const char *provider, const char *type,
-                           const char *value, store_enrich_cached_t *out, char *err, size_t errlen);
-int store_enrich_cache_put(store_enrich_t *e, const store_enrich_result_t *res, char *err,
-                           size_t errlen);
-/* In one transaction: the job done/failed, the alert's verdict, its
- * indicators' verdicts (alerts.indicator_verdicts) and enrichment_status,
- * the deliveries of targets. The shared indicators table is not touched. AM_ENOTFOUND (nothing
- * changed) when this worker's lease was taken over. */
-int store_enrich_finish(store_enrich_t *e, const store_enrich_outcome_t *o, char *err,
-                        size_t errlen);
 /* Dispatch (docs/dispatch.md). */
 typedef struct store_enrich_facts {
     char *source, *severity;
@@ -493,14 +478,7 @@ typedef enum {
     STORE_DISPATCH_FAILED
 } store_dispatch_state_t;
 
-/* What the target filters look at; dispose with store_enrich_facts_dispose.
- * AM_ENOTFOUND when the alert is gone. */
-int store_enrich_alert_facts(store_enrich_t *e, int64_t alert_id, store_enrich_facts_t *out,
-                             char *err, size_t errlen);
 void store_enrich_facts_dispose(store_enrich_facts_t *f);
-/* Queues one delivery per target (an existing one is kept). */
-int store_enrich_deliveries_add(store_enrich_t *e, int64_t alert_id, const char *const *targets,
-                                size_t n, char *err, size_t errlen);
 /* Claims the oldest due delivery (or one whose sender's lease expired);
  * AM_ENOTFOUND when none. */
 int store_enrich_delivery_claim(store_enrich_t *e, int64_t lease_us, store_enrich_delivery_t *d,
@@ -517,9 +495,61 @@ int store_enrich_delivery_result(store_enrich_t *e, int64_t id, store_dispatch_s
 int store_enrich_alert_json(store_enrich_t *e, int64_t alert_id, char **out, char *err,
                             size_t errlen);
 
-/* Puts the claimed job back in the queue, due after delay_us; with uncount
- * the claim does not count as an attempt (a rate limit deferred it). */
-int store_enrich_reschedule(store_enrich_t *e, int64_t job_id, int64_t delay_us, const char *error,
-                            bool uncount, char *err, size_t errlen);
+/* ---- Enrichment in batches (enrich.c): a round trip per batch, not per job */
+
+/* A claimed job and what the worker reads of its alert. */
+typedef struct store_enrich_claimed {
+    store_enrich_job_t job;
+    bool alert_found; /* false: the alert is gone (the job ends without it) */
+    store_enrich_facts_t facts;
+    store_enrich_ioc_t *iocs; /* in extraction order */
+    size_t niocs;
+} store_enrich_claimed_t;
+
+/* A cache key. */
+typedef struct store_enrich_key {
+    const char *provider, *type, *value;
+} store_enrich_key_t;
+
+/* Claims up to max due jobs, oldest first: queued ones whose next attempt
+ * is due and running ones whose lease expired (their worker died). FOR
+ * UPDATE SKIP LOCKED: concurrent workers never claim the same job; each
+ * gets its own lease (running, claimed_by, attempts + 1) and reads their alerts'
+ * facts and indicators, in one statement; out has room for max, *n are
+ * filled (dispose each with store_enrich_claimed_dispose). With work_types
+ * (ntypes names, maybe 0), a job whose alert has no indicator of those
+ * types is not returned but ended by the same statement, as a worker with
+ * no provider for them and no dispatch target would end it (done; the
+ * alert Enriched, verdict Unknown, every indicator Unknown); *ended counts
+ * them. AM_ENOTFOUND when no job was due. */
+int store_enrich_claim_batch(store_enrich_t *e, int64_t lease_us, size_t max,
+                             const char *const *work_types, size_t ntypes,
+                             store_enrich_claimed_t *out, size_t *n, size_t *ended, char *err,
+                             size_t errlen);
+void store_enrich_claimed_dispose(store_enrich_claimed_t *c);
+/* Extends the leases of jobs ids[0..n) this worker still holds; held[i]
+ * tells which (a lost lease is false, the others are unaffected). */
+int store_enrich_heartbeat_many(store_enrich_t *e, const int64_t *ids, size_t n, int64_t lease_us,
+                                bool *held, char *err, size_t errlen);
+/* The fresh cached results of keys[0..n) in one query: found[i], out[i]
+ * (dispose each with store_enrich_cached_dispose; zeroed when not found). */
+int store_enrich_cache_get_many(store_enrich_t *e, const store_enrich_key_t *keys, size_t n,
+                                store_enrich_cached_t *out, bool *found, char *err, size_t errlen);
+void store_enrich_cached_dispose(store_enrich_cached_t *c);
+/* Writes results res[0..n) in one statement (a key given twice: the last wins). */
+int store_enrich_cache_put_many(store_enrich_t *e, const store_enrich_result_t *res, size_t n,
+                                char *err, size_t errlen);
+/* Ends jobs o[0..n) in one statement: each done or failed (the alert's
+ * verdict, its indicators' verdicts in alerts.indicator_verdicts,
+ * enrichment_status and error, the deliveries of its targets; the shared
+ * indicators table is not touched) or, with o[i].retry, back in the queue
+ * (due after retry_us). ended[i] is false for a
+ * job whose lease was taken over (nothing of it changed); the others end. */
+int store_enrich_finish_batch(store_enrich_t *e, const store_enrich_outcome_t *o, size_t n,
+                              bool *ended, char *err, size_t errlen);
+/* Queues one delivery per (alerts[i], targets[i]) (existing ones are kept). */
+int store_enrich_deliveries_add_many(store_enrich_t *e, const int64_t *alerts,
+                                     const char *const *targets, size_t n, char *err,
+                                     size_t errlen);
 
 #endif

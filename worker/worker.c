@@ -1,61 +1,31 @@
 /*
  * worker/worker.c - enrichment worker threads (worker.h). Each thread owns
- * one database connection (store_enrich_t) and one libcurl handle. A job:
- * claim (lease) -> the alert's indicators -> for each indicator every
- * provider that answers its type: the cache, else the provider (rate
- * limit, concurrency, timeout) -> cache the answer -> verdicts -> finish.
- * A transient failure (timeout, connection error, retry status such as 429
- * or 5xx) puts the whole job back in the queue with backoff and jitter (or
- * the Retry-After delay); answers already cached are not asked again.
+ * one database connection (store_enrich_t) and one libcurl handle, and
+ * works in batches: one statement claims up to --worker-batch due jobs
+ * (each with its own lease) together with their alerts' indicators and
+ * facts; one query reads the cache for every (provider, type, value) the
+ * batch needs; each key missing from the cache is asked once (rate limit,
+ * concurrency, timeout); one statement writes the new answers to the
+ * cache and one ends every job of the batch (verdicts, enrichment_status,
+ * deliveries, or back in the queue for a retry). A job whose lease was
+ * taken over is skipped on its own; the rest of its batch ends. A
+ * transient failure (timeout, connection error, retry status such as 429
+ * or 5xx) puts its job back in the queue with backoff and jitter (or the
+ * Retry-After delay); answers already cached are not asked again.
  */
-#include "worker.h"
+#include "wk_int.h"
 
-#include "provider.h"
-#include "store.h"
-
-#include <curl/curl.h>
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_REPLY_BYTES ((size_t)4 << 20)
-#define MAX_BACKOFF_US  ((int64_t)600 * 1000000)
-#define MAX_INLINE_WAIT ((int64_t)20 * 1000000) /* rate-limit waits longer than this reschedule */
+#define MAX_BACKOFF_US     ((int64_t)600 * 1000000)
+#define WK_BATCH_GATHER_US ((int64_t)200 * 1000) /* after a batch that was not full */
 
-/* Run-time state of one provider: rate limiter and in-flight count. */
-typedef struct pstate {
-    eng_limiter_t limiter;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    unsigned inflight, max;
-} pstate_t;
-
-/* A provider set and its run-time state, reference-counted so that a reload
- * swaps it while jobs finish on the old one. */
-typedef struct bundle {
-    eng_providers_t *set;
-    eng_targets_t *targets;
-    pstate_t *st;
-    size_t n;
-    int refs; /* under wk.mu */
-} bundle_t;
-
-struct wk {
-    wk_options_t opt;
-    char *conninfo, *providers, *targets;
-    pthread_mutex_t mu;
-    bundle_t *cur;
-    pthread_t *threads;
-    unsigned nthreads;
-    atomic_bool stop;
-    bool started;
-};
-
-static bundle_t *bundle_load(const char *providers, const char *targets, char *err, size_t errlen)
+static wk_bundle_t *bundle_load(const char *providers, const char *targets, char *err,
+                                size_t errlen)
 {
     eng_providers_t *set = NULL;
     eng_targets_t *ts = NULL;
@@ -85,15 +55,16 @@ static bundle_t *bundle_load(const char *providers, const char *targets, char *e
             am_diags_sort(&d);
             am_diags_print(&d, stderr);
             fflush(stderr);
-            snprintf(err, errlen, "the providers in %s did not compile (%zu problem%s)", providers,
-                     d.count, d.count == 1 ? "" : "s");
+            snprintf(err, errlen,
+                     "the providers in %s did not compile or their samples failed (%zu problem%s)",
+                     providers, d.count, d.count == 1 ? "" : "s");
             am_diags_dispose(&d);
             eng_targets_free(ts);
             return NULL;
         }
         am_diags_dispose(&d);
     }
-    bundle_t *b = am_xcalloc(1, sizeof(*b));
+    wk_bundle_t *b = am_xcalloc(1, sizeof(*b));
     b->set = set;
     b->targets = ts;
     b->n = eng_providers_count(set);
@@ -107,12 +78,15 @@ static bundle_t *bundle_load(const char *providers, const char *targets, char *e
         pthread_mutex_init(&b->st[i].mu, NULL);
         pthread_cond_init(&b->st[i].cv, NULL);
         b->st[i].max = info.concurrency ? info.concurrency : 1;
+        b->st[i].metric = wk_metrics_provider(info.name);
+        if (info.kind == ENG_PROV_HTTP)
+            b->any_http = true;
     }
     b->refs = 1;
     return b;
 }
 
-static void bundle_free(bundle_t *b)
+static void bundle_free(wk_bundle_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         eng_limiter_dispose(&b->st[i].limiter);
@@ -125,16 +99,16 @@ static void bundle_free(bundle_t *b)
     free(b);
 }
 
-static bundle_t *acquire(wk_t *w)
+wk_bundle_t *wk_bundle_acquire(wk_t *w)
 {
     pthread_mutex_lock(&w->mu);
-    bundle_t *b = w->cur;
+    wk_bundle_t *b = w->cur;
     b->refs++;
     pthread_mutex_unlock(&w->mu);
     return b;
 }
 
-static void release(wk_t *w, bundle_t *b)
+void wk_bundle_release(wk_t *w, wk_bundle_t *b)
 {
     pthread_mutex_lock(&w->mu);
     bool last = --b->refs == 0;
@@ -143,8 +117,7 @@ static void release(wk_t *w, bundle_t *b)
         bundle_free(b);
 }
 
-/* Sleeps up to us, waking early when the worker stops. */
-static void nap(wk_t *w, int64_t us)
+void wk_nap(wk_t *w, int64_t us)
 {
     while (us > 0 && !atomic_load(&w->stop)) {
         int64_t step = us > 100000 ? 100000 : us;
@@ -156,17 +129,11 @@ static void nap(wk_t *w, int64_t us)
 
 /* ---- HTTP --------------------------------------------------------------------- */
 
-typedef struct reply {
-    am_buf_t body;
-    char retry_after[64];
-    bool too_big;
-} reply_t;
-
 static size_t on_body(char *p, size_t size, size_t n, void *ctx)
 {
-    reply_t *r = ctx;
+    wk_reply_t *r = ctx;
     size_t len = size * n;
-    if (r->body.len + len > MAX_REPLY_BYTES) {
+    if (r->body.len + len > WK_MAX_REPLY_BYTES) {
         r->too_big = true;
         return 0;
     }
@@ -176,7 +143,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
 
 static size_t on_header(char *p, size_t size, size_t n, void *ctx)
 {
-    reply_t *r = ctx;
+    wk_reply_t *r = ctx;
     size_t len = size * n;
     static const char name[] = "retry-after:";
     if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
@@ -190,9 +157,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     return len;
 }
 
-/* Sends one request; *status is 0 after a transport failure (reason set). */
-static void http_send(CURL *h, const eng_request_t *rq, int64_t timeout_us, reply_t *rep,
-                      int *status, char *reason, size_t rlen)
+void wk_http_send(CURL *h, const eng_request_t *rq, int64_t timeout_us, wk_reply_t *rep,
+                  int *status, char *reason, size_t rlen)
 {
     struct curl_slist *hdrs = NULL;
     curl_easy_reset(h);
@@ -227,7 +193,7 @@ static void http_send(CURL *h, const eng_request_t *rq, int64_t timeout_us, repl
         *status = (int)code;
     } else if (cc == CURLE_WRITE_ERROR && rep->too_big) {
         *status = -1;
-        snprintf(reason, rlen, "reply larger than %zu bytes", MAX_REPLY_BYTES);
+        snprintf(reason, rlen, "reply larger than %zu bytes", WK_MAX_REPLY_BYTES);
     } else if (cc == CURLE_OPERATION_TIMEDOUT) {
         snprintf(reason, rlen, "timeout after %lld ms", (long long)(timeout_us / 1000));
     } else {
@@ -235,20 +201,147 @@ static void http_send(CURL *h, const eng_request_t *rq, int64_t timeout_us, repl
     }
 }
 
-/* ---- one job ------------------------------------------------------------------ */
+static wk_err_kind_t err_kind(int status, const char *reason, eng_outcome_t o)
+{
+    if (o == ENG_OUT_FOUND || o == ENG_OUT_NOT_FOUND)
+        return WK_ERR_NONE;
+    if (status == 0)
+        return strncmp(reason, "timeout", 7) == 0 ? WK_ERR_TIMEOUT : WK_ERR_CONNECT;
+    if (status < 0)
+        return WK_ERR_MALFORMED;
+    if (status == 429)
+        return WK_ERR_429;
+    if (status >= 500 && status <= 599)
+        return WK_ERR_5XX;
+    if (status >= 200 && status <= 299)
+        return WK_ERR_MALFORMED;
+    return WK_ERR_STATUS;
+}
 
-typedef struct job_ctx {
-    wk_t *w;
-    store_enrich_t *db;
-    CURL *curl;
-    store_enrich_job_t job;
+bool wk_ask(wk_t *w, wk_bundle_t *b, size_t pi, CURL *curl, eng_ioc_type_t t, const char *value,
+            int64_t max_wait_us, eng_presult_t *r, int64_t *retry_after_us, int64_t *wait_us)
+{
+    const eng_provider_t *p = eng_providers_at(b->set, pi);
+    wk_pstate_t *st = &b->st[pi];
+    eng_provider_info_t info;
+    eng_provider_info(&info, p);
+    memset(r, 0, sizeof(*r));
+    *retry_after_us = -1;
+    *wait_us = 0;
+    /* rate limit: short waits here, long ones are the caller's */
+    for (;;) {
+        int64_t wait = eng_limiter_take(&st->limiter, am_now_us());
+        if (wait == 0)
+            break;
+        if (wait > max_wait_us) {
+            *wait_us = wait;
+            return false;
+        }
+        wk_nap(w, wait);
+        if (atomic_load(&w->stop))
+            return false;
+    }
+    am_arena_t *a = am_arena_new(4096, SIZE_MAX);
+    eng_request_t rq;
+    eng_error_t e = {0};
+    if (eng_provider_request(&rq, p, t, value, a, &e) != AM_OK) {
+        r->outcome = ENG_OUT_FAILED;
+        r->fields = json_object();
+        snprintf(r->reason, sizeof(r->reason), "%.200s", e.message);
+        am_arena_free(a);
+        return true;
+    }
+    pthread_mutex_lock(&st->mu);
+    while (st->inflight >= st->max)
+        pthread_cond_wait(&st->cv, &st->mu);
+    st->inflight++;
+    pthread_mutex_unlock(&st->mu);
+
+    wk_reply_t rep;
+    memset(&rep, 0, sizeof(rep));
+    am_buf_init(&rep.body, 0);
+    int status = 0;
+    char reason[256] = "";
+    int64_t t0 = am_now_us();
+    wk_http_send(curl, &rq, info.timeout_us, &rep, &status, reason, sizeof(reason));
+    int64_t took = am_now_us() - t0;
+
+    pthread_mutex_lock(&st->mu);
+    st->inflight--;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+
+    if (status > 0) {
+        eng_header_t ra_hdr = {"Retry-After", rep.retry_after};
+        eng_reply_t reply = {status, &ra_hdr, rep.retry_after[0] ? 1 : 0, rep.body.data,
+                             rep.body.len};
+        eng_provider_interpret(r, p, t, &reply, am_now_us());
+    } else {
+        r->retry_after_us = -1;
+        r->fields = json_object();
+        r->outcome = status < 0 ? ENG_OUT_FAILED : ENG_OUT_RETRY;
+        snprintf(r->reason, sizeof(r->reason), "%s", reason);
+    }
+    if (r->outcome == ENG_OUT_RETRY) {
+        int64_t ra = r->retry_after_us;
+        if (ra >= 0)
+            eng_limiter_pause(&st->limiter, am_now_us() + ra);
+        *retry_after_us = ra;
+    }
+    wk_metrics_request(st->metric, took, err_kind(status, reason, r->outcome));
+    am_log(AM_LOG_DEBUG, "provider_request", "sprovider", info.name, "stype", eng_ioc_type_name(t),
+           "istatus", (int64_t)status, "soutcome", eng_outcome_name(r->outcome), "ims", took / 1000,
+           NULL);
+    am_buf_dispose(&rep.body);
+    am_arena_free(a);
+    return true;
+}
+
+/* ---- one batch of jobs ------------------------------------------------------------ */
+
+/* One (provider, type, value) the batch needs, asked or looked up once. */
+typedef struct slot {
+    size_t prov;
+    eng_ioc_type_t t;
+    const char *type, *value; /* borrowed from the claimed jobs */
+    bool http;
+    bool cached; /* a fresh row was in the cache: c */
+    store_enrich_cached_t c;
+    bool resolved;
+    bool deferred;    /* not asked: the rate limit (defer_us) or the worker stops */
+    int64_t defer_us; /* with deferred */
+    eng_presult_t r;  /* asked or looked up (r.fields NULL otherwise) */
+    int64_t retry_after_us;
+    char *put_error; /* a failure to record (the last attempt) */
+    bool put;        /* write r to the cache */
+} slot_t;
+
+typedef struct job_state {
+    store_enrich_claimed_t *c;
     am_buf_t failures; /* "provider type value: reason; ..." */
     bool retry;        /* a transient failure with attempts left */
     bool retry_counts; /* false when only a rate limit deferred the job */
     int64_t retry_us;
     bool lost; /* the lease was taken over */
+    store_enrich_ioc_verdict_t *iv;
+    eng_verdict_t verdict;
+    const char **targets;
+    size_t ntargets;
+} job_state_t;
+
+typedef struct batch {
+    wk_t *w;
+    store_enrich_t *db;
+    CURL *curl;
+    wk_bundle_t *b;
+    job_state_t *jobs;
+    size_t njobs;
+    slot_t *slots;
+    size_t nslots, capslots;
+    int64_t last_beat_us;
     bool db_down;
-} job_ctx_t;
+    bool asked; /* a provider request was made */
+} batch_t;
 
 static int64_t backoff_us(const wk_t *w, int attempts)
 {
@@ -262,7 +355,7 @@ static int64_t backoff_us(const wk_t *w, int attempts)
     return d / 2 + (int64_t)(rand_r(&seed) % (unsigned)(d / 2 + 1));
 }
 
-static void note_failure(job_ctx_t *j, const char *prov, const char *type, const char *value,
+static void note_failure(job_state_t *j, const char *prov, const char *type, const char *value,
                          const char *reason)
 {
     if (j->failures.len > 0)
@@ -270,7 +363,7 @@ static void note_failure(job_ctx_t *j, const char *prov, const char *type, const
     am_buf_printf(&j->failures, "%s %s %s: %s", prov, type, value, reason);
 }
 
-static void want_retry(job_ctx_t *j, int64_t delay_us, bool counts)
+static void want_retry(job_state_t *j, int64_t delay_us, bool counts)
 {
     j->retry = true;
     if (counts)
@@ -279,258 +372,397 @@ static void want_retry(job_ctx_t *j, int64_t delay_us, bool counts)
         j->retry_us = delay_us;
 }
 
-static void put_result(job_ctx_t *j, const char *prov, const char *type, const char *value,
-                       const eng_presult_t *r, const char *error, int64_t ttl_us)
+static slot_t *slot_find(batch_t *bt, size_t prov, const char *type, const char *value)
 {
-    char *fields = json_dumps(r->fields, JSON_COMPACT);
-    char err[256];
-    store_enrich_result_t res = {
-        .provider = prov,
-        .type = type,
-        .value = value,
-        .outcome = r->outcome == ENG_OUT_FOUND       ? "found"
-                   : r->outcome == ENG_OUT_NOT_FOUND ? "not_found"
-                                                     : "failed",
-        .verdict = r->outcome == ENG_OUT_FOUND && r->verdict != ENG_VERDICT_NONE
-                       ? eng_verdict_name(r->verdict)
-                       : NULL,
-        .fields = fields ? fields : "{}",
-        .error = error,
-        .ttl_us = ttl_us,
-    };
-    if (store_enrich_cache_put(j->db, &res, err, sizeof(err)) != AM_OK) {
-        am_log(AM_LOG_WARN, "enrichment_cache_write_failed", "sprovider", prov, "serror", err,
-               NULL);
-        j->db_down = true;
+    for (size_t i = 0; i < bt->nslots; i++) {
+        slot_t *s = &bt->slots[i];
+        if (s->prov == prov && strcmp(s->type, type) == 0 && strcmp(s->value, value) == 0)
+            return s;
     }
-    free(fields);
+    return NULL;
 }
 
-/* Asks one http provider; returns the verdict it contributes. */
-static eng_verdict_t ask_http(job_ctx_t *j, bundle_t *b, size_t pi, eng_ioc_type_t t,
-                              const char *type, const char *value)
+static void slot_add(batch_t *bt, size_t prov, eng_ioc_type_t t, const char *type,
+                     const char *value, bool http)
 {
-    const eng_provider_t *p = eng_providers_at(b->set, pi);
-    pstate_t *st = &b->st[pi];
-    eng_provider_info_t info;
-    eng_provider_info(&info, p);
-    char err[256];
+    if (slot_find(bt, prov, type, value) != NULL)
+        return;
+    if (bt->nslots == bt->capslots) {
+        bt->capslots = bt->capslots ? bt->capslots * 2 : 16;
+        bt->slots = am_xrealloc(bt->slots, bt->capslots * sizeof(*bt->slots));
+    }
+    slot_t *s = &bt->slots[bt->nslots++];
+    memset(s, 0, sizeof(*s));
+    s->prov = prov;
+    s->t = t;
+    s->type = type;
+    s->value = value;
+    s->http = http;
+    s->retry_after_us = -1;
+}
 
-    store_enrich_cached_t c;
-    int rc = store_enrich_cache_get(j->db, info.name, type, value, &c, err, sizeof(err));
-    if (rc == AM_OK) {
-        int v = c.verdict[0] ? eng_verdict_parse(c.verdict) : -1;
-        free(c.fields);
+/* Extends the leases of the batch's jobs when a quarter of the lease has
+ * passed since the last time; marks the lost ones. */
+static void heartbeat(batch_t *bt)
+{
+    int64_t now = am_now_us();
+    if (now - bt->last_beat_us < bt->w->opt.lease_us / 4)
+        return;
+    int64_t *ids = am_xcalloc(bt->njobs, sizeof(*ids));
+    bool *held = am_xcalloc(bt->njobs, sizeof(*held));
+    size_t n = 0;
+    for (size_t i = 0; i < bt->njobs; i++)
+        if (!bt->jobs[i].lost)
+            ids[n++] = bt->jobs[i].c->job.id;
+    char err[256];
+    if (store_enrich_heartbeat_many(bt->db, ids, n, bt->w->opt.lease_us, held, err, sizeof(err)) !=
+        AM_OK) {
+        bt->db_down = true;
+    } else {
+        size_t k = 0;
+        for (size_t i = 0; i < bt->njobs; i++) {
+            if (bt->jobs[i].lost)
+                continue;
+            if (!held[k])
+                bt->jobs[i].lost = true;
+            k++;
+        }
+        bt->last_beat_us = now;
+    }
+    free(ids);
+    free(held);
+}
+
+/* Whether the cached row says what r says (a list answer that changed is written again). */
+static bool same_as_cached(const slot_t *s)
+{
+    if (!s->cached)
+        return false;
+    const char *o = s->r.outcome == ENG_OUT_FOUND ? "found" : "not_found";
+    const char *v = s->r.outcome == ENG_OUT_FOUND && s->r.verdict != ENG_VERDICT_NONE
+                        ? eng_verdict_name(s->r.verdict)
+                        : "";
+    if (strcmp(s->c.outcome, o) != 0 || strcmp(s->c.verdict, v) != 0)
+        return false;
+    json_t *f = json_loads(s->c.fields ? s->c.fields : "{}", 0, NULL);
+    bool same = f != NULL && json_equal(f, s->r.fields);
+    json_decref(f);
+    return same;
+}
+
+/* Resolves slot s for job j (the job's attempts decide about a retry). */
+static void resolve(batch_t *bt, job_state_t *j, slot_t *s)
+{
+    if (s->resolved)
+        return;
+    const eng_provider_t *p = eng_providers_at(bt->b->set, s->prov);
+    if (!s->http) {
+        eng_provider_lookup(&s->r, p, s->t, s->value);
+        s->put = !same_as_cached(s);
+        s->resolved = true;
+        return;
+    }
+    wk_metrics_cache(s->cached);
+    if (s->cached) {
+        s->resolved = true;
+        return;
+    }
+    if (atomic_load(&bt->w->stop)) {
+        s->deferred = true;
+        s->resolved = true;
+        return;
+    }
+    heartbeat(bt);
+    if (bt->db_down || j->lost)
+        return; /* not resolved: another job of the batch may still need it */
+    int64_t wait = 0;
+    bt->asked = true;
+    if (!wk_ask(bt->w, bt->b, s->prov, bt->curl, s->t, s->value, WK_MAX_INLINE_WAIT, &s->r,
+                &s->retry_after_us, &wait)) {
+        s->deferred = true;
+        s->defer_us = wait;
+        s->resolved = true;
+        return;
+    }
+    s->resolved = true;
+    if (s->r.outcome == ENG_OUT_FOUND || s->r.outcome == ENG_OUT_NOT_FOUND ||
+        s->r.outcome == ENG_OUT_FAILED)
+        s->put = true;
+}
+
+/* What slot s means for job j: its verdict (ENG_VERDICT_NONE: none), a
+ * failure or a retry noted on j. */
+static eng_verdict_t apply(batch_t *bt, job_state_t *j, slot_t *s)
+{
+    eng_provider_info_t info;
+    eng_provider_info(&info, eng_providers_at(bt->b->set, s->prov));
+    if (s->http && s->cached) {
+        int v = s->c.verdict[0] ? eng_verdict_parse(s->c.verdict) : -1;
         return v > 0 ? (eng_verdict_t)v : ENG_VERDICT_NONE;
     }
-    if (rc != AM_ENOTFOUND) {
-        j->db_down = true;
+    if (s->deferred) {
+        want_retry(j, s->defer_us, false);
         return ENG_VERDICT_NONE;
     }
-
-    am_arena_t *a = am_arena_new(4096, SIZE_MAX);
-    eng_request_t rq;
-    eng_error_t e = {0};
-    eng_verdict_t verdict = ENG_VERDICT_NONE;
-    if (eng_provider_request(&rq, p, t, value, a, &e) != AM_OK) {
-        note_failure(j, info.name, type, value, e.message);
-        goto done;
-    }
-    /* rate limit: short waits here, long ones put the job back */
-    for (;;) {
-        int64_t wait = eng_limiter_take(&st->limiter, am_now_us());
-        if (wait == 0)
-            break;
-        if (wait > MAX_INLINE_WAIT) {
-            want_retry(j, wait, false);
-            goto done;
-        }
-        nap(j->w, wait);
-        if (atomic_load(&j->w->stop)) {
-            want_retry(j, 0, false);
-            goto done;
-        }
-    }
-    if (store_enrich_heartbeat(j->db, j->job.id, j->w->opt.lease_us, err, sizeof(err)) ==
-        AM_ENOTFOUND) {
-        j->lost = true;
-        goto done;
-    }
-    pthread_mutex_lock(&st->mu);
-    while (st->inflight >= st->max)
-        pthread_cond_wait(&st->cv, &st->mu);
-    st->inflight++;
-    pthread_mutex_unlock(&st->mu);
-
-    reply_t rep;
-    memset(&rep, 0, sizeof(rep));
-    am_buf_init(&rep.body, 0);
-    int status = 0;
-    char reason[256] = "";
-    int64_t t0 = am_now_us();
-    http_send(j->curl, &rq, info.timeout_us, &rep, &status, reason, sizeof(reason));
-    int64_t took = am_now_us() - t0;
-
-    pthread_mutex_lock(&st->mu);
-    st->inflight--;
-    pthread_cond_signal(&st->cv);
-    pthread_mutex_unlock(&st->mu);
-
-    eng_presult_t r;
-    if (status > 0) {
-        eng_header_t ra_hdr = {"Retry-After", rep.retry_after};
-        eng_reply_t reply = {status, &ra_hdr, rep.retry_after[0] ? 1 : 0, rep.body.data,
-                             rep.body.len};
-        eng_provider_interpret(&r, p, t, &reply, am_now_us());
-    } else {
-        memset(&r, 0, sizeof(r));
-        r.retry_after_us = -1;
-        r.fields = json_object();
-        r.outcome = status < 0 ? ENG_OUT_FAILED : ENG_OUT_RETRY;
-        snprintf(r.reason, sizeof(r.reason), "%s", reason);
-    }
-    am_log(AM_LOG_DEBUG, "provider_request", "sprovider", info.name, "stype", type, "istatus",
-           (int64_t)status, "soutcome", eng_outcome_name(r.outcome), "ims", took / 1000, NULL);
-    switch (r.outcome) {
+    switch (s->r.outcome) {
     case ENG_OUT_FOUND:
+        return s->r.verdict;
     case ENG_OUT_NOT_FOUND:
-        put_result(j, info.name, type, value, &r, NULL, eng_provider_cache_ttl_us(p, t));
-        if (r.outcome == ENG_OUT_FOUND)
-            verdict = r.verdict;
-        break;
-    case ENG_OUT_RETRY: {
-        int64_t ra = r.retry_after_us;
-        if (ra >= 0)
-            eng_limiter_pause(&st->limiter, am_now_us() + ra);
-        if ((unsigned)j->job.attempts < info.max_attempts) {
-            int64_t d = backoff_us(j->w, j->job.attempts);
-            want_retry(j, ra >= 0 ? ra : d, true);
+        return ENG_VERDICT_NONE;
+    case ENG_OUT_RETRY:
+        if ((unsigned)j->c->job.attempts < info.max_attempts) {
+            int64_t d = backoff_us(bt->w, j->c->job.attempts);
+            want_retry(j, s->retry_after_us >= 0 ? s->retry_after_us : d, true);
+            am_log(AM_LOG_INFO, "provider_retry", "sprovider", info.name, "sreason", s->r.reason,
+                   "iattempt", (int64_t)j->c->job.attempts, NULL);
         } else {
             char why[320];
-            snprintf(why, sizeof(why), "%s (after %d attempts)", r.reason, j->job.attempts);
-            note_failure(j, info.name, type, value, why);
-            put_result(j, info.name, type, value, &r, why, 0);
-        }
-        am_log(AM_LOG_INFO, "provider_retry", "sprovider", info.name, "sreason", r.reason,
-               "iattempt", (int64_t)j->job.attempts, NULL);
-        break;
-    }
-    case ENG_OUT_FAILED:
-        note_failure(j, info.name, type, value, r.reason);
-        put_result(j, info.name, type, value, &r, r.reason, 0);
-        am_log(AM_LOG_WARN, "provider_failed", "sprovider", info.name, "sreason", r.reason, NULL);
-        break;
-    }
-    json_decref(r.fields);
-    am_buf_dispose(&rep.body);
-done:
-    am_arena_free(a);
-    return verdict;
-}
-
-static void run_job(job_ctx_t *j)
-{
-    char err[512];
-    bundle_t *b = acquire(j->w);
-    store_enrich_ioc_t *iocs = NULL;
-    size_t n = 0;
-    am_buf_init(&j->failures, 0);
-    if (store_enrich_indicators(j->db, j->job.alert_id, &iocs, &n, err, sizeof(err)) != AM_OK) {
-        j->db_down = true;
-        goto done;
-    }
-    store_enrich_facts_t facts;
-    if (store_enrich_alert_facts(j->db, j->job.alert_id, &facts, err, sizeof(err)) != AM_OK) {
-        j->db_down = true;
-        goto done;
-    }
-    const char **now_targets = am_xcalloc(eng_targets_count(b->targets) + 1, sizeof(char *));
-    size_t nnow = 0;
-    for (size_t k = 0; k < eng_targets_count(b->targets); k++) {
-        const eng_target_t *t = eng_targets_at(b->targets, k);
-        if (t->when == ENG_SEND_INGESTED &&
-            eng_target_matches(t, facts.source, facts.severity, NULL,
-                               (const char *const *)facts.tags, facts.ntags))
-            now_targets[nnow++] = t->name;
-    }
-    if (nnow > 0 && store_enrich_deliveries_add(j->db, j->job.alert_id, now_targets, nnow, err,
-                                                sizeof(err)) != AM_OK)
-        j->db_down = true;
-    free(now_targets);
-    store_enrich_ioc_verdict_t *iv = am_xcalloc(n ? n : 1, sizeof(*iv));
-    eng_verdict_t alert_v = ENG_VERDICT_UNKNOWN;
-    for (size_t i = 0; i < n && !j->lost && !j->db_down; i++) {
-        eng_ioc_type_t t;
-        eng_verdict_t v = ENG_VERDICT_NONE;
-        if (eng_ioc_type_parse(&t, iocs[i].type, strlen(iocs[i].type)) == 0) {
-            for (size_t k = 0; k < b->n && !j->lost && !j->db_down; k++) {
-                const eng_provider_t *p = eng_providers_at(b->set, k);
-                if (!eng_provider_applies(p, t))
-                    continue;
-                eng_provider_info_t info;
-                eng_provider_info(&info, p);
-                if (info.kind == ENG_PROV_HTTP) {
-                    v = eng_verdict_worst(v, ask_http(j, b, k, t, iocs[i].type, iocs[i].value));
-                } else {
-                    eng_presult_t r;
-                    eng_provider_lookup(&r, p, t, iocs[i].value);
-                    put_result(j, info.name, iocs[i].type, iocs[i].value, &r, NULL,
-                               eng_provider_cache_ttl_us(p, t));
-                    if (r.outcome == ENG_OUT_FOUND)
-                        v = eng_verdict_worst(v, r.verdict);
-                    json_decref(r.fields);
-                }
+            snprintf(why, sizeof(why), "%s (after %d attempts)", s->r.reason, j->c->job.attempts);
+            note_failure(j, info.name, s->type, s->value, why);
+            if (s->put_error == NULL) {
+                s->put_error = am_xstrdup(why);
+                s->put = true;
             }
         }
-        if (v == ENG_VERDICT_NONE)
-            v = ENG_VERDICT_UNKNOWN;
-        iv[i].type = iocs[i].type;
-        iv[i].value = iocs[i].value;
-        iv[i].verdict = eng_verdict_name(v);
-        alert_v = eng_verdict_worst(alert_v, v);
+        return ENG_VERDICT_NONE;
+    case ENG_OUT_FAILED:
+        note_failure(j, info.name, s->type, s->value, s->r.reason);
+        if (s->put_error == NULL)
+            s->put_error = am_xstrdup(s->r.reason);
+        am_log(AM_LOG_WARN, "provider_failed", "sprovider", info.name, "sreason", s->r.reason,
+               NULL);
+        return ENG_VERDICT_NONE;
     }
-    if (j->lost || j->db_down) {
-        /* nothing to write: the lease holder (or the next claim) finishes it */
-    } else if (j->retry) {
-        if (store_enrich_reschedule(j->db, j->job.id, j->retry_us,
-                                    j->failures.len ? j->failures.data : "retrying",
-                                    !j->retry_counts, err, sizeof(err)) == AM_OK)
-            am_log(AM_LOG_INFO, "enrichment_retry", "ijob", j->job.id, "idelay_ms",
-                   j->retry_us / 1000, "iattempt", (int64_t)j->job.attempts, NULL);
-    } else {
-        bool failed = j->failures.len > 0;
-        const char **tnames = am_xcalloc(eng_targets_count(b->targets) + 1, sizeof(char *));
-        size_t nt = 0;
-        for (size_t k = 0; k < eng_targets_count(b->targets); k++) {
-            const eng_target_t *t = eng_targets_at(b->targets, k);
-            if (t->when == ENG_SEND_ENRICHED &&
-                eng_target_matches(t, facts.source, facts.severity, eng_verdict_name(alert_v),
-                                   (const char *const *)facts.tags, facts.ntags))
-                tnames[nt++] = t->name;
+    return ENG_VERDICT_NONE;
+}
+
+/* The cache rows to write, in one statement. */
+static void write_cache(batch_t *bt)
+{
+    store_enrich_result_t *res = am_xcalloc(bt->nslots ? bt->nslots : 1, sizeof(*res));
+    char **texts = am_xcalloc(bt->nslots ? bt->nslots : 1, sizeof(*texts));
+    size_t n = 0;
+    for (size_t i = 0; i < bt->nslots; i++) {
+        slot_t *s = &bt->slots[i];
+        if (!s->resolved || !s->put || s->r.fields == NULL)
+            continue;
+        const eng_provider_t *p = eng_providers_at(bt->b->set, s->prov);
+        eng_provider_info_t info;
+        eng_provider_info(&info, p);
+        bool ok = s->r.outcome == ENG_OUT_FOUND || s->r.outcome == ENG_OUT_NOT_FOUND;
+        if (!ok && s->put_error == NULL)
+            continue; /* a retry with attempts left: nothing to record */
+        texts[n] = json_dumps(s->r.fields, JSON_COMPACT);
+        res[n] = (store_enrich_result_t){
+            .provider = info.name,
+            .type = s->type,
+            .value = s->value,
+            .outcome = s->r.outcome == ENG_OUT_FOUND       ? "found"
+                       : s->r.outcome == ENG_OUT_NOT_FOUND ? "not_found"
+                                                           : "failed",
+            .verdict = s->r.outcome == ENG_OUT_FOUND && s->r.verdict != ENG_VERDICT_NONE
+                           ? eng_verdict_name(s->r.verdict)
+                           : NULL,
+            .fields = texts[n] ? texts[n] : "{}",
+            .error = ok ? NULL : s->put_error,
+            .ttl_us = ok ? eng_provider_cache_ttl_us(p, s->t) : 0,
+        };
+        n++;
+    }
+    char err[512];
+    if (n > 0 && store_enrich_cache_put_many(bt->db, res, n, err, sizeof(err)) != AM_OK) {
+        am_log(AM_LOG_WARN, "enrichment_cache_write_failed", "serror", err, NULL);
+        bt->db_down = true;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(res);
+}
+
+/* The targets of b that take alert c at this point (when: ingested or enriched). */
+static void match_targets(const wk_bundle_t *b, const store_enrich_claimed_t *c,
+                          eng_send_when_t when, const char *verdict, const char **out, size_t *n)
+{
+    *n = 0;
+    if (!c->alert_found)
+        return;
+    for (size_t k = 0; k < eng_targets_count(b->targets); k++) {
+        const eng_target_t *t = eng_targets_at(b->targets, k);
+        if (t->when == when &&
+            eng_target_matches(t, c->facts.source, c->facts.severity, verdict,
+                               (const char *const *)c->facts.tags, c->facts.ntags))
+            out[(*n)++] = t->name;
+    }
+}
+
+/* Returns whether a provider request was made. */
+static bool run_batch(wk_t *w, store_enrich_t *db, CURL *curl, store_enrich_claimed_t *cl, size_t n)
+{
+    char err[512];
+    batch_t bt = {.w = w, .db = db, .curl = curl, .njobs = n, .last_beat_us = am_now_us()};
+    bt.b = wk_bundle_acquire(w);
+    size_t ntargets = eng_targets_count(bt.b->targets);
+    bt.jobs = am_xcalloc(n, sizeof(*bt.jobs));
+
+    /* targets that want the alert at once, for the whole batch */
+    int64_t *now_alerts = am_xcalloc(n * ntargets + 1, sizeof(*now_alerts));
+    const char **now_names = am_xcalloc(n * ntargets + 1, sizeof(*now_names));
+    size_t nnow = 0;
+    for (size_t i = 0; i < n; i++) {
+        job_state_t *j = &bt.jobs[i];
+        j->c = &cl[i];
+        am_buf_init(&j->failures, 0);
+        j->iv = am_xcalloc(cl[i].niocs ? cl[i].niocs : 1, sizeof(*j->iv));
+        j->targets = am_xcalloc(ntargets + 1, sizeof(*j->targets));
+        size_t k = 0;
+        match_targets(bt.b, &cl[i], ENG_SEND_INGESTED, NULL, now_names + nnow, &k);
+        for (size_t x = 0; x < k; x++)
+            now_alerts[nnow + x] = cl[i].job.alert_id;
+        nnow += k;
+        for (size_t x = 0; x < cl[i].niocs; x++) {
+            eng_ioc_type_t t;
+            const store_enrich_ioc_t *ioc = &cl[i].iocs[x];
+            if (eng_ioc_type_parse(&t, ioc->type, strlen(ioc->type)) != 0)
+                continue;
+            for (size_t p = 0; p < bt.b->n; p++) {
+                const eng_provider_t *pr = eng_providers_at(bt.b->set, p);
+                if (!eng_provider_applies(pr, t))
+                    continue;
+                eng_provider_info_t info;
+                eng_provider_info(&info, pr);
+                slot_add(&bt, p, t, ioc->type, ioc->value, info.kind == ENG_PROV_HTTP);
+            }
         }
-        store_enrich_outcome_t o = {.targets = tnames,
-                                    .ntargets = nt,
-                                    .job_id = j->job.id,
-                                    .alert_id = j->job.alert_id,
-                                    .failed = failed,
-                                    .verdict = eng_verdict_name(alert_v),
-                                    .error = failed ? j->failures.data : NULL,
-                                    .iocs = iv,
-                                    .niocs = n};
-        int rc = store_enrich_finish(j->db, &o, err, sizeof(err));
-        if (rc == AM_OK)
-            am_log(AM_LOG_INFO, "enriched", "ijob", j->job.id, "ialert", j->job.alert_id, "sstatus",
-                   failed ? "Failed" : "Enriched", "sverdict", o.verdict, NULL);
-        else
-            am_log(AM_LOG_WARN, "enrichment_finish_failed", "ijob", j->job.id, "serror", err, NULL);
-        free(tnames);
     }
-    free(iv);
-    store_enrich_facts_dispose(&facts);
-done:
-    store_enrich_iocs_free(iocs, n);
-    am_buf_dispose(&j->failures);
-    release(j->w, b);
+    if (nnow > 0 && store_enrich_deliveries_add_many(db, now_alerts, now_names, nnow, err,
+                                                     sizeof(err)) != AM_OK)
+        bt.db_down = true;
+    free(now_alerts);
+    free(now_names);
+
+    /* the cache, for every key at once */
+    if (!bt.db_down && bt.nslots > 0) {
+        store_enrich_key_t *keys = am_xcalloc(bt.nslots, sizeof(*keys));
+        store_enrich_cached_t *cached = am_xcalloc(bt.nslots, sizeof(*cached));
+        bool *found = am_xcalloc(bt.nslots, sizeof(*found));
+        for (size_t i = 0; i < bt.nslots; i++) {
+            eng_provider_info_t info;
+            eng_provider_info(&info, eng_providers_at(bt.b->set, bt.slots[i].prov));
+            keys[i] = (store_enrich_key_t){info.name, bt.slots[i].type, bt.slots[i].value};
+        }
+        if (store_enrich_cache_get_many(db, keys, bt.nslots, cached, found, err, sizeof(err)) !=
+            AM_OK)
+            bt.db_down = true;
+        for (size_t i = 0; i < bt.nslots; i++) {
+            bt.slots[i].cached = found[i];
+            bt.slots[i].c = cached[i];
+        }
+        free(keys);
+        free(cached);
+        free(found);
+    }
+
+    /* every job, in claim order: the answers it needs, then its verdicts */
+    for (size_t i = 0; i < n && !bt.db_down; i++) {
+        job_state_t *j = &bt.jobs[i];
+        j->verdict = ENG_VERDICT_UNKNOWN;
+        for (size_t x = 0; x < j->c->niocs && !j->lost && !bt.db_down; x++) {
+            const store_enrich_ioc_t *ioc = &j->c->iocs[x];
+            eng_ioc_type_t t;
+            eng_verdict_t v = ENG_VERDICT_NONE;
+            if (eng_ioc_type_parse(&t, ioc->type, strlen(ioc->type)) == 0) {
+                for (size_t p = 0; p < bt.b->n && !j->lost && !bt.db_down; p++) {
+                    if (!eng_provider_applies(eng_providers_at(bt.b->set, p), t))
+                        continue;
+                    slot_t *s = slot_find(&bt, p, ioc->type, ioc->value);
+                    resolve(&bt, j, s);
+                    if (s->resolved)
+                        v = eng_verdict_worst(v, apply(&bt, j, s));
+                }
+            }
+            if (v == ENG_VERDICT_NONE)
+                v = ENG_VERDICT_UNKNOWN;
+            j->iv[x] = (store_enrich_ioc_verdict_t){ioc->type, ioc->value, eng_verdict_name(v)};
+            j->verdict = eng_verdict_worst(j->verdict, v);
+        }
+    }
+    if (!bt.db_down)
+        write_cache(&bt);
+
+    /* every job that is still ours ends in one statement */
+    if (!bt.db_down) {
+        store_enrich_outcome_t *o = am_xcalloc(n, sizeof(*o));
+        size_t *index = am_xcalloc(n, sizeof(*index));
+        bool *ended = am_xcalloc(n, sizeof(*ended));
+        size_t no = 0;
+        for (size_t i = 0; i < n; i++) {
+            job_state_t *j = &bt.jobs[i];
+            if (j->lost)
+                continue;
+            bool failed = j->failures.len > 0;
+            const char *verdict = eng_verdict_name(j->verdict);
+            if (!j->retry)
+                match_targets(bt.b, j->c, ENG_SEND_ENRICHED, verdict, j->targets, &j->ntargets);
+            o[no] = (store_enrich_outcome_t){
+                .job_id = j->c->job.id,
+                .alert_id = j->c->job.alert_id,
+                .failed = failed,
+                .verdict = verdict,
+                .error = j->retry ? (failed ? j->failures.data : "retrying")
+                                  : (failed ? j->failures.data : NULL),
+                .iocs = j->iv,
+                .niocs = j->c->niocs,
+                .targets = j->targets,
+                .ntargets = j->ntargets,
+                .retry = j->retry,
+                .uncount = j->retry && !j->retry_counts,
+                .retry_us = j->retry_us,
+            };
+            index[no++] = i;
+        }
+        int rc = store_enrich_finish_batch(db, o, no, ended, err, sizeof(err));
+        if (rc != AM_OK)
+            am_log(AM_LOG_WARN, "enrichment_finish_failed", "ijobs", (int64_t)no, "serror", err,
+                   NULL);
+        for (size_t k = 0; rc == AM_OK && k < no; k++) {
+            job_state_t *j = &bt.jobs[index[k]];
+            if (!ended[k]) {
+                am_log(AM_LOG_WARN, "enrichment_lease_lost", "ijob", j->c->job.id, NULL);
+                continue;
+            }
+            if (o[k].retry) {
+                wk_metrics_job(WK_JOB_RETRIED);
+                am_log(AM_LOG_INFO, "enrichment_retry", "ijob", j->c->job.id, "idelay_ms",
+                       o[k].retry_us / 1000, "iattempt", (int64_t)j->c->job.attempts, NULL);
+            } else {
+                wk_metrics_job(o[k].failed ? WK_JOB_FAILED : WK_JOB_ENRICHED);
+                am_log(AM_LOG_DEBUG, "enriched", "ijob", j->c->job.id, "ialert", j->c->job.alert_id,
+                       "sstatus", o[k].failed ? "Failed" : "Enriched", "sverdict", o[k].verdict,
+                       NULL);
+            }
+        }
+        free(o);
+        free(index);
+        free(ended);
+    }
+    /* nothing written for a lost job or when the database went away: the
+     * lease holder (or the next claim once the lease expires) ends it */
+    for (size_t i = 0; i < bt.nslots; i++) {
+        json_decref(bt.slots[i].r.fields);
+        store_enrich_cached_dispose(&bt.slots[i].c);
+        free(bt.slots[i].put_error);
+    }
+    free(bt.slots);
+    for (size_t i = 0; i < n; i++) {
+        am_buf_dispose(&bt.jobs[i].failures);
+        free(bt.jobs[i].iv);
+        free(bt.jobs[i].targets);
+    }
+    free(bt.jobs);
+    bool asked = bt.asked;
+    wk_bundle_release(w, bt.b);
+    return asked;
 }
 
 /* ---- one delivery --------------------------------------------------------------- */
@@ -538,7 +770,7 @@ done:
 static void run_delivery(wk_t *w, store_enrich_t *db, CURL *curl, const store_enrich_delivery_t *d)
 {
     char err[512];
-    bundle_t *b = acquire(w);
+    wk_bundle_t *b = wk_bundle_acquire(w);
     const eng_target_t *t = eng_targets_find(b->targets, d->target);
     char *body = NULL;
     if (t == NULL) {
@@ -561,12 +793,12 @@ static void run_delivery(wk_t *w, store_enrich_t *db, CURL *curl, const store_en
                         .nheaders = AM_ARRAY_LEN(hdrs),
                         .body = body,
                         .body_len = strlen(body)};
-    reply_t rep;
+    wk_reply_t rep;
     memset(&rep, 0, sizeof(rep));
     am_buf_init(&rep.body, 0);
     int status = 0;
     char reason[256] = "";
-    http_send(curl, &rq, t->timeout_us, &rep, &status, reason, sizeof(reason));
+    wk_http_send(curl, &rq, t->timeout_us, &rep, &status, reason, sizeof(reason));
     am_buf_dispose(&rep.body);
     if (status >= 200 && status < 300) {
         store_enrich_delivery_result(db, d->id, STORE_DISPATCH_DELIVERED, status, NULL, 0, err,
@@ -595,7 +827,7 @@ static void run_delivery(wk_t *w, store_enrich_t *db, CURL *curl, const store_en
                                  sizeof(err));
 done:
     free(body);
-    release(w, b);
+    wk_bundle_release(w, b);
 }
 
 static void *thread_main(void *arg)
@@ -609,14 +841,32 @@ static void *thread_main(void *arg)
     if (store_enrich_open(&db, w->conninfo, name, err, sizeof(err)) != AM_OK)
         am_log(AM_LOG_WARN, "worker_database_unavailable", "serror", err, NULL);
     CURL *curl = curl_easy_init();
+    size_t cap = w->opt.batch;
+    store_enrich_claimed_t *cl = am_xcalloc(cap, sizeof(*cl));
+    bool asked = false;
     while (!atomic_load(&w->stop)) {
-        job_ctx_t j;
-        memset(&j, 0, sizeof(j));
-        j.w = w;
-        j.db = db;
-        j.curl = curl;
-        int rc = store_enrich_claim(db, w->opt.lease_us, &j.job, err, sizeof(err));
+        /* a batch that asked providers is followed by a single job: requests
+         * take long, and the other threads should share the queue */
+        size_t want = asked ? 1 : cap, n = 0, ended = 0;
+        /* without targets, jobs no provider has work for end in the claim */
+        wk_bundle_t *b = wk_bundle_acquire(w);
+        bool fast = eng_targets_count(b->targets) == 0;
+        const char *types[ENG_IOC__COUNT];
+        size_t ntypes = 0;
+        for (int t = 0; fast && t < ENG_IOC__COUNT; t++) {
+            bool any = false;
+            for (size_t p = 0; p < b->n && !any; p++)
+                any = eng_provider_applies(eng_providers_at(b->set, p), (eng_ioc_type_t)t);
+            if (any)
+                types[ntypes++] = eng_ioc_type_name((eng_ioc_type_t)t);
+        }
+        int rc = store_enrich_claim_batch(db, w->opt.lease_us, want, fast ? types : NULL, ntypes,
+                                          cl, &n, &ended, err, sizeof(err));
+        wk_bundle_release(w, b);
+        for (size_t i = 0; i < ended; i++)
+            wk_metrics_job(WK_JOB_ENRICHED);
         if (rc == AM_ENOTFOUND) {
+            asked = false;
             store_enrich_delivery_t d;
             rc = store_enrich_delivery_claim(db, w->opt.lease_us, &d, err, sizeof(err));
             if (rc == AM_OK)
@@ -627,11 +877,19 @@ static void *thread_main(void *arg)
         }
         if (rc != AM_OK) {
             am_log(AM_LOG_WARN, "worker_database_unavailable", "serror", err, NULL);
-            nap(w, 1000000);
+            wk_nap(w, 1000000);
             continue;
         }
-        run_job(&j);
+        asked = n > 0 && run_batch(w, db, curl, cl, n);
+        for (size_t i = 0; i < n; i++)
+            store_enrich_claimed_dispose(&cl[i]);
+        /* a batch that was not full: let the queue fill a little before
+         * the next claim, so that under load jobs come in full batches
+         * (a claim and an end per batch, not per job) */
+        if (n + ended < want && !asked)
+            wk_nap(w, WK_BATCH_GATHER_US);
     }
+    free(cl);
     curl_easy_cleanup(curl);
     store_enrich_close(db);
     return NULL;
@@ -653,8 +911,8 @@ int wk_new(wk_t **out, const wk_options_t *opt, char *err, size_t errlen)
     w->opt.providers = w->providers;
     w->targets = opt->targets ? am_xstrdup(opt->targets) : NULL;
     w->opt.targets = w->targets;
-    if (w->opt.threads == 0)
-        w->opt.threads = 1;
+    if (w->opt.batch == 0)
+        w->opt.batch = WK_DEFAULT_BATCH;
     if (w->opt.poll_us <= 0)
         w->opt.poll_us = 5 * (int64_t)1000000;
     if (w->opt.lease_us <= 0)
@@ -673,7 +931,9 @@ int wk_new(wk_t **out, const wk_options_t *opt, char *err, size_t errlen)
 
 int wk_start(wk_t *w)
 {
-    w->threads = am_xcalloc(w->opt.threads, sizeof(*w->threads));
+    if (w->opt.ondemand && wk_ondemand_start(w) != AM_OK)
+        return AM_EIO;
+    w->threads = am_xcalloc(w->opt.threads ? w->opt.threads : 1, sizeof(*w->threads));
     for (unsigned i = 0; i < w->opt.threads; i++) {
         if (pthread_create(&w->threads[i], NULL, thread_main, w) != 0) {
             wk_stop(w);
@@ -683,23 +943,24 @@ int wk_start(wk_t *w)
     }
     w->started = true;
     am_log(AM_LOG_INFO, "worker_started", "ithreads", (int64_t)w->nthreads, "iproviders",
-           (int64_t)w->cur->n, NULL);
+           (int64_t)w->cur->n, "ibatch", (int64_t)w->opt.batch, "son_demand",
+           w->opt.ondemand ? "on" : "off", NULL);
     return AM_OK;
 }
 
 int wk_reload(wk_t *w)
 {
     char err[512];
-    bundle_t *b = bundle_load(w->providers, w->targets, err, sizeof(err));
+    wk_bundle_t *b = bundle_load(w->providers, w->targets, err, sizeof(err));
     if (b == NULL) {
         am_log(AM_LOG_ERROR, "providers_reload_failed", "smessage", err, NULL);
         return AM_EINVAL;
     }
     pthread_mutex_lock(&w->mu);
-    bundle_t *old = w->cur;
+    wk_bundle_t *old = w->cur;
     w->cur = b;
     pthread_mutex_unlock(&w->mu);
-    release(w, old);
+    wk_bundle_release(w, old);
     am_log(AM_LOG_INFO, "providers_reloaded", "iproviders", (int64_t)b->n, NULL);
     return AM_OK;
 }
@@ -712,6 +973,7 @@ void wk_stop(wk_t *w)
     for (unsigned i = 0; i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
     w->nthreads = 0;
+    wk_ondemand_stop(w);
 }
 
 void wk_free(wk_t *w)
@@ -720,7 +982,7 @@ void wk_free(wk_t *w)
         return;
     wk_stop(w);
     if (w->cur != NULL)
-        release(w, w->cur);
+        wk_bundle_release(w, w->cur);
     free(w->threads);
     free(w->conninfo);
     free(w->providers);
