@@ -278,6 +278,8 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
  * node a line) as a heap string in *plan; for tests. Returns 0, AM_EINVAL
  * (q's parameters are refused) or AM_EUNAVAIL (the statement failed). */
 int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan);
+/* The same, run: EXPLAIN (ANALYZE) with the rows each node read (tests). */
+int store_alert_list_explain_analyze(PGconn *c, const store_query_t *q, char **plan);
 /* Fills out with 500 INTERNAL / 503 DATABASE_UNAVAILABLE for a failed result;
  * returns AM_EUNAVAIL when the connection is gone, else 0. */
 int store_reply_db_error(PGconn *c, const PGresult *res, reply_buf_t *out);
