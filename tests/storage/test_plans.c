@@ -213,6 +213,56 @@ static void test_dedup_lookup_plan(void **state)
     PQclear(r);
 }
 
+/* The claims of storage/enrich.c (the inner SELECT, as written there):
+ * with many finished jobs and delivered dispatches, the lowest claimable id
+ * comes from the index of open rows (008_jobs_claim.sql), not from walking
+ * the primary key past every finished row. */
+static void test_claim_plans(void **state)
+{
+    (void)state;
+    th_int(g_db,
+           "INSERT INTO enrichment_jobs (alert_id, status, finished_at)"
+           " SELECT g, 'done', now() FROM generate_series(1, 200000) g",
+           0);
+    th_int(g_db, "INSERT INTO enrichment_jobs (alert_id) SELECT g FROM generate_series(1, 3) g", 0);
+    th_int(g_db,
+           "INSERT INTO dispatch_deliveries (alert_id, target, status)"
+           " SELECT id, 'soc', 'delivered' FROM alerts WHERE id <= 100000",
+           0);
+    th_int(g_db,
+           "INSERT INTO dispatch_deliveries (alert_id, target) SELECT id, 'pager' FROM alerts"
+           " WHERE id <= 3",
+           0);
+    th_int(g_db, "ANALYZE enrichment_jobs", 0);
+    th_int(g_db, "ANALYZE dispatch_deliveries", 0);
+    const struct {
+        const char *sql, *index;
+    } cases[] = {
+        {"EXPLAIN SELECT id FROM enrichment_jobs"
+         " WHERE (status = 'queued' AND next_attempt_at <= now())"
+         " OR (status = 'running' AND lease_until < now())"
+         " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1",
+         "enrichment_jobs_open_idx"},
+        {"EXPLAIN SELECT id FROM dispatch_deliveries"
+         " WHERE (status = 'pending' AND next_attempt_at <= now())"
+         " OR (status = 'sending' AND lease_until < now())"
+         " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1",
+         "dispatch_deliveries_open_idx"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        PGresult *r = PQexec(g_db, cases[i].sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        bool idx = false, seq = false;
+        for (int k = 0; k < PQntuples(r); k++) {
+            idx = idx || strstr(PQgetvalue(r, k, 0), cases[i].index) != NULL;
+            seq = seq || strstr(PQgetvalue(r, k, 0), "Seq Scan") != NULL;
+        }
+        if (!idx || seq)
+            fail_msg("the claim does not use %s: %s", cases[i].index, PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+}
+
 int main(void)
 {
     g_ci = th_db_create("plans");
@@ -221,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_list_reads_only_matches),
         cmocka_unit_test(test_list_plan_without_statistics),
         cmocka_unit_test(test_dedup_lookup_plan),
+        cmocka_unit_test(test_claim_plans),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     th_db_drop();
