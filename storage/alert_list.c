@@ -86,24 +86,57 @@ bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out)
 }
 
 /* The list query of lp into sql with its parameters p (np of them); limit1
- * holds the LIMIT value. */
+ * holds the LIMIT value.
+ *
+ * A filtered list is always read from the filter's own index, (column,
+ * ingested_at DESC, id DESC): it yields exactly the matching alerts, newest
+ * first, so a page reads limit + 1 entries however old the newest match is.
+ * Left to itself the planner often walks the time index instead and filters
+ * (it assumes every value is spread evenly over time): when the newest
+ * alerts are of other values, as when one source is busy and another quiet,
+ * that reads every newer alert first (50,000 rows and 200 ms at a million
+ * alerts, docs/performance.md "Growth"). The driving filter is written as
+ * "= ANY (ARRAY[$n])" and the order leads with its column: an equality with
+ * a constant would make that column redundant in the order, so the time
+ * index would still satisfy it; a one-element array does not, and only the
+ * filter's own index gives that order without sorting.
+ *
+ * That leaves the planner one more way out: when its statistics say the
+ * value is rare (a table never analyzed yet, or a source that started
+ * sending after the last ANALYZE: autovacuum analyzes again only when a
+ * tenth of the table has changed, half a million alerts at five million),
+ * it reads every match through a bitmap and sorts them, 12,000 alerts in
+ * 120 ms and more with every new one. With a single filter the index walk is
+ * never worse, so its query runs in a transaction with sorts and bitmap scans
+ * switched off (*pin). Of several filters the first of severity,
+ * source_name, status drives, and the planner stays free to read a rare
+ * combination through another filter's index or a bitmap and sort it. */
 static void build_query(const list_params_t *lp, am_buf_t *sql, const char *p[8], int *npp,
-                        char limit1[24])
+                        char limit1[24], bool *pin)
 {
     int np = 0;
+    *pin = (lp->source_name != NULL) + (lp->severity != NULL) + (lp->status != NULL) == 1;
     snprintf(limit1, 24, "%lld", (long long)lp->limit + 1);
+    const char *driver = lp->severity      ? "severity"
+                         : lp->source_name ? "source_name"
+                         : lp->status      ? "status"
+                                           : NULL;
     am_buf_puts(sql, "SELECT " ALERT_COLS " FROM alerts a WHERE true");
-    if (lp->source_name) {
-        p[np++] = lp->source_name;
-        am_buf_printf(sql, " AND a.source_name = $%d", np);
-    }
-    if (lp->severity) {
-        p[np++] = lp->severity;
-        am_buf_printf(sql, " AND a.severity = $%d", np);
-    }
-    if (lp->status) {
-        p[np++] = lp->status;
-        am_buf_printf(sql, " AND a.status = $%d", np);
+    const struct {
+        const char *col, *val;
+    } filters[] = {
+        {"source_name", lp->source_name},
+        {"severity", lp->severity},
+        {"status", lp->status},
+    };
+    for (size_t i = 0; i < AM_ARRAY_LEN(filters); i++) {
+        if (filters[i].val == NULL)
+            continue;
+        p[np++] = filters[i].val;
+        if (strcmp(filters[i].col, driver) == 0)
+            am_buf_printf(sql, " AND a.%s = ANY (ARRAY[$%d::text])", filters[i].col, np);
+        else
+            am_buf_printf(sql, " AND a.%s = $%d", filters[i].col, np);
     }
     if (lp->has_since) {
         p[np++] = lp->since;
@@ -121,11 +154,42 @@ static void build_query(const list_params_t *lp, am_buf_t *sql, const char *p[8]
                       np - 1, np);
     }
     p[np++] = limit1;
-    am_buf_printf(sql, " ORDER BY a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
+    am_buf_puts(sql, " ORDER BY ");
+    if (driver != NULL)
+        am_buf_printf(sql, "a.%s, ", driver);
+    am_buf_printf(sql, "a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
     *npp = np;
 }
 
-int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan)
+/* Runs sql (a single-filter list when pin) and returns its result, NULL
+ * when the pinning transaction could not start (the connection is gone). */
+static PGresult *run_query(PGconn *c, const char *sql, int np, const char *const *p, bool pin)
+{
+    if (pin) {
+        PGresult *b = PQexec(c, "BEGIN; SET LOCAL enable_sort = off;"
+                                " SET LOCAL enable_bitmapscan = off");
+        bool ok = b != NULL && PQresultStatus(b) == PGRES_COMMAND_OK;
+        PQclear(b);
+        if (!ok) {
+            PQclear(PQexec(c, "ROLLBACK"));
+            return NULL;
+        }
+    }
+    PGresult *r = PQexecParams(c, sql, np, NULL, p, NULL, NULL, 0);
+    if (pin) {
+        bool ok = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK;
+        PGresult *e = PQexec(c, ok ? "COMMIT" : "ROLLBACK");
+        if (ok && (e == NULL || PQresultStatus(e) != PGRES_COMMAND_OK)) {
+            PQclear(r);
+            r = e; /* the error of the COMMIT is the answer's */
+            e = NULL;
+        }
+        PQclear(e);
+    }
+    return r;
+}
+
+static int explain(PGconn *c, const char *how, const store_query_t *q, char **plan)
 {
     *plan = NULL;
     list_params_t lp;
@@ -140,9 +204,10 @@ int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan)
     am_buf_t sql, b;
     am_buf_init(&sql, 0);
     am_buf_init(&b, 0);
-    am_buf_puts(&sql, "EXPLAIN ");
-    build_query(&lp, &sql, p, &np, limit1);
-    PGresult *r = PQexecParams(c, sql.data, np, NULL, p, NULL, NULL, 0);
+    bool pin;
+    am_buf_puts(&sql, how);
+    build_query(&lp, &sql, p, &np, limit1, &pin);
+    PGresult *r = run_query(c, sql.data, np, p, pin);
     am_buf_dispose(&sql);
     int rc = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK ? AM_OK : AM_EUNAVAIL;
     for (int i = 0; rc == AM_OK && i < PQntuples(r); i++) {
@@ -156,6 +221,16 @@ int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan)
     return rc;
 }
 
+int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan)
+{
+    return explain(c, "EXPLAIN ", q, plan);
+}
+
+int store_alert_list_explain_analyze(PGconn *c, const store_query_t *q, char **plan)
+{
+    return explain(c, "EXPLAIN (ANALYZE, TIMING OFF, SUMMARY OFF) ", q, plan);
+}
+
 int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
 {
     list_params_t lp;
@@ -166,8 +241,9 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
     char limit1[24];
     am_buf_t sql;
     am_buf_init(&sql, 0);
-    build_query(&lp, &sql, p, &np, limit1);
-    PGresult *r = PQexecParams(c, sql.data, np, NULL, p, NULL, NULL, 0);
+    bool pin;
+    build_query(&lp, &sql, p, &np, limit1, &pin);
+    PGresult *r = run_query(c, sql.data, np, p, pin);
     am_buf_dispose(&sql);
     int rc = AM_OK;
     if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {

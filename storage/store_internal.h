@@ -292,6 +292,9 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out);
  * node a line) as a heap string in *plan; for tests. Returns 0, AM_EINVAL
  * (q's parameters are refused) or AM_EUNAVAIL (the statement failed). */
 int store_alert_list_explain(PGconn *c, const store_query_t *q, char **plan);
+/* The same, run: EXPLAIN (ANALYZE) with the rows each node read (tests). */
+int store_alert_list_explain_analyze(PGconn *c, const store_query_t *q, char **plan);
+
 /* Dispatch (dispatch_api.c): GET /v1/alerts/{uuid}/deliveries, POST
  * .../deliveries/{id}/retry (key_id recorded as retried_by_key), and the
  * counts of jobs and deliveries by state ({"data":{"jobs":{...},

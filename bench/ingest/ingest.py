@@ -4,6 +4,7 @@
 Run through bench/ingest/run (which builds alertmapd and the load generator).
 See bench/README.md for what each phase measures and how."""
 import argparse
+import base64
 import datetime
 import http.client
 import json
@@ -12,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 # speed, each open-loop level, each read query, and the alerts stored
 # before the growth measurements.
 MODES = {
-    "smoke": dict(pgbench=2, full=2, warm=1, level=1.5, read=1, fills=[0, 20000],
+    "smoke": dict(pgbench=2, full=2, warm=1, level=1.5, read=0.5, fills=[0, 3000], pairs=1,
                   heavy_alerts=40, heavy_lead=1.5, heavy_tail=0.5),
     "quick": dict(pgbench=5, full=5, warm=1, level=4, read=2, fills=[0, 200000],
                   heavy_alerts=400),
@@ -211,6 +213,9 @@ class Bench:
         self.pgdir = os.path.join(self.work, "pg")
         self.daemon = None
         self.daemon_log = None
+        self.daemon_db = None
+        self.db_key = {}  # database -> "Authorization: Bearer KEY"
+        self.filled = {}  # database -> alerts filled with SQL
         self.postmaster = None
         self.tag = "%x" % int(time.time())
         self.res = {"mode": mode, "argv": sys.argv[1:], "started_at": datetime.datetime.now(datetime.timezone.utc)
@@ -249,6 +254,8 @@ class Bench:
         return self.psql(db, query + ";\n")
 
     def createdb(self, db):
+        self.db_key.pop(db, None)
+        self.filled.pop(db, None)
         self.sql("postgres", 'drop database if exists "%s"' % db)
         self.sql("postgres", 'create database "%s"' % db)
 
@@ -269,7 +276,8 @@ class Bench:
         env["ALERTMAP_RATE_PER_KEY"] = "off"
         env["ALERTMAP_RATE_PER_SOURCE"] = "off"
         env.update(json.loads(self.args.env or "{}"))
-        self.daemon_log = open(os.path.join(self.work, "alertmapd-%s.log" % db), "w")
+        self.daemon_db = db
+        self.daemon_log = open(os.path.join(self.work, "alertmapd-%s.log" % db), "a")
         self.daemon = subprocess.Popen(
             # a long request deadline: the heavy phase measures how long the
             # writer stalls the others, which the default 5 s deadline would
@@ -299,7 +307,7 @@ class Bench:
         CLI in the database alertmapd has just migrated, sent by every client
         (unless --header already sends a credential)."""
         if any(h.split(":", 1)[0].strip().lower() in ("authorization", "x-api-key")
-               for h in self.args.header):
+               for h in self.args.header) or db in self.db_key:
             return
         cli = self.args.alertmap or os.path.join(
             os.path.dirname(os.path.dirname(os.path.abspath(self.args.alertmapd))), "cli", "alertmap")
@@ -308,7 +316,12 @@ class Bench:
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             raise RuntimeError("alertmap keys create failed: " + r.stderr.strip())
-        self.args.header.append("Authorization: Bearer " + r.stdout.strip())
+        self.db_key[db] = "Authorization: Bearer " + r.stdout.strip()
+
+    def headers(self):
+        """--header's, and the API key of the database alertmapd runs on."""
+        key = self.db_key.get(self.daemon_db)
+        return self.args.header + ([key] if key else [])
 
     def daemon_stop(self):
         if self.daemon is not None and self.daemon.poll() is None:
@@ -323,7 +336,7 @@ class Bench:
     def http(self, method, path, body=None, timeout=300):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = {"Content-Type": "application/json"}
-        for h in self.args.header:
+        for h in self.headers():
             k, v = h.split(":", 1)
             headers[k.strip()] = v.strip()
         c.request(method, path, body=body, headers=headers)
@@ -336,7 +349,7 @@ class Bench:
     def wrk(self, seconds, path, template, tag, connections=32):
         cmd = ["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
                "-s", os.path.join(HERE, "post.lua")]
-        for h in self.args.header:
+        for h in self.headers():
             cmd += ["-H", h]
         cmd += ["http://127.0.0.1:%d" % self.port, "--", template, path, tag]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120).stdout
@@ -369,7 +382,7 @@ class Bench:
             cmd += ["--raw", raw]
         if grace is not None:
             cmd += ["--grace", str(grace)]
-        for h in self.args.header:
+        for h in self.headers():
             cmd += ["--header", h]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         if background:
@@ -531,70 +544,199 @@ class Bench:
         self.res["heavy"] = h
 
     # -- growth: ingest rate and the read API as the table grows --
+    # Filled alerts are spread over the shipped sources and the severities
+    # with the skew of a real installation (a few busy sources, Critical
+    # rare), ingested one a second going back in time from the oldest alert
+    # already stored, and mostly dealt with: 85 % closed (with the times of
+    # each transition), 10 % still open, the rest in triage or escalated.
+    SOURCES = (["elastic"] * 35 + ["sentinel"] * 20 + ["splunk"] * 15 + ["crowdstrike"] * 10
+               + ["defender_endpoint"] * 7 + ["guardduty"] * 5 + ["alertmanager"] * 3
+               + ["wazuh"] * 2 + ["suricata"] * 1 + ["okta"] * 1 + ["github"] * 1)
+    SEVERITIES = (["Informational"] * 15 + ["Low"] * 30 + ["Medium"] * 35 + ["High"] * 15
+                  + ["Critical"] * 5)
+
     def fill(self, db, target):
-        have = int(self.sql(db, "select count(*) from alerts"))
+        """Adds alerts with SQL until db holds target of them, shaped like
+        what the writer stores: a UUIDv7 of the ingest time, a SHA-256
+        fingerprint, the Elastic payload with its own rule name and source
+        IP, normalized fields, 2-6 indicator links each (positions 1..k) to
+        indicators shared across alerts (hot values drawn far more often than
+        cold ones), a finished enrichment job and the verdict it left, and a
+        few alerts with duplicates folded in. Returns the seconds it took."""
+        have = self.filled.get(db, 0)  # alerts filled so far (ingested ones not counted)
         n = target - have
         if n <= 0:
-            return 0.0
+            return 0.0, 0.0
+        self.filled[db] = target
         log("filling %s with %d alerts (SQL)" % (db, n))
         t = time.monotonic()
-        lit = self.sample_payload.replace("'", "''")
-        # secondary indexes (not backing a constraint) are dropped during the
-        # fill and built again after it: much faster than maintaining them
+        lit = self.sample_payload.replace("'", "''").replace(
+            "Suspicious PowerShell Execution 0", "__RULE__").replace("185.220.101.1", "__IP__")
+        # Indexes that back no constraint, and the uuid's unique constraint
+        # (its keys arrive out of order: the fill goes back in time), are
+        # dropped during the fill and built again after it: much faster than
+        # maintaining them row by row. The indicators' (type, value) stays:
+        # the fill's upsert needs it to find the values already stored.
         idx = self.psql(db, """select pg_get_indexdef(i.indexrelid) || ';' || i.indexrelid::regclass
             from pg_index i where i.indrelid in ('alerts'::regclass, 'alert_indicators'::regclass,
             'enrichment_jobs'::regclass, 'indicators'::regclass)
             and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid);""")
         defs = [l.rsplit(";", 1) for l in idx.splitlines() if l]
-        npool = max(1000, target // 10)
+        cons = self.psql(db, """select conrelid::regclass || ';' || conname || ';' ||
+            pg_get_constraintdef(oid) from pg_constraint where contype = 'u'
+            and conrelid = 'alerts'::regclass and conname = 'alerts_uuid_key';""")
+        cdefs = [l.split(";", 2) for l in cons.splitlines() if l]
+        pools = {  # indicator pools per extraction position, by the final table size
+            "src": max(500, target // 4),      # external source IPs
+            "host": max(100, target // 200),   # internal hosts (10.x)
+            "dom": max(200, target // 10),     # domains
+            "url": max(500, target // 2),      # URLs
+            "hash": max(100, target // 20),    # file hashes
+            "acct": max(50, target // 500),    # accounts
+        }
+        v = dict(pools, lit=lit, tag=self.tag, lo=have + 1, hi=target,
+                 sources="'{%s}'" % ",".join(self.SOURCES),
+                 nsrc=len(self.SOURCES), sevs="'{%s}'" % ",".join(self.SEVERITIES),
+                 nsev=len(self.SEVERITIES))
         script = ["set session_replication_role = replica;",  # no FK or NOTIFY triggers
-                  "set maintenance_work_mem = '256MB';"]
+                  "set maintenance_work_mem = '256MB';", "set work_mem = '128MB';"]
         script += ["drop index %s;" % name for _, name in defs]
-        script.append("""
-insert into indicators (type, value)
-  select 'ip', '10.' || (g / 65536) %% 256 || '.' || (g / 256) %% 256 || '.' || g %% 256
-  from generate_series(1, %(npool)d) g on conflict do nothing;
-create temp table fill_base as select coalesce(max(id), 0) as base from alerts;
-insert into alerts (title, severity, occurred_at, source_name, description, status,
-                    close_classification, tags, raw_payload, detection_rule_ref, fingerprint,
-                    ingested_at, updated_at)
-  select 'Filled alert ' || g,
-         (array['Informational','Low','Medium','High','Critical'])[1 + g %% 5],
-         t - interval '2 minutes', (array['elastic','sentinel','splunk','generic','alertmanager'])[1 + (g / 5) %% 5],
-         'Identifies PowerShell started with an encoded command.',
-         (array['Open','Open','Triaging','Escalated','Closed'])[1 + (g / 25) %% 5],
-         case when (g / 25) %% 5 = 4 then 'false_positive' end,
-         '{PowerShell,Endpoint}', '%(lit)s'::jsonb, 'rule-' || g %% 100, md5('fill-%(tag)s-' || g),
-         t, t
-  from (select g, now() - interval '1 day' - (%(target)d - g) * interval '1 second' * 0.5 as t
-        from generate_series(%(lo)d, %(hi)d) g) s;
+        script += ["alter table %s drop constraint %s;" % (rel, name) for rel, name, _ in cdefs]
+        script.append(string.Template(r"""
+-- the indicator pools: (pool, k) -> indicator id
+create temp table pool (p int2, k int4, type text, value text, id int8);
+insert into pool (p, k, type, value)
+  select 1, k, 'ip', (11 + k / 16777216 % 200) || '.' || (k / 65536) % 256 || '.' || (k / 256) % 256
+         || '.' || k % 256 from generate_series(1, $src) k
+  union all select 2, k, 'ip', '10.' || (k / 65536) % 256 || '.' || (k / 256) % 256 || '.' || k % 256
+         from generate_series(1, $host) k
+  union all select 3, k, 'domain', 'h' || k || '.cdn-' || k % 97 || '.example.com'
+         from generate_series(1, $dom) k
+  union all select 4, k, 'url', 'https://dl' || k % 1000 || '.example.net/p/' || md5('u' || k)
+         from generate_series(1, $url) k
+  union all select 5, k, 'hash_sha256', encode(sha256(('f' || k)::bytea), 'hex')
+         from generate_series(1, $hash) k
+  union all select 6, k, 'account', 'corp\user' || k from generate_series(1, $acct) k;
+
+-- the alerts, one a second back in time from the oldest one stored
+create temp table fill_base as
+  select coalesce(max(id), 0) as base, coalesce(min(ingested_at), now()) as oldest from alerts;
+create temp table fa as
+  select *, (substr(ms, 1, 8) || '-' || substr(ms, 9, 4) || '-7' || substr(m, 1, 3) || '-'
+             || substr('89ab', 1 + h % 4, 1) || substr(m, 4, 3) || '-' || substr(m, 7, 12))::uuid
+            as u
+  from (select *, lpad(to_hex((extract(epoch from t) * 1000)::int8), 12, '0') as ms
+        from (select g, (select oldest from fill_base) - ($hi - g + 1) * interval '1 second' as t,
+                     random() as r1, random() as r2, random() as r3, random() as r4,
+                     hashint4(g) & 2147483647 as h, md5('$tag-' || g) as m
+              from generate_series($lo, $hi) g) x) y;
+create temp table fk as  -- the indicators of each alert: position -> (pool, k)
+  select g, pos, p, k from (
+    select g, pos, p,
+           1 + floor(power(r, 3) * (case p when 1 then $src when 2 then $host when 3 then $dom
+                     when 4 then $url when 5 then $hash else $acct end))::int4 as k
+    from (select g, pos, 1 + (pos - 1 + g) % 6 as p, random() as r
+          from fa, generate_series(1, 2 + h % 5) pos) x) y;
+-- only the values drawn become indicators
+insert into indicators (type, value, first_seen, last_seen)
+  select type, value, now() - interval '90 days', now() - interval '1 day' from pool
+  where (p, k) in (select distinct p, k from fk)
+  on conflict do nothing;
+update pool set id = i.id from indicators i where i.type = pool.type and i.value = pool.value;
+create unique index on pool (p, k);
+analyze pool;
+create temp table fi as
+  select fk.g, fk.pos, pool.id, pool.type, pool.value
+  from fk join pool on pool.p = fk.p and pool.k = fk.k;
+create index on fi (g, pos);
+
+insert into alerts (uuid, title, severity, occurred_at, source_name, description, status,
+                    enrichment_status, tags, raw_payload, detection_rule_ref, fields, fingerprint,
+                    duplicate_count, last_duplicate_at, ingested_at, updated_at, triaged_at,
+                    escalated_at, closed_at, close_classification, verdict, enriched_at)
+  select u, rule || ' on ws-' || lpad((h % 4000)::text, 4, '0'),
+         ($sevs::text[])[1 + floor(r2 * $nsev)::int],
+         t - (h % 300) * interval '1 second', src, 'Detection rule ' || rule || ' matched.',
+         st, case when r4 < 0.02 then 'Failed' else 'Enriched' end,
+         (array['{Endpoint,Execution}', '{Network}', '{Identity,Cloud}', '{}'])[1 + h % 4]::text[],
+         replace(replace('$lit', '__RULE__', rule), '__IP__', (h % 250 + 1)::text)::json,
+         'rule-' || (h % 500), jsonb_build_object('src_ip', '185.220.101.' || (h % 250 + 1),
+         'dst_ip', '10.20.' || h % 200 || '.' || h % 250, 'dst_hostname',
+         'ws-' || lpad((h % 4000)::text, 4, '0'), 'actor_username', 'user' || h % 2000),
+         encode(sha256(convert_to(m, 'UTF8')), 'hex'),
+         case when r4 < 0.08 then 1 + h % 50 else 0 end,
+         case when r4 < 0.08 then t + (h % 3600) * interval '1 second' end,
+         t, coalesce(closed, t + interval '2 seconds'),
+         case when st <> 'Open' then t + interval '10 minutes' end,
+         case when st = 'Escalated' or (st = 'Closed' and r3 < 0.1) then t + interval '30 minutes' end,
+         closed,
+         case when st = 'Closed' then (array['false_positive', 'false_positive', 'false_positive',
+              'benign_positive', 'benign_positive', 'true_positive', 'undetermined'])[1 + h % 7] end,
+         case when r4 < 0.02 then null when r3 < 0.03 then 'Malicious' when r3 < 0.13 then 'Suspicious'
+              when r3 < 0.53 then 'Benign' else 'Unknown' end,
+         case when r4 >= 0.02 then t + interval '2 seconds' end
+  from (select fa.*, ($sources::text[])[1 + floor(r1 * $nsrc)::int] as src,
+               case when r3 < 0.85 then 'Closed' when r3 < 0.95 then 'Open'
+                    when r3 < 0.97 then 'Triaging' else 'Escalated' end as st,
+               case when r3 < 0.85 then t + (1 + h % 48) * interval '1 hour' end as closed,
+               'Rule ' || (h % 500) as rule
+        from fa) s
+  order by g;
+create temp table fid as
+  select a.id, fa.g from alerts a join fa on fa.u = a.uuid where a.id > (select base from fill_base);
 insert into alert_indicators (alert_id, indicator_id, source_field, position)
-  select a.id, i.id, 'source.ip', 1 from alerts a
-  join indicators i on i.type = 'ip' and i.id = 1 + a.id %% %(npool)d
-  where a.id > (select base from fill_base);
-insert into enrichment_jobs (alert_id, status, attempts, created_at, claimed_at, finished_at)
-  select id, 'done', 1, ingested_at, ingested_at, ingested_at from alerts
-  where id > (select base from fill_base);
-""" % {"npool": npool, "lit": lit, "tag": self.tag, "target": target, "lo": have + 1,
-       "hi": target})
+  select fid.id, fi.id, (array['source.ip', 'host.ip', 'destination.domain', 'url.full',
+         'process.hash.sha256', 'user.name'])[1 + (fi.pos - 1 + fi.g) % 6], fi.pos
+  from fid join fi on fi.g = fid.g
+  on conflict do nothing;  -- the same indicator drawn twice for one alert
+insert into enrichment_jobs (alert_id, status, attempts, created_at, claimed_at, finished_at,
+                             next_attempt_at, claimed_by)
+  select id, case when enrichment_status = 'Failed' then 'failed' else 'done' end, 1,
+         ingested_at, ingested_at + interval '1 second', ingested_at + interval '2 seconds',
+         ingested_at, 'worker-1'
+  from alerts where id > (select base from fill_base);
+-- the provider cache of the source IPs (the worker's enrichment_results)
+insert into enrichment_results (provider, type, value, outcome, verdict, fields, fetched_at,
+                                expires_at)
+  select 'abuseipdb', type, value, 'found', (array['Benign', 'Unknown', 'Suspicious',
+         'Malicious'])[1 + k % 4], '{"abuseConfidenceScore": 12}', now() - interval '1 day',
+         now() + interval '6 days'
+  from pool where p = 1 and id is not null on conflict do nothing;
+""").substitute(v))
+        script += ["alter table %s add constraint %s %s;" % (rel, name, d) for rel, name, d in cdefs]
         script += [d + ";" for d, _ in defs]
         self.psql(db, "\n".join(script))
-        self.psql(db, "vacuum analyze;")
-        return round(time.monotonic() - t, 1)
+        fill_s = round(time.monotonic() - t, 1)
+        t = time.monotonic()
+        self.psql(db, "vacuum analyze;")  # as an operator would after a bulk load
+        vacuum_s = round(time.monotonic() - t, 1)
+        # The fill leaves gigabytes of dirty pages in shared_buffers and the
+        # page cache; written back during the measurement they would slow
+        # every WAL flush, which a long-running installation does not see.
+        self.sql(db, "checkpoint")
+        os.sync()
+        return fill_s, vacuum_s
 
     def read_paths(self, db):
-        """The read API requests: the list with each filter, pages reached
-        through the cursor, and single alerts by uuid."""
+        """The read API requests: the list with each filter (common and rare
+        values), pages reached by following next_cursor from the top, pages
+        deep in the table (cursors of random stored alerts), and single
+        alerts by uuid."""
         since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)) \
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+        week = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=7)) \
             .strftime("%Y-%m-%dT%H:%M:%SZ")
         kinds = {
             "list": ["/v1/alerts"],
             "list_limit500": ["/v1/alerts?limit=500"],
-            "source_name": ["/v1/alerts?source_name=sentinel"],
-            "severity": ["/v1/alerts?severity=Critical"],
-            "status": ["/v1/alerts?status=Escalated"],
-            "since": ["/v1/alerts?since=" + since],
+            "source_name": ["/v1/alerts?source_name=sentinel"],          # 20 % of the filled
+            "source_rare": ["/v1/alerts?source_name=github"],            # 1 %
+            "severity": ["/v1/alerts?severity=Critical"],                # 5 %
+            "status": ["/v1/alerts?status=Escalated"],                   # 3 %
+            "since": ["/v1/alerts?since=" + since],                      # the live ingests
+            "since_week": ["/v1/alerts?since=" + week + "&severity=Critical"],
             "combined": ["/v1/alerts?source_name=elastic&severity=High&status=Open"],
+            "combined_rare": ["/v1/alerts?source_name=sentinel&severity=Critical&status=Open"],
         }
         for name, first in (("cursor", "/v1/alerts"), ("cursor_severity", "/v1/alerts?severity=High")):
             pages, p = [], first
@@ -610,9 +752,19 @@ insert into enrichment_jobs (alert_id, status, attempts, created_at, claimed_at,
                 pages.append(p)
             if pages:
                 kinds[name] = pages
-        uuids = self.sql(db, "select uuid from alerts tablesample system (1) limit 500").split()
-        if len(uuids) < 50:
-            uuids = self.sql(db, "select uuid from alerts order by random() limit 500").split()
+        sample = "tablesample system (1)" if int(self.sql(
+            db, "select reltuples from pg_class where relname = 'alerts'").split(".")[0]) > 100000 else ""
+        rows = self.sql(db, "select uuid, (extract(epoch from ingested_at) * 1000000)::int8 || '.' || id"
+                            " from alerts %s order by random() limit 500" % sample).split()
+        uuids = [l.split("|")[0] for l in rows]
+        cursors = [base64.urlsafe_b64encode(l.split("|")[1].encode()).decode().rstrip("=")
+                   for l in rows]
+        if cursors:  # a page at a random depth of the table, plain and filtered
+            kinds["cursor_deep"] = ["/v1/alerts?cursor=" + c for c in cursors]
+            kinds["cursor_deep_severity"] = ["/v1/alerts?severity=Critical&cursor=" + c
+                                             for c in cursors]
+            kinds["cursor_deep_source"] = ["/v1/alerts?source_name=sentinel&cursor=" + c
+                                           for c in cursors]
         if uuids:
             kinds["get_uuid"] = ["/v1/alerts/" + u for u in uuids]
         return kinds
@@ -634,35 +786,97 @@ insert into enrichment_jobs (alert_id, status, attempts, created_at, claimed_at,
                          "non2xx": r["non2xx"] + r["errors"]}
         return out
 
-    def phase_growth(self):
-        db = "am_growth"
-        self.createdb(db)
+    def ingest_run(self, db, label):
+        """alertmapd on db: warm-up, then wrk at full speed with the CPU split."""
         self.daemon_start(db)
+        self.wrk(self.m["warm"], "/v1/ingest/elastic", self.template, self.tag + "w" + label)
+        cpu = Cpu(self)
+        q = ("select wal_records || ' ' || wal_fpi || ' ' || wal_bytes || ' ' || "
+             "(select blks_read || ' ' || blks_hit from pg_stat_database where datname = '%s') || ' ' || "
+             "(select checkpoints_timed + checkpoints_req from pg_stat_bgwriter) from pg_stat_wal" % db)
+        s0 = [int(x) for x in self.sql(db, q).split()]
+        cpu.start()
+        w = self.wrk(self.m["full"], "/v1/ingest/elastic", self.template, self.tag + label)
+        w["cpu"] = cpu.stop(w["ok"])
+        time.sleep(0.6)  # backends publish their statistics when idle, at most every 0.5 s
+        s1 = [int(x) for x in self.sql(db, q).split()]
+        d = [b_ - a_ for a_, b_ in zip(s0, s1)]
+        n = max(1, w["ok"])
+        # where the database's work per alert goes: WAL (full-page images
+        # follow a checkpoint, one per page first touched), and the reads
+        # that missed shared_buffers
+        w["db"] = {"wal_bytes_per_alert": round(d[2] / n), "wal_fpi_per_alert": round(d[1] / n, 2),
+                   "wal_records_per_alert": round(d[0] / n, 1),
+                   "shared_buffer_misses_per_alert": round(d[3] / n, 1),
+                   "shared_buffer_hits_per_alert": round(d[4] / n, 1), "checkpoints": d[5]}
+        log("    %s: %.0f alerts/s; per alert: %d WAL bytes, %.2f full-page images, %.1f buffer"
+            " misses, %.0f hits; %d checkpoints" % (db, w["rate"], w["db"]["wal_bytes_per_alert"],
+                                                   w["db"]["wal_fpi_per_alert"],
+                                                   w["db"]["shared_buffer_misses_per_alert"],
+                                                   w["db"]["shared_buffer_hits_per_alert"], d[5]))
+        return w
+
+    def phase_growth(self):
+        """For each step: fill the table up to the step's count, then ingest
+        at full speed on it and on an empty database, alternately (pairs
+        rounds, so that a neighbour's load hits both alike), and the read API.
+        The rate at N against the rate at 0 is the median of the pairs'
+        ratios."""
+        db, empty = "am_growth", "am_growth0"
+        self.createdb(db)
+        self.daemon_start(db)  # migrations
         steps = []
+        pairs = self.m.get("pairs", 2)
         for target in self.m["fills"]:
             self.daemon_stop()  # the fill runs alone
-            fill_s = self.fill(db, target)
-            self.daemon_start(db)
+            fill_s, vacuum_s = self.fill(db, target)
             stored = int(self.sql(db, "select count(*) from alerts"))
-            self.wrk(self.m["warm"], "/v1/ingest/elastic", self.template, self.tag + "gw%d" % target)
-            cpu = Cpu(self)
-            cpu.start()
-            w = self.wrk(self.m["full"], "/v1/ingest/elastic", self.template,
-                         self.tag + "g%d" % target)
-            w["cpu"] = cpu.stop(w["ok"])
+            runs, empties, ratios = [], [], []
+            for i in range(pairs if target else 1):
+                if target:
+                    self.daemon_stop()
+                    self.createdb(empty)
+                    e = self.ingest_run(empty, "g0-%d-%d" % (target, i))
+                    empties.append(e)
+                    self.daemon_stop()
+                w = self.ingest_run(db, "g%d-%d" % (target, i))
+                runs.append(w)
+                if target and empties[-1]["rate"]:
+                    ratios.append(w["rate"] / empties[-1]["rate"])
+                log("  %d stored, round %d: %.0f alerts/s%s" % (
+                    stored, i + 1, w["rate"], " (empty database: %.0f)" % empties[-1]["rate"]
+                    if target else ""))
             stored_read = int(self.sql(db, "select count(*) from alerts"))
             reads = self.measure_reads(db)
             size = self.sql(db, "select pg_size_pretty(pg_database_size(current_database()))")
-            steps.append({"stored_alerts": stored, "fill_seconds": fill_s, "database_size": size,
-                          "stored_alerts_at_read": stored_read,
-                          "ingest": w, "read": reads})
+            sizes = dict(l.split("|") for l in self.sql(
+                db, "select relname, pg_size_pretty(pg_relation_size(oid)) from pg_class where relname"
+                    " in ('alerts', 'alert_indicators', 'indicators', 'enrichment_jobs') or (relkind = 'i'"
+                    " and relname ~ '^(alerts|alert_ind|indicators|enrichment_jobs)') order by 1").splitlines())
+            idx = self.sql(db, "select pg_size_pretty(sum(pg_relation_size(indexrelid))) from pg_index"
+                               " where indrelid in ('alerts'::regclass, 'alert_indicators'::regclass,"
+                               " 'indicators'::regclass, 'enrichment_jobs'::regclass)")
+            best = sorted(runs, key=lambda r_: r_["rate"])[len(runs) // 2]
+            st_ = {"stored_alerts": stored, "fill_seconds": fill_s, "vacuum_analyze_seconds": vacuum_s,
+                   "database_size": size, "table_sizes": sizes, "index_size": idx,
+                   "stored_alerts_at_read": stored_read, "ingest": best,
+                   "ingest_runs": [r_["rate"] for r_ in runs], "read": reads}
+            if target:
+                st_["empty_runs"] = [e["rate"] for e in empties]
+                st_["pair_ratios"] = [round(x, 3) for x in ratios]
+            steps.append(st_)
             log("with %d alerts stored: ingest %.0f alerts/s (p99 %.1f ms); read p99 %s" % (
-                stored, w["rate"], w["latency_ms"]["p99"],
+                stored, best["rate"], best["latency_ms"]["p99"],
                 ", ".join("%s %.1f ms" % (k, v["p99_ms"]) for k, v in reads.items())))
         base = steps[0]["ingest"]["rate"]
-        for s in steps:
-            s["ingest_vs_empty"] = round(s["ingest"]["rate"] / base, 3) if base else None
+        for s_ in steps:
+            if "pair_ratios" in s_ and s_["pair_ratios"]:
+                r_ = sorted(s_["pair_ratios"])
+                s_["ingest_vs_empty"] = round((r_[(len(r_) - 1) // 2] + r_[len(r_) // 2]) / 2, 3)
+            else:
+                s_["ingest_vs_empty"] = round(s_["ingest"]["rate"] / base, 3) if base else None
         self.daemon_stop()
+        self.sql("postgres", 'drop database if exists "%s"' % empty)
         self.res["growth"] = steps
 
     def run(self, phases):
@@ -849,12 +1063,20 @@ def markdown(res):
     g = res.get("growth")
     if g:
         p("")
-        p("| alerts stored | database | fill (SQL) | ingest alerts/s | vs empty | ingest p99 ms |")
-        p("|---:|---:|---:|---:|---:|---:|")
+        p("| alerts stored | database (indexes) | fill + VACUUM ANALYZE | ingest alerts/s, rounds |"
+          " empty database, same rounds | rate at N / rate at 0 (rounds) | WAL bytes / alert |"
+          " full-page images / alert | shared-buffer misses / alert |")
+        p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s_ in g:
-            p("| %s | %s | %.0f s | %.0f | %.2f | %.1f |" % (
-                "{:,}".format(s_["stored_alerts"]), s_["database_size"], s_["fill_seconds"],
-                s_["ingest"]["rate"], s_["ingest_vs_empty"] or 0, s_["ingest"]["latency_ms"]["p99"]))
+            d = s_["ingest"].get("db", {})
+            p("| %s | %s (%s) | %.0f + %.0f s | %s | %s | **%.2f** (%s) | %s | %s | %s |" % (
+                "{:,}".format(s_["stored_alerts"]), s_["database_size"], s_.get("index_size", "?"),
+                s_["fill_seconds"], s_.get("vacuum_analyze_seconds", 0),
+                ", ".join("%.0f" % x for x in s_.get("ingest_runs", [s_["ingest"]["rate"]])),
+                ", ".join("%.0f" % x for x in s_.get("empty_runs", [])) or "–",
+                s_["ingest_vs_empty"] or 0, ", ".join("%.2f" % x for x in s_.get("pair_ratios", []))
+                or "–", "{:,}".format(d.get("wal_bytes_per_alert", 0)), d.get("wal_fpi_per_alert", "?"),
+                d.get("shared_buffer_misses_per_alert", "?")))
         kinds = list(g[-1]["read"].keys())
         p("")
         p("Read API, 50 requests/s on 4 connections, p99 from the scheduled time "
