@@ -637,8 +637,11 @@ static const char *job_header_of(void *ctx, const char *name, size_t *len)
 static void hook_dispose(void *ptr)
 {
     job_hook_t *h = ptr;
-    if (h->job != NULL)
+    if (h->job != NULL) {
+        am_log(AM_LOG_DEBUG, "engine_detached", "srequest_id", h->job->request_id, "smessage",
+               "the client left while its request was with the engine pool", NULL);
         atomic_store_explicit(&h->job->cancelled, true, memory_order_relaxed);
+    }
     am_arena_free(h->arena);
 }
 
@@ -720,9 +723,12 @@ static bool offload(glue_reqctx_t *rc, const engine_input_t *in)
     hook->job = j;
     hook->arena = NULL;
     j->hook = hook;
+    int64_t blen = (int64_t)in->blen;
     int sr = glue_pool_submit(&j->item);
-    if (sr == AM_OK)
+    if (sr == AM_OK) { /* j may be running already: only the copies above are used */
+        am_log(AM_LOG_DEBUG, "engine_queued", "srequest_id", rc->request_id, "ibytes", blen, NULL);
         return true;
+    }
     hook->job = NULL;
     glue_pending_cancel(&j->base);
     if (sr != AM_ELIMIT)
