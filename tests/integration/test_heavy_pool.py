@@ -150,6 +150,18 @@ class SameAnswerTest(harness.ServerTestCase):
         r = self.pooled.get("/v1/alerts/" + b.json["data"]["alert_uuid"])
         self.assertEqual(r.status, 200, r)
 
+    def test_large_body_with_delivery_id(self):
+        # the id is claimed on the loop after the engine thread is done
+        body = medium_alertmanager("k")
+        hdrs = {"Idempotency-Key": "pool-key-1", "X-Request-Id": "same-key"}
+        a = self.pooled.post(INGEST, body, headers=hdrs)
+        self.assertEqual(a.status, 202, a)
+        self.assertEqual(len(a.json["data"]["alerts"]), 40)
+        b = self.pooled.post(INGEST, body, headers=hdrs)
+        self.assertEqual((b.status, b.raw), (a.status, a.raw))
+        self.assertEqual(b.header("Idempotent-Replayed"), "true", b.headers)
+        self.assertTrue(log_events(self.pooled, "engine_offloaded", "same-key"))
+
     def test_invalid_json_and_dry_run_alike(self):
         broken = b'{"alerts": [' + b'{"status":"firing"},' * 4000 + b'}'
         a = self.inline.post(INGEST, broken)
@@ -277,6 +289,24 @@ class ReloadTest(harness.ServerTestCase):
                  "the engine thread to finish", timeout=60)
         wait_for(lambda: self.srv.post(DRY, SMALL_DRY).status == 200,
                  "the engine thread to be free again", timeout=60)
+
+
+class DeadlineTest(harness.ServerTestCase):
+    """An ingest that goes on to the writer from its engine thread keeps the
+    request deadline: answered 503 when the writer is too slow, and the late
+    answer is dropped when it comes."""
+
+    server_args = ["--request-deadline", "1", "--engine-inline-max", "1k"] + HEAVY_ARGS
+
+    def test_deadline_while_the_writer_works(self):
+        body = heavy_alertmanager(120, 900)  # 1.3 MB, 108 000 indicators: seconds of writing
+        r = self.srv.post(INGEST, body, headers={"X-Request-Id": "late-heavy"})
+        self.assertError(r, 503, "DATABASE_UNAVAILABLE")
+        self.assertTrue(log_events(self.srv, "engine_offloaded", "late-heavy"))
+        wait_for(lambda: log_events(self.srv, "late_completion"),
+                 "the writer's late answer to be dropped", timeout=180)
+        r = self.srv.post("/v1/ingest/generic", harness.generic_payload("after the late one"))
+        self.assertEqual(r.status, 202, r)
 
 
 if __name__ == "__main__":
