@@ -309,5 +309,23 @@ class DeadlineTest(harness.ServerTestCase):
         self.assertEqual(r.status, 202, r)
 
 
+class OptionsTest(harness.ServerTestCase):
+    def test_invalid_pool_options_exit_2(self):
+        for args, flag in ((["--engine-threads", "300"], "--engine-threads"),
+                           (["--engine-queue", "-1"], "--engine-queue"),
+                           (["--engine-inline-max", "0"], "--engine-inline-max")):
+            r = subprocess.run([harness.ALERTMAPD, "--database-url", self.db.url] + args,
+                               capture_output=True, text=True, timeout=30 * harness.SLOW)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn(flag, r.stderr)
+
+    def test_pool_logged_at_start(self):
+        pool = log_events(self.srv, "engine_pool")
+        self.assertEqual(len(pool), 1, self.srv.stderr()[-2000:])
+        self.assertEqual(pool[0]["inline_max"], 65536)
+        self.assertEqual(pool[0]["queue"], 16)
+        self.assertGreaterEqual(pool[0]["threads"], 1)
+
+
 if __name__ == "__main__":
     harness.main()
