@@ -107,6 +107,15 @@ void glue_config_usage(FILE *out)
           "  --ondemand-queue N    ALERTMAP_ONDEMAND_QUEUE\n"
           "                                               POST /v1/enrichments lookups waiting\n"
           "                                               at most before 503 (default 16)\n"
+          out);
+    fputs("  --engine-threads N    ALERTMAP_ENGINE_THREADS  threads that normalize large bodies\n"
+          "                                               and dry runs off the event loops\n"
+          "                                               (default: one per CPU core; 0: none)\n"
+          "  --engine-queue N      ALERTMAP_ENGINE_QUEUE  such requests that may wait for a\n"
+          "                                               thread; past it 503 ENGINE_BUSY\n"
+          "                                               (default 16)\n"
+          "  --engine-inline-max SIZE ALERTMAP_ENGINE_INLINE_MAX  largest body normalized on\n"
+          "                                               the event loop (default 64k)\n"
           "  --help                                       this text\n"
           "  --version                                    print the version\n"
           "\n"
@@ -334,6 +343,9 @@ typedef enum {
     OPT_WORKER_BACKOFF,
     OPT_WORKER_BATCH,
     OPT_ONDEMAND_QUEUE,
+    OPT_ENGINE_THREADS,
+    OPT_ENGINE_QUEUE,
+    OPT_ENGINE_INLINE_MAX,
     OPT__COUNT
 } opt_t;
 
@@ -377,6 +389,9 @@ static const struct {
     [OPT_WORKER_BACKOFF] = {"--worker-backoff", "ALERTMAP_WORKER_BACKOFF"},
     [OPT_WORKER_BATCH] = {"--worker-batch", "ALERTMAP_WORKER_BATCH"},
     [OPT_ONDEMAND_QUEUE] = {"--ondemand-queue", "ALERTMAP_ONDEMAND_QUEUE"},
+    [OPT_ENGINE_THREADS] = {"--engine-threads", "ALERTMAP_ENGINE_THREADS"},
+    [OPT_ENGINE_QUEUE] = {"--engine-queue", "ALERTMAP_ENGINE_QUEUE"},
+    [OPT_ENGINE_INLINE_MAX] = {"--engine-inline-max", "ALERTMAP_ENGINE_INLINE_MAX"},
 };
 
 /* "1", "true", "yes", "on" or "0", "false", "no", "off" (any case). */
@@ -584,6 +599,18 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
         if (parse_int_range(&cfg->ondemand_queue, v, 1, 10000) != AM_OK)
             what = "expected a whole number from 1 to 10000";
         break;
+    case OPT_ENGINE_THREADS:
+        if (parse_int_range(&cfg->engine_threads, v, 0, GLUE_MAX_THREADS) != AM_OK)
+            what = "expected a whole number from 0 (no pool) to 256";
+        break;
+    case OPT_ENGINE_QUEUE:
+        if (parse_int_range(&cfg->engine_queue, v, 0, 100000) != AM_OK)
+            what = "expected a whole number from 0 to 100000";
+        break;
+    case OPT_ENGINE_INLINE_MAX:
+        if (glue_parse_size(&cfg->engine_inline_max, v) != AM_OK)
+            what = "expected a size such as 64k, 1M or 65536";
+        break;
     case OPT__COUNT:
         break;
     }
@@ -635,6 +662,9 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->worker_backoff_s = 2;
     cfg->worker_batch = 32;
     cfg->ondemand_queue = 16;
+    cfg->engine_threads = default_threads();
+    cfg->engine_queue = GLUE_DEFAULT_ENGINE_QUEUE;
+    cfg->engine_inline_max = GLUE_DEFAULT_ENGINE_INLINE_MAX;
     int rc = apply(cfg, OPT_LISTEN, GLUE_DEFAULT_LISTEN, false, err, errlen);
     if (rc != AM_OK)
         return rc;

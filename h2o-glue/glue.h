@@ -46,6 +46,10 @@
 #define GLUE_DEFAULT_MAX_SCAN_BYTES    ((size_t)16 << 20)
 #define GLUE_DEFAULT_MAX_DRY_RUN_BYTES ((size_t)4 << 20)
 #define GLUE_DEFAULT_REPLAY_S          ((int64_t)86400)
+/* The engine pool (pool.c): bodies larger than this run the engine on a
+ * pool thread instead of the event loop; jobs that may wait for a thread. */
+#define GLUE_DEFAULT_ENGINE_INLINE_MAX ((size_t)64 * 1024)
+#define GLUE_DEFAULT_ENGINE_QUEUE      16
 /* Replay protection: the longest delivery id / Idempotency-Key, and how old
  * an unfinished claim must be before a retry may take it over. */
 #define GLUE_DELIVERY_KEY_MAX    200
@@ -114,6 +118,11 @@ typedef struct glue_config {
     size_t max_scan_bytes;
     size_t max_dry_run_bytes;
     int64_t replay_window_s;
+    /* engine pool (pool.c): threads (0: none, every request runs the engine
+     * on its loop), waiting jobs, largest body run on the loop (0: default) */
+    int engine_threads;
+    int engine_queue;
+    size_t engine_inline_max;
     /* enrichment worker (worker/worker.h) */
     bool role_worker; /* --role worker: workers only, no listener */
     int workers;
@@ -496,6 +505,31 @@ void glue_enrich_set_worker(wk_t *w);
  * Returns 0 or AM_ELIMIT (the arena's cap reached). */
 int glue_store_alerts(store_alert_t **out, const eng_result_t *res, json_t *payload,
                       const char *body, am_arena_t *a);
+
+/* ---- the engine pool (pool.c) ------------------------------------------ */
+
+/* A job of the pool, embedded in the caller's record: run is called once on
+ * a pool thread. */
+typedef struct glue_pool_item {
+    struct glue_pool_item *next; /* the pool's */
+    void (*run)(struct glue_pool_item *it);
+} glue_pool_item_t;
+
+/* Starts cfg->engine_threads threads (none when 0; a no-op when started).
+ * Returns 0 or AM_EIO (a thread could not start; those started run). */
+int glue_pool_start(const glue_config_t *cfg);
+/* Runs what is still queued, then joins the threads. After the loops stop. */
+void glue_pool_stop(void);
+/* Whether the pool has threads. */
+bool glue_pool_running(void);
+/* Bodies larger than this go to the pool (cfg->engine_inline_max or the
+ * default). */
+size_t glue_pool_inline_max(const glue_config_t *cfg);
+/* Queues it. Returns 0, AM_ELIMIT (every thread busy and the queue full) or
+ * AM_EUNAVAIL (no pool). Thread-safe. */
+int glue_pool_submit(glue_pool_item_t *it);
+/* Jobs running now and waiting now. Thread-safe. */
+void glue_pool_stats(size_t *running, size_t *queued);
 
 /* ---- readiness (ready.c) ------------------------------------------------ */
 

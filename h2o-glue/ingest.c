@@ -22,13 +22,22 @@
  *     202 after commit, 422 INVALID_PAYLOAD (the database refused the data),
  *     503 DATABASE_UNAVAILABLE.
  *
- * Everything of the request lives in its arena; the payload is decref'd
- * before the handler returns (store_ingest copies what it keeps).
+ * Steps 2-5 run on the request's loop for a body up to --engine-inline-max
+ * and on an engine thread (pool.c) for a larger one and for every dry run;
+ * both give the same answer. With every engine thread busy and
+ * --engine-queue requests waiting: 503 ENGINE_BUSY (Retry-After).
+ *
+ * Everything of the request lives in its arena (an engine job's own arena,
+ * handed to the request when the job is done); the payload is decref'd
+ * before the engine step returns (store_ingest copies what it keeps).
  */
 #include "glue.h"
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The request's header name (any case) for the engine: $headers.NAME,
  * verification handshakes. */
@@ -349,7 +358,56 @@ static int delivery_of(glue_reqctx_t *rc, const eng_program_t *prog, delivery_re
     return 0;
 }
 
-static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
+/* ---- the engine step: parse, normalize, build the rows ------------------ */
+
+/* What the engine step decided: an answer (status set) or rows to store. */
+typedef struct engine_outcome {
+    int status;       /* 0: store the rows below */
+    const char *code; /* the error code; NULL: body is the answer */
+    char message[640];
+    char *body; /* heap: a 200 body (dry run, ignored delivery) */
+    store_alert_t *alerts;
+    size_t nalerts;
+    bool split;
+} engine_outcome_t;
+
+/* What the engine step reads; the caller keeps all of it for the call. */
+typedef struct engine_input {
+    const eng_program_t *prog;
+    const char *body;
+    size_t blen;
+    bool body_in_arena; /* body is a NUL-terminated copy in the arena of the call */
+    eng_header_fn header;
+    void *header_ctx;
+    size_t max_json_values;
+    eng_limits_t lim;
+    size_t max_dry_run_bytes;
+    bool dry_run;
+} engine_input_t;
+
+static void outcome_error(engine_outcome_t *o, int status, const char *code, const char *msg)
+{
+    o->status = status;
+    o->code = code;
+    snprintf(o->message, sizeof(o->message), "%s", msg);
+}
+
+/* The text of v (stolen) as the answer; v NULL, or a value that cannot be
+ * encoded: 500 INTERNAL, as glue_send_value() answers. */
+static void outcome_value(engine_outcome_t *o, int status, json_t *v)
+{
+    char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (s == NULL) {
+        outcome_error(o, 500, "INTERNAL", "the answer could not be encoded");
+        return;
+    }
+    o->status = status;
+    o->code = NULL;
+    o->body = s;
+}
+
+static void dry_run_answer(engine_outcome_t *o, const eng_result_t *res, size_t max)
 {
     json_t *alerts = json_array();
     for (size_t i = 0; alerts != NULL && i < res->nalerts; i++) {
@@ -361,17 +419,23 @@ static void send_dry_run(glue_reqctx_t *rc, const eng_result_t *res)
     }
     /* alerts NULL: an alert the engine could not encode; answered 500 */
     json_t *answer = alerts ? json_pack("{s:{s:o}}", "data", "alerts", alerts) : NULL;
-    size_t max = glue_server_config(rc->srv)->max_dry_run_bytes;
-    size_t size = answer ? json_dumpb(answer, NULL, 0, JSON_COMPACT) : 0;
+    char *s = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+    json_decref(answer);
+    if (s == NULL) {
+        outcome_error(o, 500, "INTERNAL", "the answer could not be encoded");
+        return;
+    }
+    size_t size = strlen(s);
     if (size > max) {
-        json_decref(answer);
+        free(s);
         char msg[200];
         snprintf(msg, sizeof(msg),
                  "the dry-run answer would be %zu bytes (limit max_dry_run_bytes: %zu)", size, max);
-        glue_send_error(rc, 422, "LIMIT_EXCEEDED", msg);
+        outcome_error(o, 422, "LIMIT_EXCEEDED", msg);
         return;
     }
-    glue_send_value(rc, 200, answer);
+    o->status = 200;
+    o->body = s;
 }
 
 /* Keeps the alerts to store (disposition store) at the front of res and
@@ -396,24 +460,18 @@ static size_t keep_stored(eng_result_t *res)
 
 /* 200: the delivery is acknowledged and nothing is stored (a ping, a
  * resolved or acknowledge notification: the mapping's disposition). */
-static void send_ignored(glue_reqctx_t *rc, const eng_alert_t *al)
+static void ignored_answer(engine_outcome_t *o, const eng_alert_t *al)
 {
     json_t *d = json_pack("{s:s,s:s,s:s?,s:s?,s:s?}", "status", "ignored", "disposition",
                           eng_disposition_name(al->disposition), "rule", al->disposition_rule,
                           "message", al->disposition_message, "fingerprint",
                           al->disposition == ENG_DISP_RESOLVE ? al->fingerprint : NULL);
-    glue_send_value(rc, 200, d ? json_pack("{s:o}", "data", d) : NULL);
+    outcome_value(o, 200, d ? json_pack("{s:o}", "data", d) : NULL);
 }
 
-/* The part of the source name we print: bounded, as it comes from the URL. */
-static const char *source_label(glue_reqctx_t *rc, const char *src, size_t len)
-{
-    return am_arena_strndup(rc->arena, src, len > 64 ? 64 : len);
-}
-
-/* Answers an engine failure: its own code (INVALID_PAYLOAD, LIMIT_EXCEEDED,
- * ...) with 422, and 500 only for a failure the engine calls INTERNAL. */
-static void send_engine_error(glue_reqctx_t *rc, int erc, const eng_error_t *err)
+/* An engine failure: its own code (INVALID_PAYLOAD, LIMIT_EXCEEDED, ...)
+ * with 422, and 500 only for a failure the engine calls INTERNAL. */
+static void engine_error(engine_outcome_t *o, int erc, const eng_error_t *err)
 {
     const char *code = err->code;
     if (code == NULL)
@@ -421,7 +479,320 @@ static void send_engine_error(glue_reqctx_t *rc, int erc, const eng_error_t *err
     const char *msg = err->message[0] ? err->message
                       : erc == AM_OK  ? "the payload produced no alert"
                                       : "normalization failed";
-    glue_send_error(rc, strcmp(code, "INTERNAL") == 0 ? 500 : 422, code, msg);
+    outcome_error(o, strcmp(code, "INTERNAL") == 0 ? 500 : 422, code, msg);
+}
+
+/*
+ * Steps 2-5 of the request path: parse the body, run the program, and build
+ * the answer (dry run, ignored delivery, an error) or the rows to store, in
+ * arena a. Touches no request and no loop: it runs on the loop for a small
+ * body and on an engine thread for a large one, with the same outcome.
+ */
+static void run_engine(engine_outcome_t *o, const engine_input_t *in, am_arena_t *a)
+{
+    json_t *payload = NULL;
+    eng_error_t perr = {0};
+    int prc = eng_json_parse(&payload, in->body, in->blen, in->max_json_values, a, &perr);
+    if (prc != AM_OK) {
+        int status = prc == AM_ELIMIT ? 413 : strcmp(perr.code, "INVALID_JSON") == 0 ? 400 : 422;
+        outcome_error(o, status, perr.code, perr.message);
+        return;
+    }
+    if (!json_is_object(payload)) {
+        json_decref(payload);
+        outcome_error(o, 422, "INVALID_PAYLOAD", "payload must be a JSON object");
+        return;
+    }
+
+    eng_result_t res = {0};
+    eng_error_t err = {0};
+    eng_input_t ein = {.header = in->header, .header_ctx = in->header_ctx, .limits = &in->lim};
+    int erc = eng_run_input(&res, in->prog, payload, &ein, a, am_now_us(), &err);
+    if (erc != AM_OK || res.nalerts == 0) {
+        json_decref(payload);
+        engine_error(o, erc, &err);
+        return;
+    }
+    if (in->dry_run) {
+        dry_run_answer(o, &res, in->max_dry_run_bytes);
+        json_decref(payload);
+        return;
+    }
+
+    if (keep_stored(&res) == 0) {
+        json_decref(payload);
+        ignored_answer(o, &res.alerts[0]);
+        return;
+    }
+
+    /* The rows reference the arena copy of the body: the store copies them. */
+    const char *text = in->body_in_arena ? in->body : am_arena_strndup(a, in->body, in->blen);
+    if (text == NULL) {
+        json_decref(payload);
+        outcome_error(o, 413, "LIMIT_EXCEEDED",
+                      "the request body does not fit in the per-request memory limit");
+        return;
+    }
+    store_alert_t *alerts = NULL;
+    int rc2 = glue_store_alerts(&alerts, &res, payload, text, a);
+    bool split = res.nalerts > 1 || res.alerts[0].raw != payload;
+    json_decref(payload);
+    if (rc2 != AM_OK) {
+        outcome_error(o, 422, "LIMIT_EXCEEDED",
+                      "the normalized alerts do not fit in the per-request memory limit");
+        return;
+    }
+    o->alerts = alerts;
+    o->nalerts = res.nalerts;
+    o->split = split;
+}
+
+/* Loop thread, step 6 on: answers the outcome, or claims the delivery id
+ * and queues the rows with the store. */
+static void finish(glue_reqctx_t *rc, const eng_program_t *prog, const engine_outcome_t *o)
+{
+    if (o->status != 0) {
+        if (o->code != NULL)
+            glue_send_error(rc, o->status, o->code, o->message);
+        else
+            glue_send_json(rc, o->status, o->body, strlen(o->body));
+        return;
+    }
+    delivery_ref_t dl;
+    if (delivery_of(rc, prog, &dl) != 0)
+        return;
+    if (dl.key[0] == '\0') {
+        start_ingest(rc, o->alerts, o->nalerts, o->split, NULL);
+        return;
+    }
+    claim_pending_t *cp = glue_pending_new(rc, sizeof(*cp), claim_complete, claim_dispose);
+    cp->alerts = o->alerts;
+    cp->nalerts = o->nalerts;
+    cp->with_list = o->split;
+    cp->dl = dl;
+    if (store_delivery_claim(deliveries, cp->dl.token, dl.source, dl.key, dl.window_s,
+                             GLUE_DELIVERY_TAKEOVER_S, on_claimed, cp) != AM_OK) {
+        glue_pending_cancel(&cp->base);
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
+                        "the delivery id could not be checked; nothing was stored, retry later");
+    }
+}
+
+/* ---- the engine step on the pool ----------------------------------------- */
+
+/*
+ * A request whose engine step runs on a pool thread (pool.c). The job owns
+ * everything that thread reads: a copy of the body and of the headers in
+ * its own arena, and a reference to the mapping set (a reload meanwhile
+ * does not free the program). The request itself may go away while the job
+ * runs (the client closed the connection): its pool's dispose then detaches
+ * the record (rc NULL, server.c), and the job hook below marks the job
+ * cancelled so that a job still queued is skipped; the loop drops the
+ * answer and frees the record when the thread posts it back. When the
+ * request is still there, the job's arena passes to the hook (the rows of
+ * the store live in it) and is freed with the request.
+ *
+ * An ingest without a delivery id goes on to the store from the engine
+ * thread as well (store_ingest copies and checks every row: 0.3 s for the
+ * 400 x 900 body, which would otherwise freeze the loop); the writer then
+ * posts the record as it posts an ingest_pending_t (it is one). Such a job
+ * keeps the request deadline from the moment it is handed over. An ingest
+ * with a delivery id comes back to the loop to claim it first.
+ */
+typedef struct job_header {
+    const char *name, *value;
+    size_t nlen, vlen;
+} job_header_t;
+
+typedef struct engine_job engine_job_t;
+
+/* In the request's pool: frees the job's arena with the request, or marks
+ * the job cancelled when the request goes first. Loop thread only. */
+typedef struct job_hook {
+    engine_job_t *job; /* NULL once the job completed or was freed (job->hook links back) */
+    am_arena_t *arena; /* the job's arena, once the job completed */
+} job_hook_t;
+
+struct engine_job {
+    ingest_pending_t ip; /* first: the record, also when it waits for the writer */
+    glue_pool_item_t item;
+    eng_set_t *set;
+    am_arena_t *arena;
+    char *heap_body; /* the body, when the arena could not hold it */
+    job_header_t *headers;
+    size_t nheaders;
+    engine_input_t in;
+    char request_id[40];
+    atomic_bool cancelled; /* the request is gone: a job not yet started is skipped */
+    job_hook_t *hook;      /* loop thread; NULL once the request's pool released it */
+    engine_outcome_t out;  /* filled on the pool thread */
+    store_t *store;        /* set: the pool thread queues the rows itself */
+    bool stored;           /* they were queued: ip holds the store's answer */
+    int store_rc;          /* store_ingest refused them */
+};
+
+/* Whether the request names a delivery id (delivery_of() claims it). */
+static bool has_delivery_id(glue_reqctx_t *rc, const eng_program_t *prog)
+{
+    if (deliveries == NULL)
+        return false;
+    int64_t window = 0;
+    size_t len = 0;
+    const char *hname = eng_program_delivery_header(prog, &window);
+    if (hname != NULL && glue_header_find(&rc->req->headers, hname, &len) != NULL)
+        return true;
+    return glue_header_find(&rc->req->headers, "Idempotency-Key", &len) != NULL;
+}
+
+static const char *job_header_of(void *ctx, const char *name, size_t *len)
+{
+    const engine_job_t *j = ctx;
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < j->nheaders; i++) {
+        if (j->headers[i].nlen == nl && strncasecmp(j->headers[i].name, name, nl) == 0) {
+            *len = j->headers[i].vlen;
+            return j->headers[i].value;
+        }
+    }
+    return NULL;
+}
+
+static void hook_dispose(void *ptr)
+{
+    job_hook_t *h = ptr;
+    if (h->job != NULL) {
+        am_log(AM_LOG_DEBUG, "engine_detached", "srequest_id", h->job->request_id, "smessage",
+               "the client left while its request was with the engine pool", NULL);
+        atomic_store_explicit(&h->job->cancelled, true, memory_order_relaxed);
+        h->job->hook = NULL;
+    }
+    am_arena_free(h->arena);
+}
+
+/* Pool thread. */
+static void job_run(glue_pool_item_t *it)
+{
+    engine_job_t *j = (engine_job_t *)((char *)it - offsetof(engine_job_t, item));
+    if (atomic_load_explicit(&j->cancelled, memory_order_relaxed)) {
+        am_log(AM_LOG_DEBUG, "engine_skipped", "srequest_id", j->request_id, "smessage",
+               "the client left before its request reached an engine thread", NULL);
+    } else {
+        am_log(AM_LOG_DEBUG, "engine_offloaded", "srequest_id", j->request_id, "ibytes",
+               (int64_t)j->in.blen, NULL);
+        run_engine(&j->out, &j->in, j->arena);
+        if (j->store != NULL && j->out.status == 0 &&
+            !atomic_load_explicit(&j->cancelled, memory_order_relaxed)) {
+            j->ip.with_list = j->out.split;
+            j->stored = true;
+            int sr = store_ingest(j->store, j->out.alerts, j->out.nalerts, on_ingested, &j->ip);
+            if (sr == AM_OK)
+                return; /* the writer posts j; it may be gone already */
+            j->stored = false;
+            j->store_rc = sr;
+        }
+    }
+    glue_pending_post(&j->ip.base); /* the loop owns j from here */
+}
+
+/* Loop thread: the engine step is done and the request still there. */
+static void job_complete(glue_reqctx_t *rc, glue_pending_t *base)
+{
+    engine_job_t *j = (engine_job_t *)base;
+    j->hook->job = NULL;
+    j->hook->arena = j->arena;
+    j->hook = NULL;
+    j->arena = NULL;
+    if (j->stored) {
+        ingest_complete(rc, &j->ip.base);
+    } else if (j->store_rc == AM_EINVAL) { /* as start_ingest answers */
+        glue_send_error(rc, 500, "INTERNAL", "the normalized alert was refused by the store");
+    } else if (j->store_rc != AM_OK) {
+        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
+                        "the store is not accepting alerts; nothing was stored, retry later");
+    } else {
+        finish(rc, j->in.prog, &j->out);
+    }
+}
+
+static void job_dispose(glue_pending_t *base)
+{
+    engine_job_t *j = (engine_job_t *)base;
+    if (j->hook != NULL) /* the request deadline answered it; the request is still there */
+        j->hook->job = NULL;
+    ingest_dispose(base);
+    free(j->out.body);
+    free(j->heap_body);
+    am_arena_free(j->arena);
+    eng_set_unref(j->set);
+}
+
+/* Hands the engine step of rc to the pool. Returns false when there is no
+ * pool after all (the caller runs it inline); true when the request is
+ * answered, now (503 ENGINE_BUSY) or later. */
+static bool offload(glue_reqctx_t *rc, const engine_input_t *in)
+{
+    h2o_req_t *req = rc->req;
+    engine_job_t *j = glue_pending_new(rc, sizeof(*j), job_complete, job_dispose);
+    if (!in->dry_run && !has_delivery_id(rc, in->prog))
+        j->store = glue_server_store(rc->srv);
+    /* the request deadline is for the database: a job that comes back to
+     * the loop has a new record for it, and engine work is bounded by the
+     * per-request limits */
+    if (j->store == NULL)
+        h2o_timeout_unlink(&j->ip.base.deadline);
+    j->arena = am_arena_new(16384, 0);
+    j->set = eng_set_ref(rc->set);
+    j->in = *in;
+    j->in.header = job_header_of;
+    j->in.header_ctx = j;
+    memcpy(j->request_id, rc->request_id, sizeof(j->request_id));
+    j->item.run = job_run;
+    j->headers =
+        am_arena_calloc(j->arena, req->headers.size ? req->headers.size : 1, sizeof(*j->headers));
+    for (size_t i = 0; j->headers != NULL && i < req->headers.size; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        job_header_t *c = &j->headers[j->nheaders++];
+        c->name = am_arena_strndup(j->arena, h->name->base, h->name->len);
+        c->value = am_arena_strndup(j->arena, h->value.base, h->value.len);
+        c->nlen = h->name->len;
+        c->vlen = h->value.len;
+        if (c->name == NULL || c->value == NULL)
+            j->headers = NULL;
+    }
+    char *body = am_arena_strndup(j->arena, in->body, in->blen);
+    if (body == NULL) /* over the arena's cap: the engine step answers it, as inline */
+        body = j->heap_body = am_xstrndup(in->body, in->blen);
+    j->in.body = body;
+    j->in.body_in_arena = j->heap_body == NULL;
+    if (j->headers == NULL) {
+        glue_pending_cancel(&j->ip.base);
+        glue_send_error(rc, 413, "LIMIT_EXCEEDED",
+                        "the request headers do not fit in the per-request memory limit");
+        return true;
+    }
+    job_hook_t *hook = h2o_mem_alloc_shared(&req->pool, sizeof(*hook), hook_dispose);
+    hook->job = j;
+    hook->arena = NULL;
+    j->hook = hook;
+    int64_t blen = (int64_t)in->blen;
+    int sr = glue_pool_submit(&j->item);
+    if (sr == AM_OK) { /* j may be running already: only the copies above are used */
+        am_log(AM_LOG_DEBUG, "engine_queued", "srequest_id", rc->request_id, "ibytes", blen, NULL);
+        return true;
+    }
+    hook->job = NULL;
+    glue_pending_cancel(&j->ip.base);
+    if (sr != AM_ELIMIT)
+        return false;
+    glue_send_error(rc, 503, "ENGINE_BUSY",
+                    "every engine thread is busy and the engine queue is full; retry later");
+    return true;
+}
+
+/* The part of the source name we print: bounded, as it comes from the URL. */
+static const char *source_label(glue_reqctx_t *rc, const char *src, size_t len)
+{
+    return am_arena_strndup(rc->arena, src, len > 64 ? 64 : len);
 }
 
 static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dry_run)
@@ -457,79 +828,26 @@ static void ingest(glue_reqctx_t *rc, const glue_route_params_t *params, bool dr
     }
 
     const glue_config_t *cfg = glue_server_config(rc->srv);
-    json_t *payload = NULL;
-    eng_error_t perr = {0};
-    int prc = eng_json_parse(&payload, body, blen, (size_t)cfg->max_json_values, rc->arena, &perr);
-    if (prc != AM_OK) {
-        int status = prc == AM_ELIMIT ? 413 : strcmp(perr.code, "INVALID_JSON") == 0 ? 400 : 422;
-        glue_send_error(rc, status, perr.code, perr.message);
+    engine_input_t in = {.prog = prog,
+                         .body = body,
+                         .blen = blen,
+                         .header = header_of,
+                         .header_ctx = req,
+                         .max_json_values = (size_t)cfg->max_json_values,
+                         .lim = {.max_alerts = (size_t)cfg->max_alerts,
+                                 .max_indicators = (size_t)cfg->max_indicators,
+                                 .max_scan_bytes = cfg->max_scan_bytes},
+                         .max_dry_run_bytes = cfg->max_dry_run_bytes,
+                         .dry_run = dry_run};
+    /* a large body, and every dry run (an admin's test may be as large as
+     * it likes), leave the loop to its other connections */
+    if ((dry_run || blen > glue_pool_inline_max(cfg)) && glue_pool_running() && rc->worker &&
+        offload(rc, &in))
         return;
-    }
-    if (!json_is_object(payload)) {
-        json_decref(payload);
-        glue_send_error(rc, 422, "INVALID_PAYLOAD", "payload must be a JSON object");
-        return;
-    }
-
-    eng_result_t res = {0};
-    eng_error_t err = {0};
-    eng_limits_t lim = {.max_alerts = (size_t)cfg->max_alerts,
-                        .max_indicators = (size_t)cfg->max_indicators,
-                        .max_scan_bytes = cfg->max_scan_bytes};
-    eng_input_t in = {.header = header_of, .header_ctx = req, .limits = &lim};
-    int erc = eng_run_input(&res, prog, payload, &in, rc->arena, am_now_us(), &err);
-    if (erc != AM_OK || res.nalerts == 0) {
-        json_decref(payload);
-        send_engine_error(rc, erc, &err);
-        return;
-    }
-    if (dry_run) {
-        send_dry_run(rc, &res);
-        json_decref(payload);
-        return;
-    }
-
-    if (keep_stored(&res) == 0) {
-        json_decref(payload);
-        send_ignored(rc, &res.alerts[0]);
-        return;
-    }
-
-    /* The rows reference the arena copy of the body: the store copies them. */
-    const char *text = am_arena_strndup(rc->arena, body, blen);
-    if (text == NULL) {
-        json_decref(payload);
-        glue_send_error(rc, 413, "LIMIT_EXCEEDED",
-                        "the request body does not fit in the per-request memory limit");
-        return;
-    }
-    store_alert_t *alerts = NULL;
-    int rc2 = glue_store_alerts(&alerts, &res, payload, text, rc->arena);
-    bool split = res.nalerts > 1 || res.alerts[0].raw != payload;
-    json_decref(payload);
-    if (rc2 != AM_OK) {
-        glue_send_error(rc, 422, "LIMIT_EXCEEDED",
-                        "the normalized alerts do not fit in the per-request memory limit");
-        return;
-    }
-    delivery_ref_t dl;
-    if (delivery_of(rc, prog, &dl) != 0)
-        return;
-    if (dl.key[0] == '\0') {
-        start_ingest(rc, alerts, res.nalerts, split, NULL);
-        return;
-    }
-    claim_pending_t *cp = glue_pending_new(rc, sizeof(*cp), claim_complete, claim_dispose);
-    cp->alerts = alerts;
-    cp->nalerts = res.nalerts;
-    cp->with_list = split;
-    cp->dl = dl;
-    if (store_delivery_claim(deliveries, cp->dl.token, dl.source, dl.key, dl.window_s,
-                             GLUE_DELIVERY_TAKEOVER_S, on_claimed, cp) != AM_OK) {
-        glue_pending_cancel(&cp->base);
-        glue_send_error(rc, 503, "DATABASE_UNAVAILABLE",
-                        "the delivery id could not be checked; nothing was stored, retry later");
-    }
+    engine_outcome_t o = {0};
+    run_engine(&o, &in, rc->arena);
+    finish(rc, prog, &o);
+    free(o.body);
 }
 
 void glue_handle_ingest(glue_reqctx_t *rc, const glue_route_params_t *params)

@@ -955,6 +955,8 @@ int glue_server_start(glue_server_t *srv, store_t *store)
 {
     srv->store = store;
     srv->ready = glue_ready_new(srv->cfg->database_url);
+    if (glue_pool_start(srv->cfg) != AM_OK)
+        return AM_EIO;
     int n = srv->cfg->threads;
     srv->workers = am_xcalloc((size_t)n, sizeof(*srv->workers));
     for (int i = 0; i < n; i++) {
@@ -1032,6 +1034,8 @@ void glue_server_stop(glue_server_t *srv)
     /* no loop runs any more: nobody waits on the checker */
     glue_ready_free(srv->ready);
     srv->ready = NULL;
+    /* nor on the engine pool (every job was posted back) */
+    glue_pool_stop();
 }
 
 /* A server whose loops still had connections at exit; kept reachable on
