@@ -106,7 +106,7 @@ void glue_config_usage(FILE *out)
           "                                               (default 32)\n"
           "  --ondemand-queue N    ALERTMAP_ONDEMAND_QUEUE\n"
           "                                               POST /v1/enrichments lookups waiting\n"
-          "                                               at most before 503 (default 16)\n"
+          "                                               at most before 503 (default 16)\n",
           out);
     fputs("  --engine-threads N    ALERTMAP_ENGINE_THREADS  threads that normalize large bodies\n"
           "                                               and dry runs off the event loops\n"

@@ -272,6 +272,16 @@ int glue_metrics_render(am_buf_t *b, const store_stats_t *store)
     header(b, info, "gauge", "Always 1; the version label names the running build.");
     sample(b, info, "version", ALERTMAP_VERSION, 1);
 
+    size_t pool_running, pool_queued;
+    glue_pool_stats(&pool_running, &pool_queued);
+    static const char prun[] = "alertmap_engine_pool_running";
+    header(b, prun, "gauge", "Requests being normalized on engine threads now.");
+    sample(b, prun, NULL, NULL, (uint64_t)pool_running);
+    static const char pq[] = "alertmap_engine_pool_queued";
+    header(b, pq, "gauge",
+           "Requests waiting for an engine thread now (ENGINE_BUSY past --engine-queue).");
+    sample(b, pq, NULL, NULL, (uint64_t)pool_queued);
+
     wk_metrics_render(b); /* the enrichment worker's counters (worker.h) */
 
     return am_buf_ok(b) ? AM_OK : AM_ELIMIT;

@@ -205,7 +205,14 @@ class OneLoopTest(harness.ServerTestCase):
         self.assertEqual(r.status, 202, r)
         self.assertFalse(heavy.done.is_set(),
                          "the heavy dry run answered before the small ingest beside it")
+        m = self.srv.get("/metrics")
+        self.assertEqual(m.status, 200, m)
+        lines = m.raw.decode().splitlines()
+        self.assertIn("alertmap_engine_pool_running 1", lines)
+        self.assertIn("alertmap_engine_pool_queued 0", lines)
         self.assertHeavyDone(heavy)
+        lines = self.srv.get("/metrics").raw.decode().splitlines()
+        self.assertIn("alertmap_engine_pool_running 0", lines)
 
     def test_pool_full_is_503_with_retry_after(self):
         heavy = self.start_heavy("full-heavy")
