@@ -19,8 +19,8 @@ ALTER TABLE dispatch_deliveries
 -- dispatch_deliveries_due_idx, dispatch_deliveries_lease_idx and the one
 -- below). The final states (done and failed jobs, delivered deliveries)
 -- keep every row and grow with the alerts; counting them would cost a scan
--- of millions of rows, so a trigger tallies each row entering or leaving
--- such a state. The tally is spread over 16 slots (the session's backend
+-- of millions of rows, so a statement trigger tallies the rows each
+-- statement moves into or out of such a state. The tally is spread over 16 slots (the session's backend
 -- pid modulo 16): worker connections finishing jobs at the same time
 -- rarely wait for one another's row. Inserts are not watched (jobs and
 -- deliveries are inserted queued / pending), so ingest pays nothing.
@@ -34,38 +34,50 @@ CREATE TABLE status_tallies (
 
 CREATE INDEX dispatch_deliveries_failed_idx ON dispatch_deliveries (id) WHERE status = 'failed';
 
--- TG_ARGV: the tallied states of the table.
+-- TG_ARGV: the tallied states of the table. A statement-level trigger
+-- over the statement's transition tables: a worker ends a batch of jobs in
+-- one statement, and that statement makes one upsert per state it touched,
+-- not one per row (a per-row trigger cost the database a plpgsql call and
+-- an upsert of the same tally row for every finished job).
 CREATE FUNCTION status_tally() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     s integer := pg_backend_pid() % 16;
 BEGIN
-    IF OLD.status = ANY (TG_ARGV) THEN
-        INSERT INTO status_tallies AS t VALUES (TG_TABLE_NAME, OLD.status, s, -1)
-            ON CONFLICT (tbl, status, slot) DO UPDATE SET n = t.n - 1;
-    END IF;
-    IF TG_OP = 'UPDATE' AND NEW.status = ANY (TG_ARGV) THEN
-        INSERT INTO status_tallies AS t VALUES (TG_TABLE_NAME, NEW.status, s, 1)
-            ON CONFLICT (tbl, status, slot) DO UPDATE SET n = t.n + 1;
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO status_tallies AS t (tbl, status, slot, n)
+            SELECT TG_TABLE_NAME, d.status, s, sum(d.n)
+              FROM (SELECT o.status, -1 AS n
+                      FROM old_rows o JOIN new_rows w ON w.id = o.id
+                     WHERE o.status IS DISTINCT FROM w.status AND o.status = ANY (TG_ARGV)
+                    UNION ALL
+                    SELECT w.status, 1
+                      FROM old_rows o JOIN new_rows w ON w.id = o.id
+                     WHERE o.status IS DISTINCT FROM w.status AND w.status = ANY (TG_ARGV)) d
+             GROUP BY d.status HAVING sum(d.n) <> 0
+            ON CONFLICT (tbl, status, slot) DO UPDATE SET n = t.n + excluded.n;
+    ELSE
+        INSERT INTO status_tallies AS t (tbl, status, slot, n)
+            SELECT TG_TABLE_NAME, o.status, s, -count(*)
+              FROM old_rows o WHERE o.status = ANY (TG_ARGV) GROUP BY o.status
+            ON CONFLICT (tbl, status, slot) DO UPDATE SET n = t.n + excluded.n;
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER enrichment_jobs_tally AFTER UPDATE OF status ON enrichment_jobs
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
-                       AND (OLD.status IN ('done', 'failed') OR NEW.status IN ('done', 'failed')))
-    EXECUTE FUNCTION status_tally('done', 'failed');
+CREATE TRIGGER enrichment_jobs_tally AFTER UPDATE ON enrichment_jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION status_tally('done', 'failed');
 CREATE TRIGGER enrichment_jobs_tally_delete AFTER DELETE ON enrichment_jobs
-    FOR EACH ROW WHEN (OLD.status IN ('done', 'failed'))
-    EXECUTE FUNCTION status_tally('done', 'failed');
-CREATE TRIGGER dispatch_deliveries_tally AFTER UPDATE OF status ON dispatch_deliveries
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status
-                       AND (OLD.status = 'delivered' OR NEW.status = 'delivered'))
-    EXECUTE FUNCTION status_tally('delivered');
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION status_tally('done', 'failed');
+CREATE TRIGGER dispatch_deliveries_tally AFTER UPDATE ON dispatch_deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION status_tally('delivered');
 CREATE TRIGGER dispatch_deliveries_tally_delete AFTER DELETE ON dispatch_deliveries
-    FOR EACH ROW WHEN (OLD.status = 'delivered')
-    EXECUTE FUNCTION status_tally('delivered');
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION status_tally('delivered');
 
 -- The rows already there. CREATE TRIGGER locked both tables against
 -- writes until this transaction commits, so nothing changes between the
