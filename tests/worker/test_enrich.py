@@ -259,18 +259,43 @@ def job_of(url, uuid):
     return s, int(a)
 
 
-class EnrichTest(unittest.TestCase):
-    """One alertmapd with two worker threads, the stand-in, a fresh database."""
+class StandTestCase(unittest.TestCase):
+    """A stand-in provider server, the shipped providers pointed at it in a
+    temporary directory (cls.providers), a fresh database and one alertmapd.
+    A subclass sets NAME and overrides server_args / server_env, prepare
+    (before the server starts: files, receivers) and after_start; whatever
+    it adds to cls.closers is closed after the server stopped."""
+
+    NAME = "enrich"
+
+    @classmethod
+    def server_args(cls):
+        return ["--providers", cls.providers, "--workers", "2"] + WORKER_ARGS
+
+    @classmethod
+    def server_env(cls):
+        return ENV
+
+    @classmethod
+    def prepare(cls):
+        pass
+
+    @classmethod
+    def after_start(cls):
+        pass
 
     @classmethod
     def setUpClass(cls):
+        cls.closers, cls.db, cls.srv = [], None, None
         cls.stand = Stand()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-enrich-")
-        cls.db = harness.TempDatabase("enrich")
-        cls.srv = harness.Server(cls.db.url, env=ENV, args=[
-            "--providers", provider_dir(cls.stand.port, cls.tmp), "--workers", "2"] + WORKER_ARGS)
+        cls.tmp = tempfile.mkdtemp(prefix="alertmap-%s-" % cls.NAME.replace("_", "-"))
         try:
+            cls.providers = provider_dir(cls.stand.port, cls.tmp)
+            cls.prepare()
+            cls.db = harness.TempDatabase(cls.NAME)
+            cls.srv = harness.Server(cls.db.url, env=cls.server_env(), args=cls.server_args())
             cls.srv.start()
+            cls.after_start()
         except BaseException:
             cls.tearDownClass()
             raise
@@ -278,12 +303,23 @@ class EnrichTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.srv.stop()
+            if cls.srv is not None:
+                cls.srv.stop()
         finally:
-            cls.srv.cleanup()
-            cls.db.drop()
+            for close in reversed(cls.closers):
+                close()
+            if cls.srv is not None:
+                cls.srv.cleanup()
+            if cls.db is not None:
+                cls.db.drop()
             cls.stand.close()
             shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class EnrichTest(StandTestCase):
+    """One alertmapd with two worker threads, the stand-in, a fresh database."""
+
+    NAME = "enrich"
 
     def test_found_and_not_found(self):
         u = post_alert(self.srv, "found and not found", [
@@ -466,31 +502,14 @@ def stop_worker(p, log):
     assert rc == 0, "worker exited %d:\n%s" % (rc, text[-4000:])
 
 
-class WorkerProcessTest(unittest.TestCase):
+class WorkerProcessTest(StandTestCase):
     """alertmapd without workers ingests; worker-only processes enrich."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.stand = Stand()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-workers-")
-        cls.providers = provider_dir(cls.stand.port, cls.tmp)
-        cls.db = harness.TempDatabase("workers")
-        cls.srv = harness.Server(cls.db.url, env=ENV, args=["--workers", "0"])
-        try:
-            cls.srv.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
+    NAME = "workers"
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.db.drop()
-            cls.stand.close()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def server_args(cls):
+        return ["--workers", "0"]
 
     def test_killed_worker_job_is_reclaimed(self):
         self.stand.release.clear()
@@ -628,50 +647,38 @@ def wait_delivery(url, uuid, target, states, timeout=60):
         time.sleep(0.1)
 
 
-class DispatchTest(unittest.TestCase):
+class DispatchTest(StandTestCase):
+
+    NAME = "dispatch"
 
     @classmethod
-    def setUpClass(cls):
-        cls.stand = Stand()
+    def prepare(cls):
         cls.recv = Receiver()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-dispatch-")
-        tdir = os.path.join(cls.tmp, "targets")
-        os.mkdir(tdir)
+        cls.closers.append(cls.recv.close)
+        cls.tdir = os.path.join(cls.tmp, "targets")
+        os.mkdir(cls.tdir)
         base = "http://127.0.0.1:%d" % cls.recv.port
-        with open(os.path.join(tdir, "ok.yaml"), "w") as f:
+        with open(os.path.join(cls.tdir, "ok.yaml"), "w") as f:
             f.write("target: ok-agent\nurl: %s/ok\nsecret: OK_AGENT_SECRET\nwhen: enriched\n"
                     "filters:\n  min_severity: High\n  verdicts: [Malicious, Suspicious]\n"
                     % base)
-        with open(os.path.join(tdir, "flaky.yaml"), "w") as f:
+        with open(os.path.join(cls.tdir, "flaky.yaml"), "w") as f:
             f.write("target: flaky-agent\nurl: %s/flaky\nsecret: FLAKY_AGENT_SECRET\n"
                     "when: ingested\nbackoff: 1s\nmax_attempts: 6\n"
                     "filters: {sources: [generic], tags: [dispatch-test]}\n" % base)
-        with open(os.path.join(tdir, "down.yaml"), "w") as f:
+        with open(os.path.join(cls.tdir, "down.yaml"), "w") as f:
             f.write("target: down-agent\nurl: %s/down\nsecret: DOWN_AGENT_SECRET\n"
                     "when: ingested\nbackoff: 1s\nmax_attempts: 3\n"
                     "filters: {tags: [dispatch-test]}\n" % base)
-        env = dict(ENV)
-        env.update(SIGNING)
-        cls.db = harness.TempDatabase("dispatch")
-        cls.srv = harness.Server(cls.db.url, env=env, args=[
-            "--providers", provider_dir(cls.stand.port, cls.tmp), "--targets", tdir,
-            "--workers", "2"] + WORKER_ARGS)
-        try:
-            cls.srv.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.db.drop()
-            cls.stand.close()
-            cls.recv.close()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def server_env(cls):
+        return dict(ENV, **SIGNING)
+
+    @classmethod
+    def server_args(cls):
+        return (["--providers", cls.providers, "--targets", cls.tdir, "--workers", "2"] +
+                WORKER_ARGS)
 
     def post(self, title, severity, indicators, tags):
         r = self.srv.post("/v1/ingest/generic", {"title": title, "severity": severity,

@@ -11,9 +11,7 @@ import http.server
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import unittest
 
@@ -119,50 +117,40 @@ def wait_metrics(srv, url, states, timeout=60):
                               last.get("sql")))
 
 
-class DispatchApiTest(unittest.TestCase):
+class DispatchApiTest(te.StandTestCase):
     """One alertmapd with two worker threads and two targets: ok-agent
     (always 200) and switch-agent (500 until the test switches it)."""
 
+    NAME = "enrich_api"
+
     @classmethod
-    def setUpClass(cls):
-        cls.stand = te.Stand()
+    def prepare(cls):
         cls.recv = SwitchReceiver()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-enrich-api-")
-        tdir = os.path.join(cls.tmp, "targets")
-        os.mkdir(tdir)
+        cls.closers.append(cls.recv.close)
+        cls.tdir = os.path.join(cls.tmp, "targets")
+        os.mkdir(cls.tdir)
         base = "http://127.0.0.1:%d" % cls.recv.port
-        with open(os.path.join(tdir, "ok.yaml"), "w") as f:
+        with open(os.path.join(cls.tdir, "ok.yaml"), "w") as f:
             f.write("target: ok-agent\nurl: %s/ok\nsecret: OK_AGENT_SECRET\nwhen: enriched\n"
                     "filters: {tags: [api-test]}\n" % base)
-        with open(os.path.join(tdir, "switch.yaml"), "w") as f:
+        with open(os.path.join(cls.tdir, "switch.yaml"), "w") as f:
             f.write("target: switch-agent\nurl: %s/switch\nsecret: SWITCH_AGENT_SECRET\n"
                     "when: enriched\nbackoff: 1s\nmax_attempts: 2\n"
                     "filters: {tags: [api-retry]}\n" % base)
-        env = dict(te.ENV)
-        env.update(te.SIGNING)
-        env["SWITCH_AGENT_SECRET"] = "s3cret-switch"
-        cls.db = harness.TempDatabase("enrich_api")
-        cls.srv = harness.Server(cls.db.url, env=env, args=[
-            "--providers", te.provider_dir(cls.stand.port, cls.tmp), "--targets", tdir,
-            "--workers", "2"] + te.WORKER_ARGS)
-        try:
-            cls.srv.start()
-            cls.read_key = harness.create_key(cls.db.url, name="reader", scopes="read")
-            cls.write_key = harness.create_key(cls.db.url, name="writer", scopes="read,write")
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.db.drop()
-            cls.stand.close()
-            cls.recv.close()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def server_env(cls):
+        return dict(te.ENV, **te.SIGNING, SWITCH_AGENT_SECRET="s3cret-switch")
+
+    @classmethod
+    def server_args(cls):
+        return (["--providers", cls.providers, "--targets", cls.tdir, "--workers", "2"] +
+                te.WORKER_ARGS)
+
+    @classmethod
+    def after_start(cls):
+        cls.read_key = harness.create_key(cls.db.url, name="reader", scopes="read")
+        cls.write_key = harness.create_key(cls.db.url, name="writer", scopes="read,write")
 
     def post(self, title, indicators, tags):
         r = self.srv.post("/v1/ingest/generic", {"title": title, "severity": "High",
@@ -350,32 +338,15 @@ class DispatchApiTest(unittest.TestCase):
         self.assertLessEqual(queries, int(elapsed) + 2, (queries, elapsed))
 
 
-class QueueMetricsTest(unittest.TestCase):
+class QueueMetricsTest(te.StandTestCase):
     """alertmapd without workers ingests, a worker-only process enriches
     later: the gauges follow the jobs from queued to done and failed."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.stand = te.Stand()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-queue-metrics-")
-        cls.providers = te.provider_dir(cls.stand.port, cls.tmp)
-        cls.db = harness.TempDatabase("queue_metrics")
-        cls.srv = harness.Server(cls.db.url, env=te.ENV, args=["--workers", "0"])
-        try:
-            cls.srv.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
+    NAME = "queue_metrics"
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.db.drop()
-            cls.stand.close()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def server_args(cls):
+        return ["--workers", "0"]
 
     def test_jobs_move_from_queued_to_done_and_failed(self):
         all_states = {"jobs": ["queued", "running", "done", "failed"],

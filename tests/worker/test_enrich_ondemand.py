@@ -7,9 +7,7 @@ python3 test_enrich_ondemand.py ALERTMAPD
 
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -42,44 +40,32 @@ def by_provider(doc):
     return {e["provider"]: e for e in doc["data"]["enrichment"]}
 
 
-class OnDemandTest(unittest.TestCase):
+class OnDemandTest(te.StandTestCase):
     """One alertmapd with two worker threads and a one-place on-demand queue."""
 
+    NAME = "ondemand"
+
     @classmethod
-    def setUpClass(cls):
-        cls.stand = te.Stand()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-ondemand-")
-        cls.providers = te.provider_dir(cls.stand.port, cls.tmp)
+    def prepare(cls):
         # VirusTotal waits long enough for the stand-in's held answer (203.0.113.20)
         vt = os.path.join(cls.providers, "virustotal.yaml")
         with open(vt) as f:
             text = f.read()
         with open(vt, "w") as f:
             f.write(re.sub(r"(?m)^timeout: .*$", "timeout: 20s", text))
-        cls.db = harness.TempDatabase("ondemand")
-        cls.srv = harness.Server(cls.db.url, env=te.ENV, args=[
-            "--providers", cls.providers, "--workers", "2", "--ondemand-queue", "1",
-            "--request-deadline", "60s"] + te.WORKER_ARGS)
-        cls.idle = harness.Server(cls.db.url, env=te.ENV, args=[
-            "--providers", cls.providers, "--workers", "0"])
-        try:
-            cls.srv.start()
-            cls.idle.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-            cls.idle.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.idle.cleanup()
-            cls.db.drop()
-            cls.stand.close()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def server_args(cls):
+        return ["--providers", cls.providers, "--workers", "2", "--ondemand-queue", "1",
+                "--request-deadline", "60s"] + te.WORKER_ARGS
+
+    @classmethod
+    def after_start(cls):
+        cls.idle = harness.Server(cls.db.url, env=te.ENV, args=[
+            "--providers", cls.providers, "--workers", "0"])
+        cls.closers.append(cls.idle.cleanup)
+        cls.closers.append(cls.idle.stop)
+        cls.idle.start()
 
     def enrich(self, body, srv=None):
         return (srv or self.srv).post(ENRICH, body)

@@ -122,33 +122,15 @@ class CliTest(unittest.TestCase):
                       r.stderr)
 
 
-class ReloadTest(unittest.TestCase):
+class ReloadTest(test_enrich.StandTestCase):
     """alertmapd with workers and the shipped providers pointed at the
     stand-in; the provider files are edited between SIGHUPs."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.stand = test_enrich.Stand()
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-psamples-reload-")
-        cls.providers = test_enrich.provider_dir(cls.stand.port, cls.tmp)
-        cls.db = harness.TempDatabase("psamples")
-        cls.srv = harness.Server(cls.db.url, env=test_enrich.ENV, args=[
-            "--providers", cls.providers, "--workers", "1"] + test_enrich.WORKER_ARGS)
-        try:
-            cls.srv.start()
-        except BaseException:
-            cls.tearDownClass()
-            raise
+    NAME = "psamples"
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.db.drop()
-            cls.stand.close()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def server_args(cls):
+        return ["--providers", cls.providers, "--workers", "1"] + test_enrich.WORKER_ARGS
 
     def events(self, name):
         return [l for l in self.srv.log_lines() if l.get("event") == name or
