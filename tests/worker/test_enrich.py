@@ -577,7 +577,8 @@ class Receiver:
 
     def __init__(self):
         self.lock = threading.Condition()
-        self.got = []  # (path, valid signature, status answered, body)
+        # (path, valid signature, status answered, body, X-Alertmap-Delivery)
+        self.got = []
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -593,12 +594,9 @@ class Receiver:
                                      body)
                 with outer.lock:
                     tries = sum(1 for g in outer.got if g[0] == self.path)
-                    status = 200
-                    if self.path == "/down" or (self.path == "/flaky" and tries < 3):
-                        status = 500
-                    if not valid:
-                        status = 401
-                    outer.got.append((self.path, valid, status, body))
+                    status = outer.answer(self.path, tries) if valid else 401
+                    outer.got.append((self.path, valid, status, body,
+                                      self.headers.get("X-Alertmap-Delivery")))
                     outer.lock.notify_all()
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -608,6 +606,17 @@ class Receiver:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, path, tries):
+        """The status for a request with a valid signature, the tries-th
+        (from 0) to path; called with the lock held."""
+        if path == "/down" or (path == "/flaky" and tries < 3):
+            return 500
+        return 200
+
+    def received(self, path):
+        with self.lock:
+            return [g for g in self.got if g[0] == path]
 
     def verify(self, path, header, body):
         """t=TS,v1=HEX: HMAC-SHA256(secret, TS + "." + body), TS within 5 minutes."""
