@@ -31,6 +31,26 @@ static inline const char *t_rules(void)
     return path;
 }
 
+/* The shipped providers directory. */
+static inline const char *t_providers(void)
+{
+    static char path[4096];
+    const char *root = getenv("ALERTMAP_SOURCE_ROOT");
+    snprintf(path, sizeof(path), "%s/providers", root ? root : "..");
+    return path;
+}
+
+/* True when some diagnostic is at line:col (line 0: any line, col 0: any
+ * column) and contains part. */
+static inline bool t_has_diag(const am_diags_t *d, int line, int col, const char *part)
+{
+    for (size_t i = 0; i < d->count; i++)
+        if ((line == 0 || d->items[i].line == line) && (col == 0 || d->items[i].col == col) &&
+            strstr(d->items[i].msg, part) != NULL)
+            return true;
+    return false;
+}
+
 static inline void t_write(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");

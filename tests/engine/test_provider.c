@@ -9,13 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char providers[4096];
+static const char *providers;
 
 static int setup(void **state)
 {
     (void)state;
-    const char *root = getenv("ALERTMAP_SOURCE_ROOT");
-    snprintf(providers, sizeof(providers), "%s/providers", root ? root : "..");
+    providers = t_providers();
     json_set_alloc_funcs(am_xmalloc, free);
     return 0;
 }
@@ -29,16 +28,6 @@ static eng_providers_t *load_text(const char *text, am_diags_t *d)
     eng_providers_t *s = NULL;
     eng_providers_load_texts(&s, names, texts, lens, 1, &opt, d);
     return s;
-}
-
-/* True when some diagnostic is at line:col and contains part. */
-static bool has_diag(const am_diags_t *d, int line, int col, const char *part)
-{
-    for (size_t i = 0; i < d->count; i++)
-        if (d->items[i].line == line && (col == 0 || d->items[i].col == col) &&
-            strstr(d->items[i].msg, part) != NULL)
-            return true;
-    return false;
 }
 
 static void test_shipped(void **state)
@@ -94,14 +83,14 @@ static void test_errors_many(void **state)
     am_diags_sort(&d);
     if (d.count < 7)
         am_diags_print(&d, stderr);
-    assert_true(has_diag(&d, 1, 11, "'provider' must be"));
-    assert_true(has_diag(&d, 3, 13, "unknown indicator type 'colour'"));
-    assert_true(has_diag(&d, 5, 0, "host of 'url' must be literal"));
-    assert_true(has_diag(&d, 7, 0, "secret 'nope' is not declared"));
-    assert_true(has_diag(&d, 8, 10, "duration"));
-    assert_true(has_diag(&d, 12, 0, "field 'b' is not defined"));
-    assert_true(has_diag(&d, 13, 11, "verdict must be one of"));
-    assert_true(has_diag(&d, 14, 1, "unknown key 'colour'"));
+    assert_true(t_has_diag(&d, 1, 11, "'provider' must be"));
+    assert_true(t_has_diag(&d, 3, 13, "unknown indicator type 'colour'"));
+    assert_true(t_has_diag(&d, 5, 0, "host of 'url' must be literal"));
+    assert_true(t_has_diag(&d, 7, 0, "secret 'nope' is not declared"));
+    assert_true(t_has_diag(&d, 8, 10, "duration"));
+    assert_true(t_has_diag(&d, 12, 0, "field 'b' is not defined"));
+    assert_true(t_has_diag(&d, 13, 11, "verdict must be one of"));
+    assert_true(t_has_diag(&d, 14, 1, "unknown key 'colour'"));
     for (size_t i = 0; i < d.count; i++)
         assert_string_equal(d.items[i].file, "t.yaml");
     am_diags_dispose(&d);
@@ -118,7 +107,7 @@ static void test_secret_in_url_refused(void **state)
                                    "results: {a: a}\nverdict: [{else: Benign}]\n",
                                    &d);
     assert_null(s);
-    assert_true(has_diag(&d, 6, 0, "only in a header"));
+    assert_true(t_has_diag(&d, 6, 0, "only in a header"));
     am_diags_dispose(&d);
 }
 
@@ -138,7 +127,7 @@ static void test_secret_resolved_from_environment(void **state)
     eng_providers_t *s = NULL;
     unsetenv("AM_TEST_PROVIDER_KEY");
     assert_int_equal(eng_providers_load_texts(&s, names, texts, lens, 1, &opt, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 4, 14, "AM_TEST_PROVIDER_KEY"));
+    assert_true(t_has_diag(&d, 4, 14, "AM_TEST_PROVIDER_KEY"));
     am_diags_dispose(&d);
     am_diags_init(&d);
     setenv("AM_TEST_PROVIDER_KEY", "s3cret", 1);
@@ -414,7 +403,7 @@ static void test_csv_list(void **state)
           f);
     fclose(f);
     assert_int_equal(eng_providers_load(&s, paths, 1, NULL, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 2, 1, "no column 'src'"));
+    assert_true(t_has_diag(&d, 2, 1, "no column 'src'"));
     assert_string_equal(d.items[0].file, list);
     am_diags_dispose(&d);
     remove(list);
@@ -522,11 +511,11 @@ static void test_targets_compile_and_filter(void **state)
     assert_false(eng_target_matches(t, "sentinel", "Critical", "Malicious", tags, 1));
     eng_targets_free(ts);
     assert_int_equal(eng_targets_load(&ts, pb, 1, NULL, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 1, 9, "'target' must be"));
-    assert_true(has_diag(&d, 2, 6, "'url' must be"));
-    assert_true(has_diag(&d, 3, 7, "'when' must be"));
-    assert_true(has_diag(&d, 4, 25, "'min_severity'"));
-    assert_true(has_diag(&d, 1, 1, "missing key 'secret'"));
+    assert_true(t_has_diag(&d, 1, 9, "'target' must be"));
+    assert_true(t_has_diag(&d, 2, 6, "'url' must be"));
+    assert_true(t_has_diag(&d, 3, 7, "'when' must be"));
+    assert_true(t_has_diag(&d, 4, 25, "'min_severity'"));
+    assert_true(t_has_diag(&d, 1, 1, "missing key 'secret'"));
     am_diags_dispose(&d);
     remove(a);
     remove(b);

@@ -11,13 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char providers[4096];
+static const char *providers;
 
 static int setup(void **state)
 {
     (void)state;
-    const char *root = getenv("ALERTMAP_SOURCE_ROOT");
-    snprintf(providers, sizeof(providers), "%s/providers", root ? root : "..");
+    providers = t_providers();
     json_set_alloc_funcs(am_xmalloc, free);
     return 0;
 }
@@ -31,18 +30,6 @@ static int load(eng_providers_t **s, const char *text, bool check, bool secrets,
         .no_files = true, .check_samples = check, .resolve_secrets = secrets};
     *s = NULL;
     return eng_providers_load_texts(s, names, texts, lens, 1, &opt, d);
-}
-
-/* True when some diagnostic is at line:col (0: any) and contains part. */
-static bool has_diag(const am_diags_t *d, int line, int col, const char *part)
-{
-    if (getenv("T_DUMP"))
-        am_diags_print(d, stderr);
-    for (size_t i = 0; i < d->count; i++)
-        if ((line == 0 || d->items[i].line == line) && (col == 0 || d->items[i].col == col) &&
-            strstr(d->items[i].msg, part) != NULL)
-            return true;
-    return false;
 }
 
 static void dump(const am_diags_t *d)
@@ -172,11 +159,11 @@ static void expect_mismatch(const char *from, const char *to, int line, int col,
     eng_providers_t *s;
     assert_int_equal(load(&s, text, true, false, &d), AM_EINVAL);
     assert_null(s);
-    if (!has_diag(&d, line, col, part)) {
+    if (!t_has_diag(&d, line, col, part)) {
         fprintf(stderr, "wanted %d:%d '%s' among:\n", line, col, part);
         dump(&d);
     }
-    assert_true(has_diag(&d, line, col, part));
+    assert_true(t_has_diag(&d, line, col, part));
     /* the same file compiled without its samples run loads */
     am_diags_dispose(&d);
     assert_int_equal(load(&s, text, false, false, &d), 0);
@@ -245,16 +232,16 @@ static void test_sample_errors(void **state)
     am_diags_init(&d);
     eng_providers_t *s;
     assert_int_equal(load(&s, text, false, false, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 6, 23, "provider 'l' does not answer type domain"));
-    assert_true(has_diag(&d, 8, 11, "sample 'a' is defined twice"));
-    assert_true(has_diag(&d, 9, 34, "is not a valid ip indicator"));
-    assert_true(has_diag(&d, 10, 12, "its samples have no 'reply'"));
-    assert_true(has_diag(&d, 11, 23, "'outcome' must be found or not_found, got 'retry'"));
-    assert_true(has_diag(&d, 11, 39, "a cidr provider gives no verdict"));
-    assert_true(has_diag(&d, 11, 47, "unknown key 'colour' in 'expect'"));
-    assert_true(has_diag(&d, 12, 5, "a sample needs 'name'"));
-    assert_true(has_diag(&d, 12, 5, "a sample needs 'expect'"));
-    assert_true(has_diag(&d, 15, 39, "a cidr provider sends no request"));
+    assert_true(t_has_diag(&d, 6, 23, "provider 'l' does not answer type domain"));
+    assert_true(t_has_diag(&d, 8, 11, "sample 'a' is defined twice"));
+    assert_true(t_has_diag(&d, 9, 34, "is not a valid ip indicator"));
+    assert_true(t_has_diag(&d, 10, 12, "its samples have no 'reply'"));
+    assert_true(t_has_diag(&d, 11, 23, "'outcome' must be found or not_found, got 'retry'"));
+    assert_true(t_has_diag(&d, 11, 39, "a cidr provider gives no verdict"));
+    assert_true(t_has_diag(&d, 11, 47, "unknown key 'colour' in 'expect'"));
+    assert_true(t_has_diag(&d, 12, 5, "a sample needs 'name'"));
+    assert_true(t_has_diag(&d, 12, 5, "a sample needs 'expect'"));
+    assert_true(t_has_diag(&d, 15, 39, "a cidr provider sends no request"));
     am_diags_dispose(&d);
 
     /* an http sample without its reply, a non-canonical value, a status out of range */
@@ -266,10 +253,10 @@ static void test_sample_errors(void **state)
                                          "    reply: {status: 99}\n" /* 22 */
                                          "    expect: {outcome: found, retry_after: 5s}\n";
     assert_int_equal(load(&s, http, false, false, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 17, 5, "needs 'reply' (the recorded vendor reply)"));
-    assert_true(has_diag(&d, 18, 38, "not in canonical form: the worker looks up 'example.com'"));
-    assert_true(has_diag(&d, 22, 21, "'status' must be an HTTP status from 100 to 599"));
-    assert_true(has_diag(&d, 23, 43, "'retry_after' is for outcome retry"));
+    assert_true(t_has_diag(&d, 17, 5, "needs 'reply' (the recorded vendor reply)"));
+    assert_true(t_has_diag(&d, 18, 38, "not in canonical form: the worker looks up 'example.com'"));
+    assert_true(t_has_diag(&d, 22, 21, "'status' must be an HTTP status from 100 to 599"));
+    assert_true(t_has_diag(&d, 23, 43, "'retry_after' is for outcome retry"));
     am_diags_dispose(&d);
 }
 
@@ -304,13 +291,13 @@ static void test_list_file(void **state)
     /* the list changed: the sample says what differs */
     t_write(list, "192.0.2.0/24\n");
     assert_int_equal(eng_providers_load(&s, paths, 1, &opt, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 9, 23, "sample 'listed': outcome: expected found, got not_found"));
-    assert_true(has_diag(&d, 10, 31, "result.listed: expected true, got nothing"));
+    assert_true(t_has_diag(&d, 9, 23, "sample 'listed': outcome: expected found, got not_found"));
+    assert_true(t_has_diag(&d, 10, 31, "result.listed: expected true, got nothing"));
     am_diags_dispose(&d);
     /* the list is gone */
     unlink(list);
     assert_int_equal(eng_providers_load(&s, paths, 1, &opt, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 4, 7, "cannot read list file"));
+    assert_true(t_has_diag(&d, 4, 7, "cannot read list file"));
     am_diags_dispose(&d);
     unlink(yaml);
     rmdir(dir);
@@ -355,7 +342,8 @@ static void test_secret_never_shown(void **state)
     /* a differing header: the message shows the placeholder, never the value */
     char *text = variant("X-Key: \"{secret.k}\", accept", "X-Key: wrong, accept");
     assert_int_equal(load(&s, text, true, true, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 26, 0, "request header 'X-Key': expected 'wrong', got '{secret.k}'"));
+    assert_true(
+        t_has_diag(&d, 26, 0, "request header 'X-Key': expected 'wrong', got '{secret.k}'"));
     assert_false(any_diag_holds(&d, secret));
     am_diags_dispose(&d);
     free(text);
@@ -365,9 +353,9 @@ static void test_secret_never_shown(void **state)
     snprintf(bad, sizeof(bad), "X-Key: \"Bearer %s\", accept", secret);
     text = variant("X-Key: \"{secret.k}\", accept", bad);
     assert_int_equal(load(&s, text, true, true, &d), AM_EINVAL);
-    assert_true(has_diag(&d, 26, 0,
-                         "request header 'X-Key' holds the value of secret 'k' "
-                         "($T_PROVIDER_SAMPLES_KEY): write {secret.k} instead"));
+    assert_true(t_has_diag(&d, 26, 0,
+                           "request header 'X-Key' holds the value of secret 'k' "
+                           "($T_PROVIDER_SAMPLES_KEY): write {secret.k} instead"));
     assert_false(any_diag_holds(&d, secret));
     am_diags_dispose(&d);
     free(text);
