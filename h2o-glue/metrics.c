@@ -214,6 +214,10 @@ static void render_store(am_buf_t *b, const store_stats_t *st)
         {"alertmap_store_alerts_deduplicated_total", "counter",
          "Alerts committed as duplicates of an earlier alert.",
          offsetof(store_stats_t, alerts_deduplicated)},
+        {"alertmap_store_alerts_settled_total", "counter",
+         "New alerts written Enriched at ingest with no enrichment job: no live worker has "
+         "a provider for any of their indicator types, and none has targets.",
+         offsetof(store_stats_t, alerts_settled)},
         {"alertmap_store_queries_total", "counter", "Read-API queries answered by the store.",
          offsetof(store_stats_t, queries)},
         {"alertmap_store_reconnects_total", "counter",

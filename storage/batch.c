@@ -74,14 +74,16 @@
 #include <string.h>
 #include <sys/random.h>
 
-enum { MAX_RETRIES = 8, NPARAM = 18 };
+enum { MAX_RETRIES = 8, NPARAM = 20 };
 
-/* Every alert of the arrays $1..$12 (one element per alert, in batch order)
- * with its indicators in $14..$18 (one element per link, ord = the alert's
- * 1-based place): dedup against the oldest alert with the fingerprint inside
- * the window ($13 s; 0 disables), then insert the new alerts, count the
- * duplicates, insert links and jobs. One row per alert: (ord, uuid,
- * duplicate_count, is_duplicate). */
+/* Every alert of the arrays $1..$12, $19, $20 (one element per alert, in
+ * batch order) with its indicators in $14..$18 (one element per link, ord =
+ * the alert's 1-based place): dedup against the oldest alert with the
+ * fingerprint inside the window ($13 s; 0 disables), then insert the new
+ * alerts, count the duplicates, insert links, and a job for every new alert
+ * that is not settled ($19: written Enriched, verdict Unknown, with the
+ * indicator verdicts $20, because no live worker has work for it). One row
+ * per alert: (ord, uuid, duplicate_count, is_duplicate). */
 /* RAW is the type of alerts.raw_payload (json or jsonb), read from the
  * catalog when a connection is made, so that the payload is parsed once, as
  * what the column holds. */
@@ -89,8 +91,10 @@ enum { MAX_RETRIES = 8, NPARAM = 18 };
 #define INGEST_SQL(RAW)                                                                              \
     "WITH u AS ("                                                                                    \
     " SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::bool[], $5::text[],"              \
-    "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[])"       \
-    " WITH ORDINALITY AS u(title, sev, occ, fb, src, descr, tags, raw, rule, flds, fp, uuid, ord))," \
+    "  $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::uuid[],"       \
+    "  $19::bool[], $20::text[])"                                                                    \
+    " WITH ORDINALITY AS u(title, sev, occ, fb, src, descr, tags, raw, rule, flds, fp, uuid,"        \
+    "  settled, iv, ord))," \
     "e AS ("                                                                                         \
     " SELECT x.* FROM (SELECT DISTINCT fp FROM u WHERE $13::int8 > 0) f CROSS JOIN LATERAL"          \
     " (SELECT a.id, a.fingerprint, a.uuid, a.duplicate_count FROM alerts a"                          \
@@ -106,13 +110,16 @@ enum { MAX_RETRIES = 8, NPARAM = 18 };
     "ins AS ("                                                                                       \
     " INSERT INTO alerts (uuid, title, severity, occurred_at, occurred_at_fallback, source_name,"    \
     "  description, tags, raw_payload, detection_rule_ref, fields, fingerprint,"                     \
-    "  duplicate_count, last_duplicate_at)"                                                          \
+    "  duplicate_count, last_duplicate_at, enrichment_status, verdict, indicator_verdicts,"        \
+    "  enriched_at)"                                                                                 \
     " SELECT uuid, title, sev, timestamptz 'epoch' + occ * interval '1 microsecond', fb, src,"       \
     "  descr, tags::text[], raw::" RAW ", rule, COALESCE(flds::jsonb, '{}'::jsonb), fp,"             \
     "  CASE WHEN $13::int8 > 0 THEN cnt - 1 ELSE 0 END,"                                             \
-    "  CASE WHEN $13::int8 > 0 AND cnt > 1 THEN now() END"                                           \
+    "  CASE WHEN $13::int8 > 0 AND cnt > 1 THEN now() END,"                                          \
+    "  CASE WHEN settled THEN 'Enriched' ELSE 'Pending' END, CASE WHEN settled THEN 'Unknown' END,"  \
+    "  COALESCE(iv::jsonb, '{}'::jsonb), CASE WHEN settled THEN now() END"                           \
     " FROM c WHERE fresh ORDER BY ord"                                                               \
-    " RETURNING id, uuid),"                                                                          \
+    " RETURNING id, uuid, enrichment_status),"                                                                          \
     "upd AS ("                                                                                       \
     " UPDATE alerts a SET duplicate_count = a.duplicate_count + x.n,"                                \
     "  last_duplicate_at = now(), updated_at = now()"                                                \
@@ -125,7 +132,8 @@ enum { MAX_RETRIES = 8, NPARAM = 18 };
     "  AS v(ord, t, val, sf, pos)"                                                                   \
     " JOIN c ON c.ord = v.ord JOIN ins ON ins.uuid = c.uuid"                                         \
     " JOIN indicators i ON i.type = v.t AND i.value = v.val),"                                       \
-    "j AS (INSERT INTO enrichment_jobs (alert_id) SELECT id FROM ins ORDER BY id)"                   \
+    "j AS (INSERT INTO enrichment_jobs (alert_id)"                                                   \
+    " SELECT id FROM ins WHERE enrichment_status = 'Pending' ORDER BY id)"                           \
     "SELECT ord,"                                                                                    \
     " CASE WHEN fresh THEN uuid WHEN eid IS NOT NULL THEN euuid ELSE fuuid END,"                     \
     " CASE WHEN fresh THEN 0 WHEN eid IS NOT NULL THEN ecount + rn ELSE rn - 1 END,"                 \
@@ -183,7 +191,9 @@ enum {
     P_ITYPE,
     P_IVAL,
     P_ISF,
-    P_IPOS
+    P_IPOS,
+    P_SETTLED,
+    P_IV
 };
 
 static void params_init(params_t *p)
@@ -286,9 +296,54 @@ static void random_bytes(unsigned char *p, size_t n)
     }
 }
 
-static void params_add(params_t *p, const w_alert_t *a)
+/* Whether no live worker has work for a: see store_plan_t. */
+static bool plan_settles(const store_plan_t *plan, const w_alert_t *a)
+{
+    if (plan == NULL || !plan->known || plan->targets ||
+        am_now_us() - plan->read_us > STORE_PLAN_STALE_US)
+        return false;
+    for (size_t i = 0; i < a->nind; i++)
+        for (size_t t = 0; t < plan->ntypes; t++)
+            if (strcmp(a->ind_types[i], plan->types[t]) == 0)
+                return false;
+    return true;
+}
+
+/* The indicator verdicts of a settled alert, as the worker writes them:
+ * {"type:value": "Unknown", ...}. */
+static void settled_verdicts(am_buf_t *out, const w_alert_t *a)
+{
+    am_buf_t key;
+    am_buf_init(&key, 0);
+    am_buf_putc(out, '{');
+    for (size_t i = 0; i < a->nind; i++) {
+        key.len = 0;
+        am_buf_puts(&key, a->ind_types[i]);
+        am_buf_putc(&key, ':');
+        am_buf_puts(&key, a->ind_values[i]);
+        if (i > 0)
+            am_buf_putc(out, ',');
+        am_buf_json_string(out, key.data, key.len);
+        am_buf_puts(out, ":\"Unknown\"");
+    }
+    am_buf_putc(out, '}');
+    am_buf_dispose(&key);
+}
+
+static void params_add(params_t *p, const store_plan_t *plan, w_alert_t *a)
 {
     size_t ord = ++p->nalerts;
+    a->settled = plan_settles(plan, a);
+    elem_raw(&p->b[P_SETTLED], a->settled ? "t" : "f");
+    if (a->settled) {
+        am_buf_t iv;
+        am_buf_init(&iv, 0);
+        settled_verdicts(&iv, a);
+        elem(&p->b[P_IV], iv.data);
+        am_buf_dispose(&iv);
+    } else {
+        elem(&p->b[P_IV], NULL);
+    }
     elem(&p->b[P_TITLE], a->title);
     elem(&p->b[P_SEV], a->severity);
     elem_raw(&p->b[P_OCC], a->occurred);
@@ -342,6 +397,7 @@ typedef struct batch {
     PGconn *c;
     char window[24];
     bool dedup;
+    const store_plan_t *plan;
     ingest_req_t **reqs;
     size_t nreq;
     bool fallback; /* request by request, with savepoints */
@@ -384,11 +440,11 @@ static int send_alerts(batch_t *b, size_t req, size_t alert)
     params_t p;
     params_init(&p);
     if (b->fallback) {
-        params_add(&p, &b->reqs[req]->alerts[alert]);
+        params_add(&p, b->plan, &b->reqs[req]->alerts[alert]);
     } else {
         for (size_t i = 0; i < b->nreq; i++)
             for (size_t k = 0; !b->reqs[i]->rejected && k < b->reqs[i]->n; k++)
-                params_add(&p, &b->reqs[i]->alerts[k]);
+                params_add(&p, b->plan, &b->reqs[i]->alerts[k]);
     }
     const char *v[NPARAM];
     params_finish(&p, b->window, v);
@@ -632,10 +688,11 @@ static run_next_t run(batch_t *b, batch_result_t *br)
     }
 }
 
-batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
-                               unsigned *retries, bool *fallback, char *err, size_t errlen)
+batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, const store_plan_t *plan,
+                               ingest_req_t **reqs, size_t nreq, unsigned *retries, bool *fallback,
+                               char *err, size_t errlen)
 {
-    batch_t b = {.c = c, .reqs = reqs, .nreq = nreq, .err = err, .errlen = errlen};
+    batch_t b = {.c = c, .plan = plan, .reqs = reqs, .nreq = nreq, .err = err, .errlen = errlen};
     b.dedup = dedup_window_s > 0;
     snprintf(b.window, sizeof(b.window), "%lld", (long long)(b.dedup ? dedup_window_s : 0));
     size_t ncmd = 8 + 2 * nreq; /* head, COMMIT, SP/RELEASE per request */

@@ -206,6 +206,8 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
     }
     free(slot);
     w->nind = n;
+    w->ind_types = types;
+    w->ind_values = values;
     w->ind_types_lit = arena_lit(ar, types, n);
     w->ind_values_lit = arena_lit(ar, values, n);
     w->ind_fields_lit = arena_lit(ar, sf, n);

@@ -120,6 +120,7 @@ void store_stats(const store_t *s, store_stats_t *out)
     out->requests_failed = atomic_load(&m->stats.requests_failed);
     out->alerts_inserted = atomic_load(&m->stats.alerts_inserted);
     out->alerts_deduplicated = atomic_load(&m->stats.alerts_deduplicated);
+    out->alerts_settled = atomic_load(&m->stats.alerts_settled);
     out->queries = atomic_load(&m->stats.queries);
     out->reconnects = atomic_load(&m->stats.reconnects);
     out->queue_depth = atomic_load(&m->stats.queue_depth);

@@ -192,6 +192,7 @@ typedef struct store_stats {
     uint64_t requests_failed;     /* ingest callbacks with any other status */
     uint64_t alerts_inserted;     /* new alert rows committed */
     uint64_t alerts_deduplicated; /* alerts answered as duplicates (committed) */
+    uint64_t alerts_settled;      /* new alerts written Enriched with no job (no worker has work) */
     uint64_t queries;             /* read-API queries answered */
     uint64_t reconnects;          /* successful (re)connections, all threads */
     uint64_t queue_depth;         /* ingest requests waiting now */
@@ -456,6 +457,23 @@ typedef struct store_enrich_outcome {
 int store_enrich_open(store_enrich_t **out, const char *conninfo, const char *worker, char *err,
                       size_t errlen);
 void store_enrich_close(store_enrich_t *e);
+
+/* What a process running enrichment workers announces to the writers of
+ * every process (009_enrichment_nodes.sql): the indicator types its
+ * providers answer and whether it has dispatch targets. Alerts that no live
+ * process has work for are settled at ingest (docs/enrichment.md, "Alerts
+ * settled at ingest"). One connection of its own, not listening. */
+typedef struct store_node store_node_t;
+/* Never fails: the connection is made by the first announce. node names
+ * the process (unique across hosts and restarts). */
+store_node_t *store_node_new(const char *conninfo, const char *node);
+/* Writes the row (types replaces the last announcement) and refreshes
+ * seen_at. 0 or AM_EUNAVAIL with the reason in err. */
+int store_node_announce(store_node_t *n, const char *const *types, size_t ntypes, bool targets,
+                        char *err, size_t errlen);
+/* Deletes the row (best effort: a row not deleted expires after 60 s) and
+ * closes. */
+void store_node_free(store_node_t *n);
 /* Returns when a job was announced or timeout_us passed. */
 int store_enrich_wait(store_enrich_t *e, int64_t timeout_us);
 void store_enrich_iocs_free(store_enrich_ioc_t *v, size_t n);

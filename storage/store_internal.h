@@ -116,7 +116,9 @@ typedef struct w_alert {
     bool fallback;
     const char *tags_lit; /* text[] literals */
     const char *ind_types_lit, *ind_values_lit, *ind_fields_lit;
+    const char **ind_types, **ind_values; /* the same, nind of each */
     size_t nind;
+    bool settled; /* written Enriched with no job by the last batch run (batch.c) */
 } w_alert_t;
 
 /* Why the database would refuse an alert, found before sending it (NULL when
@@ -156,15 +158,36 @@ typedef enum {
  * *retries counts the runs repeated after a deadlock or serialization
  * failure; *fallback is set when the batch had to be written request by
  * request. */
-batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, ingest_req_t **reqs, size_t nreq,
-                               unsigned *retries, bool *fallback, char *err, size_t errlen);
+/* What the live enrichment workers of the deployment can do, as a writer
+ * last read it from enrichment_nodes (009_enrichment_nodes.sql). An alert
+ * is settled at ingest (Enriched, verdict Unknown, no job) only when the
+ * reading is fresh, names at least one live worker, none of them has
+ * targets, and none of the alert's indicator types is in types. */
+typedef struct store_plan {
+    int64_t read_us; /* am_now_us() of the last attempt; 0: never */
+    bool known;      /* that attempt succeeded and found a live worker */
+    bool targets;
+    char **types; /* the union of the live workers' types */
+    size_t ntypes;
+} store_plan_t;
+#define STORE_PLAN_REFRESH_US ((int64_t)2000000)  /* re-read at most this old */
+#define STORE_PLAN_STALE_US   ((int64_t)10000000) /* older: settle nothing */
+/* Re-reads p on c when older than STORE_PLAN_REFRESH_US. A failed read
+ * leaves p unknown (every alert gets its job). */
+void store_plan_refresh(PGconn *c, store_plan_t *p);
+void store_plan_dispose(store_plan_t *p);
+
+/* plan may be NULL: no alert is settled. */
+batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, const store_plan_t *plan,
+                               ingest_req_t **reqs, size_t nreq, unsigned *retries, bool *fallback,
+                               char *err, size_t errlen);
 /* Prepares the batch statements on a new connection (pgconn on_connect). */
 int store_batch_prepare(PGconn *c, void *ctx);
 
 typedef struct store_counters {
     atomic_uint_fast64_t transactions, batches_failed, requests_ok, requests_failed,
         alerts_inserted, alerts_deduplicated, queries, reconnects, queue_depth, retries, fallbacks,
-        heavy;
+        heavy, alerts_settled;
 } store_counters_t;
 
 /* One writer thread: its lane and its connection. */

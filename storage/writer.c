@@ -52,6 +52,8 @@ static void finish(store_t *s, ingest_req_t **reqs, size_t n)
                     atomic_fetch_add(&s->stats.alerts_deduplicated, 1);
                 else
                     atomic_fetch_add(&s->stats.alerts_inserted, 1);
+                if (!q->out[k].is_duplicate && q->alerts[k].settled)
+                    atomic_fetch_add(&s->stats.alerts_settled, 1);
             }
         } else {
             atomic_fetch_add(&s->stats.requests_failed, 1);
@@ -71,7 +73,8 @@ static void fail_all(ingest_req_t **reqs, size_t n, const char *err)
     }
 }
 
-static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, bool stopping)
+static void process(store_t *s, pgconn_t *pc, store_plan_t *plan, ingest_req_t **reqs, size_t n,
+                    bool stopping)
 {
     char err[256] = "";
     batch_result_t br = BATCH_FAILED;
@@ -89,7 +92,8 @@ static void process(store_t *s, pgconn_t *pc, ingest_req_t **reqs, size_t n, boo
         }
         unsigned retries = 0;
         bool fallback = false;
-        br = store_batch_run(pc->conn, s->dedup_window_s, reqs, n, &retries, &fallback, err,
+        store_plan_refresh(pc->conn, plan);
+        br = store_batch_run(pc->conn, s->dedup_window_s, plan, reqs, n, &retries, &fallback, err,
                              sizeof(err));
         atomic_fetch_add(&s->stats.retries, retries);
         if (fallback)
@@ -120,6 +124,7 @@ void *store_writer_main(void *arg)
     store_pgconn_init(&pc, s->conninfo);
     pc.reconnects = &s->stats.reconnects;
     pc.on_connect = store_batch_prepare;
+    store_plan_t plan = {0};
     size_t cap = 64;
     ingest_req_t **batch = am_xcalloc(cap, sizeof(*batch));
     for (;;) {
@@ -176,8 +181,9 @@ void *store_writer_main(void *arg)
         }
         if (me->heavy)
             atomic_fetch_add(&s->stats.heavy, n);
-        process(s, &pc, batch, n, stopping);
+        process(s, &pc, &plan, batch, n, stopping);
     }
+    store_plan_dispose(&plan);
     free(batch);
     store_pgconn_close(&pc);
     return NULL;

@@ -48,6 +48,9 @@ struct wk {
     wk_bundle_t *cur;
     pthread_t *threads;
     unsigned nthreads;
+    atomic_uint gen;  /* bumped by every reload that took effect */
+    pthread_t beat;   /* announces what the workers can do (store_node_t) */
+    bool beating;
     atomic_bool stop;
     bool started;
     wk_ondemand_t *od; /* the on-demand queue and its thread (ondemand.c), or NULL */

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -830,6 +831,64 @@ done:
     wk_bundle_release(w, b);
 }
 
+/* The indicator types some provider of b answers, by name; their count. */
+static size_t work_types(const wk_bundle_t *b, const char *types[ENG_IOC__COUNT])
+{
+    size_t n = 0;
+    for (int t = 0; t < ENG_IOC__COUNT; t++) {
+        bool any = false;
+        for (size_t p = 0; p < b->n && !any; p++)
+            any = eng_provider_applies(eng_providers_at(b->set, p), (eng_ioc_type_t)t);
+        if (any)
+            types[n++] = eng_ioc_type_name((eng_ioc_type_t)t);
+    }
+    return n;
+}
+
+/* The announcement of what this process's workers can do: at start, within
+ * a quarter of a second of a reload, and every WK_BEAT_US; the row goes
+ * when the workers stop (009_enrichment_nodes.sql). */
+#define WK_BEAT_US ((int64_t)15 * 1000000)
+static void *beat_main(void *arg)
+{
+    wk_t *w = arg;
+    char host[64] = "host", node[160], err[256];
+    gethostname(host, sizeof(host) - 1);
+    unsigned char rnd[4] = {0};
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        memset(rnd, 0, sizeof(rnd));
+    snprintf(node, sizeof(node), "%s:%ld:%lld:%02x%02x%02x%02x", host, (long)getpid(),
+             (long long)(am_now_us() / 1000000), rnd[0], rnd[1], rnd[2], rnd[3]);
+    store_node_t *n = store_node_new(w->conninfo, node);
+    unsigned seen = atomic_load(&w->gen) - 1;
+    int64_t next = 0;
+    bool warned = false;
+    while (!atomic_load(&w->stop)) {
+        unsigned gen = atomic_load(&w->gen);
+        if (gen != seen || am_now_us() >= next) {
+            wk_bundle_t *b = wk_bundle_acquire(w);
+            const char *types[ENG_IOC__COUNT];
+            size_t nt = work_types(b, types);
+            bool targets = eng_targets_count(b->targets) > 0;
+            int rc = store_node_announce(n, types, nt, targets, err, sizeof(err));
+            wk_bundle_release(w, b);
+            if (rc == AM_OK) {
+                seen = gen;
+                next = am_now_us() + WK_BEAT_US;
+                warned = false;
+            } else {
+                next = am_now_us() + 1000000; /* the database is away: try each second */
+                if (!warned)
+                    am_log(AM_LOG_WARN, "worker_announce_failed", "serror", err, NULL);
+                warned = true;
+            }
+        }
+        wk_nap(w, 250000);
+    }
+    store_node_free(n);
+    return NULL;
+}
+
 static void *thread_main(void *arg)
 {
     wk_t *w = arg;
@@ -852,14 +911,7 @@ static void *thread_main(void *arg)
         wk_bundle_t *b = wk_bundle_acquire(w);
         bool fast = eng_targets_count(b->targets) == 0;
         const char *types[ENG_IOC__COUNT];
-        size_t ntypes = 0;
-        for (int t = 0; fast && t < ENG_IOC__COUNT; t++) {
-            bool any = false;
-            for (size_t p = 0; p < b->n && !any; p++)
-                any = eng_provider_applies(eng_providers_at(b->set, p), (eng_ioc_type_t)t);
-            if (any)
-                types[ntypes++] = eng_ioc_type_name((eng_ioc_type_t)t);
-        }
+        size_t ntypes = fast ? work_types(b, types) : 0;
         int rc = store_enrich_claim_batch(db, w->opt.lease_us, want, fast ? types : NULL, ntypes,
                                           cl, &n, &ended, err, sizeof(err));
         wk_bundle_release(w, b);
@@ -941,6 +993,14 @@ int wk_start(wk_t *w)
         }
         w->nthreads++;
     }
+    /* only a process that claims jobs tells the writers what it can do */
+    if (w->opt.threads > 0) {
+        if (pthread_create(&w->beat, NULL, beat_main, w) != 0) {
+            wk_stop(w);
+            return AM_EIO;
+        }
+        w->beating = true;
+    }
     w->started = true;
     am_log(AM_LOG_INFO, "worker_started", "ithreads", (int64_t)w->nthreads, "iproviders",
            (int64_t)w->cur->n, "ibatch", (int64_t)w->opt.batch, "son_demand",
@@ -961,6 +1021,7 @@ int wk_reload(wk_t *w)
     w->cur = b;
     pthread_mutex_unlock(&w->mu);
     wk_bundle_release(w, old);
+    atomic_fetch_add(&w->gen, 1);
     am_log(AM_LOG_INFO, "providers_reloaded", "iproviders", (int64_t)b->n, NULL);
     return AM_OK;
 }
@@ -973,6 +1034,9 @@ void wk_stop(wk_t *w)
     for (unsigned i = 0; i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
     w->nthreads = 0;
+    if (w->beating)
+        pthread_join(w->beat, NULL);
+    w->beating = false;
     wk_ondemand_stop(w);
 }
 

@@ -144,23 +144,39 @@ class PrivateCluster:
 
 def count_rows(url):
     """Rows of every application table (all public tables but the migration
-    bookkeeping), as a dict, to show that a rejected request wrote nothing."""
+    bookkeeping and the running workers' announcements), as a dict, to show that a rejected request wrote nothing;
+    and "enrichment_followups", the alerts' jobs and settled alerts."""
     sql = ("select table_name, (xpath('/row/c/text()', query_to_xml(format("
            "'select count(*) as c from %I', table_name), false, true, '')))[1]::text "
            "from information_schema.tables where table_schema = 'public' and "
-           "table_type = 'BASE TABLE' and table_name <> 'schema_migrations' order by 1")
+           "table_type = 'BASE TABLE' and table_name not in ('schema_migrations', "
+           "'enrichment_nodes') order by 1")
     out = {}
     for line in psql(url, sql).splitlines():
         name, n = line.split("|")
         out[name] = int(n)
     if not out:
         raise AssertionError("no application tables: did alertmapd migrate the database?")
+    out["enrichment_followups"] = followups(url)
     return out
 
 
-def job_count(url, alert_uuid):
-    return int(psql(url, "select count(*) from enrichment_jobs j join alerts a on "
-                    "a.id = j.alert_id where a.uuid = '%s'" % alert_uuid))
+# An alert's enrichment is recorded either as its job or, when no live
+# worker had work for it, by being written Enriched at ingest with no job
+# ("settled", docs/enrichment.md). A follow-up is either.
+FOLLOWUPS_SQL = ("(select count(*) from enrichment_jobs j where j.alert_id = a.id) + "
+                 "(select count(*) from alerts s where s.id = a.id and s.enrichment_status = "
+                 "'Enriched' and not exists (select 1 from enrichment_jobs k where k.alert_id = s.id))")
+
+
+def followup_count(url, alert_uuid):
+    """1 for a stored alert whose enrichment is recorded once."""
+    return int(psql(url, "select %s from alerts a where a.uuid = '%s'" % (FOLLOWUPS_SQL, alert_uuid)))
+
+
+def followups(url):
+    """Follow-ups of every stored alert (see followup_count)."""
+    return int(psql(url, "select coalesce(sum(%s), 0) from alerts a" % FOLLOWUPS_SQL))
 
 
 def alert_uuids_in_db(url):

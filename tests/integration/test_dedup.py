@@ -44,13 +44,13 @@ class DedupTest(harness.ServerTestCase):
 
         after = harness.count_rows(self.db.url)
         self.assertEqual(after["alerts"], before["alerts"] + 1)
-        self.assertEqual(after["enrichment_jobs"], before["enrichment_jobs"] + 1)
+        self.assertEqual(after["enrichment_followups"], before["enrichment_followups"] + 1)
         self.assertEqual(harness.psql(self.db.url, "select duplicate_count from alerts "
                                       "where uuid = '%s'" % u), str(N - 1))
         g = self.srv.get("/v1/alerts/" + u)
         self.assertEqual(g.status, 200, g)
         self.assertEqual(g.json["data"].get("duplicate_count"), N - 1)
-        self.assertEqual(harness.job_count(self.db.url, u), 1)
+        self.assertEqual(harness.followup_count(self.db.url, u), 1)
 
     def test_sequential_duplicate_answer(self):
         body = json.dumps(harness.generic_payload("dedup sequential")).encode()

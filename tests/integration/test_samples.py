@@ -126,12 +126,12 @@ class SamplesTest(harness.ServerTestCase):
                     # the enrichment workers (on by default, no providers here)
                     # may already have finished the job
                     self.assertIn(got.get("enrichment_status"), ("Pending", "Enriched"))
-                    self.assertEqual(harness.job_count(self.db.url, u), 1,
+                    self.assertEqual(harness.followup_count(self.db.url, u), 1,
                                      "enrichment jobs of %s" % u)
                 after = harness.count_rows(self.db.url)
                 self.assertEqual(after["alerts"], before["alerts"] + len(uuids))
-                self.assertEqual(after["enrichment_jobs"],
-                                 before["enrichment_jobs"] + len(uuids))
+                self.assertEqual(after["enrichment_followups"],
+                                 before["enrichment_followups"] + len(uuids))
 
 
 def _add(source):

@@ -115,7 +115,7 @@ class SplitTest(harness.ServerTestCase):
 
         after = harness.count_rows(self.db.url)
         self.assertEqual(after["alerts"], before["alerts"] + len(els))
-        self.assertEqual(after["enrichment_jobs"], before["enrichment_jobs"] + len(els))
+        self.assertEqual(after["enrichment_followups"], before["enrichment_followups"] + len(els))
 
         severities = ["Critical", "Medium", "Informational", "High"]
         first_iocs = [("ip", "10.20.1.5", "labels.instance"),
@@ -134,7 +134,7 @@ class SplitTest(harness.ServerTestCase):
                 self.assertEqual(got.get("detection_rule_ref"), "SplitTest")
                 self.assertEqual(got.get("raw_payload"), el,
                                  "raw_payload is the element, not the whole notification")
-                self.assertEqual(harness.job_count(self.db.url, u), 1,
+                self.assertEqual(harness.followup_count(self.db.url, u), 1,
                                  "one enrichment job per alert")
                 self.assertEqual(got.get("status"), "Open")
                 self.assertIn(got.get("enrichment_status"), ("Pending", "Enriched"))
@@ -158,7 +158,7 @@ class SplitTest(harness.ServerTestCase):
                 self.assertEqual(o.get("duplicate_count"), n, o)
         self.assertEqual(harness.count_rows(self.db.url), before, "duplicates wrote new rows")
         for u in uuids:
-            self.assertEqual(harness.job_count(self.db.url, u), 1)
+            self.assertEqual(harness.followup_count(self.db.url, u), 1)
             self.assertEqual(self.srv.get("/v1/alerts/" + u).json["data"].get("duplicate_count"),
                              2)
 
@@ -176,7 +176,7 @@ class SplitTest(harness.ServerTestCase):
         self.assertEqual([o.get("status") for o in lst], ["deduplicated", "queued"], lst)
         after = harness.count_rows(self.db.url)
         self.assertEqual(after["alerts"], before["alerts"] + 1)
-        self.assertEqual(after["enrichment_jobs"], before["enrichment_jobs"] + 1)
+        self.assertEqual(after["enrichment_followups"], before["enrichment_followups"] + 1)
 
     def test_repeated_element_in_one_request(self):
         # two identical elements normalize to one fingerprint: one alert
@@ -188,7 +188,7 @@ class SplitTest(harness.ServerTestCase):
         self.assertEqual([o.get("is_duplicate") for o in lst], [False, True], lst)
         after = harness.count_rows(self.db.url)
         self.assertEqual(after["alerts"], before["alerts"] + 1)
-        self.assertEqual(after["enrichment_jobs"], before["enrichment_jobs"] + 1)
+        self.assertEqual(after["enrichment_followups"], before["enrichment_followups"] + 1)
 
     def test_empty_alerts_array_422_names_split(self):
         for status in ("firing", "resolved"):
@@ -247,7 +247,7 @@ class SplitTest(harness.ServerTestCase):
         self.assertEqual(len({o["alert_uuid"] for o in lst}), 1000)
         after = harness.count_rows(self.db.url)
         self.assertEqual(after["alerts"], before["alerts"] + 1000)
-        self.assertEqual(after["enrichment_jobs"], before["enrichment_jobs"] + 1000)
+        self.assertEqual(after["enrichment_followups"], before["enrichment_followups"] + 1000)
 
     def test_bearer_token(self):
         payload = json.dumps(notification([element(unique("signed"), "10.3.3.3:9100")])).encode()

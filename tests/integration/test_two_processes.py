@@ -57,7 +57,7 @@ class TwoProcessesTest(harness.ServerTestCase):
                                       " '%s'" % u), "1")
         self.assertEqual(harness.psql(self.db.url, "select duplicate_count from alerts "
                                       "where uuid = '%s'" % u), str(DUPS - 1))
-        self.assertEqual(harness.job_count(self.db.url, u), 1)
+        self.assertEqual(harness.followup_count(self.db.url, u), 1)
 
     def test_unique_posts_through_both_are_all_stored(self):
         results = [None] * UNIQUE
