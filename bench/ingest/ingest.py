@@ -30,7 +30,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 # before the growth measurements.
 MODES = {
     "smoke": dict(pgbench=2, full=2, warm=1, level=1.5, read=0.5, fills=[0, 3000], pairs=1,
-                  heavy_alerts=40, heavy_lead=1.5, heavy_tail=0.5),
+                  heavy_alerts=40, heavy_lead=1.5, heavy_tail=0.5, heavy_repeat=2),
     "quick": dict(pgbench=5, full=5, warm=1, level=4, read=2, fills=[0, 200000],
                   heavy_alerts=400),
     "default": dict(pgbench=10, full=10, warm=2, level=10, read=3, fills=[0, 1000000],
@@ -487,22 +487,33 @@ class Bench:
 
     def phase_heavy(self):
         """Normal senders at 50 % of full speed; after a few seconds one heavy
-        Alertmanager request. The others' latency while it runs is compared
-        with the 50 % level measured alone (same rate, same senders)."""
+        Alertmanager request, repeated heavy_repeat times a second apart.
+        The others' latency while a heavy request runs (every request whose
+        life overlaps one) is compared with the others' latency in the same
+        run while none runs: one heavy request that is refused in 0.1 s
+        overlaps a few hundred others, whose p99 is their third-worst;
+        pooling the repeats makes the figure a measurement, and the baseline
+        from the same run keeps the machine's drift out of the ratio."""
         full = self.res["e2e"]["full"]["rate"]
         rate = max(1.0, 0.5 * full)
         body = heavy_alertmanager(self.m["heavy_alerts"], self.tag)
         raw = os.path.join(self.work, "heavy.raw")
         lead, tail, cap = self.m.get("heavy_lead", 3.0), self.m.get("heavy_tail", 2.0), 180.0
-        p = self.loadgen(rate, cap, body=self.template, path="/v1/ingest/elastic",
+        repeat, gap = self.m.get("heavy_repeat", 5), self.m.get("heavy_gap", 1.0)
+        p = self.loadgen(rate, cap * repeat, body=self.template, path="/v1/ingest/elastic",
                          tag=self.tag + "h", raw=raw, background=True, grace=120)
         time.sleep(lead)
-        t0 = time.monotonic_ns()
-        try:
-            st, data = self.http("POST", "/v1/ingest/alertmanager", body, timeout=cap)
-        except (OSError, http.client.HTTPException) as e:
-            st, data = 0, str(e).encode()
-        t1 = time.monotonic_ns()
+        windows, answers = [], []
+        for i in range(repeat):
+            if i:
+                time.sleep(gap)
+            t0 = time.monotonic_ns()
+            try:
+                st, data = self.http("POST", "/v1/ingest/alertmanager", body, timeout=cap)
+            except (OSError, http.client.HTTPException) as e:
+                st, data = 0, str(e).encode()
+            windows.append((t0, time.monotonic_ns()))
+            answers.append((st, data))
         time.sleep(tail)
         # stop the schedule; the requests queued meanwhile are still sent and waited for
         p.send_signal(signal.SIGTERM)
@@ -523,24 +534,36 @@ class Bench:
                     "max_ms": round(lat[-1], 2),
                     "non2xx": sum(1 for _, _, c in sel if c >= 0 and not 200 <= c < 300),
                     "unfinished": sum(1 for _, _, c in sel if c < 0)}
-        before = [r for r in recs if r[1] <= t0]
-        during = [r for r in recs if r[1] > t0 and r[0] <= t1]
+
+        def overlaps(r):
+            return any(r[1] > t0 and r[0] <= t1 for t0, t1 in windows)
+        during = [r for r in recs if overlaps(r)]
+        outside = [r for r in recs if not overlaps(r)]
         alone = next((l for l in self.res["e2e"]["levels"] if l["fraction"] == 0.5), None)
+        statuses = sorted({st for st, _ in answers})
+        st = answers[0][0] if len(statuses) == 1 else 0
+        secs = [(t1 - t0) / 1e9 for t0, t1 in windows]
         h = {"body_bytes": len(body), "alerts": self.m["heavy_alerts"], "ips_per_alert": 900,
-             "status": st, "seconds": round((t1 - t0) / 1e9, 2), "others_rate": round(rate, 1),
-             "others_before": stats(before), "others_during": stats(during),
+             "repeats": repeat, "statuses": statuses, "status": st,
+             "seconds": round(max(secs), 2), "seconds_each": [round(x, 2) for x in secs],
+             "others_rate": round(rate, 1),
+             "others_outside": stats(outside), "others_during": stats(during),
              "others_whole_run": {k: summary[k] for k in ("ok", "non2xx", "errors", "unfinished")},
              "longest_wait_ms": round(max(((d - s_) / 1e6 for s_, d, _ in recs), default=0), 2),
              "rss_after": self.rss()}
-        if st != 202:
-            h["answer"] = data[:300].decode(errors="replace")
-        base = alone["latency_ms"]["p99"] if alone else h["others_before"].get("p99_ms")
+        if st not in (202, 413, 422):
+            h["answer"] = "; ".join(d[:300].decode(errors="replace") for _, d in answers)
+        base = h["others_outside"].get("p99_ms")
         h["others_p99_without_ms"] = base
+        if alone:
+            h["level_50_alone_p99_ms"] = alone["latency_ms"]["p99"]
         if base and h["others_during"].get("p99_ms") is not None:
             h["p99_ratio"] = round(h["others_during"]["p99_ms"] / base, 2)
-        log("heavy request (%d bytes): %d in %.1f s; others' p99 %s ms during vs %s ms without, "
-            "longest wait %.0f ms" % (len(body), st, h["seconds"],
-                                      h["others_during"].get("p99_ms"), base, h["longest_wait_ms"]))
+        log("heavy request (%d bytes) x%d: %s in up to %.1f s; others' p99 %s ms during vs %s ms "
+            "outside (same run; %d and %d requests), longest wait %.0f ms" % (
+                len(body), repeat, "/".join(str(x) for x in statuses), h["seconds"],
+                h["others_during"].get("p99_ms"), base, h["others_during"]["requests"],
+                h["others_outside"].get("requests", 0), h["longest_wait_ms"]))
         self.res["heavy"] = h
 
     # -- growth: ingest rate and the read API as the table grows --
@@ -972,9 +995,11 @@ def report(res):
     h = res.get("heavy")
     if h:
         p("")
-        p("  heavy request: Alertmanager body of %d bytes (%d alerts x %d IPs) -> %d in %.1f s,"
-          % (h["body_bytes"], h["alerts"], h["ips_per_alert"], h["status"], h["seconds"]))
-        p("    others at 50 %% (%.0f/s): p99 %s ms during it, %s ms without (x%s); longest wait %.0f ms;"
+        p("  heavy request: Alertmanager body of %d bytes (%d alerts x %d IPs), %d times -> %d in"
+          " up to %.1f s," % (h["body_bytes"], h["alerts"], h["ips_per_alert"],
+                             h.get("repeats", 1), h["status"], h["seconds"]))
+        p("    others at 50 %% (%.0f/s): p99 %s ms while one ran, %s ms while none did (x%s);"
+          " longest wait %.0f ms;"
           " peak RSS after %.1f MB" % (h["others_rate"], h["others_during"].get("p99_ms"),
                                        h["others_p99_without_ms"], h.get("p99_ratio"),
                                        h["longest_wait_ms"], h["rss_after"]["peak_rss_mb"]))
@@ -1052,10 +1077,11 @@ def markdown(res):
         p("|---|---:|")
         p("| Alertmanager body, %d alerts × %d IPs | %s bytes |" % (
             h["alerts"], h["ips_per_alert"], "{:,}".format(h["body_bytes"])))
-        p("| its answer, time | %d, %.1f s |" % (h["status"], h["seconds"]))
-        p("| other senders at 50 %% (%.0f/s): p99 without it | %.1f ms |" % (
+        p("| sent, its answer, longest time | %d times, %d, %.1f s |" % (
+            h.get("repeats", 1), h["status"], h["seconds"]))
+        p("| other senders at 50 %% (%.0f/s): p99 while none ran (same run) | %.1f ms |" % (
             h["others_rate"], h["others_p99_without_ms"]))
-        p("| their p50 / p99 while it ran (%d requests) | %s / %s ms (×%s) |" % (
+        p("| their p50 / p99 while one ran (%d requests) | %s / %s ms (×%s) |" % (
             h["others_during"]["requests"], h["others_during"].get("p50_ms"),
             h["others_during"].get("p99_ms"), h.get("p99_ratio")))
         p("| longest wait of another request | %.0f ms |" % h["longest_wait_ms"])
