@@ -26,6 +26,10 @@ void glue_config_usage(FILE *out)
           "                                               CPU core, at most 256)\n"
           "  --writers N           ALERTMAP_WRITERS       database writer connections (default:\n"
           "                                               one per CPU core, at most 64)\n"
+          "  --writer-linger DUR   ALERTMAP_WRITER_LINGER longest wait of a writer for a fuller\n"
+          "                                               batch while another writer is busy: ms,\n"
+          "                                               or with suffix us/ms, at most 100ms\n"
+          "                                               (default 2ms; 0: none)\n"
           "  --max-body SIZE       ALERTMAP_MAX_BODY      largest request body accepted, bytes or\n"
           "                                               with suffix k/M (default 5M); larger\n"
           "                                               bodies get 413 PAYLOAD_TOO_LARGE\n"
@@ -305,6 +309,26 @@ static int parse_int_range(int *out, const char *s, int lo, int hi)
     return AM_OK;
 }
 
+/* A short wait: "2" or "2ms" (milliseconds), "500us"; 0 to 100 ms. */
+static int parse_linger(int64_t *out, const char *s)
+{
+    uint64_t v;
+    const char *end;
+    if (s == NULL || parse_digits(&v, s, &end) != AM_OK)
+        return AM_EINVAL;
+    uint64_t us;
+    if (*end == '\0' || strcmp(end, "ms") == 0)
+        us = v <= 100 ? v * 1000 : UINT64_MAX;
+    else if (strcmp(end, "us") == 0)
+        us = v;
+    else
+        return AM_EINVAL;
+    if (us > 100000)
+        return AM_EINVAL;
+    *out = (int64_t)us;
+    return AM_OK;
+}
+
 /* ---- options ---------------------------------------------------------- */
 
 typedef enum {
@@ -313,6 +337,7 @@ typedef enum {
     OPT_MAPPINGS,
     OPT_THREADS,
     OPT_WRITERS,
+    OPT_WRITER_LINGER,
     OPT_MAX_BODY,
     OPT_DEDUP_WINDOW,
     OPT_SQL_DIR,
@@ -359,6 +384,7 @@ static const struct {
     [OPT_MAPPINGS] = {"--mappings", "ALERTMAP_MAPPINGS"},
     [OPT_THREADS] = {"--threads", "ALERTMAP_THREADS"},
     [OPT_WRITERS] = {"--writers", "ALERTMAP_WRITERS"},
+    [OPT_WRITER_LINGER] = {"--writer-linger", "ALERTMAP_WRITER_LINGER"},
     [OPT_MAX_BODY] = {"--max-body", "ALERTMAP_MAX_BODY"},
     [OPT_DEDUP_WINDOW] = {"--dedup-window", "ALERTMAP_DEDUP_WINDOW"},
     [OPT_SQL_DIR] = {"--sql-dir", "ALERTMAP_SQL_DIR"},
@@ -467,6 +493,10 @@ static int apply(glue_config_t *cfg, opt_t o, const char *v, bool from_flag, cha
     case OPT_WRITERS:
         if (parse_int_range(&cfg->writers, v, 1, 64) != AM_OK)
             what = "expected a whole number from 1 to 64";
+        break;
+    case OPT_WRITER_LINGER:
+        if (parse_linger(&cfg->writer_linger_us, v) != AM_OK)
+            what = "expected a duration such as 2ms, 500us or 0 (at most 100ms)";
         break;
     case OPT_MAX_BODY:
         if (glue_parse_size(&cfg->max_body, v) != AM_OK)
@@ -656,6 +686,7 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->max_scan_bytes = GLUE_DEFAULT_MAX_SCAN_BYTES;
     cfg->max_dry_run_bytes = GLUE_DEFAULT_MAX_DRY_RUN_BYTES;
     cfg->replay_window_s = GLUE_DEFAULT_REPLAY_S;
+    cfg->writer_linger_us = 2000;
     cfg->workers = 2;
     cfg->worker_lease_s = 60;
     cfg->worker_poll_s = 5;

@@ -97,6 +97,7 @@ typedef struct glue_config {
     const char *sql_dir;
     int threads;
     int writers; /* store writer threads; 0 = the store's default (one per core) */
+    int64_t writer_linger_us; /* a writer's wait for a fuller batch (storage/writer.c) */
     size_t max_body;
     int64_t dedup_window_s;
     int db_wait_s;

@@ -219,6 +219,7 @@ int main(int argc, char **argv)
                             .dedup_window_s = cfg.dedup_window_s,
                             .readers = 2,
                             .writers = cfg.writers,
+                            .linger_us = cfg.writer_linger_us,
                             .max_batch = 256};
     store_t *store = store_new(&sopt);
     if (store == NULL) {

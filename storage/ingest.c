@@ -271,6 +271,7 @@ int store_ingest(store_t *s, const store_alert_t *alerts, size_t n, store_ingest
     else
         lane->head = r;
     lane->tail = r;
+    lane->nalerts += n;
     atomic_fetch_add(&s->stats.queue_depth, 1);
     pthread_cond_signal(&lane->cond);
     pthread_mutex_unlock(&s->wmu);

@@ -67,6 +67,7 @@ store_t *store_new(const store_options_t *opt)
     if (s->nreaders > MAX_READERS)
         s->nreaders = MAX_READERS;
     s->max_batch = opt->max_batch <= 0 ? DEFAULT_BATCH : opt->max_batch;
+    s->linger_us = opt->linger_us > 0 ? opt->linger_us : 0;
     s->max_batch_ind =
         opt->max_batch_indicators <= 0 ? DEFAULT_BATCH_IND : (size_t)opt->max_batch_indicators;
     s->nwriters = opt->writers <= 0 ? default_writers() : opt->writers;

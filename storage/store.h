@@ -32,6 +32,10 @@ typedef struct store_options {
     int readers;            /* reader threads, default 2 */
     int writers;            /* writer threads (connections), default one per core */
     int max_batch;          /* alerts per group commit, default 256 */
+    /* while another writer is busy with its batch, an idle writer that
+     * would take fewer than max_batch alerts waits up to this long for
+     * more (0: never waits); fewer, larger transactions under load */
+    int64_t linger_us;
     /* indicators per group commit, default 4096; a request with more
      * alerts than max_batch or more indicators than this is heavy: it runs
      * alone, in its own transaction, on the heavy lane */

@@ -200,6 +200,8 @@ typedef struct store_writer {
 /* A queue of requests, guarded by the store's wmu. */
 typedef struct store_lane {
     ingest_req_t *head, *tail;
+    size_t nalerts; /* alerts of the waiting requests */
+    int busy;       /* writers between taking a batch and its end */
     pthread_cond_t cond;
 } store_lane_t;
 
@@ -209,7 +211,8 @@ struct store {
     int nreaders;
     int max_batch;
     size_t max_batch_ind;
-    int nwriters; /* ordinary writers; one heavy writer more */
+    int64_t linger_us; /* see writer.c: a writer waits this long for a fuller batch */
+    int nwriters;      /* ordinary writers; one heavy writer more */
     size_t max_queue;
     size_t rdepth; /* queries waiting, guarded by rmu */
     store_counters_t stats;

@@ -22,7 +22,14 @@
  * than queue). A connection lost during COMMIT leaves the outcome unknown:
  * the requests get STORE_UNAVAILABLE, the sender retries, and dedup turns an
  * already committed first attempt into a duplicate answer, not a second alert.
- * At shutdown the queue is drained: every callback is called. */
+ * At shutdown the queue is drained: every callback is called.
+ *
+ * Linger: a writer that wakes to a queue of less than a full batch while
+ * another writer of its lane is busy waits up to linger_us (or until that
+ * writer ends, or the batch is full) before it takes the queue. Without it,
+ * every request that arrives while one writer commits wakes the other,
+ * which sends it in a batch of one or two: the per-transaction cost is then
+ * paid per alert. With no writer busy nothing waits. */
 #include "store_internal.h"
 
 #include <stdlib.h>
@@ -148,6 +155,23 @@ void *store_writer_main(void *arg)
             pthread_mutex_unlock(&s->wmu);
             break;
         }
+        /* another writer is busy with its batch and this one would take a
+         * small one: wait a little for more, up to linger_us */
+        if (!me->heavy && s->linger_us > 0 && !s->wstop) {
+            int64_t until = am_now_us() + s->linger_us;
+            while (lane->head != NULL && lane->busy > 0 && !s->wstop &&
+                   lane->nalerts < (size_t)s->max_batch) {
+                int64_t left = until - am_now_us();
+                if (left <= 0)
+                    break;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                int64_t ns = ts.tv_nsec + left * 1000;
+                ts.tv_sec += (time_t)(ns / 1000000000);
+                ts.tv_nsec = (long)(ns % 1000000000);
+                pthread_cond_timedwait(&lane->cond, &s->wmu, &ts);
+            }
+        }
         /* a batch closes before the request that would pass a cap; the
          * heavy lane takes one request at a time */
         size_t n = 0, alerts = 0, inds = 0, bytes = 0;
@@ -165,11 +189,14 @@ void *store_writer_main(void *arg)
                 lane->tail = NULL;
             q->next = NULL;
             batch[n++] = q;
+            lane->nalerts -= q->n;
             alerts += q->n;
             inds += q->nind;
             bytes += am_arena_used(q->arena);
         }
         bool stopping = s->wstop;
+        if (n > 0)
+            lane->busy++;
         atomic_fetch_sub(&s->stats.queue_depth, n);
         /* more waiting: wake another writer for it while this one works */
         if (lane->head != NULL)
@@ -182,6 +209,10 @@ void *store_writer_main(void *arg)
         if (me->heavy)
             atomic_fetch_add(&s->stats.heavy, n);
         process(s, &pc, &plan, batch, n, stopping);
+        pthread_mutex_lock(&s->wmu);
+        lane->busy--;
+        pthread_cond_broadcast(&lane->cond); /* a lingering writer may go now */
+        pthread_mutex_unlock(&s->wmu);
     }
     store_plan_dispose(&plan);
     free(batch);

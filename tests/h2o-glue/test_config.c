@@ -67,6 +67,7 @@ static void defaults(void **state)
     assert_true(cfg.threads >= 1);
     assert_int_equal(cfg.max_body, 5 * 1024 * 1024);
     assert_int_equal(cfg.dedup_window_s, 86400);
+    assert_int_equal(cfg.writer_linger_us, 2000);
     assert_int_equal(cfg.db_wait_s, 30);
     assert_int_equal(cfg.log_level, AM_LOG_INFO);
     assert_true(cfg.rate_per_key == 100.0 && cfg.burst_per_key == 1000.0);
@@ -180,7 +181,9 @@ static void env_then_flags_win(void **state)
     setenv("ALERTMAP_MAPPINGS", "/etc/alertmap/mappings", 1);
     setenv("ALERTMAP_SQL_DIR", "/usr/share/alertmap/sql", 1);
     setenv("ALERTMAP_LOG_LEVEL", "warn", 1);
+    setenv("ALERTMAP_WRITER_LINGER", "500us", 1);
     assert_int_equal(parse(&cfg, &act, err, sizeof(err), NULL), AM_OK);
+    assert_int_equal(cfg.writer_linger_us, 500);
     assert_string_equal(cfg.host, "0.0.0.0");
     assert_int_equal(cfg.threads, 3);
     assert_int_equal(cfg.max_body, 512 * 1024);
@@ -191,8 +194,8 @@ static void env_then_flags_win(void **state)
 
     assert_int_equal(parse(&cfg, &act, err, sizeof(err), "--listen", "[::1]:8443",
                            "--database-url=postgresql:///flag", "--threads", "1", "--max-body=2M",
-                           "--dedup-window", "0", "--mappings", "m", "--sql-dir", "sql",
-                           "--db-wait", "5", "--log-level", "debug", NULL),
+                           "--dedup-window", "0", "--writer-linger", "0", "--mappings", "m",
+                           "--sql-dir", "sql", "--db-wait", "5", "--log-level", "debug", NULL),
                      AM_OK);
     assert_string_equal(cfg.listen, "[::1]:8443");
     assert_string_equal(cfg.host, "::1");
@@ -201,6 +204,7 @@ static void env_then_flags_win(void **state)
     assert_int_equal(cfg.threads, 1);
     assert_int_equal(cfg.max_body, 2 * 1024 * 1024);
     assert_int_equal(cfg.dedup_window_s, 0);
+    assert_int_equal(cfg.writer_linger_us, 0);
     assert_string_equal(cfg.mappings, "m");
     assert_string_equal(cfg.sql_dir, "sql");
     assert_int_equal(cfg.db_wait_s, 5);
@@ -261,6 +265,10 @@ static void invalid_values(void **state)
         {"--threads", "0", "--threads"},
         {"--threads", "257", "--threads"},
         {"--threads", "2x", "--threads"},
+        {"--writer-linger", "101ms", "--writer-linger"},
+        {"--writer-linger", "100001us", "--writer-linger"},
+        {"--writer-linger", "2s", "--writer-linger"},
+        {"--writer-linger", "-1", "--writer-linger"},
         {"--max-body", "0", "--max-body"},
         {"--max-body", "5G", "--max-body"},
         {"--max-body", "-1", "--max-body"},

@@ -424,8 +424,13 @@ static void *mixer_thread(void *p)
 static void test_lock_order_many_writers(void **state)
 {
     (void)state;
-    store_options_t o = {
-        .conninfo = g_ci, .dedup_window_s = 3600, .readers = 1, .writers = 4, .max_batch = 4};
+    /* the writers linger for fuller batches (writer.c): the same books */
+    store_options_t o = {.conninfo = g_ci,
+                         .dedup_window_s = 3600,
+                         .readers = 1,
+                         .writers = 4,
+                         .max_batch = 4,
+                         .linger_us = 1000};
     store_t *s[2] = {store_new(&o), store_new(&o)};
     assert_non_null(s[0]);
     assert_non_null(s[1]);
