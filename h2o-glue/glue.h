@@ -96,7 +96,7 @@ typedef struct glue_config {
     const char *mappings_from; /* why: the flag, the variable or am_default_path's origin */
     const char *sql_dir;
     int threads;
-    int writers; /* store writer threads; 0 = the store's default (one per core) */
+    int writers;              /* store writer threads; 0 = the store's default (one per core) */
     int64_t writer_linger_us; /* a writer's wait for a fuller batch (storage/writer.c) */
     size_t max_body;
     int64_t dedup_window_s;
