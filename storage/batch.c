@@ -97,9 +97,7 @@ enum { MAX_RETRIES = 8, NPARAM = 20 };
     "  settled, iv, ord))," \
     "e AS ("                                                                                         \
     " SELECT x.* FROM (SELECT DISTINCT fp FROM u WHERE $13::int8 > 0) f CROSS JOIN LATERAL"          \
-    " (SELECT a.id, a.fingerprint, a.uuid, a.duplicate_count FROM alerts a"                          \
-    "  WHERE a.fingerprint = f.fp AND a.ingested_at >= now() - $13::int8 * interval '1 second'"      \
-    "  ORDER BY a.fingerprint, a.ingested_at, a.id LIMIT 1) x),"                                     \
+    " (" STORE_DEDUP_LOOKUP("f.fp", "$13::int8") ") x),"                                              \
     "c AS ("                                                                                         \
     " SELECT u.*, e.id AS eid, e.uuid AS euuid, e.duplicate_count AS ecount,"                        \
     "  row_number() OVER w AS rn, count(*) OVER (PARTITION BY u.fp) AS cnt,"                         \

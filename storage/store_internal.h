@@ -108,6 +108,21 @@ bool store_indicator_type_valid(const char *s);
 
 typedef struct query_req query_req_t;
 
+/* The dedup lookup of the writer (batch.c, INGEST_SQL), for the fingerprint
+ * FP and the window W in seconds (both SQL expressions): the oldest alert
+ * with that fingerprint ingested inside the window. It is served by
+ * alerts_fingerprint_day_idx (010_fingerprint_day.sql), probed once per UTC
+ * day the window touches; the day expression must stay the index's own.
+ * tests/storage/test_plans.c checks the plan. */
+#define STORE_DEDUP_DAY "(a.ingested_at AT TIME ZONE 'UTC')::date"
+#define STORE_DEDUP_LOOKUP(FP, W)                                                                  \
+    "SELECT a.id, a.fingerprint, a.uuid, a.duplicate_count FROM alerts a"                          \
+    " WHERE " STORE_DEDUP_DAY " = ANY (ARRAY(SELECT ((now() - " W " * interval '1 second')"        \
+    "   AT TIME ZONE 'UTC')::date + g FROM generate_series(0, (now() AT TIME ZONE 'UTC')::date"    \
+    "   - ((now() - " W " * interval '1 second') AT TIME ZONE 'UTC')::date) AS g))"                \
+    " AND a.fingerprint = " FP " AND a.ingested_at >= now() - " W " * interval '1 second'"         \
+    " ORDER BY a.ingested_at, a.id LIMIT 1"
+
 /* One alert as queued: strings and literals in the request's arena. */
 typedef struct w_alert {
     const char *title, *severity, *source_name, *description, *detection_rule_ref;
