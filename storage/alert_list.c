@@ -108,20 +108,58 @@ bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out)
  * it reads every match through a bitmap and sorts them, 12,000 alerts in
  * 120 ms and more with every new one. With a single filter the index walk is
  * never worse, so its query runs in a transaction with sorts and bitmap scans
- * switched off (*pin). Of several filters the first of severity,
- * source_name, status drives, and the planner stays free to read a rare
- * combination through another filter's index or a bitmap and sort it. */
-static void build_query(const list_params_t *lp, am_buf_t *sql, const char *p[8], int *npp,
-                        char limit1[24], bool *pin)
+ * switched off (*pin).
+ *
+ * Of several filters the first of severity, source_name, status drives, and
+ * the page is first taken from a bounded walk of its index (probe): the
+ * newest PROBE_FACTOR × (limit + 1) entries of the driving value, pinned
+ * like a single filter, keeping those that match the other filters. The
+ * walk's last entry comes back too, marked, whether it matches or not. If
+ * the walk found a whole page, or ended before its bound (it saw every entry
+ * of the value), that is the answer. Only a rare combination (fewer matches
+ * in the walk than a page) is asked again without the bound, and there the
+ * planner stays free to read it through another filter's index or a bitmap
+ * and sort it. Without the probe, statistics that think a value rare made
+ * the planner read every match of a common combination and sort them: on a
+ * fresh table of 54,000 alerts, 1 s per page (docs/performance.md,
+ * "Growth"). */
+enum { PROBE_FACTOR = 40, PROBE_MAX = 20000 };
+static int nfilters(const list_params_t *lp)
+{
+    return (lp->source_name != NULL) + (lp->severity != NULL) + (lp->status != NULL);
+}
+
+/* The probe's bound for lp (see above). */
+static int64_t probe_rows(const list_params_t *lp)
+{
+    int64_t k = PROBE_FACTOR * (lp->limit + 1);
+    return k < PROBE_MAX ? k : PROBE_MAX;
+}
+
+/* The columns after ALERT_COLS in a probe's rows. */
+enum { COL_PROBE_MATCH = COL_RAW, COL_PROBE_RN };
+
+static void build_query(const list_params_t *lp, bool probe, am_buf_t *sql, const char *p[8],
+                        int *npp, char limit1[24], char bound[24], bool *pin)
 {
     int np = 0;
-    *pin = (lp->source_name != NULL) + (lp->severity != NULL) + (lp->status != NULL) == 1;
+    probe = probe && nfilters(lp) >= 2;
+    *pin = nfilters(lp) == 1 || probe;
     snprintf(limit1, 24, "%lld", (long long)lp->limit + 1);
+    snprintf(bound, 24, "%lld", (long long)probe_rows(lp));
     const char *driver = lp->severity      ? "severity"
                          : lp->source_name ? "source_name"
                          : lp->status      ? "status"
                                            : NULL;
-    am_buf_puts(sql, "SELECT " ALERT_COLS " FROM alerts a WHERE true");
+    am_buf_t others, driver_cond;
+    am_buf_init(&others, 0);
+    am_buf_init(&driver_cond, 0);
+    am_buf_puts(&others, "true");
+    am_buf_puts(&driver_cond, "");
+    if (probe)
+        am_buf_puts(sql, "SELECT " ALERT_COLS ", a.am_match, a.am_rn FROM (SELECT a.*, ");
+    else
+        am_buf_puts(sql, "SELECT " ALERT_COLS " FROM alerts a WHERE true");
     const struct {
         const char *col, *val;
     } filters[] = {
@@ -133,11 +171,24 @@ static void build_query(const list_params_t *lp, am_buf_t *sql, const char *p[8]
         if (filters[i].val == NULL)
             continue;
         p[np++] = filters[i].val;
-        if (strcmp(filters[i].col, driver) == 0)
+        if (strcmp(filters[i].col, driver) == 0 && probe)
+            am_buf_printf(&driver_cond, " AND a.%s = ANY (ARRAY[$%d::text])", filters[i].col, np);
+        else if (strcmp(filters[i].col, driver) == 0)
             am_buf_printf(sql, " AND a.%s = ANY (ARRAY[$%d::text])", filters[i].col, np);
+        else if (probe)
+            am_buf_printf(&others, " AND a.%s = $%d", filters[i].col, np);
         else
             am_buf_printf(sql, " AND a.%s = $%d", filters[i].col, np);
     }
+    if (probe) {
+        /* the walk's row: whether it matches, its place in the walk */
+        am_buf_printf(sql,
+                      "(%s) AS am_match, row_number() OVER (ORDER BY a.%s, a.ingested_at DESC,"
+                      " a.id DESC) AS am_rn FROM alerts a WHERE true%s",
+                      others.data, driver, driver_cond.data);
+    }
+    am_buf_dispose(&others);
+    am_buf_dispose(&driver_cond);
     if (lp->has_since) {
         p[np++] = lp->since;
         am_buf_printf(sql,
@@ -153,12 +204,34 @@ static void build_query(const list_params_t *lp, am_buf_t *sql, const char *p[8]
                       "interval '1 microsecond', $%d::int8)",
                       np - 1, np);
     }
+    if (probe) {
+        p[np++] = bound;
+        am_buf_printf(sql,
+                      " ORDER BY a.%s, a.ingested_at DESC, a.id DESC LIMIT $%d::int8) a"
+                      " WHERE a.am_match OR a.am_rn = $%d::int8",
+                      driver, np, np);
+    }
     p[np++] = limit1;
     am_buf_puts(sql, " ORDER BY ");
     if (driver != NULL)
         am_buf_printf(sql, "a.%s, ", driver);
     am_buf_printf(sql, "a.ingested_at DESC, a.id DESC LIMIT $%d::int8", np);
     *npp = np;
+}
+
+/* Whether the rows of a probe are the answer (see build_query): a whole
+ * page matched, or the walk ended before its bound. */
+static bool probe_answers(const PGresult *r, const list_params_t *lp)
+{
+    int n = PQntuples(r), matched = 0;
+    bool bound_hit = false;
+    char k[24];
+    snprintf(k, sizeof(k), "%lld", (long long)probe_rows(lp));
+    for (int i = 0; i < n; i++) {
+        matched += PQgetvalue(r, i, COL_PROBE_MATCH)[0] == 't';
+        bound_hit = bound_hit || strcmp(PQgetvalue(r, i, COL_PROBE_RN), k) == 0;
+    }
+    return matched > lp->limit || !bound_hit;
 }
 
 /* Runs sql (a single-filter list when pin) and returns its result, NULL
@@ -200,13 +273,14 @@ static int explain(PGconn *c, const char *how, const store_query_t *q, char **pl
     }
     const char *p[8];
     int np = 0;
-    char limit1[24];
+    char limit1[24], bound[24];
     am_buf_t sql, b;
     am_buf_init(&sql, 0);
     am_buf_init(&b, 0);
     bool pin;
     am_buf_puts(&sql, how);
-    build_query(&lp, &sql, p, &np, limit1, &pin);
+    /* of several filters, the probe: the query that runs first */
+    build_query(&lp, true, &sql, p, &np, limit1, bound, &pin);
     PGresult *r = run_query(c, sql.data, np, p, pin);
     am_buf_dispose(&sql);
     int rc = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK ? AM_OK : AM_EUNAVAIL;
@@ -238,20 +312,31 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
         return AM_OK;
     const char *p[8];
     int np = 0;
-    char limit1[24];
+    char limit1[24], bound[24];
     am_buf_t sql;
-    am_buf_init(&sql, 0);
-    bool pin;
-    build_query(&lp, &sql, p, &np, limit1, &pin);
-    PGresult *r = run_query(c, sql.data, np, p, pin);
-    am_buf_dispose(&sql);
-    int rc = AM_OK;
-    if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-        rc = store_reply_db_error(c, r, out);
+    bool pin, probe = nfilters(&lp) >= 2;
+    PGresult *r;
+    for (;;) {
+        am_buf_init(&sql, 0);
+        build_query(&lp, probe, &sql, p, &np, limit1, bound, &pin);
+        r = run_query(c, sql.data, np, p, pin);
+        am_buf_dispose(&sql);
+        if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+            int rc = store_reply_db_error(c, r, out);
+            PQclear(r);
+            return rc;
+        }
+        if (!probe || probe_answers(r, &lp))
+            break;
+        /* a rare combination: asked again without the walk's bound */
         PQclear(r);
-        return rc;
+        probe = false;
     }
-    int n = PQntuples(r);
+    /* the rows of the page: every row, or a probe's matching ones */
+    int rows = PQntuples(r), *keep = am_xcalloc((size_t)rows + 1, sizeof(*keep)), n = 0;
+    for (int i = 0; i < rows; i++)
+        if (!probe || PQgetvalue(r, i, COL_PROBE_MATCH)[0] == 't')
+            keep[n++] = i;
     bool more = n > lp.limit;
     if (more)
         n = (int)lp.limit;
@@ -261,18 +346,20 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
     for (int i = 0; i < n; i++) {
         if (i > 0)
             am_buf_putc(&b, ',');
-        store_render_alert(&b, r, i, NULL);
+        store_render_alert(&b, r, keep[i], NULL);
     }
     am_buf_puts(&b, "],\"meta\":{\"next_cursor\":");
     if (more) {
         char cur[64];
-        store_cursor_encode(cur, strtoll(PQgetvalue(r, n - 1, COL_INGESTED), NULL, 10),
-                            strtoll(PQgetvalue(r, n - 1, COL_ID), NULL, 10));
+        int last = keep[n - 1];
+        store_cursor_encode(cur, strtoll(PQgetvalue(r, last, COL_INGESTED), NULL, 10),
+                            strtoll(PQgetvalue(r, last, COL_ID), NULL, 10));
         store_json_put_str(&b, cur);
     } else {
         am_buf_puts(&b, "null");
     }
     am_buf_printf(&b, ",\"limit\":%lld}}", (long long)lp.limit);
+    free(keep);
     PQclear(r);
     if (am_buf_ok(&b))
         store_reply_set(out, 200, am_buf_steal(&b));
