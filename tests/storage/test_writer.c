@@ -153,10 +153,48 @@ static void test_ingest_request_of_three(void **state)
                      4);
     assert_int_equal(th_int(g_db,
                             "SELECT count(*) FROM indicators WHERE last_seen >= first_seen"
-                            " AND type = 'ip' AND value = '203.0.113.9' AND last_seen > first_seen",
+                            " AND type = 'ip' AND value = '203.0.113.9'",
                             0),
                      1);
     th_ingest_dispose(&w);
+}
+
+/* last_seen is kept to the minute: an indicator named again within the
+ * minute is not rewritten (same row version), one last seen earlier moves
+ * to now */
+static void test_indicator_last_seen_to_the_minute(void **state)
+{
+    (void)state;
+    store_alert_t a = th_sample_alert("Seen A", "fp-seen-a");
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    th_ingest_dispose(&w);
+    char *x0 = th_str(g_db,
+                      "SELECT xmin::text FROM indicators WHERE type = 'ip' AND value ="
+                      " '203.0.113.9'",
+                      0);
+    a = th_sample_alert("Seen B", "fp-seen-b");
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    th_ingest_dispose(&w);
+    char *x1 = th_str(g_db,
+                      "SELECT xmin::text FROM indicators WHERE type = 'ip' AND value ="
+                      " '203.0.113.9'",
+                      0);
+    assert_string_equal(x0, x1);
+    free(x0);
+    free(x1);
+    th_int(g_db,
+           "UPDATE indicators SET last_seen = now() - interval '2 minutes' WHERE type = 'ip'"
+           " AND value = '203.0.113.9'",
+           0);
+    a = th_sample_alert("Seen C", "fp-seen-c");
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    th_ingest_dispose(&w);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM indicators WHERE type = 'ip' AND value ="
+                            " '203.0.113.9' AND last_seen > now() - interval '1 minute'",
+                            0),
+                     1);
 }
 
 /* ---- group commit ---------------------------------------------------------- */
@@ -844,6 +882,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ingest_one),
         cmocka_unit_test(test_ingest_request_of_three),
+        cmocka_unit_test(test_indicator_last_seen_to_the_minute),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_dedup_concurrent),
         cmocka_unit_test(test_dedup_concurrent_two_stores),
