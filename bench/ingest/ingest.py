@@ -430,17 +430,28 @@ class Bench:
             cmd = as_pg(["pgbench", "-n", "-h", self.sock, "-U", "alertmap", "-c", str(clients),
                          "-j", "2", "-T", str(d)] + extra + ["-f", path, db])
             log("reference %s: %s" % (name, " ".join(cmd[cmd.index("pgbench"):])))
+            pg0 = {p_: proc_ticks(p_) for p_ in [self.postmaster] + children(self.postmaster)}
+            m0 = machine_ticks()
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=d + 120)
+            pg1 = {p_: proc_ticks(p_) for p_ in [self.postmaster] + children(self.postmaster)}
+            m1 = machine_ticks()
             m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
             if r.returncode != 0 or not m:
                 raise RuntimeError("pgbench failed:\n" + r.stdout + r.stderr)
             failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
             alerts = int(self.sql(db, "select count(*) from alerts"))
+            # PostgreSQL's CPU per alert in the reference itself, so that the
+            # end-to-end figure can be read against it (docs/performance.md)
+            pg_s = sum((v or 0) - (pg0.get(p_) or 0) for p_, v in pg1.items()) / HZ
             out[name] = {"clients": clients, "alerts_per_tx": per_tx, "seconds": d,
                          "tps": float(m.group(1)), "rate": round(float(m.group(1)) * per_tx, 1),
                          "failed_tx": int(failed.group(1)) if failed else 0,
-                         "alerts_stored": alerts}
-            log("  %.0f alerts/s" % out[name]["rate"])
+                         "alerts_stored": alerts,
+                         "postgres_us_per_alert": round(pg_s * 1e6 / alerts, 1) if alerts else None,
+                         "machine_busy": round((m1[0] - m0[0]) / max(1, m1[1] - m0[1]), 3)}
+            log("  %.0f alerts/s; PostgreSQL %s us/alert, machine busy %.0f %%" % (
+                out[name]["rate"], out[name]["postgres_us_per_alert"],
+                100 * out[name]["machine_busy"]))
             self.sql("postgres", 'drop database "%s"' % db)
         self.res["reference"] = out
 
@@ -964,6 +975,10 @@ def report(res):
                               ref["batched"]["rate"]))
         p("  %-62s %10.0f" % ("PostgreSQL, reference rows, 1 alert/transaction, 32 clients",
                               ref["naive"]["rate"]))
+        if ref["batched"].get("postgres_us_per_alert"):
+            p("  (PostgreSQL CPU per alert: batched %s us, naive %s us; machine busy %.0f / %.0f %%)"
+              % (ref["batched"]["postgres_us_per_alert"], ref["naive"]["postgres_us_per_alert"],
+                 100 * ref["batched"]["machine_busy"], 100 * ref["naive"]["machine_busy"]))
     e = res.get("e2e")
     if e:
         f = e["full"]
@@ -1045,6 +1060,9 @@ def markdown(res):
           % "{:,.0f}".format(ref["batched"]["rate"]))
         p("| PostgreSQL, reference rows, one transaction per alert, 32 clients | %s |"
           % "{:,.0f}".format(ref["naive"]["rate"]))
+        if ref["batched"].get("postgres_us_per_alert"):
+            p("| PostgreSQL CPU per alert in the reference: batched / naive | %s / %s µs |"
+              % (ref["batched"]["postgres_us_per_alert"], ref["naive"]["postgres_us_per_alert"]))
     if e:
         f = e["full"]
         p("| alertmapd end to end, wrk -t2 -c32 (p50 %.1f ms, p99 %.1f ms) | %s |"
