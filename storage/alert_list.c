@@ -110,8 +110,12 @@ bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out)
  * never worse, so its query runs in a transaction with sorts and bitmap scans
  * switched off (*pin).
  *
- * Of several filters the first of severity, source_name, status drives, and
- * the page is first taken from a bounded walk of its index (probe): the
+ * Of several filters the first of severity, source_name, status drives.
+ * When the table's statistics know every filter value (each is one of its
+ * column's most common values: stats_know), the planner chooses, and reads
+ * a rare combination through another filter's index or a bitmap. Otherwise
+ * its estimate cannot be trusted, and the page is first taken from a
+ * bounded walk of the driving filter's index (probe): the
  * newest PROBE_FACTOR × (limit + 1) entries of the driving value, pinned
  * like a single filter, keeping those that match the other filters. The
  * walk's last entry comes back too, marked, whether it matches or not. If
@@ -124,6 +128,7 @@ bool store_alert_list_precheck(const store_query_t *q, reply_buf_t *out)
  * fresh table of 54,000 alerts, 1 s per page (docs/performance.md,
  * "Growth"). */
 enum { PROBE_FACTOR = 40, PROBE_MAX = 20000 };
+
 static int nfilters(const list_params_t *lp)
 {
     return (lp->source_name != NULL) + (lp->severity != NULL) + (lp->status != NULL);
@@ -219,6 +224,45 @@ static void build_query(const list_params_t *lp, bool probe, am_buf_t *sql, cons
     *npp = np;
 }
 
+/* Whether the statistics of alerts know every filter value of lp as one of
+ * its column's most common values: then the planner's estimate of the
+ * combination can be trusted and no probe is needed. A table never
+ * analyzed, or a value that arrived after the last ANALYZE, answers false.
+ * A failed query answers false too (the probe is always correct). */
+static bool stats_know(PGconn *c, const list_params_t *lp)
+{
+    static const char sql[] =
+        "SELECT count(*) = $3::int FROM pg_stats s, unnest($1::text[], $2::text[]) AS f(col, val)"
+        " WHERE s.schemaname = (SELECT n.nspname FROM pg_class k JOIN pg_namespace n"
+        "   ON n.oid = k.relnamespace WHERE k.oid = 'alerts'::regclass)"
+        " AND s.tablename = 'alerts' AND s.attname = f.col"
+        " AND f.val = ANY (s.most_common_vals::text::text[])";
+    const char *vals[] = {lp->source_name, lp->severity, lp->status};
+    static const char *const cols[] = {"source_name", "severity", "status"};
+    am_buf_t cl, vl;
+    am_buf_init(&cl, 0);
+    am_buf_init(&vl, 0);
+    const char *cv[3], *vv[3];
+    size_t n = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (vals[i] != NULL) {
+            cv[n] = cols[i];
+            vv[n++] = vals[i];
+        }
+    store_pg_text_array(&cl, cv, n);
+    store_pg_text_array(&vl, vv, n);
+    char num[8];
+    snprintf(num, sizeof(num), "%zu", n);
+    const char *p[] = {cl.data, vl.data, num};
+    PGresult *r = PQexecParams(c, sql, 3, NULL, p, NULL, NULL, 0);
+    bool known =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    am_buf_dispose(&cl);
+    am_buf_dispose(&vl);
+    return known;
+}
+
 /* Whether the rows of a probe are the answer (see build_query): a whole
  * page matched, or the walk ended before its bound. */
 static bool probe_answers(const PGresult *r, const list_params_t *lp)
@@ -279,8 +323,8 @@ static int explain(PGconn *c, const char *how, const store_query_t *q, char **pl
     am_buf_init(&b, 0);
     bool pin;
     am_buf_puts(&sql, how);
-    /* of several filters, the probe: the query that runs first */
-    build_query(&lp, true, &sql, p, &np, limit1, bound, &pin);
+    /* of several filters: the query that runs first */
+    build_query(&lp, !stats_know(c, &lp), &sql, p, &np, limit1, bound, &pin);
     PGresult *r = run_query(c, sql.data, np, p, pin);
     am_buf_dispose(&sql);
     int rc = r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK ? AM_OK : AM_EUNAVAIL;
@@ -314,7 +358,7 @@ int store_alert_list(PGconn *c, const store_query_t *q, reply_buf_t *out)
     int np = 0;
     char limit1[24], bound[24];
     am_buf_t sql;
-    bool pin, probe = nfilters(&lp) >= 2;
+    bool pin, probe = nfilters(&lp) >= 2 && !stats_know(c, &lp);
     PGresult *r;
     for (;;) {
         am_buf_init(&sql, 0);

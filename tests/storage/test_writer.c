@@ -159,27 +159,27 @@ static void test_ingest_request_of_three(void **state)
     th_ingest_dispose(&w);
 }
 
+/* Ingests th_sample_alert(title); returns the xmin of its ip indicator. */
+static char *ingest_sample_xmin(const char *title, const char *fp)
+{
+    store_alert_t a = th_sample_alert(title, fp);
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    th_ingest_dispose(&w);
+    return th_str(g_db,
+                  "SELECT xmin::text FROM indicators WHERE type = 'ip' AND value ="
+                  " '203.0.113.9'",
+                  0);
+}
+
 /* last_seen is kept to the minute: an indicator named again within the
  * minute is not rewritten (same row version), one last seen earlier moves
  * to now */
 static void test_indicator_last_seen_to_the_minute(void **state)
 {
     (void)state;
-    store_alert_t a = th_sample_alert("Seen A", "fp-seen-a");
-    th_ingest_t w;
-    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
-    th_ingest_dispose(&w);
-    char *x0 = th_str(g_db,
-                      "SELECT xmin::text FROM indicators WHERE type = 'ip' AND value ="
-                      " '203.0.113.9'",
-                      0);
-    a = th_sample_alert("Seen B", "fp-seen-b");
-    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
-    th_ingest_dispose(&w);
-    char *x1 = th_str(g_db,
-                      "SELECT xmin::text FROM indicators WHERE type = 'ip' AND value ="
-                      " '203.0.113.9'",
-                      0);
+    char *x0 = ingest_sample_xmin("Seen A", "fp-seen-a");
+    char *x1 = ingest_sample_xmin("Seen B", "fp-seen-b");
     assert_string_equal(x0, x1);
     free(x0);
     free(x1);
@@ -187,9 +187,7 @@ static void test_indicator_last_seen_to_the_minute(void **state)
            "UPDATE indicators SET last_seen = now() - interval '2 minutes' WHERE type = 'ip'"
            " AND value = '203.0.113.9'",
            0);
-    a = th_sample_alert("Seen C", "fp-seen-c");
-    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
-    th_ingest_dispose(&w);
+    free(ingest_sample_xmin("Seen C", "fp-seen-c"));
     assert_int_equal(th_int(g_db,
                             "SELECT count(*) FROM indicators WHERE type = 'ip' AND value ="
                             " '203.0.113.9' AND last_seen > now() - interval '1 minute'",

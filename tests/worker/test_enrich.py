@@ -469,16 +469,18 @@ class EnrichTest(StandTestCase):
                                                    "'Enriched'"), "0")
 
 
-def start_worker(db_url, providers, name_tmp):
-    """alertmapd --role worker (no listener); returns the Popen and its log path."""
+def start_worker(db_url, providers, name_tmp, args=None, env_extra=None):
+    """alertmapd --role worker (no listener); returns the Popen and its log path.
+    args replaces the worker options (default: two threads, WORKER_ARGS)."""
     log = os.path.join(name_tmp, "worker-%d.log" % time.monotonic_ns())
     env = dict(os.environ)
     env.update(ENV)
+    env.update(env_extra or {})
     env["ALERTMAP_SQL_DIR"] = os.path.join(ROOT, "schemas", "sql")
     fh = open(log, "ab")
     p = subprocess.Popen([harness.ALERTMAPD, "--role", "worker", "--database-url", db_url,
-                          "--mappings", os.path.join(ROOT, "mappings"), "--providers", providers,
-                          "--workers", "2"] + WORKER_ARGS,
+                          "--mappings", os.path.join(ROOT, "mappings"), "--providers", providers]
+                         + (args if args is not None else ["--workers", "2"] + WORKER_ARGS),
                          stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env)
     fh.close()
     deadline = time.monotonic() + 20 * harness.SLOW

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 import harness  # noqa: E402
+import test_enrich as te  # noqa: E402
 
 ROOT = harness.ROOT
 PLAN_REFRESH = 2.0  # the writers re-read the live workers at most this often (storage/plan.c)
@@ -82,50 +82,36 @@ def settled_total(srv):
     raise AssertionError("no alertmap_store_alerts_settled_total in /metrics")
 
 
-def start_worker(db_url, providers, tmp, extra=()):
-    log = os.path.join(tmp, "worker-%d.log" % time.monotonic_ns())
-    env = dict(os.environ)
-    env["ALERTMAP_SQL_DIR"] = os.path.join(ROOT, "schemas", "sql")
-    fh = open(log, "ab")
-    p = subprocess.Popen([harness.ALERTMAPD, "--role", "worker", "--database-url", db_url,
-                          "--mappings", os.path.join(ROOT, "mappings"), "--providers", providers,
-                          "--workers", "1", "--worker-poll", "1"] + list(extra),
-                         stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, env=env)
-    fh.close()
-    deadline = time.monotonic() + 20 * harness.SLOW
-    while True:
-        with open(log, "rb") as f:
-            if b'"worker_started"' in f.read():
-                return p, log
-        if p.poll() is not None or time.monotonic() > deadline:
-            with open(log) as f:
-                raise AssertionError("worker did not start:\n" + f.read())
-        time.sleep(0.05)
+def start_worker(db_url, providers, tmp, extra=(), env=None):
+    """A worker-only alertmapd with one thread (test_enrich.start_worker)."""
+    return te.start_worker(db_url, providers, tmp,
+                           args=["--workers", "1", "--worker-poll", "1"] + list(extra),
+                           env_extra=env)
 
 
-def stop_worker(p, log):
-    p.send_signal(signal.SIGTERM)
-    rc = p.wait(timeout=30 * harness.SLOW)
-    with open(log) as f:
-        text = f.read()
-    for m in harness.SANITIZER_MARKERS:
-        assert m not in text, text[-4000:]
-    assert rc == 0, "worker exited %d:\n%s" % (rc, text[-4000:])
+stop_worker = te.stop_worker
 
 
-class SettleTest(unittest.TestCase):
-    """One alertmapd with one worker thread and a list provider for IPs."""
+class OneServer(unittest.TestCase):
+    """A fresh database and one alertmapd with ARGS (cls.tmp for files)."""
+
+    NAME = "settle"
+
+    @classmethod
+    def args(cls):
+        return []
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-settle-")
-        cls.providers = os.path.join(cls.tmp, "providers")
-        list_provider(cls.providers, "ips", ["ip"], ["203.0.113.9"])
-        cls.db = harness.TempDatabase("settle")
-        cls.srv = harness.Server(cls.db.url, args=["--providers", cls.providers,
-                                                   "--workers", "1", "--worker-poll", "1"])
+        cls.tmp = tempfile.mkdtemp(prefix="alertmap-%s-" % cls.NAME.replace("_", "-"))
+        cls.prepare()
+        cls.db = harness.TempDatabase(cls.NAME)
+        cls.srv = harness.Server(cls.db.url, args=cls.args())
         cls.srv.start()
-        wait_nodes(cls.db.url, [(["ip"], False)])
+
+    @classmethod
+    def prepare(cls):
+        pass
 
     @classmethod
     def tearDownClass(cls):
@@ -135,6 +121,24 @@ class SettleTest(unittest.TestCase):
             cls.srv.cleanup()
             cls.db.drop()
             shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+class SettleTest(OneServer):
+    """One alertmapd with one worker thread and a list provider for IPs."""
+
+    @classmethod
+    def prepare(cls):
+        cls.providers = os.path.join(cls.tmp, "providers")
+        list_provider(cls.providers, "ips", ["ip"], ["203.0.113.9"])
+
+    @classmethod
+    def args(cls):
+        return ["--providers", cls.providers, "--workers", "1", "--worker-poll", "1"]
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        wait_nodes(cls.db.url, [(["ip"], False)])
 
     def test_no_work_is_settled_at_ingest(self):
         before = settled_total(self.srv)
@@ -200,25 +204,15 @@ class SettleTest(unittest.TestCase):
             wait_nodes(self.db.url, [(["ip"], False)])
 
 
-class NoWorkerTest(unittest.TestCase):
+class NoWorkerTest(OneServer):
     """alertmapd --workers 0, then worker-only processes: what is settled
     follows what the live workers of the deployment can do."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="alertmap-settle-nw-")
-        cls.db = harness.TempDatabase("settle_nw")
-        cls.srv = harness.Server(cls.db.url, args=["--workers", "0"])
-        cls.srv.start()
+    NAME = "settle_nw"
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.srv.stop()
-        finally:
-            cls.srv.cleanup()
-            cls.db.drop()
-            shutil.rmtree(cls.tmp, ignore_errors=True)
+    def args(cls):
+        return ["--workers", "0"]
 
     def test_deployment_wide(self):
         # no worker anywhere: every alert waits for one in its job
@@ -247,13 +241,8 @@ class NoWorkerTest(unittest.TestCase):
             with open(os.path.join(pt, "agent.yaml"), "w") as fh:
                 fh.write("target: agent\nurl: http://127.0.0.1:9/hook\n"
                          "secret: SETTLE_TEST_SECRET\n")
-            env_secret = os.environ.get("SETTLE_TEST_SECRET")
-            os.environ["SETTLE_TEST_SECRET"] = "s" * 32
-            try:
-                w2, log2 = start_worker(self.db.url, pd, self.tmp, ["--targets", pt])
-            finally:
-                if env_secret is None:
-                    del os.environ["SETTLE_TEST_SECRET"]
+            w2, log2 = start_worker(self.db.url, pd, self.tmp, ["--targets", pt],
+                                    env={"SETTLE_TEST_SECRET": "s" * 32})
             try:
                 wait_nodes(self.db.url, sorted([(["domain"], False), (["domain"], True)]))
                 u = post(self.srv, "ip with targets", [{"type": "ip", "value": "198.51.100.2"}])
