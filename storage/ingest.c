@@ -208,6 +208,14 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
     w->nind = n;
     w->ind_types = types;
     w->ind_values = values;
+    /* the caller's strings, copied: the writer reads them (batch.c,
+     * settled alerts) after store_ingest() has returned */
+    for (size_t i = 0; i < n; i++) {
+        types[i] = am_arena_strdup(ar, types[i]);
+        values[i] = am_arena_strdup(ar, values[i]);
+        if (types[i] == NULL || values[i] == NULL)
+            return AM_ELIMIT;
+    }
     w->ind_types_lit = arena_lit(ar, types, n);
     w->ind_values_lit = arena_lit(ar, values, n);
     w->ind_fields_lit = arena_lit(ar, sf, n);
