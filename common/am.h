@@ -113,6 +113,10 @@ void am_buf_init(am_buf_t *b, size_t max);
 void am_buf_dispose(am_buf_t *b);
 /* Append n bytes of p / the string s / one char / printf output. */
 void am_buf_append(am_buf_t *b, const void *p, size_t n);
+/* Room for n more bytes (and the NUL after them) at b->data + b->len, for a
+ * caller that writes them in place and then sets b->len (and the NUL) itself.
+ * NULL, and b failed, when n more bytes would pass the bound. */
+char *am_buf_reserve(am_buf_t *b, size_t n);
 void am_buf_puts(am_buf_t *b, const char *s);
 void am_buf_putc(am_buf_t *b, char c);
 void am_buf_printf(am_buf_t *b, const char *fmt, ...) AM_PRINTF(2, 3);

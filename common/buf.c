@@ -45,6 +45,11 @@ void am_buf_append(am_buf_t *b, const void *p, size_t n)
     b->data[b->len] = '\0';
 }
 
+char *am_buf_reserve(am_buf_t *b, size_t n)
+{
+    return reserve(b, n) ? b->data + b->len : NULL;
+}
+
 void am_buf_puts(am_buf_t *b, const char *s)
 {
     am_buf_append(b, s, strlen(s));
