@@ -201,7 +201,11 @@ int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values
     }
     /* Duplicate keys are refused: the signed bytes must mean one thing. */
     json_error_t jerr;
+    /* the tree lives until the engine step ends: from the scratch slab
+     * when the program gave jansson am_scratch_malloc (alertmapd does) */
+    bool was = am_scratch_begin();
     *out = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    am_scratch_end(was);
     if (*out == NULL)
         return fail(err, AM_EINVAL, "INVALID_JSON", "invalid JSON: %s (line %d, column %d)",
                     jerr.text, jerr.line, jerr.column);
