@@ -15,7 +15,7 @@
  *   itself is not changed: the stored raw payload keeps the original bytes.
  * Anything else that is not valid JSON is left to jansson's own error.
  */
-#include "eng.h"
+#include "json_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -204,7 +204,9 @@ int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values
     /* the tree lives until the engine step ends: from the scratch slab
      * when the program gave jansson am_scratch_malloc (alertmapd does) */
     bool was = am_scratch_begin();
-    *out = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    *out = eng_json_fast(text, tlen);
+    if (*out == NULL) /* anything but the plain path: jansson decides, and words the error */
+        *out = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
     am_scratch_end(was);
     if (*out == NULL)
         return fail(err, AM_EINVAL, "INVALID_JSON", "invalid JSON: %s (line %d, column %d)",
