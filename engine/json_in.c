@@ -115,6 +115,25 @@ static num_verdict_t classify(const char *s, size_t len)
     return (isinf(d) && errno == ERANGE) ? NUM_QUOTE : NUM_OK;
 }
 
+/* The index of the quote that ends the string whose text starts at
+ * body[from], or len: the first quote after an even run of backslashes
+ * (a backslash escapes the byte after it). */
+static size_t string_end(const char *body, size_t from, size_t len)
+{
+    for (size_t i = from; i < len;) {
+        const char *q = memchr(body + i, '"', len - i);
+        if (q == NULL)
+            return len;
+        size_t at = (size_t)(q - body), bs = 0;
+        while (at - bs > from && body[at - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return at;
+        i = at + 1;
+    }
+    return len;
+}
+
 int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values, am_arena_t *a,
                    eng_error_t *err)
 {
@@ -124,10 +143,7 @@ int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values
         char c = body[i];
         if (c == '"') {
             nvalues++;
-            for (i++; i < len && body[i] != '"'; i++)
-                if (body[i] == '\\')
-                    i++;
-            i++;
+            i = string_end(body, i + 1, len) + 1;
         } else if (c == '-' || is_digit(c)) {
             size_t b = i;
             while (i < len && (is_digit(body[i]) || body[i] == '-' || body[i] == '+' ||
