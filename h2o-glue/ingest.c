@@ -185,9 +185,7 @@ static void on_ingested(const store_ingest_result_t *res, void *ctx)
         if (p->nalerts > 0) {
             /* the answer is recorded before it is sent: a replay that sees
              * the row completed gets exactly these bytes */
-            json_t *v = glue_ingest_json(p->outcomes, p->nalerts, p->with_list);
-            p->answer = v ? json_dumps(v, JSON_COMPACT) : NULL;
-            json_decref(v);
+            p->answer = glue_ingest_text(p->outcomes, p->nalerts, p->with_list);
             if (p->answer != NULL &&
                 store_delivery_complete(deliveries, p->dl.source, p->dl.key, p->dl.token, 202,
                                         p->answer, on_recorded, p) == AM_OK)
@@ -224,10 +222,9 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
         return;
     }
     rc->alert_uuid = am_arena_strdup(rc->arena, p->outcomes[0].uuid);
-    if (p->answer != NULL)
-        glue_send_json(rc, 202, p->answer, strlen(p->answer));
-    else
-        glue_send_value(rc, 202, glue_ingest_json(p->outcomes, p->nalerts, p->with_list));
+    if (p->answer == NULL)
+        p->answer = glue_ingest_text(p->outcomes, p->nalerts, p->with_list);
+    glue_send_json(rc, 202, p->answer, strlen(p->answer));
 }
 
 static void ingest_dispose(glue_pending_t *base)
