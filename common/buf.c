@@ -57,6 +57,12 @@ void am_buf_puts(am_buf_t *b, const char *s)
 
 void am_buf_putc(am_buf_t *b, char c)
 {
+    /* the common case without reserve(): room for c and the NUL */
+    if (b->len + 2 <= b->cap && !b->failed && (b->max == 0 || b->len + 1 <= b->max)) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return;
+    }
     am_buf_append(b, &c, 1);
 }
 
