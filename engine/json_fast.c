@@ -176,6 +176,18 @@ static bool unescape(fast_t *f, const char *s, size_t n, size_t *out_len)
     return true;
 }
 
+/* The bytes a string holds as they are: printable ASCII but the quote and
+ * the backslash. */
+#define P8(x) x, x, x, x, x, x, x, x
+static const bool plain[256] = {
+    P8(0), P8(0), P8(0), P8(0),                        /* 0x00-0x1f */
+    1,     1,     0,     1,     1,     1, 1, 1, P8(1), /* 0x20-0x2f: '"' */
+    P8(1), P8(1), P8(1), P8(1), P8(1),                 /* 0x30-0x57 */
+    1,     1,     1,     1,     0,     1, 1, 1,        /* 0x58-0x5f: '\\' */
+    P8(1), P8(1), P8(1), P8(1),                        /* 0x60-0x7f; 0x80-0xff: 0 */
+};
+#undef P8
+
 /* The string at f->p (its opening quote): its text in *s, *len bytes
  * (pointing into the body when it has no escape, else into f->tmp). */
 static bool string(fast_t *f, const char **s, size_t *len)
@@ -184,6 +196,8 @@ static bool string(fast_t *f, const char **s, size_t *len)
     const unsigned char *q = b, *end = (const unsigned char *)f->end;
     bool esc = false;
     for (;;) {
+        while (q < end && plain[*q])
+            q++;
         if (q >= end)
             return false;
         unsigned c = *q;

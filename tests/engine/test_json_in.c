@@ -202,6 +202,15 @@ static void fast_reader_builds_janssons_tree(void **state)
     /* a NUL byte in the text, and a text that is not NUL-terminated */
     check_fast("{\"a\":\"b\0\"}", 9, false);
     check_fast("[1,2]9", 5, true);
+    /* every byte in a string, alone and after plain ones: jansson's verdict */
+    for (int c = 1; c < 256; c++) {
+        char t[16];
+        int n = snprintf(t, sizeof(t), "[\"%c\",\"ab%ccd\"]", c, c);
+        json_error_t je;
+        json_t *ref = json_loadb(t, (size_t)n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+        check_fast(t, (size_t)n, ref != NULL && c != '\\' ? 1 : 0);
+        json_decref(ref);
+    }
     /* nesting: plain up to 64, then jansson's */
     char deep[300];
     for (int d = 60; d <= 70; d += 10) {
