@@ -57,8 +57,8 @@ char *am_xstrndup(const char *s, size_t n);
  * inside a scope (am_scratch_begin() .. am_scratch_end()) on a thread,
  * am_scratch_malloc() hands out blocks from that thread's slab, a fixed
  * 64 KiB block reused from its start once every block of it is freed; past
- * the slab, outside a scope, with -Darena_debug, and for a thread that found
- * no slab (64 at most), it is am_xmalloc(). am_scratch_free() takes a block
+ * the slab, outside a scope, with -Darena_debug or AddressSanitizer, and for
+ * a thread that found no slab (64 at most), it is am_xmalloc(). am_scratch_free() takes a block
  * of either kind, on any thread, and NULL. A scope is for values that die
  * soon (a parsed request body): a block still alive at the next scope keeps
  * its slab from being reused (correct, only slower). Never NULL; thread-safe.

@@ -9,14 +9,27 @@
  * waits, and the scope's allocations go to the heap. Slabs are listed in a
  * registry so that am_scratch_free() tells their blocks from heap blocks by
  * address; a thread's slab returns to the registry when the thread exits
- * and another thread adopts it. With -Darena_debug every block is the heap's
- * (AddressSanitizer sees each one). */
+ * and another thread adopts it. With -Darena_debug and under
+ * AddressSanitizer every block is the heap's (ASan sees each one). */
 #include "am.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+/* AddressSanitizer checks heap blocks only: under it, as with
+ * -Darena_debug, every block is the heap's. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SCRATCH_OFF 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SCRATCH_OFF 1
+#endif
+#endif
+#if defined(AM_ARENA_DEBUG) && !defined(SCRATCH_OFF)
+#define SCRATCH_OFF 1
+#endif
 
 #define SLAB_SIZE  (64 * 1024)
 #define MAX_SLABS  64
@@ -98,7 +111,7 @@ static bool idle(const slab_t *s)
 bool am_scratch_begin(void)
 {
     bool was = active;
-#ifndef AM_ARENA_DEBUG
+#ifndef SCRATCH_OFF
     active = true;
     if (mine != NULL && idle(mine))
         mine->used = 0;
