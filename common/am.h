@@ -50,6 +50,25 @@ void *am_xrealloc(void *p, size_t n);
 char *am_xstrdup(const char *s);
 char *am_xstrndup(const char *s, size_t n);
 
+/* ---- scratch slabs ---------------------------------------------------- */
+
+/*
+ * An allocator pair for a library's hooks (alertmapd gives it to jansson):
+ * inside a scope (am_scratch_begin() .. am_scratch_end()) on a thread,
+ * am_scratch_malloc() hands out blocks from that thread's slab, a fixed
+ * 64 KiB block reused from its start once every block of it is freed; past
+ * the slab, outside a scope, with -Darena_debug or AddressSanitizer, and for
+ * a thread that found no slab (64 at most), it is am_xmalloc(). am_scratch_free() takes a block
+ * of either kind, on any thread, and NULL. A scope is for values that die
+ * soon (a parsed request body): a block still alive at the next scope keeps
+ * its slab from being reused (correct, only slower). Never NULL; thread-safe.
+ * begin returns the previous state for end, so scopes nest.
+ */
+void *am_scratch_malloc(size_t n);
+void am_scratch_free(void *p);
+bool am_scratch_begin(void);
+void am_scratch_end(bool was);
+
 /* ---- arena ------------------------------------------------------------ */
 
 /*
@@ -113,6 +132,10 @@ void am_buf_init(am_buf_t *b, size_t max);
 void am_buf_dispose(am_buf_t *b);
 /* Append n bytes of p / the string s / one char / printf output. */
 void am_buf_append(am_buf_t *b, const void *p, size_t n);
+/* Room for n more bytes (and the NUL after them) at b->data + b->len, for a
+ * caller that writes them in place and then sets b->len (and the NUL) itself.
+ * NULL, and b failed, when n more bytes would pass the bound. */
+char *am_buf_reserve(am_buf_t *b, size_t n);
 void am_buf_puts(am_buf_t *b, const char *s);
 void am_buf_putc(am_buf_t *b, char c);
 void am_buf_printf(am_buf_t *b, const char *fmt, ...) AM_PRINTF(2, 3);

@@ -45,6 +45,11 @@ void am_buf_append(am_buf_t *b, const void *p, size_t n)
     b->data[b->len] = '\0';
 }
 
+char *am_buf_reserve(am_buf_t *b, size_t n)
+{
+    return reserve(b, n) ? b->data + b->len : NULL;
+}
+
 void am_buf_puts(am_buf_t *b, const char *s)
 {
     am_buf_append(b, s, strlen(s));
@@ -52,15 +57,30 @@ void am_buf_puts(am_buf_t *b, const char *s)
 
 void am_buf_putc(am_buf_t *b, char c)
 {
+    /* the common case without reserve(): room for c and the NUL */
+    if (b->len + 2 <= b->cap && !b->failed && (b->max == 0 || b->len + 1 <= b->max)) {
+        b->data[b->len++] = c;
+        b->data[b->len] = '\0';
+        return;
+    }
     am_buf_append(b, &c, 1);
 }
 
 void am_buf_printf(am_buf_t *b, const char *fmt, ...)
 {
     va_list ap;
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    /* into the room there is, when it fits (vsnprintf writes the NUL) */
+    int n = vsnprintf(room && !b->failed ? b->data + b->len : NULL, room && !b->failed ? room : 0,
+                      fmt, ap);
     va_end(ap);
+    if (n >= 0 && (size_t)n < room && !b->failed && (b->max == 0 || b->len + (size_t)n <= b->max)) {
+        b->len += (size_t)n;
+        return;
+    }
+    if (room > 0 && !b->failed)
+        b->data[b->len] = '\0'; /* undo the partial write */
     if (n < 0) {
         b->failed = true;
         return;

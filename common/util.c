@@ -55,20 +55,35 @@ void am_format_time(char buf[32], int64_t t_us)
         frac += 1000000;
         s -= 1;
     }
-    time_t tt = (time_t)s;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    /* the second's text is kept per thread: log lines come many a second */
+    static _Thread_local int64_t last_s = INT64_MIN;
+    static _Thread_local char last[32];
+    static _Thread_local size_t last_n;
+    if (s != last_s) {
+        time_t tt = (time_t)s;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        last_n = strftime(last, sizeof(last), "%Y-%m-%dT%H:%M:%S", &tm);
+        last_s = s;
+    }
+    size_t n = last_n;
+    memcpy(buf, last, n);
     if (frac != 0) {
-        char f[8];
-        snprintf(f, sizeof(f), "%06d", (int)frac);
+        char f[7];
+        for (int i = 5; i >= 0; i--, frac /= 10)
+            f[i] = (char)('0' + frac % 10);
         int k = 6;
         while (k > 1 && f[k - 1] == '0')
             k--;
-        f[k] = '\0';
-        n += (size_t)snprintf(buf + n, 32 - n, ".%s", f);
+        if (n + 1 + (size_t)k < 31) {
+            buf[n++] = '.';
+            memcpy(buf + n, f, (size_t)k);
+            n += (size_t)k;
+        }
     }
-    snprintf(buf + n, 32 - n, "Z");
+    if (n < 31)
+        buf[n++] = 'Z';
+    buf[n] = '\0';
 }
 
 int am_days_in_month(int64_t y, int m)
@@ -203,6 +218,7 @@ void am_log(am_log_level_t level, const char *event, ...)
         return;
     am_buf_t b;
     am_buf_init(&b, 1 << 16);
+    am_buf_reserve(&b, 512); /* a request line in one allocation */
     char ts[32];
     am_format_time(ts, am_now_us());
     am_buf_printf(&b, "{\"time\":\"%s\",\"level\":\"%s\",\"event\":", ts, names[level]);

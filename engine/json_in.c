@@ -15,7 +15,7 @@
  *   itself is not changed: the stored raw payload keeps the original bytes.
  * Anything else that is not valid JSON is left to jansson's own error.
  */
-#include "eng.h"
+#include "json_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -115,6 +115,25 @@ static num_verdict_t classify(const char *s, size_t len)
     return (isinf(d) && errno == ERANGE) ? NUM_QUOTE : NUM_OK;
 }
 
+/* The index of the quote that ends the string whose text starts at
+ * body[from], or len: the first quote after an even run of backslashes
+ * (a backslash escapes the byte after it). */
+static size_t string_end(const char *body, size_t from, size_t len)
+{
+    for (size_t i = from; i < len;) {
+        const char *q = memchr(body + i, '"', len - i);
+        if (q == NULL)
+            return len;
+        size_t at = (size_t)(q - body), bs = 0;
+        while (at - bs > from && body[at - bs - 1] == '\\')
+            bs++;
+        if (bs % 2 == 0)
+            return at;
+        i = at + 1;
+    }
+    return len;
+}
+
 int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values, am_arena_t *a,
                    eng_error_t *err)
 {
@@ -124,10 +143,7 @@ int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values
         char c = body[i];
         if (c == '"') {
             nvalues++;
-            for (i++; i < len && body[i] != '"'; i++)
-                if (body[i] == '\\')
-                    i++;
-            i++;
+            i = string_end(body, i + 1, len) + 1;
         } else if (c == '-' || is_digit(c)) {
             size_t b = i;
             while (i < len && (is_digit(body[i]) || body[i] == '-' || body[i] == '+' ||
@@ -201,7 +217,13 @@ int eng_json_parse(json_t **out, const char *body, size_t len, size_t max_values
     }
     /* Duplicate keys are refused: the signed bytes must mean one thing. */
     json_error_t jerr;
-    *out = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    /* the tree lives until the engine step ends: from the scratch slab
+     * when the program gave jansson am_scratch_malloc (alertmapd does) */
+    bool was = am_scratch_begin();
+    *out = eng_json_fast(text, tlen);
+    if (*out == NULL) /* anything but the plain path: jansson decides, and words the error */
+        *out = json_loadb(text, tlen, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    am_scratch_end(was);
     if (*out == NULL)
         return fail(err, AM_EINVAL, "INVALID_JSON", "invalid JSON: %s (line %d, column %d)",
                     jerr.text, jerr.line, jerr.column);

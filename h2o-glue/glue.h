@@ -289,13 +289,14 @@ int glue_list_query(store_query_t *q, const glue_qparam_t *params, size_t n, cha
  * string the caller frees (never NULL: a message that is not UTF-8 is
  * replaced by "(unprintable)"). */
 char *glue_error_json(const char *code, const char *message);
-/* The 202 body of an ingest: {"data":{"alert_uuid","status","is_duplicate",
- * "duplicate_count"}} for the first alert, plus "alerts":[...] for each one
- * when with_list. New reference; NULL only when n is 0. */
 /* The replay-protection store of ingest (ingest.c); NULL: none. Start-up
  * only (before the loops run). */
 void glue_ingest_set_deliveries(store_deliveries_t *d);
-json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_list);
+/* The 202 body of an ingest as compact JSON text: {"data":{"alert_uuid",
+ * "status","is_duplicate","duplicate_count"}} for the first alert, plus
+ * "alerts":[...] for each one when with_list. Heap (the caller frees it);
+ * NULL only when n is 0. Reentrant. */
+char *glue_ingest_text(const store_alert_outcome_t *o, size_t n, bool with_list);
 /* Adds the output filter that turns libh2o's own plain-text errors (413,
  * 400, 417, any other status >= 400 not sent by glue_respond) into the JSON
  * error body. */

@@ -57,28 +57,39 @@ char *glue_error_json(const char *code, const char *message)
     return s ? s : am_xstrdup("{\"error\":{\"code\":\"INTERNAL\",\"message\":\"(unprintable)\"}}");
 }
 
-static json_t *outcome_json(const store_alert_outcome_t *o)
+/* One outcome's members, as json_dumps(JSON_COMPACT) writes them. */
+static void outcome_text(am_buf_t *b, const store_alert_outcome_t *o)
 {
-    json_t *count = o->is_duplicate ? json_integer((json_int_t)o->duplicate_count) : json_null();
-    return json_pack("{s:s,s:s,s:b,s:o}", "alert_uuid", o->uuid, "status",
-                     o->is_duplicate ? "deduplicated" : "queued", "is_duplicate",
-                     (int)o->is_duplicate, "duplicate_count", count);
+    am_buf_puts(b, "{\"alert_uuid\":");
+    am_buf_json_string(b, o->uuid, strnlen(o->uuid, sizeof(o->uuid)));
+    if (o->is_duplicate)
+        am_buf_printf(b,
+                      ",\"status\":\"deduplicated\",\"is_duplicate\":true,\"duplicate_count\":%lld",
+                      (long long)o->duplicate_count);
+    else
+        am_buf_puts(b, ",\"status\":\"queued\",\"is_duplicate\":false,\"duplicate_count\":null");
 }
 
-json_t *glue_ingest_json(const store_alert_outcome_t *o, size_t n, bool with_list)
+char *glue_ingest_text(const store_alert_outcome_t *o, size_t n, bool with_list)
 {
     if (n == 0)
         return NULL;
-    /* jansson allocates with am_xmalloc (aborts when the heap is gone) and
-     * every string here is a uuid or a literal: nothing below fails */
-    json_t *data = outcome_json(&o[0]);
+    am_buf_t b;
+    am_buf_init(&b, 0);
+    am_buf_puts(&b, "{\"data\":");
+    outcome_text(&b, &o[0]);
     if (with_list) {
-        json_t *list = json_array();
-        json_object_set_new(data, "alerts", list);
-        for (size_t i = 0; i < n; i++)
-            json_array_append_new(list, outcome_json(&o[i]));
+        am_buf_puts(&b, ",\"alerts\":[");
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0)
+                am_buf_putc(&b, ',');
+            outcome_text(&b, &o[i]);
+            am_buf_putc(&b, '}');
+        }
+        am_buf_putc(&b, ']');
     }
-    return json_pack("{s:o}", "data", data);
+    am_buf_puts(&b, "}}");
+    return am_buf_steal(&b); /* unbounded: never NULL */
 }
 
 const char *glue_header_find(const h2o_headers_t *headers, const char *name, size_t *len)

@@ -85,10 +85,60 @@ static const char *dump_into(json_t *v, int flags, am_arena_t *a)
     return copy;
 }
 
+/* Whether json_dumps writes s as it is, between quotes: printable ASCII
+ * without a quote or a backslash. */
+static bool plain_text(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
+/* optional_fields() when every value set is plain_text(): the same bytes,
+ * written directly. False (nothing written) for any other value. */
+static bool plain_fields(const char **out, const eng_alert_t *al, am_arena_t *a)
+{
+    size_t len = 2;
+    for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++) {
+        if (al->field[f] == NULL)
+            continue;
+        if (!plain_text(al->field[f]))
+            return false;
+        len += strlen(eng_field_name((eng_field_t)f)) + strlen(al->field[f]) + 6;
+    }
+    char *o = am_arena_alloc(a, len + 1);
+    if (o == NULL)
+        return true; /* *out NULL: the arena's cap */
+    *out = o;
+    const char *sep = "{\"";
+    for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++) {
+        if (al->field[f] == NULL)
+            continue;
+        const char *parts[] = {sep, eng_field_name((eng_field_t)f), "\":\"", al->field[f], "\""};
+        for (size_t i = 0; i < AM_ARRAY_LEN(parts); i++) {
+            size_t n = strlen(parts[i]);
+            memcpy(o, parts[i], n);
+            o += n;
+        }
+        sep = ",\"";
+    }
+    *o++ = '}';
+    *o = '\0';
+    return true;
+}
+
 /* {"src_ip":…, …} of the optional fields that are set, or NULL when none. */
 static int optional_fields(const char **out, const eng_alert_t *al, am_arena_t *a)
 {
     *out = NULL;
+    bool any = false;
+    for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT && !any; f++)
+        any = al->field[f] != NULL;
+    if (!any)
+        return AM_OK;
+    if (plain_fields(out, al, a))
+        return *out ? AM_OK : AM_ELIMIT;
     json_t *obj = NULL;
     for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++) {
         if (al->field[f] == NULL)
@@ -185,9 +235,7 @@ static void on_ingested(const store_ingest_result_t *res, void *ctx)
         if (p->nalerts > 0) {
             /* the answer is recorded before it is sent: a replay that sees
              * the row completed gets exactly these bytes */
-            json_t *v = glue_ingest_json(p->outcomes, p->nalerts, p->with_list);
-            p->answer = v ? json_dumps(v, JSON_COMPACT) : NULL;
-            json_decref(v);
+            p->answer = glue_ingest_text(p->outcomes, p->nalerts, p->with_list);
             if (p->answer != NULL &&
                 store_delivery_complete(deliveries, p->dl.source, p->dl.key, p->dl.token, 202,
                                         p->answer, on_recorded, p) == AM_OK)
@@ -224,10 +272,9 @@ static void ingest_complete(glue_reqctx_t *rc, glue_pending_t *base)
         return;
     }
     rc->alert_uuid = am_arena_strdup(rc->arena, p->outcomes[0].uuid);
-    if (p->answer != NULL)
-        glue_send_json(rc, 202, p->answer, strlen(p->answer));
-    else
-        glue_send_value(rc, 202, glue_ingest_json(p->outcomes, p->nalerts, p->with_list));
+    if (p->answer == NULL)
+        p->answer = glue_ingest_text(p->outcomes, p->nalerts, p->with_list);
+    glue_send_json(rc, 202, p->answer, strlen(p->answer));
 }
 
 static void ingest_dispose(glue_pending_t *base)

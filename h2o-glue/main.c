@@ -127,8 +127,9 @@ static const char *signal_name(int sig)
 int main(int argc, char **argv)
 {
     /* out of memory aborts with a message (am_oom), in jansson too: its
-     * creation functions then fail only for bad input */
-    json_set_alloc_funcs(am_xmalloc, free);
+     * creation functions then fail only for bad input. The tree of a
+     * request body comes from the thread's scratch slab (eng_json_parse). */
+    json_set_alloc_funcs(am_scratch_malloc, am_scratch_free);
     glue_config_t cfg;
     glue_action_t action;
     char err[512];

@@ -235,17 +235,21 @@ static void elem(am_buf_t *b, const char *s)
         am_buf_puts(b, "NULL");
         return;
     }
-    am_buf_putc(b, '"');
-    const char *run = s;
-    for (const char *q = s; *q; q++) {
-        if (*q == '"' || *q == '\\') {
-            am_buf_append(b, run, (size_t)(q - run));
-            am_buf_putc(b, '\\');
-            run = q;
-        }
+    /* the worst case (every byte escaped) reserved once, then written in
+     * place: a raw payload has hundreds of quotes */
+    size_t n = strlen(s);
+    char *o = am_buf_reserve(b, 2 * n + 2);
+    if (o == NULL)
+        return;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            *o++ = '\\';
+        *o++ = s[i];
     }
-    am_buf_puts(b, run);
-    am_buf_putc(b, '"');
+    *o++ = '"';
+    *o = '\0';
+    b->len = (size_t)(o - b->data);
 }
 
 /* Appends an unquoted element (numbers, t/f). */

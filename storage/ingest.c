@@ -63,8 +63,64 @@ static bool utf8_valid(const char *s)
     return true;
 }
 
+static bool reserved_key(const char *k, size_t n)
+{
+    for (size_t i = 0; i < AM_ARRAY_LEN(reserved_keys); i++)
+        if (strncmp(k, reserved_keys[i], n) == 0 && reserved_keys[i][n] == '\0')
+            return true;
+    return false;
+}
+
+/* The end of the string "…" at s (its opening quote) when it holds only
+ * printable ASCII without a backslash, else NULL. */
+static const char *plain_string(const char *s)
+{
+    if (*s != '"')
+        return NULL;
+    for (s++; *s != '"'; s++)
+        if (*s < 0x20 || *s > 0x7e || *s == '\\')
+            return NULL;
+    return s + 1;
+}
+
+/* fields_valid() of the common shape, {"key":"value",...} compact with
+ * printable ASCII and no escapes, without a parse: true with the verdict
+ * in *ok, false for any other text. */
+static bool flat_fields_valid(const char *t, bool *ok)
+{
+    const char *key[16];
+    size_t klen[16], n = 0;
+    if (*t++ != '{')
+        return false;
+    *ok = true;
+    if (*t == '}')
+        return t[1] == '\0';
+    for (;;) {
+        const char *k = t, *e = plain_string(t);
+        if (e == NULL || *e != ':' || n == AM_ARRAY_LEN(key))
+            return false;
+        key[n] = k + 1;
+        klen[n] = (size_t)(e - k) - 2;
+        for (size_t i = 0; i < n; i++)
+            if (klen[i] == klen[n] && memcmp(key[i], key[n], klen[n]) == 0)
+                *ok = false; /* a duplicate: jansson's parse refuses it */
+        if (reserved_key(key[n], klen[n]))
+            *ok = false;
+        n++;
+        if ((t = plain_string(e + 1)) == NULL)
+            return false;
+        if (*t == '}')
+            return t[1] == '\0';
+        if (*t++ != ',')
+            return false;
+    }
+}
+
 static bool fields_valid(const char *text)
 {
+    bool flat_ok;
+    if (flat_fields_valid(text, &flat_ok))
+        return flat_ok;
     json_error_t e;
     json_t *o = json_loads(text, JSON_REJECT_DUPLICATES, &e);
     bool ok = json_is_object(o);

@@ -169,13 +169,20 @@ void store_pg_text_array(am_buf_t *b, const char *const *v, size_t n)
             am_buf_puts(b, "NULL");
             continue;
         }
-        am_buf_putc(b, '"');
+        /* the worst case (every byte escaped) reserved, then written in place */
+        size_t len = strlen(v[i]);
+        char *o = am_buf_reserve(b, 2 * len + 2);
+        if (o == NULL)
+            return;
+        *o++ = '"';
         for (const char *p = v[i]; *p; p++) {
             if (*p == '"' || *p == '\\')
-                am_buf_putc(b, '\\');
-            am_buf_putc(b, *p);
+                *o++ = '\\';
+            *o++ = *p;
         }
-        am_buf_putc(b, '"');
+        *o++ = '"';
+        *o = '\0';
+        b->len = (size_t)(o - b->data);
     }
     am_buf_putc(b, '}');
 }

@@ -70,7 +70,8 @@ bool store_pgerr_retryable(const PGresult *res);
  * result. Returns 0 or -1 (and *cls when not NULL, err filled). */
 int store_pg_exec_simple(PGconn *c, const char *sql, pgerr_class_t *cls, char *err, size_t errlen);
 
-/* Appends a PostgreSQL text[] literal ({"a","b"}) of n strings (NULL ones as NULL). */
+/* Appends a PostgreSQL text[] literal ({"a","b"}) of n strings (NULL ones as NULL).
+ * Reserves twice a string's length for it: for an unbounded b. */
 void store_pg_text_array(am_buf_t *b, const char *const *v, size_t n);
 
 /* Copies the first line of a libpq error message into err. */

@@ -1,7 +1,8 @@
 /* tests/engine/test_json_in.c - reading a request body (engine/json_in.c):
  * integers beyond 64 bits become exact strings, numbers PostgreSQL cannot
  * store are refused, the value count is bounded before jansson allocates,
- * invalid JSON keeps jansson's message. */
+ * invalid JSON keeps jansson's message; the fast reader (json_fast.c)
+ * builds jansson's tree or leaves the text to jansson. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eng.h"
+#include "json_internal.h"
 
 static int parse(json_t **out, const char *text, size_t max, eng_error_t *err)
 {
@@ -102,6 +103,123 @@ static void invalid_json_keeps_jansson_message(void **state)
     assert_string_equal(err.code, "INVALID_JSON");
 }
 
+/* eng_json_fast(text) is NULL (fast false) or jansson's tree, same order. */
+static void check_fast(const char *text, size_t len, bool fast)
+{
+    json_t *f = eng_json_fast(text, len);
+    json_error_t je;
+    json_t *ref = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+    if (!fast) {
+        if (f != NULL)
+            fail_msg("fast reader took %.*s", (int)len, text);
+    } else {
+        if (f == NULL || ref == NULL)
+            fail_msg("fast reader %s, jansson %s: %.*s", f ? "took" : "refused",
+                     ref ? "took" : je.text, (int)len, text);
+        char *a = json_dumps(f, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *b = json_dumps(ref, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!json_equal(f, ref) || strcmp(a, b) != 0)
+            fail_msg("%.*s: fast %s, jansson %s", (int)len, text, a, b);
+        free(a);
+        free(b);
+    }
+    json_decref(f);
+    json_decref(ref);
+}
+
+static void fast_reader_builds_janssons_tree(void **state)
+{
+    (void)state;
+    static const char *const same[] = {
+        "{}",
+        "[]",
+        " {\"a\" : [ ] , \"b\":{ }}\r\n\t",
+        "\"s\"",
+        "0",
+        "-0",
+        "1.5",
+        "-0.0",
+        "1e5",
+        "1E-5",
+        "2.5e+3",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "true",
+        "null",
+        "[false,true,null,1,\"x\"]",
+        "{\"z\":1,\"a\":2,\"m\":{\"y\":[1,{\"b\":null}]}}",
+        "{\"e\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"}",
+        "{\"u\":\"\\u00e9\\u20ac\\uD83D\\uDE00\\u0041\"}",
+        "{\"k\\u00e9y\":1,\"k\\u00e9\":2}",
+        "{\"utf8\":\"h\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \x7f\"}",
+        "{\"long\":\"0123456789012345678901234567890123456789012345678901234567890123456789\\n\"}",
+        "{\"0123456789012345678901234567890123456789012345678901234567890123456789\\t\":[]}",
+        "[1.7976931348623157e308, 2.2250738585072014e-308, 0.1, 123456789.123456789]",
+    };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+        check_fast(same[i], strlen(same[i]), true);
+    /* what the fast reader leaves to jansson (which refuses most of it) */
+    static const char *const left[] = {
+        "",
+        " ",
+        "{",
+        "{\"a\":1,}",
+        "[1,]",
+        "{\"a\" 1}",
+        "{\"a\":1,\"a\":2}",
+        "01",
+        "-",
+        "1.",
+        ".5",
+        "1e",
+        "+1",
+        "tru",
+        "truex",
+        "nul",
+        "\"\\u0000\"",
+        "\"\\uD800\"",
+        "\"\\uDC00\"",
+        "\"\\uD800\\u0041\"",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"a\x01\"",
+        "\"\xc0\x80\"",
+        "\"\xed\xa0\x80\"",
+        "\"\xf4\x90\x80\x80\"",
+        "\"\xff\"",
+        "\"\xc3\"",
+        "{} x",
+        "[1] [2]",
+        "9223372036854775808",
+        "1e-400",
+        "5e-324",
+        "\xef\xbb\xbf{}",
+        "\"unterminated",
+        "[\"a\\\"]",
+    };
+    for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++)
+        check_fast(left[i], strlen(left[i]), false);
+    /* a NUL byte in the text, and a text that is not NUL-terminated */
+    check_fast("{\"a\":\"b\0\"}", 9, false);
+    check_fast("[1,2]9", 5, true);
+    /* every byte in a string, alone and after plain ones: jansson's verdict */
+    for (int c = 1; c < 256; c++) {
+        char t[16];
+        int n = snprintf(t, sizeof(t), "[\"%c\",\"ab%ccd\"]", c, c);
+        json_error_t je;
+        json_t *ref = json_loadb(t, (size_t)n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+        check_fast(t, (size_t)n, ref != NULL && c != '\\' ? 1 : 0);
+        json_decref(ref);
+    }
+    /* nesting: plain up to 64, then jansson's */
+    char deep[300];
+    for (int d = 60; d <= 70; d += 10) {
+        memset(deep, '[', (size_t)d);
+        memset(deep + d, ']', (size_t)d);
+        check_fast(deep, 2 * (size_t)d, d <= 64);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +227,7 @@ int main(void)
         cmocka_unit_test(numbers_postgresql_cannot_store),
         cmocka_unit_test(value_count_bounded),
         cmocka_unit_test(invalid_json_keeps_jansson_message),
+        cmocka_unit_test(fast_reader_builds_janssons_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,14 +5,16 @@
  * jansson. Checks: 0 with a value, or AM_EINVAL / AM_ELIMIT with a code and
  * a message and no value; a value re-encodes and parses again to an equal
  * value (quoted numbers are ordinary strings by then); with a value bound
- * of 16 a body that passes has at most 16 values.
+ * of 16 a body that passes has at most 16 values. The fast reader
+ * (json_fast.c) gives either nothing or jansson's own tree for the same
+ * text, keys in the same order.
  */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "eng.h"
 #include "fuzz.h"
+#include "json_internal.h"
 
 static size_t count(json_t *v)
 {
@@ -33,6 +35,19 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     /* a copy of exactly the input, so ASan sees any over-read */
     char *body = malloc(size ? size : 1);
     memcpy(body, data, size);
+    json_t *fast = eng_json_fast(body, size);
+    if (fast != NULL) {
+        json_error_t je;
+        json_t *ref = json_loadb(body, size, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+        assert(ref != NULL && json_equal(fast, ref));
+        char *a = json_dumps(fast, JSON_ENCODE_ANY | JSON_COMPACT);
+        char *b = json_dumps(ref, JSON_ENCODE_ANY | JSON_COMPACT);
+        assert(a != NULL && b != NULL && strcmp(a, b) == 0);
+        free(a);
+        free(b);
+        json_decref(ref);
+        json_decref(fast);
+    }
     for (int bounded = 0; bounded < 2; bounded++) {
         am_arena_t *a = am_arena_new(0, 0);
         json_t *v = (json_t *)1;

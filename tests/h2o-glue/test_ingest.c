@@ -98,6 +98,41 @@ static void whole_payload_row(void **state)
     eng_set_unref(s);
 }
 
+/* fields_json is the text json_dumps(JSON_COMPACT) writes of the object of
+ * the fields set, in field order, whether written directly (plain ASCII) or
+ * through jansson (quotes, backslashes, control characters, UTF-8). */
+static void optional_fields_text(void **state)
+{
+    (void)state;
+    eng_set_t *s = shipped();
+    static const char *const bodies[] = {
+        "{\"title\":\"t\",\"src_ip\":\"203.0.113.9\",\"dest_ip\":\"10.0.0.1\","
+        "\"user\":\"alice\",\"url\":\"http://x.example/a?b=c\"}",
+        "{\"title\":\"t\",\"user\":\"DOM\\\\al\\\"ice\",\"url\":\"http://x.example/\"}",
+        "{\"title\":\"t\",\"user\":\"j\\u00f6rg\\t\\u0001\",\"src_ip\":\"203.0.113.9\"}",
+    };
+    for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
+        am_arena_t *a = am_arena_new(4096, 0);
+        store_alert_t *rows;
+        eng_result_t res;
+        json_t *payload = run(&rows, &res, s, "generic", bodies[b], a);
+        json_t *want = json_object();
+        for (int f = ENG_F_SRC_IP; f < ENG_F__COUNT; f++)
+            if (res.alerts[0].field[f] != NULL)
+                json_object_set_new(want, eng_field_name((eng_field_t)f),
+                                    json_string(res.alerts[0].field[f]));
+        assert_true(json_object_size(want) >= 2);
+        char *text = json_dumps(want, JSON_COMPACT);
+        assert_non_null(rows[0].fields_json);
+        assert_string_equal(rows[0].fields_json, text);
+        free(text);
+        json_decref(want);
+        json_decref(payload);
+        am_arena_free(a);
+    }
+    eng_set_unref(s);
+}
+
 static void no_optional_fields(void **state)
 {
     (void)state;
@@ -166,6 +201,7 @@ int main(void)
              root ? root : ".");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(whole_payload_row),
+        cmocka_unit_test(optional_fields_text),
         cmocka_unit_test(no_optional_fields),
         cmocka_unit_test(split_rows),
     };

@@ -757,6 +757,24 @@ static void test_ingest_invalid_input(void **state)
     a = ok;
     a.fields_json = "{\"title\":\"shadow\"}";
     assert_int_equal(store_ingest(g_store, &a, 1, ignore_cb, NULL), AM_EINVAL);
+    /* refused in the flat {"k":"v"} shape as in any other JSON text */
+    static const char *const bad_fields[] = {
+        "{\"src_ip\":\"1.2.3.4\",\"src_ip\":\"5.6.7.8\"}",
+        "{\"src_ip\":\"1.2.3.4\",\"id\":\"x\"}",
+        "{\"src_ip\":\"1.2.3.4\",}",
+        "{\"src_ip\":\"1.2.3.4\"}x",
+        "{\"src_ip\":\"1.2.3.4\"",
+        "{\"src_ip\" : \"1.2.3.4\", \"raw_payload\": 1}",
+        "{\"src_ip\":\"a\\u0000\",\"src_ip\":\"b\"}",
+        "{\"src_\\u0069p\":\"1\",\"src_ip\":\"2\"}",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bad_fields) / sizeof(bad_fields[0]); i++) {
+        a = ok;
+        a.fields_json = bad_fields[i];
+        if (store_ingest(g_store, &a, 1, ignore_cb, NULL) != AM_EINVAL)
+            fail_msg("fields %s taken", bad_fields[i]);
+    }
     store_indicator_t bad_type = {"ipv4", "1.2.3.4", "x"};
     a = ok;
     a.indicators = &bad_type;
