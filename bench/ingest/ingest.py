@@ -143,6 +143,17 @@ def proc_ticks(pid):
         return None
 
 
+def reaped_ticks(pid):
+    """CPU ticks of pid's children that exited and were waited for (cutime +
+    cstime): the backends of clients that disconnected, for the postmaster."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return int(rest[13]) + int(rest[14])
+    except (OSError, IndexError):
+        return 0
+
+
 def proc_status(pid, key):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -431,9 +442,11 @@ class Bench:
                          "-j", "2", "-T", str(d)] + extra + ["-f", path, db])
             log("reference %s: %s" % (name, " ".join(cmd[cmd.index("pgbench"):])))
             pg0 = {p_: proc_ticks(p_) for p_ in [self.postmaster] + children(self.postmaster)}
+            r0 = reaped_ticks(self.postmaster)
             m0 = machine_ticks()
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=d + 120)
             pg1 = {p_: proc_ticks(p_) for p_ in [self.postmaster] + children(self.postmaster)}
+            r1 = reaped_ticks(self.postmaster)
             m1 = machine_ticks()
             m = re.search(r"^tps = ([0-9.]+)", r.stdout, re.M)
             if r.returncode != 0 or not m:
@@ -442,7 +455,10 @@ class Bench:
             alerts = int(self.sql(db, "select count(*) from alerts"))
             # PostgreSQL's CPU per alert in the reference itself, so that the
             # end-to-end figure can be read against it (docs/performance.md)
-            pg_s = sum((v or 0) - (pg0.get(p_) or 0) for p_, v in pg1.items()) / HZ
+            # pgbench's backends have exited by now: the postmaster reaped
+            # their CPU time into its cutime/cstime
+            pg_s = (sum((v or 0) - (pg0.get(p_) or 0) for p_, v in pg1.items())
+                    + r1 - r0) / HZ
             out[name] = {"clients": clients, "alerts_per_tx": per_tx, "seconds": d,
                          "tps": float(m.group(1)), "rate": round(float(m.group(1)) * per_tx, 1),
                          "failed_tx": int(failed.group(1)) if failed else 0,
