@@ -48,9 +48,12 @@ struct wk {
     wk_bundle_t *cur;
     pthread_t *threads;
     unsigned nthreads;
-    atomic_uint gen;  /* bumped by every reload that took effect */
-    pthread_t beat;   /* announces what the workers can do (store_node_t) */
+    atomic_uint gen; /* bumped by every reload that took effect */
+    pthread_t beat;  /* announces what the workers can do (store_node_t) */
     bool beating;
+    store_node_t *node;     /* this process's row; NULL without job threads */
+    bool announced;         /* the announcement of wk_start() was written */
+    unsigned announced_gen; /* gen at that announcement */
     atomic_bool stop;
     bool started;
     wk_ondemand_t *od; /* the on-demand queue and its thread (ondemand.c), or NULL */

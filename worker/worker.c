@@ -845,34 +845,46 @@ static size_t work_types(const wk_bundle_t *b, const char *types[ENG_IOC__COUNT]
     return n;
 }
 
-/* The announcement of what this process's workers can do: at start, within
- * a quarter of a second of a reload, and every WK_BEAT_US; the row goes
- * when the workers stop (009_enrichment_nodes.sql). */
+/* The announcement of what this process's workers can do: once at start,
+ * before wk_start() returns (so that the listener, opened after it, never
+ * sees an ingest the writers judge without it), then from a thread of its
+ * own within a quarter of a second of a reload and every WK_BEAT_US; the
+ * row goes when the workers stop (009_enrichment_nodes.sql). */
 #define WK_BEAT_US ((int64_t)15 * 1000000)
-static void *beat_main(void *arg)
+static int announce(wk_t *w, char *err, size_t errlen)
 {
-    wk_t *w = arg;
-    char host[64] = "host", node[160], err[256];
+    wk_bundle_t *b = wk_bundle_acquire(w);
+    const char *types[ENG_IOC__COUNT];
+    size_t nt = work_types(b, types);
+    bool targets = eng_targets_count(b->targets) > 0;
+    int rc = store_node_announce(w->node, types, nt, targets, err, errlen);
+    wk_bundle_release(w, b);
+    return rc;
+}
+
+static store_node_t *node_new(const char *conninfo)
+{
+    char host[64] = "host", node[160];
     gethostname(host, sizeof(host) - 1);
     unsigned char rnd[4] = {0};
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         memset(rnd, 0, sizeof(rnd));
     snprintf(node, sizeof(node), "%s:%ld:%lld:%02x%02x%02x%02x", host, (long)getpid(),
              (long long)(am_now_us() / 1000000), rnd[0], rnd[1], rnd[2], rnd[3]);
-    store_node_t *n = store_node_new(w->conninfo, node);
-    unsigned seen = atomic_load(&w->gen) - 1;
-    int64_t next = 0;
-    bool warned = false;
+    return store_node_new(conninfo, node);
+}
+
+static void *beat_main(void *arg)
+{
+    wk_t *w = arg;
+    char err[256];
+    unsigned seen = w->announced_gen;
+    int64_t next = w->announced ? am_now_us() + WK_BEAT_US : 0;
+    bool warned = !w->announced;
     while (!atomic_load(&w->stop)) {
         unsigned gen = atomic_load(&w->gen);
         if (gen != seen || am_now_us() >= next) {
-            wk_bundle_t *b = wk_bundle_acquire(w);
-            const char *types[ENG_IOC__COUNT];
-            size_t nt = work_types(b, types);
-            bool targets = eng_targets_count(b->targets) > 0;
-            int rc = store_node_announce(n, types, nt, targets, err, sizeof(err));
-            wk_bundle_release(w, b);
-            if (rc == AM_OK) {
+            if (announce(w, err, sizeof(err)) == AM_OK) {
                 seen = gen;
                 next = am_now_us() + WK_BEAT_US;
                 warned = false;
@@ -885,7 +897,6 @@ static void *beat_main(void *arg)
         }
         wk_nap(w, 250000);
     }
-    store_node_free(n);
     return NULL;
 }
 
@@ -995,6 +1006,12 @@ int wk_start(wk_t *w)
     }
     /* only a process that claims jobs tells the writers what it can do */
     if (w->opt.threads > 0) {
+        char err[256];
+        w->node = node_new(w->conninfo);
+        w->announced_gen = atomic_load(&w->gen);
+        w->announced = announce(w, err, sizeof(err)) == AM_OK;
+        if (!w->announced)
+            am_log(AM_LOG_WARN, "worker_announce_failed", "serror", err, NULL);
         if (pthread_create(&w->beat, NULL, beat_main, w) != 0) {
             wk_stop(w);
             return AM_EIO;
@@ -1037,6 +1054,8 @@ void wk_stop(wk_t *w)
     if (w->beating)
         pthread_join(w->beat, NULL);
     w->beating = false;
+    store_node_free(w->node); /* deletes the row */
+    w->node = NULL;
     wk_ondemand_stop(w);
 }
 

@@ -169,6 +169,8 @@ class RunScriptTest(unittest.TestCase):
         alert = json.loads(outs[1])["data"]
         self.assertEqual((alert["uuid"], alert["source_name"], alert["status"]),
                          (u, "generic", "Open"))
+        # as the README says: no providers, so it is settled at ingest
+        self.assertEqual((alert["enrichment_status"], alert["verdict"]), ("Enriched", "Unknown"))
 
     def interrupt(self):
         # Ctrl-C in a terminal: SIGINT to the whole foreground process group
