@@ -149,6 +149,10 @@ static inline bool am_buf_ok(const am_buf_t *b)
  * every other byte is copied as it is (the caller supplies valid UTF-8).
  * s need not be NUL-terminated; s may be NULL when n is 0. */
 void am_buf_json_string(am_buf_t *b, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence at s[0..n) (1 to 4; n >= 1), or 0 when
+ * the bytes there are not one (overlong forms, surrogates and values past
+ * U+10FFFF included): what jansson accepts. */
+size_t am_utf8_seq(const unsigned char *s, size_t n);
 /* Takes the heap string out of the buffer (caller frees); the buffer is empty
  * afterwards. Returns NULL if the buffer had failed. */
 char *am_buf_steal(am_buf_t *b);

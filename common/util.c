@@ -144,10 +144,7 @@ void am_log_set_level(am_log_level_t min)
     min_level = min;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..n) (1 to 4), or 0 when the
- * bytes there are not one (overlong forms, surrogates and values past
- * U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t am_utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len;
@@ -187,7 +184,7 @@ static void put_string(am_buf_t *b, const char *s)
     size_t n = strlen(s);
     bool valid = true;
     for (size_t i = 0; i < n && valid;) {
-        size_t k = utf8_seq(u + i, n - i);
+        size_t k = am_utf8_seq(u + i, n - i);
         valid = k > 0;
         i += k;
     }
@@ -198,7 +195,7 @@ static void put_string(am_buf_t *b, const char *s)
     am_buf_t t;
     am_buf_init(&t, 0);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(u + i, n - i);
+        size_t k = am_utf8_seq(u + i, n - i);
         if (k == 0) {
             am_buf_puts(&t, "\xef\xbf\xbd");
             i++;

@@ -39,38 +39,6 @@ static void skip_ws(fast_t *f)
         f->p++;
 }
 
-/* Length of the UTF-8 sequence at s (before end) as jansson accepts it:
- * no overlong form, no surrogate, nothing past U+10FFFF; 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, const unsigned char *end)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - s) < len)
-        return 0;
-    unsigned v = c & (0x3fu >> (len - 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3fu);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static int hex4(const char *s)
 {
     int v = 0;
@@ -209,7 +177,7 @@ static bool string(fast_t *f, const char **s, size_t *len)
             esc = true;
             q += 2; /* the escaped character (checked by unescape) */
         } else if (c >= 0x80) {
-            size_t k = utf8_len(q, end);
+            size_t k = am_utf8_seq(q, (size_t)(end - q));
             if (k == 0)
                 return false;
             q += k;
