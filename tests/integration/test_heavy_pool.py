@@ -117,6 +117,17 @@ def strip_uuids(resp):
     return out
 
 
+def leave_on_engine_thread(srv, request_id):
+    """A heavy dry run over HTTP/2 whose client leaves once the engine thread
+    runs it; returns when libh2o has released the request."""
+    c = h2_client(srv, DRY, heavy_alertmanager(), request_id)
+    wait_for(lambda: log_events(srv, "engine_offloaded", request_id),
+             "the heavy dry run to reach the engine thread")
+    leave(c)
+    wait_for(lambda: log_events(srv, "engine_detached", request_id),
+             "the request to be released")
+
+
 class SameAnswerTest(harness.ServerTestCase):
     """The same requests to a server without a pool (everything on the loop)
     and to one whose pool takes every body over 1 KiB."""
@@ -227,12 +238,7 @@ class OneLoopTest(harness.ServerTestCase):
 
     def test_client_leaves_while_on_the_engine_thread(self):
         gone = len(log_events(self.srv, "client_gone"))
-        c = h2_client(self.srv, DRY, heavy_alertmanager(), "gone-running")
-        wait_for(lambda: log_events(self.srv, "engine_offloaded", "gone-running"),
-                 "the request to reach the engine thread")
-        leave(c)
-        wait_for(lambda: log_events(self.srv, "engine_detached", "gone-running"),
-                 "the request to be released")
+        leave_on_engine_thread(self.srv, "gone-running")
         # the thread finishes; its answer is dropped and the record freed
         wait_for(lambda: len(log_events(self.srv, "client_gone")) > gone,
                  "the answer of the request that left to be dropped", timeout=60)
@@ -284,12 +290,7 @@ class ReloadTest(harness.ServerTestCase):
         # the other one is gone when the reload drops the set
         n = len(log_events(self.srv, "reload_ok"))
         gone = len(log_events(self.srv, "client_gone"))
-        c = h2_client(self.srv, DRY, heavy_alertmanager(), "hup-gone")
-        wait_for(lambda: log_events(self.srv, "engine_offloaded", "hup-gone"),
-                 "the heavy dry run to reach the engine thread")
-        leave(c)
-        wait_for(lambda: log_events(self.srv, "engine_detached", "hup-gone"),
-                 "the request to be released")
+        leave_on_engine_thread(self.srv, "hup-gone")
         self.srv.signal(signal.SIGHUP)
         wait_for(lambda: len(log_events(self.srv, "reload_ok")) > n, "the reload")
         wait_for(lambda: len(log_events(self.srv, "client_gone")) > gone,
