@@ -42,6 +42,17 @@
 
 /* ---- the thread --------------------------------------------------------------- */
 
+/* Waits on the lane's condition for at most us microseconds (mu held). */
+static void wait_us(store_lane_t *lane, pthread_mutex_t *mu, int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (us % 1000000) * 1000;
+    ts.tv_sec += (time_t)(us / 1000000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    pthread_cond_timedwait(&lane->cond, mu, &ts);
+}
+
 static void finish(store_t *s, ingest_req_t **reqs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -144,12 +155,7 @@ void *store_writer_main(void *arg)
             int64_t w = store_pgconn_wait_us(&pc);
             if (w == 0)
                 break; /* idle: time for a reconnect attempt */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            int64_t ns = ts.tv_nsec + (w % 1000000) * 1000;
-            ts.tv_sec += (time_t)(w / 1000000 + ns / 1000000000);
-            ts.tv_nsec = (long)(ns % 1000000000);
-            pthread_cond_timedwait(&lane->cond, &s->wmu, &ts);
+            wait_us(lane, &s->wmu, w);
         }
         if (lane->head == NULL && s->wstop) {
             pthread_mutex_unlock(&s->wmu);
@@ -164,12 +170,7 @@ void *store_writer_main(void *arg)
                 int64_t left = until - am_now_us();
                 if (left <= 0)
                     break;
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                int64_t ns = ts.tv_nsec + left * 1000;
-                ts.tv_sec += (time_t)(ns / 1000000000);
-                ts.tv_nsec = (long)(ns % 1000000000);
-                pthread_cond_timedwait(&lane->cond, &s->wmu, &ts);
+                wait_us(lane, &s->wmu, left);
             }
         }
         /* a batch closes before the request that would pass a cap; the
