@@ -248,6 +248,41 @@ static void wait_calls(atomic_int *calls, pthread_mutex_t *mu, pthread_cond_t *c
         fail_msg("only %d of %d callbacks within 60 s", atomic_load(calls), n);
 }
 
+/* A payload past the TOAST threshold is stored compressed with LZ4
+ * (011_payload_lz4.sql) when the server has it, and reads back unchanged. */
+static void test_payload_compressed_lz4(void **state)
+{
+    (void)state;
+    am_buf_t raw;
+    am_buf_init(&raw, 0);
+    am_buf_puts(&raw, "{\"events\":[");
+    for (int i = 0; i < 120; i++)
+        am_buf_printf(&raw, "%s{\"host\":\"ws-%03d.corp.example\",\"action\":\"logon\"}",
+                      i ? "," : "", i);
+    am_buf_puts(&raw, "]}");
+    assert_true(raw.len > 4000);
+    store_alert_t a = th_sample_alert("Large payload", "fp-payload-lz4");
+    a.raw_payload = raw.data;
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    bool lz4 = th_int(g_db,
+                      "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression'"
+                      " AND 'lz4' = ANY (enumvals)",
+                      0) == 1;
+    char *method = th_str(g_db,
+                          "SELECT pg_column_compression(raw_payload) FROM alerts"
+                          " WHERE uuid = $1::uuid",
+                          1, w.out[0].uuid);
+    assert_string_equal(method, lz4 ? "lz4" : "pglz");
+    free(method);
+    char *back = th_str(g_db, "SELECT raw_payload::text FROM alerts WHERE uuid = $1::uuid", 1,
+                        w.out[0].uuid);
+    assert_string_equal(back, raw.data);
+    free(back);
+    th_ingest_dispose(&w);
+    am_buf_dispose(&raw);
+}
+
 static void test_group_commit(void **state)
 {
     (void)state;
@@ -899,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_ingest_one),
         cmocka_unit_test(test_ingest_request_of_three),
         cmocka_unit_test(test_indicator_last_seen_to_the_minute),
+        cmocka_unit_test(test_payload_compressed_lz4),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_dedup_concurrent),
         cmocka_unit_test(test_dedup_concurrent_two_stores),
