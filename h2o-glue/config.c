@@ -29,7 +29,7 @@ void glue_config_usage(FILE *out)
           "  --writer-linger DUR   ALERTMAP_WRITER_LINGER longest wait of a writer for a fuller\n"
           "                                               batch while another writer is busy: ms,\n"
           "                                               or with suffix us/ms, at most 100ms\n"
-          "                                               (default 2ms; 0: none)\n"
+          "                                               (default 500us; 0: none)\n"
           "  --max-body SIZE       ALERTMAP_MAX_BODY      largest request body accepted, bytes or\n"
           "                                               with suffix k/M (default 5M); larger\n"
           "                                               bodies get 413 PAYLOAD_TOO_LARGE\n"
@@ -686,7 +686,7 @@ int glue_config_parse(glue_config_t *cfg, glue_action_t *action, int argc, char 
     cfg->max_scan_bytes = GLUE_DEFAULT_MAX_SCAN_BYTES;
     cfg->max_dry_run_bytes = GLUE_DEFAULT_MAX_DRY_RUN_BYTES;
     cfg->replay_window_s = GLUE_DEFAULT_REPLAY_S;
-    cfg->writer_linger_us = 2000;
+    cfg->writer_linger_us = 500;
     cfg->workers = 2;
     cfg->worker_lease_s = 60;
     cfg->worker_poll_s = 5;

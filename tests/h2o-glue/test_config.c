@@ -67,7 +67,7 @@ static void defaults(void **state)
     assert_true(cfg.threads >= 1);
     assert_int_equal(cfg.max_body, 5 * 1024 * 1024);
     assert_int_equal(cfg.dedup_window_s, 86400);
-    assert_int_equal(cfg.writer_linger_us, 2000);
+    assert_int_equal(cfg.writer_linger_us, 500);
     assert_int_equal(cfg.db_wait_s, 30);
     assert_int_equal(cfg.log_level, AM_LOG_INFO);
     assert_true(cfg.rate_per_key == 100.0 && cfg.burst_per_key == 1000.0);
@@ -181,9 +181,9 @@ static void env_then_flags_win(void **state)
     setenv("ALERTMAP_MAPPINGS", "/etc/alertmap/mappings", 1);
     setenv("ALERTMAP_SQL_DIR", "/usr/share/alertmap/sql", 1);
     setenv("ALERTMAP_LOG_LEVEL", "warn", 1);
-    setenv("ALERTMAP_WRITER_LINGER", "500us", 1);
+    setenv("ALERTMAP_WRITER_LINGER", "750us", 1);
     assert_int_equal(parse(&cfg, &act, err, sizeof(err), NULL), AM_OK);
-    assert_int_equal(cfg.writer_linger_us, 500);
+    assert_int_equal(cfg.writer_linger_us, 750);
     assert_string_equal(cfg.host, "0.0.0.0");
     assert_int_equal(cfg.threads, 3);
     assert_int_equal(cfg.max_body, 512 * 1024);
