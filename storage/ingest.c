@@ -220,7 +220,7 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
     w->fingerprint = am_arena_strdup(ar, a->fingerprint);
     w->raw_payload = am_arena_strdup(ar, a->raw_payload);
     w->fields_json = am_arena_strdup(ar, a->fields_json);
-    snprintf(w->occurred, sizeof(w->occurred), "%lld", (long long)a->occurred_at_us);
+    w->occurred_us = a->occurred_at_us;
     w->fallback = a->occurred_at_fallback;
     w->tags_lit = arena_lit(ar, a->tags, a->ntags);
     const char **types = am_arena_calloc(ar, a->nindicators + 1, sizeof(*types));
@@ -264,18 +264,18 @@ static int copy_alert(am_arena_t *ar, w_alert_t *w, const store_alert_t *a)
     w->nind = n;
     w->ind_types = types;
     w->ind_values = values;
-    /* the caller's strings, copied: the writer reads them (batch.c,
-     * settled alerts) after store_ingest() has returned */
+    w->ind_fields = sf;
+    /* the caller's strings, copied: the writer reads them after
+     * store_ingest() has returned */
     for (size_t i = 0; i < n; i++) {
         types[i] = am_arena_strdup(ar, types[i]);
         values[i] = am_arena_strdup(ar, values[i]);
         if (types[i] == NULL || values[i] == NULL)
             return AM_ELIMIT;
+        if (sf[i] != NULL && (sf[i] = am_arena_strdup(ar, sf[i])) == NULL)
+            return AM_ELIMIT;
     }
-    w->ind_types_lit = arena_lit(ar, types, n);
-    w->ind_values_lit = arena_lit(ar, values, n);
-    w->ind_fields_lit = arena_lit(ar, sf, n);
-    return w->ind_types_lit && w->ind_values_lit && w->ind_fields_lit ? AM_OK : AM_ELIMIT;
+    return AM_OK;
 }
 
 void store_ingest_req_free(ingest_req_t *r)

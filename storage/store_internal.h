@@ -128,11 +128,11 @@ typedef struct query_req query_req_t;
 typedef struct w_alert {
     const char *title, *severity, *source_name, *description, *detection_rule_ref;
     const char *fingerprint, *raw_payload, *fields_json;
-    char occurred[24]; /* µs since the epoch, decimal */
+    int64_t occurred_us; /* µs since the epoch */
     bool fallback;
-    const char *tags_lit; /* text[] literals */
-    const char *ind_types_lit, *ind_values_lit, *ind_fields_lit;
-    const char **ind_types, **ind_values; /* the same, nind of each */
+    const char *tags_lit; /* text[] literal */
+    /* the indicators, deduplicated: nind of each (fields may be NULL) */
+    const char **ind_types, **ind_values, **ind_fields;
     size_t nind;
     bool settled; /* written Enriched with no job by the last batch run (batch.c) */
 } w_alert_t;

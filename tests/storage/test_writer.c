@@ -159,6 +159,56 @@ static void test_ingest_request_of_three(void **state)
     th_ingest_dispose(&w);
 }
 
+/* The values travel as binary arrays (batch.c): multi-byte UTF-8, quotes,
+ * backslashes, braces and newlines arrive as sent, a NULL source field stays
+ * NULL, negative and pre-epoch times keep their sign, and a batch in which
+ * no alert has an indicator (empty arrays) still commits. */
+static void test_values_arrive_as_sent(void **state)
+{
+    (void)state;
+    static const store_indicator_t ind[] = {
+        {"domain", "xn--bcher-kva.example", NULL},
+        {"account", "dom\\user \"x\" {1,2}", "user"},
+    };
+    store_alert_t a = th_sample_alert("Ünïcode — 東京 \"q\" \\ {a,b}", "fp-as-sent");
+    a.description = "line one\nline two, NULL, {}";
+    a.occurred_at_us = -86400000001; /* 1969-12-30T23:59:59.999999Z */
+    a.indicators = ind;
+    a.nindicators = 2;
+    th_ingest_t w;
+    assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
+    char *row = th_str(g_db,
+                       "SELECT concat_ws('|', title, description,"
+                       " to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'),"
+                       " tags[2]) FROM alerts WHERE uuid = $1::uuid",
+                       1, w.out[0].uuid);
+    assert_string_equal(row, "Ünïcode — 東京 \"q\" \\ {a,b}|line one\nline two, NULL, {}|"
+                             "1969-12-30T23:59:59.999999|quote\"and\\back");
+    free(row);
+    char *links = th_str(g_db,
+                         "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
+                         " || coalesce(ai.source_field, '(null)'), ',' ORDER BY ai.position)"
+                         " FROM alerts a JOIN alert_indicators ai ON ai.alert_id = a.id"
+                         " JOIN indicators i ON i.id = ai.indicator_id WHERE a.uuid = $1::uuid",
+                         1, w.out[0].uuid);
+    assert_string_equal(links, "1:domain:xn--bcher-kva.example:(null),"
+                               "2:account:dom\\user \"x\" {1,2}:user");
+    free(links);
+    th_ingest_dispose(&w);
+
+    store_alert_t none = th_sample_alert("No indicators at all", "fp-as-sent-none");
+    none.nindicators = 0;
+    none.ntags = 0;
+    assert_int_equal(th_ingest_sync(g_store, &none, 1, &w), STORE_OK);
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM alerts a WHERE uuid = $1::uuid AND tags = '{}'"
+                            " AND NOT EXISTS (SELECT 1 FROM alert_indicators ai"
+                            " WHERE ai.alert_id = a.id)",
+                            1, w.out[0].uuid),
+                     1);
+    th_ingest_dispose(&w);
+}
+
 /* Ingests th_sample_alert(title); returns the xmin of its ip indicator. */
 static char *ingest_sample_xmin(const char *title, const char *fp)
 {
@@ -249,7 +299,8 @@ static void wait_calls(atomic_int *calls, pthread_mutex_t *mu, pthread_cond_t *c
 }
 
 /* A payload past the TOAST threshold is stored compressed with LZ4
- * (011_payload_lz4.sql) when the server has it, and reads back unchanged. */
+ * (011_payload_lz4.sql) when the server has it, and reads back unchanged;
+ * the other compressible columns of alerts use LZ4 too. */
 static void test_payload_compressed_lz4(void **state)
 {
     (void)state;
@@ -275,6 +326,14 @@ static void test_payload_compressed_lz4(void **state)
                           1, w.out[0].uuid);
     assert_string_equal(method, lz4 ? "lz4" : "pglz");
     free(method);
+    /* and every other column the row's compression may try after it */
+    assert_int_equal(th_int(g_db,
+                            "SELECT count(*) FROM pg_attribute a JOIN pg_type t ON"
+                            " t.oid = a.atttypid WHERE a.attrelid = 'alerts'::regclass AND"
+                            " a.attnum > 0 AND NOT a.attisdropped AND t.typstorage <> 'p' AND"
+                            " a.attcompression <> $1",
+                            1, lz4 ? "l" : ""),
+                     0);
     char *back = th_str(g_db, "SELECT raw_payload::text FROM alerts WHERE uuid = $1::uuid", 1,
                         w.out[0].uuid);
     assert_string_equal(back, raw.data);
@@ -933,6 +992,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ingest_one),
         cmocka_unit_test(test_ingest_request_of_three),
+        cmocka_unit_test(test_values_arrive_as_sent),
         cmocka_unit_test(test_indicator_last_seen_to_the_minute),
         cmocka_unit_test(test_payload_compressed_lz4),
         cmocka_unit_test(test_group_commit),
