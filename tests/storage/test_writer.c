@@ -45,6 +45,18 @@ static bool is_uuid(const char *s)
     return true;
 }
 
+/* The links of the alert with this uuid, in extraction order:
+ * "position:type:value:source_field,..." ("(null)" for no source field). */
+static char *links_of(const char *uuid)
+{
+    return th_str(g_db,
+                  "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
+                  " || coalesce(ai.source_field, '(null)'), ',' ORDER BY ai.position)"
+                  " FROM alerts a JOIN alert_indicators ai ON ai.alert_id = a.id"
+                  " JOIN indicators i ON i.id = ai.indicator_id WHERE a.uuid = $1::uuid",
+                  1, uuid);
+}
+
 static void test_ingest_one(void **state)
 {
     (void)state;
@@ -78,12 +90,7 @@ static void test_ingest_one(void **state)
                1, u),
         1);
     /* indicators and links, in extraction order */
-    char *links = th_str(g_db,
-                         "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
-                         " || ai.source_field, ',' ORDER BY ai.position)"
-                         " FROM alerts a JOIN alert_indicators ai ON ai.alert_id = a.id"
-                         " JOIN indicators i ON i.id = ai.indicator_id WHERE a.uuid = $1::uuid",
-                         1, u);
+    char *links = links_of(u);
     assert_string_equal(links, "1:ip:203.0.113.9:src_ip,2:domain:evil.example.com:description");
     free(links);
     /* exactly one queued job, announced by NOTIFY after commit */
@@ -185,12 +192,7 @@ static void test_values_arrive_as_sent(void **state)
     assert_string_equal(row, "Ünïcode — 東京 \"q\" \\ {a,b}|line one\nline two, NULL, {}|"
                              "1969-12-30T23:59:59.999999|quote\"and\\back");
     free(row);
-    char *links = th_str(g_db,
-                         "SELECT string_agg(ai.position || ':' || i.type || ':' || i.value || ':'"
-                         " || coalesce(ai.source_field, '(null)'), ',' ORDER BY ai.position)"
-                         " FROM alerts a JOIN alert_indicators ai ON ai.alert_id = a.id"
-                         " JOIN indicators i ON i.id = ai.indicator_id WHERE a.uuid = $1::uuid",
-                         1, w.out[0].uuid);
+    char *links = links_of(w.out[0].uuid);
     assert_string_equal(links, "1:domain:xn--bcher-kva.example:(null),"
                                "2:account:dom\\user \"x\" {1,2}:user");
     free(links);
@@ -904,13 +906,8 @@ static void test_ingest_empty_request_and_repeated_indicator(void **state)
     a.indicators = ind;
     a.nindicators = 3;
     assert_int_equal(th_ingest_sync(g_store, &a, 1, &w), STORE_OK);
-    char *links = th_str(g_db,
-                         "SELECT string_agg(ai.position || ':' || i.type || ':' || ai.source_field,"
-                         " ',' ORDER BY ai.position) FROM alert_indicators ai JOIN indicators i ON"
-                         " i.id = ai.indicator_id JOIN alerts a ON a.id = ai.alert_id WHERE"
-                         " a.uuid = $1::uuid",
-                         1, w.out[0].uuid);
-    assert_string_equal(links, "1:ip:src_ip,2:url:description");
+    char *links = links_of(w.out[0].uuid);
+    assert_string_equal(links, "1:ip:198.51.100.7:src_ip,2:url:http://x.example/a:description");
     free(links);
     th_ingest_dispose(&w);
 }
