@@ -289,10 +289,10 @@ enum {
 /* The element type of each array parameter ($13, the window, is a scalar
  * sent as text). */
 static const uint32_t PARAM_OID[NPARAM] = {
-    [P_TITLE] = OID_TEXT, [P_SEV] = OID_TEXT,   [P_OCC] = OID_INT8,     [P_FB] = OID_BOOL,
-    [P_SRC] = OID_TEXT,   [P_DESCR] = OID_TEXT, [P_TAGS] = OID_TEXT,    [P_RAW] = OID_TEXT,
-    [P_RULE] = OID_TEXT,  [P_FIELDS] = OID_TEXT, [P_FP] = OID_TEXT,     [P_UUID] = OID_UUID,
-    [P_IORD] = OID_INT8,  [P_ITYPE] = OID_TEXT, [P_IVAL] = OID_TEXT,    [P_ISF] = OID_TEXT,
+    [P_TITLE] = OID_TEXT, [P_SEV] = OID_TEXT,     [P_OCC] = OID_INT8,  [P_FB] = OID_BOOL,
+    [P_SRC] = OID_TEXT,   [P_DESCR] = OID_TEXT,   [P_TAGS] = OID_TEXT, [P_RAW] = OID_TEXT,
+    [P_RULE] = OID_TEXT,  [P_FIELDS] = OID_TEXT,  [P_FP] = OID_TEXT,   [P_UUID] = OID_UUID,
+    [P_IORD] = OID_INT8,  [P_ITYPE] = OID_TEXT,   [P_IVAL] = OID_TEXT, [P_ISF] = OID_TEXT,
     [P_IPOS] = OID_INT4,  [P_SETTLED] = OID_BOOL, [P_IV] = OID_TEXT,
 };
 
@@ -310,8 +310,8 @@ static void params_dispose(params_t *p)
 }
 
 /* Closes the arrays; fills the parameters' values, lengths and formats. */
-static void params_finish(params_t *p, const char *window, const char *v[NPARAM],
-                          int len[NPARAM], int fmt[NPARAM])
+static void params_finish(params_t *p, const char *window, const char *v[NPARAM], int len[NPARAM],
+                          int fmt[NPARAM])
 {
     for (int i = 0; i < NPARAM; i++) {
         if (i == P_WINDOW) {
