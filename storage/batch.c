@@ -257,10 +257,13 @@ static void barr_finish(barr_t *a, uint32_t oid)
     put_be(h + 16, 1, 4); /* lower bound */
 }
 
-/* The parameters under construction, one array per parameter. */
+/* The parameters under construction, one array per parameter; after
+ * params_finish, what libpq sends. */
 typedef struct params {
     barr_t a[NPARAM];
     size_t nalerts, nlinks;
+    const char *v[NPARAM];
+    int len[NPARAM], fmt[NPARAM];
 } params_t;
 
 enum {
@@ -310,20 +313,19 @@ static void params_dispose(params_t *p)
 }
 
 /* Closes the arrays; fills the parameters' values, lengths and formats. */
-static void params_finish(params_t *p, const char *window, const char *v[NPARAM], int len[NPARAM],
-                          int fmt[NPARAM])
+static void params_finish(params_t *p, const char *window)
 {
     for (int i = 0; i < NPARAM; i++) {
         if (i == P_WINDOW) {
-            v[i] = window;
-            len[i] = 0;
-            fmt[i] = 0;
+            p->v[i] = window;
+            p->len[i] = 0;
+            p->fmt[i] = 0;
             continue;
         }
         barr_finish(&p->a[i], PARAM_OID[i]);
-        v[i] = p->a[i].b.data;
-        len[i] = (int)p->a[i].b.len;
-        fmt[i] = 1;
+        p->v[i] = p->a[i].b.data;
+        p->len[i] = (int)p->a[i].b.len;
+        p->fmt[i] = 1;
     }
 }
 
@@ -450,32 +452,12 @@ typedef struct batch {
     bool fallback; /* request by request, with savepoints */
     cmd_t *cmds;
     size_t ncmds;
-    barr_t fps, types, values; /* the whole batch's, for the locks and the upsert */
+    /* the parameters of the whole batch's INGEST_SQL, built once: the
+     * locks take its fingerprints, the upsert its indicators */
+    params_t set;
     char *err;
     size_t errlen;
 } batch_t;
-
-static void build_arrays(batch_t *b)
-{
-    barr_init(&b->fps);
-    barr_init(&b->types);
-    barr_init(&b->values);
-    for (size_t i = 0; i < b->nreq; i++) {
-        if (b->reqs[i]->rejected)
-            continue;
-        for (size_t k = 0; k < b->reqs[i]->n; k++) {
-            const w_alert_t *a = &b->reqs[i]->alerts[k];
-            barr_text(&b->fps, a->fingerprint);
-            for (size_t j = 0; j < a->nind; j++) {
-                barr_text(&b->types, a->ind_types[j]);
-                barr_text(&b->values, a->ind_values[j]);
-            }
-        }
-    }
-    barr_finish(&b->fps, OID_TEXT);
-    barr_finish(&b->types, OID_TEXT);
-    barr_finish(&b->values, OID_TEXT);
-}
 
 static int send_simple(PGconn *c, const char *sql)
 {
@@ -486,19 +468,15 @@ static int send_simple(PGconn *c, const char *sql)
  * alert (fallback). */
 static int send_alerts(batch_t *b, size_t req, size_t alert)
 {
+    if (!b->fallback) {
+        const params_t *p = &b->set;
+        return PQsendQueryPrepared(b->c, "am_ingest", NPARAM, p->v, p->len, p->fmt, 0) ? 0 : -1;
+    }
     params_t p;
     params_init(&p);
-    if (b->fallback) {
-        params_add(&p, b->plan, &b->reqs[req]->alerts[alert]);
-    } else {
-        for (size_t i = 0; i < b->nreq; i++)
-            for (size_t k = 0; !b->reqs[i]->rejected && k < b->reqs[i]->n; k++)
-                params_add(&p, b->plan, &b->reqs[i]->alerts[k]);
-    }
-    const char *v[NPARAM];
-    int len[NPARAM], fmt[NPARAM];
-    params_finish(&p, b->window, v, len, fmt);
-    int rc = PQsendQueryPrepared(b->c, "am_ingest", NPARAM, v, len, fmt, 0) ? 0 : -1;
+    params_add(&p, b->plan, &b->reqs[req]->alerts[alert]);
+    params_finish(&p, b->window);
+    int rc = PQsendQueryPrepared(b->c, "am_ingest", NPARAM, p.v, p.len, p.fmt, 0) ? 0 : -1;
     params_dispose(&p);
     return rc;
 }
@@ -520,13 +498,15 @@ static int send_cmd(batch_t *b, cmd_kind_t kind, size_t req, size_t alert)
     case C_RELEASE:
         return send_simple(c, "RELEASE SAVEPOINT r");
     case C_LOCK: {
-        const char *p[] = {b->fps.b.data};
-        const int len[] = {(int)b->fps.b.len}, fmt[] = {1};
-        return PQsendQueryPrepared(c, "am_lock", 1, p, len, fmt, 0) ? 0 : -1;
+        const params_t *s = &b->set;
+        return PQsendQueryPrepared(c, "am_lock", 1, &s->v[P_FP], &s->len[P_FP], &s->fmt[P_FP], 0)
+                   ? 0
+                   : -1;
     }
     case C_UPSERT: {
-        const char *p[] = {b->types.b.data, b->values.b.data};
-        const int len[] = {(int)b->types.b.len, (int)b->values.b.len}, fmt[] = {1, 1};
+        const params_t *s = &b->set;
+        const char *p[] = {s->v[P_ITYPE], s->v[P_IVAL]};
+        const int len[] = {s->len[P_ITYPE], s->len[P_IVAL]}, fmt[] = {1, 1};
         return PQsendQueryPrepared(c, "am_upsert", 2, p, len, fmt, 0) ? 0 : -1;
     }
     case C_ALERTS:
@@ -611,7 +591,7 @@ static void run_pipeline(batch_t *b, bool head, bool body, size_t from, failure_
     }
     int rc = 0;
     if (head) {
-        if (b->types.n > 0) {
+        if (b->set.nlinks > 0) {
             rc |= send_cmd(b, C_BEGIN, 0, 0);
             rc |= send_cmd(b, C_ASYNC, 0, 0);
             rc |= send_cmd(b, C_UPSERT, 0, 0);
@@ -751,7 +731,11 @@ batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, const store_pl
     for (size_t i = 0; i < nreq; i++)
         ncmd += reqs[i]->n;
     b.cmds = am_xcalloc(ncmd, sizeof(*b.cmds));
-    build_arrays(&b); /* unbounded buffers: cannot fail */
+    params_init(&b.set); /* unbounded buffers: cannot fail */
+    for (size_t i = 0; i < nreq; i++)
+        for (size_t k = 0; !reqs[i]->rejected && k < reqs[i]->n; k++)
+            params_add(&b.set, plan, &reqs[i]->alerts[k]);
+    params_finish(&b.set, b.window);
     batch_result_t br = BATCH_FAILED;
     *retries = 0;
     *fallback = false;
@@ -775,8 +759,6 @@ batch_result_t store_batch_run(PGconn *c, int64_t dedup_window_s, const store_pl
         break;
     }
     free(b.cmds);
-    am_buf_dispose(&b.fps.b);
-    am_buf_dispose(&b.types.b);
-    am_buf_dispose(&b.values.b);
+    params_dispose(&b.set);
     return br;
 }
