@@ -269,6 +269,23 @@ static bool literal(fast_t *f, const char *word, size_t n)
     return f->p >= f->end || !(*f->p >= 'a' && *f->p <= 'z');
 }
 
+/* After a member or an element: 1 past a ',' (and the space after it), 0
+ * past the closing close, -1 at anything else. */
+static int after_item(fast_t *f, char close)
+{
+    skip_ws(f);
+    if (f->p < f->end && *f->p == ',') {
+        f->p++;
+        skip_ws(f);
+        return 1;
+    }
+    if (f->p < f->end && *f->p == close) {
+        f->p++;
+        return 0;
+    }
+    return -1;
+}
+
 static json_t *object(fast_t *f)
 {
     json_t *o = json_object();
@@ -305,17 +322,11 @@ static json_t *object(fast_t *f)
             free(copy);
         if (rc != 0)
             break;
-        skip_ws(f);
-        if (f->p < f->end && *f->p == ',') {
-            f->p++;
-            skip_ws(f);
-            continue;
-        }
-        if (f->p < f->end && *f->p == '}') {
-            f->p++;
+        int next = after_item(f, '}');
+        if (next == 0)
             return o;
-        }
-        break;
+        if (next < 0)
+            break;
     }
     json_decref(o);
     return NULL;
@@ -334,16 +345,11 @@ static json_t *array(fast_t *f)
         json_t *v = value(f);
         if (v == NULL || json_array_append_new(a, v) != 0)
             break;
-        skip_ws(f);
-        if (f->p < f->end && *f->p == ',') {
-            f->p++;
-            continue;
-        }
-        if (f->p < f->end && *f->p == ']') {
-            f->p++;
+        int next = after_item(f, ']');
+        if (next == 0)
             return a;
-        }
-        break;
+        if (next < 0)
+            break;
     }
     json_decref(a);
     return NULL;
